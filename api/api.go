@@ -1,0 +1,218 @@
+// Package api defines the JSON documents of Ferry's HTTP API and agent protocol. The server,
+// the Go client, the agent and the CLI share these types; none of them imports another's code.
+package api
+
+import (
+	"time"
+)
+
+// Agent protocol versions the server speaks. Every agent request carries its version in the
+// ProtocolHeader; the server answers a version outside [MinProtocol, MaxProtocol] with 426.
+const (
+	ProtocolHeader = "Ferry-Protocol"
+	MinProtocol    = 1
+	MaxProtocol    = 1
+	// Protocol is the version this build's agent speaks.
+	Protocol = 1
+)
+
+// Node statuses.
+const (
+	StatusUp      = "up"
+	StatusDown    = "down"
+	StatusRevoked = "revoked"
+)
+
+// Roles of operator tokens.
+const (
+	RoleAdmin  = "admin"
+	RoleViewer = "viewer"
+)
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Site is a place nodes live.
+type Site struct {
+	Name      string    `json:"name"`
+	Tier      int       `json:"tier"`
+	Lat       *float64  `json:"lat,omitempty"`
+	Lon       *float64  `json:"lon,omitempty"`
+	Contact   string    `json:"contact,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	// Nodes counts the site's nodes by status; filled on reads.
+	Nodes map[string]int `json:"nodes,omitempty"`
+}
+
+// SiteDelete asks to remove a site.
+type SiteDelete struct {
+	Force bool `json:"force"`
+}
+
+// Facts are what an agent reports about its machine.
+type Facts struct {
+	Hostname     string `json:"hostname"`
+	OS           string `json:"os"`
+	Arch         string `json:"arch"`
+	CPUs         int    `json:"cpus"`
+	MemoryBytes  uint64 `json:"memory_bytes"`
+	DiskBytes    uint64 `json:"disk_bytes"`
+	DiskFree     uint64 `json:"disk_free_bytes"`
+	AgentVersion string `json:"agent_version"`
+	Protocol     int    `json:"protocol"`
+}
+
+// Node is one machine running the agent.
+type Node struct {
+	Name       string            `json:"name"`
+	Site       string            `json:"site"`
+	Tier       int               `json:"tier"`
+	Status     string            `json:"status"`
+	Labels     map[string]string `json:"labels"`
+	Facts      Facts             `json:"facts"`
+	Apps       []NodeApp         `json:"apps"`
+	Generation int64             `json:"generation"`
+	LastSeen   *time.Time        `json:"last_seen,omitempty"`
+	EnrolledAt time.Time         `json:"enrolled_at"`
+	PublicKey  string            `json:"public_key"`
+}
+
+// NodeApp is an app a node runs (filled by later capabilities; empty for now).
+type NodeApp struct {
+	App     string `json:"app"`
+	Version string `json:"version"`
+}
+
+// LabelChange sets and removes labels on one node or on every node a selector matches.
+type LabelChange struct {
+	Selector string            `json:"selector,omitempty"`
+	Set      map[string]string `json:"set,omitempty"`
+	Remove   []string          `json:"remove,omitempty"`
+}
+
+// LabelResult says which nodes a label change touched.
+type LabelResult struct {
+	Nodes []string `json:"nodes"`
+}
+
+// TokenCreate asks for a token: an enrollment token (Site set) or an operator token (Role set).
+type TokenCreate struct {
+	Site string `json:"site,omitempty"`
+	Role string `json:"role,omitempty"`
+	Uses int    `json:"uses,omitempty"`
+	// TTL as a Go duration string ("24h"); empty means the default for the kind.
+	TTL         string `json:"ttl,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// Token describes a token; Secret is present only in the answer that created it.
+type Token struct {
+	ID          string     `json:"id"`
+	Kind        string     `json:"kind"` // "enroll" or "operator"
+	Site        string     `json:"site,omitempty"`
+	Role        string     `json:"role,omitempty"`
+	UsesLeft    *int       `json:"uses_left,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	Description string     `json:"description,omitempty"`
+	Secret      string     `json:"token,omitempty"`
+}
+
+// Event is one append-only record of a state change.
+type Event struct {
+	ID      int64          `json:"id"`
+	Time    time.Time      `json:"time"`
+	Type    string         `json:"type"`
+	Subject string         `json:"subject"`
+	Data    map[string]any `json:"data,omitempty"`
+}
+
+// Enroll is an agent's first request: it trades a one-off enrollment token for an identity
+// bound to the agent's ed25519 public key. Signature signs EnrollMessage with that key, proving
+// the agent holds the private key.
+type Enroll struct {
+	Token     string            `json:"token"`
+	Name      string            `json:"name"`
+	PublicKey string            `json:"public_key"` // base64 (std) of the 32-byte ed25519 key
+	Labels    map[string]string `json:"labels,omitempty"`
+	Facts     Facts             `json:"facts"`
+	Signature string            `json:"signature"` // base64 (std)
+}
+
+// EnrollMessage is the byte string an enrolling agent signs.
+func EnrollMessage(token, name, publicKey string) []byte {
+	return []byte("ferry-enroll-v1\n" + token + "\n" + name + "\n" + publicKey)
+}
+
+// Enrolled answers Enroll.
+type Enrolled struct {
+	Node string `json:"node"`
+	Site string `json:"site"`
+}
+
+// ChallengeRequest asks for a nonce to sign.
+type ChallengeRequest struct {
+	Node string `json:"node"`
+}
+
+// Challenge is a single-use nonce, valid until ExpiresAt.
+type Challenge struct {
+	Nonce     string    `json:"nonce"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// SessionRequest proves the agent holds its key: Signature signs SessionMessage.
+type SessionRequest struct {
+	Node      string `json:"node"`
+	Nonce     string `json:"nonce"`
+	Signature string `json:"signature"`
+}
+
+// SessionMessage is the byte string an agent signs to open a session.
+func SessionMessage(node, nonce string) []byte {
+	return []byte("ferry-session-v1\n" + node + "\n" + nonce)
+}
+
+// Session is a short-lived bearer token for agent requests.
+type Session struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Sync is the agent's heartbeat and long poll in one: the server records the heartbeat, then
+// holds the request until the node's desired state passes Generation or the hold time ends.
+type Sync struct {
+	Generation int64  `json:"generation"`
+	Facts      *Facts `json:"facts,omitempty"`
+}
+
+// SyncReply answers Sync. Desired is present when it is newer than the generation the agent has.
+type SyncReply struct {
+	Generation        int64    `json:"generation"`
+	Desired           *Desired `json:"desired,omitempty"`
+	HeartbeatInterval Duration `json:"heartbeat_interval"`
+}
+
+// Desired is a node's desired-state document. Later capabilities add app assignments and images.
+type Desired struct {
+	Generation int64             `json:"generation"`
+	Labels     map[string]string `json:"labels"`
+}
+
+// Duration is a time.Duration that travels as a Go duration string ("10s").
+type Duration time.Duration
+
+// MarshalText renders the duration as "10s".
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}

@@ -1,0 +1,209 @@
+// Package labels holds the naming rules of the fleet (DNS-label names, label keys and values)
+// and Kubernetes-style equality selectors over node labels.
+package labels
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+var (
+	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	labelValue = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$`)
+)
+
+// Implicit label keys: every node carries them, derived from its site; they cannot be set.
+const (
+	KeySite = "site"
+	KeyTier = "tier"
+)
+
+// CheckName reports whether s is a valid name for a site, node or label key: a DNS label
+// (RFC 1123: lower-case letters, digits and '-', 1 to 63 characters, no '-' at either end).
+func CheckName(kind, s string) error {
+	if !dnsLabel.MatchString(s) {
+		return fmt.Errorf("invalid %s %q: use 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit", kind, s)
+	}
+	return nil
+}
+
+// CheckValue reports whether v is a valid label value (Kubernetes rules: up to 63 characters of
+// letters, digits, '-', '_' and '.', starting and ending with a letter or digit; may be empty).
+func CheckValue(key, v string) error {
+	if !labelValue.MatchString(v) {
+		return fmt.Errorf("invalid value %q for label %q: use up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", v, key)
+	}
+	return nil
+}
+
+// Set is a node's labels.
+type Set map[string]string
+
+// Validate checks every key and value; implicit keys may not be set by hand.
+func (s Set) Validate() error {
+	for _, k := range s.Keys() {
+		if err := CheckName("label key", k); err != nil {
+			return err
+		}
+		if k == KeySite || k == KeyTier {
+			return fmt.Errorf("label %q is implicit (taken from the node's site) and cannot be set", k)
+		}
+		if err := CheckValue(k, s[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Keys returns the keys in sorted order.
+func (s Set) Keys() []string {
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// String renders the set as k=v,k=v in key order.
+func (s Set) String() string {
+	var b strings.Builder
+	for i, k := range s.Keys() {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(s[k])
+	}
+	return b.String()
+}
+
+// ParseSet parses "k=v,k=v" (or the same split over several arguments) into a validated Set.
+// An empty string is the empty set.
+func ParseSet(parts ...string) (Set, error) {
+	s := Set{}
+	for _, p := range parts {
+		for _, kv := range strings.Split(p, ",") {
+			kv = strings.TrimSpace(kv)
+			if kv == "" {
+				continue
+			}
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return nil, fmt.Errorf("invalid label %q: want key=value", kv)
+			}
+			if _, dup := s[k]; dup {
+				return nil, fmt.Errorf("label %q given twice", k)
+			}
+			s[k] = v
+		}
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Op is a selector requirement's operator.
+type Op string
+
+// Operators of the equality-based selector syntax, plus existence tests.
+const (
+	Equals    Op = "="
+	NotEquals Op = "!="
+	Exists    Op = "exists"
+	NotExists Op = "!exists"
+)
+
+// Requirement is one comma-separated term of a selector.
+type Requirement struct {
+	Key   string
+	Op    Op
+	Value string
+}
+
+// Selector is a conjunction of requirements; the empty selector matches everything.
+type Selector []Requirement
+
+// ParseSelector parses Kubernetes' equality syntax: "site=ams,tier==1,role!=mesh,gpu,!spare".
+func ParseSelector(s string) (Selector, error) {
+	var sel Selector
+	if strings.TrimSpace(s) == "" {
+		return sel, nil
+	}
+	for _, term := range strings.Split(s, ",") {
+		term = strings.TrimSpace(term)
+		if term == "" {
+			return nil, fmt.Errorf("invalid selector %q: empty term", s)
+		}
+		var r Requirement
+		switch {
+		case strings.Contains(term, "!="):
+			k, v, _ := strings.Cut(term, "!=")
+			r = Requirement{Key: strings.TrimSpace(k), Op: NotEquals, Value: strings.TrimSpace(v)}
+		case strings.Contains(term, "=="):
+			k, v, _ := strings.Cut(term, "==")
+			r = Requirement{Key: strings.TrimSpace(k), Op: Equals, Value: strings.TrimSpace(v)}
+		case strings.Contains(term, "="):
+			k, v, _ := strings.Cut(term, "=")
+			r = Requirement{Key: strings.TrimSpace(k), Op: Equals, Value: strings.TrimSpace(v)}
+		case strings.HasPrefix(term, "!"):
+			r = Requirement{Key: strings.TrimSpace(term[1:]), Op: NotExists}
+		default:
+			r = Requirement{Key: term, Op: Exists}
+		}
+		if err := CheckName("selector key", r.Key); err != nil {
+			return nil, fmt.Errorf("invalid selector %q: %v", s, err)
+		}
+		if err := CheckValue(r.Key, r.Value); err != nil {
+			return nil, fmt.Errorf("invalid selector %q: %v", s, err)
+		}
+		sel = append(sel, r)
+	}
+	return sel, nil
+}
+
+// Matches reports whether the labels satisfy every requirement.
+func (sel Selector) Matches(l Set) bool {
+	for _, r := range sel {
+		v, ok := l[r.Key]
+		switch r.Op {
+		case Equals:
+			if !ok || v != r.Value {
+				return false
+			}
+		case NotEquals:
+			if ok && v == r.Value {
+				return false
+			}
+		case Exists:
+			if !ok {
+				return false
+			}
+		case NotExists:
+			if ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// String renders the selector in canonical form.
+func (sel Selector) String() string {
+	parts := make([]string, len(sel))
+	for i, r := range sel {
+		switch r.Op {
+		case Exists:
+			parts[i] = r.Key
+		case NotExists:
+			parts[i] = "!" + r.Key
+		default:
+			parts[i] = r.Key + string(r.Op) + r.Value
+		}
+	}
+	return strings.Join(parts, ",")
+}

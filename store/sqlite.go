@@ -1,0 +1,725 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"database/sql"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// SQLite is the embedded store: one database file in WAL mode with foreign keys on and full
+// synchronous commits, so an acknowledged write survives a kill -9 or a power cut.
+type SQLite struct {
+	w *sql.DB // the single writer connection
+	r *sql.DB // readers
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens (creating if needed) the database at file and applies pending migrations.
+// A database written by a newer Ferry is refused.
+func OpenSQLite(ctx context.Context, file string) (*SQLite, error) {
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "foreign_keys(1)", "busy_timeout(10000)", "synchronous(FULL)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	w, err := sql.Open("sqlite", "file:"+file+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	q.Del("_txlock")
+	q.Add("_pragma", "query_only(1)")
+	r, err := sql.Open("sqlite", "file:"+file+"?"+q.Encode())
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(4)
+	s := &SQLite{w: w, r: r}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// migrations returns the embedded migration scripts in order; script N takes the schema to N.
+func migrations() ([]string, error) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var out []string
+	for i, n := range names {
+		v, err := strconv.Atoi(strings.SplitN(path.Base(n), "_", 2)[0])
+		if err != nil || v != i+1 {
+			return nil, fmt.Errorf("migration %s is out of sequence", n)
+		}
+		b, err := migrationFS.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, string(b))
+	}
+	return out, nil
+}
+
+// SchemaVersion is the newest schema this build knows.
+func SchemaVersion() int {
+	m, _ := migrations()
+	return len(m)
+}
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	scripts, err := migrations()
+	if err != nil {
+		return err
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer tx.Rollback()
+	var have int
+	var exists int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta'`).Scan(&exists); err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	if exists == 1 {
+		var v string
+		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key='schema_version'`).Scan(&v)
+		if err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if have, err = strconv.Atoi(v); err != nil {
+			return fmt.Errorf("bad schema version %q in database", v)
+		}
+	}
+	if have > len(scripts) {
+		return fmt.Errorf("database schema version %d is newer than this ferry understands (%d); run a newer ferry", have, len(scripts))
+	}
+	for v := have; v < len(scripts); v++ {
+		if _, err := tx.ExecContext(ctx, scripts[v]); err != nil {
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+	}
+	if have < len(scripts) {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('schema_version', ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(len(scripts))); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// tx runs fn in a write transaction and commits it.
+func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func parseTS(s string) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only called with plain maps and structs
+	}
+	return string(b)
+}
+
+func appendEvent(ctx context.Context, tx *sql.Tx, e api.Event) (api.Event, error) {
+	if e.Data == nil {
+		e.Data = map[string]any{}
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO events (time, type, subject, data) VALUES (?, ?, ?, ?)`,
+		ts(e.Time), e.Type, e.Subject, mustJSON(e.Data))
+	if err != nil {
+		return e, err
+	}
+	e.ID, err = res.LastInsertId()
+	e.Time = e.Time.UTC()
+	return e, err
+}
+
+// Secret returns the server secret, creating it on first use.
+func (s *SQLite) Secret(ctx context.Context) ([]byte, error) {
+	var v string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key='secret'`).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			b := make([]byte, 32)
+			rand.Read(b)
+			v = hex.EncodeToString(b)
+			_, err = tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('secret', ?)`, v)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return hex.DecodeString(v)
+}
+
+// CreateSite adds a site.
+func (s *SQLite) CreateSite(ctx context.Context, site api.Site) (api.Event, error) {
+	var ev api.Event
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO sites (name, tier, lat, lon, contact, created_at) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (name) DO NOTHING`, site.Name, site.Tier, site.Lat, site.Lon, site.Contact, ts(site.CreatedAt))
+		if err != nil {
+			return err
+		}
+		var n int
+		tx.QueryRowContext(ctx, `SELECT changes()`).Scan(&n)
+		if n == 0 {
+			return fmt.Errorf("site %q %w", site.Name, ErrExists)
+		}
+		data := map[string]any{"tier": site.Tier}
+		if site.Lat != nil {
+			data["lat"], data["lon"] = *site.Lat, *site.Lon
+		}
+		ev, err = appendEvent(ctx, tx, api.Event{Time: site.CreatedAt, Type: "site.added", Subject: site.Name, Data: data})
+		return err
+	})
+	return ev, err
+}
+
+const siteCols = `s.name, s.tier, s.lat, s.lon, s.contact, s.created_at`
+
+func scanSite(sc interface{ Scan(...any) error }) (api.Site, error) {
+	var st api.Site
+	var lat, lon sql.NullFloat64
+	var created string
+	if err := sc.Scan(&st.Name, &st.Tier, &lat, &lon, &st.Contact, &created); err != nil {
+		return st, err
+	}
+	if lat.Valid && lon.Valid {
+		st.Lat, st.Lon = &lat.Float64, &lon.Float64
+	}
+	st.CreatedAt = parseTS(created)
+	return st, nil
+}
+
+// Sites lists sites by name, with node counts by status.
+func (s *SQLite) Sites(ctx context.Context) ([]api.Site, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+siteCols+` FROM sites s ORDER BY s.name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []api.Site
+	idx := map[string]int{}
+	for rows.Next() {
+		st, err := scanSite(rows)
+		if err != nil {
+			return nil, err
+		}
+		st.Nodes = map[string]int{}
+		idx[st.Name] = len(out)
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	counts, err := s.r.QueryContext(ctx, `SELECT site, status, count(*) FROM nodes GROUP BY site, status`)
+	if err != nil {
+		return nil, err
+	}
+	defer counts.Close()
+	for counts.Next() {
+		var site, status string
+		var n int
+		if err := counts.Scan(&site, &status, &n); err != nil {
+			return nil, err
+		}
+		if i, ok := idx[site]; ok {
+			out[i].Nodes[status] = n
+		}
+	}
+	return out, counts.Err()
+}
+
+// Site returns one site with its node counts.
+func (s *SQLite) Site(ctx context.Context, name string) (api.Site, error) {
+	st, err := scanSite(s.r.QueryRowContext(ctx, `SELECT `+siteCols+` FROM sites s WHERE s.name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, fmt.Errorf("site %q %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return st, err
+	}
+	st.Nodes = map[string]int{}
+	rows, err := s.r.QueryContext(ctx, `SELECT status, count(*) FROM nodes WHERE site = ? GROUP BY status`, name)
+	if err != nil {
+		return st, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var status string
+		var n int
+		if err := rows.Scan(&status, &n); err != nil {
+			return st, err
+		}
+		st.Nodes[status] = n
+	}
+	return st, rows.Err()
+}
+
+// DeleteSite removes a site (and with force, its nodes).
+func (s *SQLite) DeleteSite(ctx context.Context, name string, force bool, now time.Time) ([]api.Event, error) {
+	var evs []api.Event
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var exists int
+		tx.QueryRowContext(ctx, `SELECT count(*) FROM sites WHERE name = ?`, name).Scan(&exists)
+		if exists == 0 {
+			return fmt.Errorf("site %q %w", name, ErrNotFound)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT name FROM nodes WHERE site = ? AND status != 'revoked' ORDER BY name`, name)
+		if err != nil {
+			return err
+		}
+		var live []string
+		for rows.Next() {
+			var n string
+			rows.Scan(&n)
+			live = append(live, n)
+		}
+		rows.Close()
+		if len(live) > 0 && !force {
+			return fmt.Errorf("site %q has %d node(s); remove them first or use --force: %w", name, len(live), ErrConflict)
+		}
+		for _, n := range live {
+			ev, err := appendEvent(ctx, tx, api.Event{Time: now, Type: "node.revoked", Subject: n, Data: map[string]any{"site": name, "reason": "site removed"}})
+			if err != nil {
+				return err
+			}
+			evs = append(evs, ev)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE site = ?`, name); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sites WHERE name = ?`, name); err != nil {
+			return err
+		}
+		ev, err := appendEvent(ctx, tx, api.Event{Time: now, Type: "site.removed", Subject: name, Data: map[string]any{"nodes_revoked": len(live)}})
+		evs = append(evs, ev)
+		return err
+	})
+	return evs, err
+}
+
+// CreateToken stores a token.
+func (s *SQLite) CreateToken(ctx context.Context, t TokenRecord) (api.Event, error) {
+	var ev api.Event
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var site any
+		if t.Site != "" {
+			site = t.Site
+			var n int
+			tx.QueryRowContext(ctx, `SELECT count(*) FROM sites WHERE name = ?`, t.Site).Scan(&n)
+			if n == 0 {
+				return fmt.Errorf("site %q %w", t.Site, ErrNotFound)
+			}
+		}
+		var exp any
+		if t.ExpiresAt != nil {
+			exp = ts(*t.ExpiresAt)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (id, secret_hash, kind, site, role, uses_left, expires_at, created_at, description)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.ID, t.SecretHash, t.Kind, site, t.Role, t.UsesLeft, exp, ts(t.CreatedAt), t.Description)
+		if err != nil {
+			return err
+		}
+		data := map[string]any{"kind": t.Kind}
+		if t.Site != "" {
+			data["site"] = t.Site
+		}
+		if t.Role != "" {
+			data["role"] = t.Role
+		}
+		ev, err = appendEvent(ctx, tx, api.Event{Time: t.CreatedAt, Type: "token.created", Subject: t.ID, Data: data})
+		return err
+	})
+	return ev, err
+}
+
+const tokenCols = `id, secret_hash, kind, coalesce(site, ''), role, uses_left, expires_at, created_at, description`
+
+func scanToken(sc interface{ Scan(...any) error }) (TokenRecord, error) {
+	var t TokenRecord
+	var uses sql.NullInt64
+	var exp sql.NullString
+	var created string
+	err := sc.Scan(&t.ID, &t.SecretHash, &t.Kind, &t.Site, &t.Role, &uses, &exp, &created, &t.Description)
+	if uses.Valid {
+		u := int(uses.Int64)
+		t.UsesLeft = &u
+	}
+	if exp.Valid {
+		e := parseTS(exp.String)
+		t.ExpiresAt = &e
+	}
+	t.CreatedAt = parseTS(created)
+	return t, err
+}
+
+// Token returns one token by id.
+func (s *SQLite) Token(ctx context.Context, id string) (TokenRecord, error) {
+	t, err := scanToken(s.r.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, fmt.Errorf("token %q %w", id, ErrNotFound)
+	}
+	return t, err
+}
+
+// Tokens lists all tokens, oldest first.
+func (s *SQLite) Tokens(ctx context.Context) ([]TokenRecord, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+tokenCols+` FROM tokens ORDER BY created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []TokenRecord
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// DeleteToken revokes a token.
+func (s *SQLite) DeleteToken(ctx context.Context, id string, now time.Time) (api.Event, error) {
+	var ev api.Event
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("token %q %w", id, ErrNotFound)
+		}
+		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "token.revoked", Subject: id})
+		return err
+	})
+	return ev, err
+}
+
+// EnrollNode spends an enrollment token and records the node.
+func (s *SQLite) EnrollNode(ctx context.Context, tokenID, secretHash string, n NodeRecord, now time.Time) (api.Node, api.Event, error) {
+	var ev api.Event
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		t, err := scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE id = ?`, tokenID))
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("enrollment token unknown or revoked: %w", ErrTokenInvalid)
+		case err != nil:
+			return err
+		case subtle.ConstantTimeCompare([]byte(t.SecretHash), []byte(secretHash)) != 1 || t.Kind != KindEnroll:
+			return fmt.Errorf("enrollment token unknown or revoked: %w", ErrTokenInvalid)
+		case t.ExpiresAt != nil && !now.Before(*t.ExpiresAt):
+			return fmt.Errorf("enrollment token expired at %s; create a new one: %w", t.ExpiresAt.Format(time.RFC3339), ErrTokenInvalid)
+		case t.UsesLeft != nil && *t.UsesLeft <= 0:
+			return fmt.Errorf("enrollment token is used up; create a new one: %w", ErrTokenInvalid)
+		}
+		var status string
+		err = tx.QueryRowContext(ctx, `SELECT status FROM nodes WHERE name = ?`, n.Name).Scan(&status)
+		switch {
+		case err == nil && status != api.StatusRevoked:
+			return fmt.Errorf("node name %q is taken by an enrolled node; pick another --name or remove it first: %w", n.Name, ErrExists)
+		case err == nil:
+			if _, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE name = ?`, n.Name); err != nil {
+				return err
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		var dup int
+		tx.QueryRowContext(ctx, `SELECT count(*) FROM nodes WHERE public_key = ?`, n.PublicKey).Scan(&dup)
+		if dup > 0 {
+			return fmt.Errorf("this public key is already enrolled: %w", ErrExists)
+		}
+		if t.UsesLeft != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?`, t.ID); err != nil {
+				return err
+			}
+		}
+		lbl := n.Labels
+		if lbl == nil {
+			lbl = map[string]string{}
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO nodes (name, site, public_key, status, labels, facts, generation, last_seen, enrolled_at)
+			VALUES (?, ?, ?, 'up', ?, ?, 1, ?, ?)`, n.Name, t.Site, n.PublicKey, mustJSON(lbl), mustJSON(n.Facts), ts(now), ts(now))
+		if err != nil {
+			return err
+		}
+		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "node.enrolled", Subject: n.Name,
+			Data: map[string]any{"site": t.Site, "token": t.ID}})
+		return err
+	})
+	if err != nil {
+		return api.Node{}, ev, err
+	}
+	node, err := s.Node(ctx, n.Name)
+	return node, ev, err
+}
+
+const nodeCols = `n.name, n.site, s.tier, n.public_key, n.status, n.labels, n.facts, n.generation, n.last_seen, n.enrolled_at`
+
+func scanNode(sc interface{ Scan(...any) error }) (api.Node, error) {
+	var n api.Node
+	var lbl, facts, enrolled string
+	var seen sql.NullString
+	if err := sc.Scan(&n.Name, &n.Site, &n.Tier, &n.PublicKey, &n.Status, &lbl, &facts, &n.Generation, &seen, &enrolled); err != nil {
+		return n, err
+	}
+	if err := json.Unmarshal([]byte(lbl), &n.Labels); err != nil {
+		return n, fmt.Errorf("node %s labels: %w", n.Name, err)
+	}
+	if err := json.Unmarshal([]byte(facts), &n.Facts); err != nil {
+		return n, fmt.Errorf("node %s facts: %w", n.Name, err)
+	}
+	if seen.Valid {
+		t := parseTS(seen.String)
+		n.LastSeen = &t
+	}
+	n.EnrolledAt = parseTS(enrolled)
+	n.Apps = []api.NodeApp{}
+	return n, nil
+}
+
+// Nodes lists every node by name, revoked ones included.
+func (s *SQLite) Nodes(ctx context.Context) ([]api.Node, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+nodeCols+` FROM nodes n JOIN sites s ON s.name = n.site ORDER BY n.name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []api.Node
+	for rows.Next() {
+		n, err := scanNode(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// Node returns one node.
+func (s *SQLite) Node(ctx context.Context, name string) (api.Node, error) {
+	n, err := scanNode(s.r.QueryRowContext(ctx, `SELECT `+nodeCols+` FROM nodes n JOIN sites s ON s.name = n.site WHERE n.name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return n, fmt.Errorf("node %q %w", name, ErrNotFound)
+	}
+	return n, err
+}
+
+// SetNodeStatus moves a node between up and down.
+func (s *SQLite) SetNodeStatus(ctx context.Context, name, status string, now time.Time) (api.Event, bool, error) {
+	var ev api.Event
+	changed := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var cur string
+		err := tx.QueryRowContext(ctx, `SELECT status FROM nodes WHERE name = ?`, name).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("node %q %w", name, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if cur == status || cur == api.StatusRevoked {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET status = ? WHERE name = ?`, status, name); err != nil {
+			return err
+		}
+		changed = true
+		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "node." + status, Subject: name, Data: map[string]any{"from": cur}})
+		return err
+	})
+	return ev, changed, err
+}
+
+// RevokeNode revokes a node's identity at once.
+func (s *SQLite) RevokeNode(ctx context.Context, name string, now time.Time) (api.Event, error) {
+	var ev api.Event
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var cur string
+		err := tx.QueryRowContext(ctx, `SELECT status FROM nodes WHERE name = ?`, name).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) || cur == api.StatusRevoked {
+			return fmt.Errorf("node %q %w", name, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET status = 'revoked' WHERE name = ?`, name); err != nil {
+			return err
+		}
+		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "node.revoked", Subject: name})
+		return err
+	})
+	return ev, err
+}
+
+// ChangeLabels applies a label change to named nodes.
+func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[string]string, remove []string, now time.Time) ([]api.Node, []api.Event, error) {
+	var evs []api.Event
+	var changed []string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for _, name := range names {
+			var lbl, status string
+			err := tx.QueryRowContext(ctx, `SELECT labels, status FROM nodes WHERE name = ?`, name).Scan(&lbl, &status)
+			if errors.Is(err, sql.ErrNoRows) || status == api.StatusRevoked {
+				return fmt.Errorf("node %q %w", name, ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+			m := map[string]string{}
+			if err := json.Unmarshal([]byte(lbl), &m); err != nil {
+				return err
+			}
+			before := mustJSON(m)
+			for k, v := range set {
+				m[k] = v
+			}
+			for _, k := range remove {
+				delete(m, k)
+			}
+			if mustJSON(m) == before {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE nodes SET labels = ?, generation = generation + 1 WHERE name = ?`, mustJSON(m), name); err != nil {
+				return err
+			}
+			ev, err := appendEvent(ctx, tx, api.Event{Time: now, Type: "node.labeled", Subject: name, Data: map[string]any{"labels": m}})
+			if err != nil {
+				return err
+			}
+			evs = append(evs, ev)
+			changed = append(changed, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	nodes := make([]api.Node, 0, len(changed))
+	for _, name := range changed {
+		n, err := s.Node(ctx, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, evs, nil
+}
+
+// SetFacts replaces a node's facts.
+func (s *SQLite) SetFacts(ctx context.Context, name string, f api.Facts) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE nodes SET facts = ? WHERE name = ?`, mustJSON(f), name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("node %q %w", name, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// TouchNodes records last-seen times.
+func (s *SQLite) TouchNodes(ctx context.Context, seen map[string]time.Time) error {
+	if len(seen) == 0 {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `UPDATE nodes SET last_seen = ? WHERE name = ?`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for name, t := range seen {
+			if _, err := st.ExecContext(ctx, ts(t), name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// AppendEvent appends one event.
+func (s *SQLite) AppendEvent(ctx context.Context, e api.Event) (api.Event, error) {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		e, err = appendEvent(ctx, tx, e)
+		return err
+	})
+	return e, err
+}
+
+// Events reads the log after since.
+func (s *SQLite) Events(ctx context.Context, since int64, limit int) ([]api.Event, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, time, type, subject, data FROM events WHERE id > ? ORDER BY id LIMIT ?`, since, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []api.Event
+	for rows.Next() {
+		var e api.Event
+		var t, data string
+		if err := rows.Scan(&e.ID, &t, &e.Type, &e.Subject, &data); err != nil {
+			return nil, err
+		}
+		e.Time = parseTS(t)
+		if err := json.Unmarshal([]byte(data), &e.Data); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

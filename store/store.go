@@ -1,0 +1,89 @@
+// Package store keeps Ferry's durable state: sites, tokens, nodes and the event log. Every change
+// and the events that record it are written in one transaction, so the log never disagrees with
+// the state. SQLite is the embedded backend; the Store interface is what other backends implement,
+// and storetest holds the suite they all must pass.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+)
+
+// Errors a Store returns, wrapped with a message that names the object.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrConflict = errors.New("conflict")
+	// ErrTokenInvalid covers unknown, expired, used-up and revoked tokens alike.
+	ErrTokenInvalid = errors.New("token invalid")
+)
+
+// Store is the durable state of one Ferry control plane.
+type Store interface {
+	Close() error
+
+	// Secret returns the server's random secret (for session tokens and nonces), made on first use.
+	Secret(ctx context.Context) ([]byte, error)
+
+	CreateSite(ctx context.Context, s api.Site) (api.Event, error)
+	Sites(ctx context.Context) ([]api.Site, error)
+	Site(ctx context.Context, name string) (api.Site, error)
+	// DeleteSite removes a site. With nodes that are not revoked it fails with ErrConflict,
+	// unless force is set, in which case those nodes are revoked and removed with it.
+	DeleteSite(ctx context.Context, name string, force bool, now time.Time) ([]api.Event, error)
+
+	CreateToken(ctx context.Context, t TokenRecord) (api.Event, error)
+	// OperatorToken returns the operator token with this id; callers compare the secret hash.
+	Token(ctx context.Context, id string) (TokenRecord, error)
+	Tokens(ctx context.Context) ([]TokenRecord, error)
+	DeleteToken(ctx context.Context, id string, now time.Time) (api.Event, error)
+
+	// EnrollNode spends one use of the enrollment token (checked against secretHash and now)
+	// and records the node in the token's site. A name held by a revoked node is taken over.
+	EnrollNode(ctx context.Context, tokenID, secretHash string, n NodeRecord, now time.Time) (api.Node, api.Event, error)
+	Nodes(ctx context.Context) ([]api.Node, error)
+	Node(ctx context.Context, name string) (api.Node, error)
+	// SetNodeStatus moves a node between up and down; it is a no-op (no event) when unchanged.
+	SetNodeStatus(ctx context.Context, name, status string, now time.Time) (api.Event, bool, error)
+	RevokeNode(ctx context.Context, name string, now time.Time) (api.Event, error)
+	// ChangeLabels applies set/remove to each named node, bumps the generation of those that
+	// changed and returns them with their new state.
+	ChangeLabels(ctx context.Context, names []string, set map[string]string, remove []string, now time.Time) ([]api.Node, []api.Event, error)
+	SetFacts(ctx context.Context, name string, f api.Facts) error
+	// TouchNodes records last-seen times in one batch.
+	TouchNodes(ctx context.Context, seen map[string]time.Time) error
+
+	AppendEvent(ctx context.Context, e api.Event) (api.Event, error)
+	// Events returns up to limit events with id > since, oldest first.
+	Events(ctx context.Context, since int64, limit int) ([]api.Event, error)
+}
+
+// TokenRecord is a token as stored: the secret itself is never kept, only its hash.
+type TokenRecord struct {
+	ID          string
+	SecretHash  string
+	Kind        string // "enroll" or "operator"
+	Site        string
+	Role        string
+	UsesLeft    *int
+	ExpiresAt   *time.Time
+	CreatedAt   time.Time
+	Description string
+}
+
+// Token kinds.
+const (
+	KindEnroll   = "enroll"
+	KindOperator = "operator"
+)
+
+// NodeRecord is what enrollment stores about a new node.
+type NodeRecord struct {
+	Name      string
+	PublicKey string
+	Labels    map[string]string
+	Facts     api.Facts
+}

@@ -1,0 +1,238 @@
+// Package storetest is the suite every store.Store backend must pass; each backend's tests call
+// Run with a constructor for empty stores.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/store"
+)
+
+// Run runs the suite; open returns a new, empty store.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, store.Store)
+	}{
+		{"Sites", testSites},
+		{"Enroll", testEnroll},
+		{"NodeStatus", testNodeStatus},
+		{"Labels", testLabels},
+		{"Events", testEvents},
+		{"Secret", testSecret},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
+	}
+}
+
+var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+
+func ptr[T any](v T) *T { return &v }
+
+func addSite(t *testing.T, s store.Store, name string, tier int) {
+	t.Helper()
+	if _, err := s.CreateSite(context.Background(), api.Site{Name: name, Tier: tier, Lat: ptr(52.37), Lon: ptr(4.9), CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func enroll(t *testing.T, s store.Store, site, name string) api.Node {
+	t.Helper()
+	ctx := context.Background()
+	id := "tok-" + name
+	if _, err := s.CreateToken(ctx, store.TokenRecord{ID: id, SecretHash: "h", Kind: store.KindEnroll, Site: site, UsesLeft: ptr(1), CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	n, _, err := s.EnrollNode(ctx, id, "h", store.NodeRecord{Name: name, PublicKey: "pk-" + name, Labels: map[string]string{"role": "mirror"}}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func testSites(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	addSite(t, s, "ams", 1)
+	addSite(t, s, "gva", 3)
+	if _, err := s.CreateSite(ctx, api.Site{Name: "ams", Tier: 2, CreatedAt: t0}); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("duplicate site: got %v, want ErrExists", err)
+	}
+	sites, err := s.Sites(ctx)
+	if err != nil || len(sites) != 2 || sites[0].Name != "ams" || sites[1].Tier != 3 || *sites[0].Lat != 52.37 {
+		t.Fatalf("Sites = %+v, %v", sites, err)
+	}
+	enroll(t, s, "ams", "n1")
+	if _, err := s.DeleteSite(ctx, "ams", false, t0); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("delete site with nodes: got %v, want ErrConflict", err)
+	}
+	if st, _ := s.Site(ctx, "ams"); st.Nodes[api.StatusUp] != 1 {
+		t.Fatalf("site node counts = %v", st.Nodes)
+	}
+	evs, err := s.DeleteSite(ctx, "ams", true, t0)
+	if err != nil || len(evs) != 2 || evs[0].Type != "node.revoked" || evs[1].Type != "site.removed" {
+		t.Fatalf("forced delete: %+v, %v", evs, err)
+	}
+	if _, err := s.Node(ctx, "n1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("node of removed site: %v", err)
+	}
+	if _, err := s.Site(ctx, "ams"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("removed site: %v", err)
+	}
+	if _, err := s.DeleteSite(ctx, "nope", false, t0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delete missing site: %v", err)
+	}
+}
+
+func testEnroll(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	addSite(t, s, "ams", 1)
+	exp := t0.Add(time.Hour)
+	if _, err := s.CreateToken(ctx, store.TokenRecord{ID: "e1", SecretHash: "h1", Kind: store.KindEnroll, Site: "ams", UsesLeft: ptr(2), ExpiresAt: &exp, CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateToken(ctx, store.TokenRecord{ID: "e2", SecretHash: "h2", Kind: store.KindEnroll, Site: "nope", CreatedAt: t0}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("token for missing site: %v", err)
+	}
+	rec := func(name string) store.NodeRecord { return store.NodeRecord{Name: name, PublicKey: "pk-" + name} }
+	if _, _, err := s.EnrollNode(ctx, "e1", "wrong", rec("a"), t0); !errors.Is(err, store.ErrTokenInvalid) {
+		t.Fatalf("forged secret: %v", err)
+	}
+	if _, _, err := s.EnrollNode(ctx, "e1", "h1", rec("a"), exp); !errors.Is(err, store.ErrTokenInvalid) {
+		t.Fatalf("expired token: %v", err)
+	}
+	n, ev, err := s.EnrollNode(ctx, "e1", "h1", rec("a"), t0)
+	if err != nil || n.Site != "ams" || n.Tier != 1 || n.Status != api.StatusUp || n.Generation != 1 || ev.Type != "node.enrolled" {
+		t.Fatalf("enroll: %+v %+v %v", n, ev, err)
+	}
+	if _, _, err := s.EnrollNode(ctx, "e1", "h1", rec("a"), t0); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	if _, _, err := s.EnrollNode(ctx, "e1", "h1", store.NodeRecord{Name: "b", PublicKey: "pk-a"}, t0); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("duplicate key: %v", err)
+	}
+	if _, _, err := s.EnrollNode(ctx, "e1", "h1", rec("b"), t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.EnrollNode(ctx, "e1", "h1", rec("c"), t0); !errors.Is(err, store.ErrTokenInvalid) {
+		t.Fatalf("used-up token: %v", err)
+	}
+	tok, err := s.Token(ctx, "e1")
+	if err != nil || *tok.UsesLeft != 0 {
+		t.Fatalf("token after use: %+v %v", tok, err)
+	}
+	// A revoked node's name can be enrolled again, with a new key.
+	if _, err := s.RevokeNode(ctx, "a", t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RevokeNode(ctx, "a", t0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoke twice: %v", err)
+	}
+	if _, err := s.CreateToken(ctx, store.TokenRecord{ID: "e3", SecretHash: "h3", Kind: store.KindEnroll, Site: "ams", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := s.EnrollNode(ctx, "e3", "h3", store.NodeRecord{Name: "a", PublicKey: "pk-a2"}, t0); err != nil || n.PublicKey != "pk-a2" {
+		t.Fatalf("re-enroll revoked name: %+v %v", n, err)
+	}
+	if _, err := s.DeleteToken(ctx, "e3", t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.EnrollNode(ctx, "e3", "h3", rec("d"), t0); !errors.Is(err, store.ErrTokenInvalid) {
+		t.Fatalf("revoked token: %v", err)
+	}
+	toks, err := s.Tokens(ctx)
+	if err != nil || len(toks) != 1 {
+		t.Fatalf("tokens = %+v %v", toks, err)
+	}
+}
+
+func testNodeStatus(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	addSite(t, s, "ams", 1)
+	enroll(t, s, "ams", "n1")
+	ev, changed, err := s.SetNodeStatus(ctx, "n1", api.StatusDown, t0)
+	if err != nil || !changed || ev.Type != "node.down" {
+		t.Fatalf("down: %+v %v %v", ev, changed, err)
+	}
+	if _, changed, _ := s.SetNodeStatus(ctx, "n1", api.StatusDown, t0); changed {
+		t.Fatal("second down reported a change")
+	}
+	if ev, changed, _ := s.SetNodeStatus(ctx, "n1", api.StatusUp, t0); !changed || ev.Type != "node.up" {
+		t.Fatalf("up: %+v", ev)
+	}
+	seen := t0.Add(time.Minute)
+	if err := s.TouchNodes(ctx, map[string]time.Time{"n1": seen}); err != nil {
+		t.Fatal(err)
+	}
+	f := api.Facts{Hostname: "h1", OS: "linux", CPUs: 8}
+	if err := s.SetFacts(ctx, "n1", f); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Node(ctx, "n1")
+	if err != nil || !n.LastSeen.Equal(seen) || n.Facts != f {
+		t.Fatalf("node = %+v %v", n, err)
+	}
+	if err := s.SetFacts(ctx, "nope", f); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("facts of missing node: %v", err)
+	}
+}
+
+func testLabels(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	addSite(t, s, "ams", 1)
+	enroll(t, s, "ams", "n1")
+	enroll(t, s, "ams", "n2")
+	nodes, evs, err := s.ChangeLabels(ctx, []string{"n1", "n2"}, map[string]string{"zone": "b"}, []string{"role"}, t0)
+	if err != nil || len(nodes) != 2 || len(evs) != 2 || nodes[0].Generation != 2 || nodes[0].Labels["zone"] != "b" || nodes[0].Labels["role"] != "" {
+		t.Fatalf("ChangeLabels = %+v %+v %v", nodes, evs, err)
+	}
+	// An unchanged label set keeps the generation.
+	nodes, _, err = s.ChangeLabels(ctx, []string{"n1"}, map[string]string{"zone": "b"}, nil, t0)
+	if err != nil || len(nodes) != 0 {
+		t.Fatalf("no-op change = %+v %v", nodes, err)
+	}
+	// One missing node fails the whole change.
+	if _, _, err := s.ChangeLabels(ctx, []string{"n1", "zz"}, map[string]string{"zone": "c"}, nil, t0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing node: %v", err)
+	}
+	if n, _ := s.Node(ctx, "n1"); n.Labels["zone"] != "b" || n.Generation != 2 {
+		t.Fatalf("failed change was partly applied: %+v", n)
+	}
+}
+
+func testEvents(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var ids []int64
+	for i := 0; i < 5; i++ {
+		e, err := s.AppendEvent(ctx, api.Event{Time: t0, Type: "test", Subject: "x", Data: map[string]any{"i": float64(i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.ID)
+	}
+	for i := 1; i < len(ids); i++ {
+		if ids[i] <= ids[i-1] {
+			t.Fatalf("event ids not increasing: %v", ids)
+		}
+	}
+	evs, err := s.Events(ctx, ids[1], 2)
+	if err != nil || len(evs) != 2 || evs[0].ID != ids[2] || evs[1].Data["i"] != float64(3) || !evs[0].Time.Equal(t0) {
+		t.Fatalf("Events = %+v %v", evs, err)
+	}
+}
+
+func testSecret(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a, err := s.Secret(ctx)
+	if err != nil || len(a) != 32 {
+		t.Fatalf("Secret = %x %v", a, err)
+	}
+	b, _ := s.Secret(ctx)
+	if string(a) != string(b) {
+		t.Fatal("secret changed between calls")
+	}
+}
