@@ -216,3 +216,6 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	*d = Duration(v)
 	return nil
 }
+
+// Version is the Ferry release this build is.
+const Version = "0.1.0-dev"

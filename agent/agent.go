@@ -1,0 +1,300 @@
+// Package agent is the process on every node: it enrolls once with a one-off token, keeps its
+// own key pair, heartbeats, and receives the node's desired state by long poll. It talks to the
+// server only through the client package and keeps working while the server is away.
+package agent
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/labels"
+)
+
+// Config configures an Agent.
+type Config struct {
+	Server  string
+	Token   string // enrollment token; ignored once the agent has an identity
+	DataDir string
+	Name    string            // node name; default: derived from the hostname
+	Labels  map[string]string // labels given at enrollment
+	Clock   clock.Clock
+	Logger  *slog.Logger
+	// Protocol overrides the protocol version spoken (tests of version skew); 0 means current.
+	Protocol int
+}
+
+// Agent is one node's agent.
+type Agent struct {
+	cfg Config
+	clk clock.Clock
+	log *slog.Logger
+	key ed25519.PrivateKey
+	pub string
+	api *client.Client
+
+	mu      sync.Mutex
+	id      *identity
+	desired api.Desired
+	changed chan struct{}
+	session api.Session
+}
+
+// New prepares an agent: it loads or makes the node key and any earlier identity.
+func New(cfg Config) (*Agent, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("--data is required: the directory for the node's key and state")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	key, err := loadOrCreateKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	id, err := loadIdentity(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	server := cfg.Server
+	if id != nil && server == "" {
+		server = id.Server
+	}
+	c, err := client.New(server, "")
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Protocol != 0 {
+		c.Protocol = cfg.Protocol
+	}
+	c.Clock = cfg.Clock
+	a := &Agent{cfg: cfg, clk: cfg.Clock, key: key, api: c, id: id, changed: make(chan struct{}),
+		pub: base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))}
+	if id == nil {
+		if cfg.Token == "" {
+			return nil, errors.New("this agent is not enrolled yet: pass --token with an enrollment token (ferry token create --site SITE)")
+		}
+		if a.cfg.Name == "" {
+			a.cfg.Name = defaultName()
+		}
+		if err := labels.CheckName("node name", a.cfg.Name); err != nil {
+			return nil, err
+		}
+		if err := labels.Set(cfg.Labels).Validate(); err != nil {
+			return nil, err
+		}
+	}
+	var d api.Desired
+	if err := readJSON(filepath.Join(cfg.DataDir, desiredFile), &d); err == nil {
+		a.desired = d
+	}
+	a.log = cfg.Logger.With("node", a.Name())
+	return a, nil
+}
+
+// Name is the node's name (known before enrollment too).
+func (a *Agent) Name() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.id != nil {
+		return a.id.Node
+	}
+	return a.cfg.Name
+}
+
+// Desired returns the newest desired state the agent holds and a channel closed when it changes.
+func (a *Agent) Desired() (api.Desired, <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.desired, a.changed
+}
+
+// fatalError ends Run: retrying cannot help.
+type fatalError struct{ error }
+
+// Run enrolls if needed, then syncs until ctx ends. Network failures and server restarts are
+// retried with backoff and jitter; only a refused enrollment ends it.
+func (a *Agent) Run(ctx context.Context) error {
+	bo := backoff{clk: a.clk, min: 200 * time.Millisecond, max: 30 * time.Second}
+	for ctx.Err() == nil {
+		err := a.step(ctx)
+		if err == nil {
+			bo.reset()
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		var fe fatalError
+		if errors.As(err, &fe) {
+			return fe.error
+		}
+		wait := bo.next()
+		switch client.StatusOf(err) {
+		case http.StatusUpgradeRequired:
+			// The server speaks other protocol versions: say so, and retry slowly in case it is
+			// upgraded or downgraded to meet us.
+			wait = time.Minute
+			a.log.Error("server refuses this agent's protocol version; retrying in a minute", "err", err)
+		case http.StatusUnauthorized:
+			a.mu.Lock()
+			a.session = api.Session{}
+			a.mu.Unlock()
+			a.log.Warn("not authorized; will open a new session", "err", err, "retry_in", wait.Round(time.Millisecond))
+		default:
+			a.log.Warn("server unreachable or failing; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
+		}
+		if !sleep(ctx, a.clk, wait) {
+			break
+		}
+	}
+	return nil
+}
+
+// step does the next thing the agent needs: enroll, open a session, or sync once.
+func (a *Agent) step(ctx context.Context) error {
+	a.mu.Lock()
+	id, sess := a.id, a.session
+	a.mu.Unlock()
+	if id == nil {
+		return a.enroll(ctx)
+	}
+	if sess.Token == "" || !a.clk.Now().Add(time.Minute).Before(sess.ExpiresAt) {
+		s, err := a.openSession(ctx, id.Node)
+		if err != nil {
+			return err
+		}
+		a.mu.Lock()
+		a.session = s
+		a.mu.Unlock()
+		return a.sync(ctx, s.Token, true)
+	}
+	return a.sync(ctx, sess.Token, false)
+}
+
+func (a *Agent) enroll(ctx context.Context) error {
+	name := a.cfg.Name
+	req := api.Enroll{Token: a.cfg.Token, Name: name, PublicKey: a.pub, Labels: a.cfg.Labels, Facts: gatherFacts(a.cfg.DataDir)}
+	req.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(a.key, api.EnrollMessage(req.Token, name, a.pub)))
+	res, err := a.api.Enroll(ctx, req)
+	switch code := client.StatusOf(err); {
+	case err == nil:
+	case code == http.StatusConflict:
+		// Our key may already be enrolled: an earlier attempt committed but its answer was lost.
+		if _, serr := a.openSession(ctx, name); serr == nil {
+			res = api.Enrolled{Node: name}
+			break
+		}
+		return fatalError{fmt.Errorf("enrollment refused: %w", err)}
+	case code == http.StatusUnauthorized || code == http.StatusBadRequest || code == http.StatusNotFound:
+		return fatalError{fmt.Errorf("enrollment refused: %w", err)}
+	default:
+		return err
+	}
+	id := &identity{Node: res.Node, Site: res.Site, Server: a.api.Addr(), PublicKey: a.pub, EnrolledAt: a.clk.Now().UTC()}
+	if err := saveJSON(filepath.Join(a.cfg.DataDir, identityFile), id); err != nil {
+		return fatalError{fmt.Errorf("save identity: %w", err)}
+	}
+	a.mu.Lock()
+	a.id = id
+	a.mu.Unlock()
+	a.log.Info("enrolled", "site", res.Site)
+	return nil
+}
+
+func (a *Agent) openSession(ctx context.Context, node string) (api.Session, error) {
+	ch, err := a.api.Challenge(ctx, node)
+	if err != nil {
+		return api.Session{}, err
+	}
+	sig := ed25519.Sign(a.key, api.SessionMessage(node, ch.Nonce))
+	return a.api.Session(ctx, api.SessionRequest{Node: node, Nonce: ch.Nonce, Signature: base64.StdEncoding.EncodeToString(sig)})
+}
+
+// sync sends one heartbeat and waits for the server's answer; the server holds it for up to
+// one heartbeat interval unless the desired state changes first.
+func (a *Agent) sync(ctx context.Context, session string, withFacts bool) error {
+	a.mu.Lock()
+	req := api.Sync{Generation: a.desired.Generation}
+	a.mu.Unlock()
+	if withFacts {
+		f := gatherFacts(a.cfg.DataDir)
+		req.Facts = &f
+	}
+	// The server holds a sync for at most its heartbeat interval (≤ a few minutes); give up
+	// well after that so a silently dead connection is noticed.
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	reply, err := a.api.Sync(rctx, session, req)
+	if err != nil {
+		return err
+	}
+	if reply.Desired != nil {
+		a.apply(*reply.Desired)
+	}
+	return nil
+}
+
+func (a *Agent) apply(d api.Desired) {
+	a.mu.Lock()
+	if d.Generation == a.desired.Generation {
+		a.mu.Unlock()
+		return
+	}
+	a.desired = d
+	close(a.changed)
+	a.changed = make(chan struct{})
+	a.mu.Unlock()
+	if err := saveJSON(filepath.Join(a.cfg.DataDir, desiredFile), d); err != nil {
+		a.log.Error("save desired state", "err", err)
+	}
+	a.log.Info("desired state", "generation", d.Generation, "labels", labels.Set(d.Labels).String())
+}
+
+// backoff is exponential with jitter: each wait is drawn from [d/2, d), d doubling to max.
+type backoff struct {
+	clk      clock.Clock
+	min, max time.Duration
+	cur      time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(b.cur*2, b.max)
+	}
+	return b.cur/2 + rand.N(b.cur/2+1)
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// sleep waits d on the clock; false if ctx ended first.
+func sleep(ctx context.Context, clk clock.Clock, d time.Duration) bool {
+	t := clk.NewTimer(d)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return false
+	case <-t.C():
+		return true
+	}
+}

@@ -1,0 +1,338 @@
+// Package client is the Go client of Ferry's HTTP API. The CLI, the agent and the tests all
+// talk to the server through it, and through nothing else.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/clock"
+)
+
+// Client calls one Ferry server.
+type Client struct {
+	base  string
+	token string
+	// HTTP is the underlying client; its timeout, if any, must exceed a held agent sync.
+	HTTP *http.Client
+	// Protocol is the agent protocol version sent on agent requests (api.Protocol by default).
+	Protocol int
+	// Clock paces reconnects of FollowEvents.
+	Clock clock.Clock
+}
+
+// New returns a client for the server at addr ("http://127.0.0.1:7700") with an operator token.
+func New(addr, token string) (*Client, error) {
+	u, err := url.Parse(addr)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("invalid server address %q: want http://HOST:PORT", addr)
+	}
+	return &Client{
+		base:     strings.TrimRight(addr, "/"),
+		token:    token,
+		HTTP:     &http.Client{},
+		Protocol: api.Protocol,
+		Clock:    clock.Real{},
+	}, nil
+}
+
+// Addr is the server's base address.
+func (c *Client) Addr() string { return c.base }
+
+// Error is a non-2xx answer from the server.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// StatusOf returns the HTTP status of an *Error, or 0.
+func StatusOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return 0
+}
+
+func (c *Client) request(ctx context.Context, method, path, token string, in any) (*http.Request, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if strings.HasPrefix(path, "/v1/agent/") {
+		req.Header.Set(api.ProtocolHeader, strconv.Itoa(c.Protocol))
+	}
+	return req, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path, token string, in, out any) error {
+	req, err := c.request(ctx, method, path, token, in)
+	if err != nil {
+		return err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return readError(resp)
+	}
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("bad answer from %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func readError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e api.Error
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		return &Error{Status: resp.StatusCode, Message: e.Error}
+	}
+	msg := strings.TrimSpace(string(b))
+	if msg == "" {
+		msg = resp.Status
+	}
+	return &Error{Status: resp.StatusCode, Message: fmt.Sprintf("server answered %s: %s", resp.Status, msg)}
+}
+
+// Sites lists the sites.
+func (c *Client) Sites(ctx context.Context) ([]api.Site, error) {
+	var out []api.Site
+	return out, c.do(ctx, "GET", "/v1/sites", c.token, nil, &out)
+}
+
+// SiteAdd is the request to add a site.
+type SiteAdd struct {
+	Name    string   `json:"name"`
+	Tier    int      `json:"tier"`
+	Lat     *float64 `json:"lat,omitempty"`
+	Lon     *float64 `json:"lon,omitempty"`
+	Contact string   `json:"contact,omitempty"`
+}
+
+// AddSite adds a site.
+func (c *Client) AddSite(ctx context.Context, s SiteAdd) (api.Site, error) {
+	var out api.Site
+	return out, c.do(ctx, "POST", "/v1/sites", c.token, s, &out)
+}
+
+// Site shows one site.
+func (c *Client) Site(ctx context.Context, name string) (api.Site, error) {
+	var out api.Site
+	return out, c.do(ctx, "GET", "/v1/sites/"+url.PathEscape(name), c.token, nil, &out)
+}
+
+// RemoveSite removes a site; force also revokes its nodes.
+func (c *Client) RemoveSite(ctx context.Context, name string, force bool) error {
+	return c.do(ctx, "DELETE", "/v1/sites/"+url.PathEscape(name)+"?force="+strconv.FormatBool(force), c.token, nil, nil)
+}
+
+// CreateToken makes an enrollment or operator token.
+func (c *Client) CreateToken(ctx context.Context, req api.TokenCreate) (api.Token, error) {
+	var out api.Token
+	return out, c.do(ctx, "POST", "/v1/tokens", c.token, req, &out)
+}
+
+// Tokens lists tokens (never their secrets).
+func (c *Client) Tokens(ctx context.Context) ([]api.Token, error) {
+	var out []api.Token
+	return out, c.do(ctx, "GET", "/v1/tokens", c.token, nil, &out)
+}
+
+// RevokeToken deletes a token.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	return c.do(ctx, "DELETE", "/v1/tokens/"+url.PathEscape(id), c.token, nil, nil)
+}
+
+// NodeQuery filters a node list.
+type NodeQuery struct {
+	Site, Selector, Status string
+}
+
+// Nodes lists nodes.
+func (c *Client) Nodes(ctx context.Context, q NodeQuery) ([]api.Node, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"site": q.Site, "selector": q.Selector, "status": q.Status} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	var out []api.Node
+	return out, c.do(ctx, "GET", "/v1/nodes?"+v.Encode(), c.token, nil, &out)
+}
+
+// Node shows one node.
+func (c *Client) Node(ctx context.Context, name string) (api.Node, error) {
+	var out api.Node
+	return out, c.do(ctx, "GET", "/v1/nodes/"+url.PathEscape(name), c.token, nil, &out)
+}
+
+// RemoveNode revokes a node.
+func (c *Client) RemoveNode(ctx context.Context, name string) error {
+	return c.do(ctx, "DELETE", "/v1/nodes/"+url.PathEscape(name), c.token, nil, nil)
+}
+
+// Label changes one node's labels (change.Selector empty) or every node change.Selector matches.
+func (c *Client) Label(ctx context.Context, node string, change api.LabelChange) (api.LabelResult, error) {
+	var out api.LabelResult
+	path := "/v1/labels"
+	if node != "" {
+		path = "/v1/nodes/" + url.PathEscape(node) + "/labels"
+	}
+	return out, c.do(ctx, "POST", path, c.token, change, &out)
+}
+
+// Events returns up to limit events after since.
+func (c *Client) Events(ctx context.Context, since int64, limit int) ([]api.Event, error) {
+	var out []api.Event
+	return out, c.do(ctx, "GET", fmt.Sprintf("/v1/events?since=%d&limit=%d", since, limit), c.token, nil, &out)
+}
+
+// FollowEvents streams events after since to fn until ctx ends or fn fails. When the stream
+// breaks (a server restart, say) it reconnects with backoff from the last event it delivered,
+// so fn sees every event once, in order. Authentication failures end it.
+func (c *Client) FollowEvents(ctx context.Context, since int64, fn func(api.Event) error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		got, err := c.followOnce(ctx, &since, fn)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var fnErr *callbackError
+		if errors.As(err, &fnErr) {
+			return fnErr.err
+		}
+		if s := StatusOf(err); s == http.StatusUnauthorized || s == http.StatusForbidden || s == http.StatusBadRequest {
+			return err
+		}
+		if got {
+			backoff = 100 * time.Millisecond
+		}
+		t := c.Clock.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C():
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+type callbackError struct{ err error }
+
+func (e *callbackError) Error() string { return e.err.Error() }
+
+// followOnce reads one SSE connection; it reports whether the connection was established.
+func (c *Client) followOnce(ctx context.Context, since *int64, fn func(api.Event) error) (bool, error) {
+	req, err := c.request(ctx, "GET", fmt.Sprintf("/v1/events?follow=true&since=%d", *since), c.token, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, readError(resp)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	var data []byte
+	for sc.Scan() {
+		line := sc.Bytes()
+		switch {
+		case len(line) == 0:
+			if len(data) == 0 {
+				continue
+			}
+			var e api.Event
+			if err := json.Unmarshal(data, &e); err != nil {
+				return true, fmt.Errorf("bad event from server: %w", err)
+			}
+			data = data[:0]
+			if e.ID <= *since {
+				continue // never deliver an event twice
+			}
+			if err := fn(e); err != nil {
+				return true, &callbackError{err}
+			}
+			*since = e.ID
+		case bytes.HasPrefix(line, []byte("data:")):
+			data = append(data, bytes.TrimSpace(line[5:])...)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return true, err
+	}
+	return true, io.ErrUnexpectedEOF
+}
+
+// Agent protocol calls. They carry the protocol version header; Sync also the session token.
+
+// Enroll trades an enrollment token for a node identity.
+func (c *Client) Enroll(ctx context.Context, req api.Enroll) (api.Enrolled, error) {
+	var out api.Enrolled
+	return out, c.do(ctx, "POST", "/v1/agent/enroll", "", req, &out)
+}
+
+// Challenge asks for a nonce to sign.
+func (c *Client) Challenge(ctx context.Context, node string) (api.Challenge, error) {
+	var out api.Challenge
+	return out, c.do(ctx, "POST", "/v1/agent/challenge", "", api.ChallengeRequest{Node: node}, &out)
+}
+
+// Session trades a signed challenge for a session token.
+func (c *Client) Session(ctx context.Context, req api.SessionRequest) (api.Session, error) {
+	var out api.Session
+	return out, c.do(ctx, "POST", "/v1/agent/session", "", req, &out)
+}
+
+// Sync sends a heartbeat and waits for newer desired state (or the hold time).
+func (c *Client) Sync(ctx context.Context, session string, req api.Sync) (api.SyncReply, error) {
+	var out api.SyncReply
+	return out, c.do(ctx, "POST", "/v1/agent/sync", session, req, &out)
+}

@@ -1,0 +1,126 @@
+// Package liveness is Ferry's failure detector, the field's "central sweep": it remembers when
+// each node last spoke and says which nodes fell silent past the grace period and which came
+// back. It holds no clock of its own; callers pass the time, so the grace logic is tested
+// without sleeping.
+package liveness
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// Detector tracks node heartbeats. It is safe for concurrent use.
+type Detector struct {
+	grace time.Duration
+
+	mu    sync.Mutex
+	nodes map[string]*entry
+	dirty map[string]time.Time // last-seen times not yet persisted
+}
+
+type entry struct {
+	seen time.Time
+	down bool
+}
+
+// New returns a detector that calls a node down after grace without a heartbeat.
+func New(grace time.Duration) *Detector {
+	return &Detector{grace: grace, nodes: map[string]*entry{}, dirty: map[string]time.Time{}}
+}
+
+// Grace is the silence after which a node is down.
+func (d *Detector) Grace() time.Duration { return d.grace }
+
+// Track starts watching a node with its last known state. A server that starts after being
+// away counts from its own start: it cannot know what happened while it was gone, so it gives
+// every node a full grace period to report before calling it down.
+func (d *Detector) Track(name string, down bool, seen time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.nodes[name] = &entry{seen: seen, down: down}
+}
+
+// Forget stops watching a node (revoked or removed).
+func (d *Detector) Forget(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.nodes, name)
+	delete(d.dirty, name)
+}
+
+// Heartbeat records that a node spoke at now. It reports true when the node was down, so the
+// caller records its return; the detector already counts it as up.
+func (d *Detector) Heartbeat(name string, now time.Time) (cameBack, known bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.nodes[name]
+	if !ok {
+		return false, false
+	}
+	if now.After(e.seen) {
+		e.seen = now
+	}
+	d.dirty[name] = e.seen
+	if e.down {
+		e.down = false
+		return true, true
+	}
+	return false, true
+}
+
+// Sweep returns, sorted, the nodes that have been silent for the grace period or longer as of
+// now and marks them down; each is returned once per silence.
+func (d *Detector) Sweep(now time.Time) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for name, e := range d.nodes {
+		if !e.down && now.Sub(e.seen) >= d.grace {
+			e.down = true
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// NextDeadline is the earliest time a node still up could be called down; zero when none is up.
+func (d *Detector) NextDeadline() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var next time.Time
+	for _, e := range d.nodes {
+		if e.down {
+			continue
+		}
+		if dl := e.seen.Add(d.grace); next.IsZero() || dl.Before(next) {
+			next = dl
+		}
+	}
+	return next
+}
+
+// TakeSeen returns the last-seen times recorded since the previous call, for persisting in one
+// batch rather than a write per heartbeat.
+func (d *Detector) TakeSeen() map[string]time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := d.dirty
+	d.dirty = map[string]time.Time{}
+	return out
+}
+
+// Counts reports how many tracked nodes are up and down.
+func (d *Detector) Counts() (up, down int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, e := range d.nodes {
+		if e.down {
+			down++
+		} else {
+			up++
+		}
+	}
+	return up, down
+}

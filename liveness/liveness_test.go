@@ -1,0 +1,81 @@
+package liveness
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/clock"
+)
+
+func TestGrace(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	d := New(30 * time.Second)
+	d.Track("a", false, clk.Now())
+	d.Track("b", false, clk.Now())
+
+	clk.Advance(10 * time.Second)
+	d.Heartbeat("a", clk.Now())
+	clk.Advance(19 * time.Second) // b silent 29s: still up
+	if got := d.Sweep(clk.Now()); len(got) != 0 {
+		t.Fatalf("swept %v before grace", got)
+	}
+	if dl := d.NextDeadline(); !dl.Equal(clk.Now().Add(time.Second)) {
+		t.Fatalf("NextDeadline = %v, want b's deadline one second on", dl)
+	}
+	clk.Advance(time.Second) // b silent 30s
+	if got := d.Sweep(clk.Now()); !reflect.DeepEqual(got, []string{"b"}) {
+		t.Fatalf("Sweep = %v, want [b]", got)
+	}
+	if got := d.Sweep(clk.Now().Add(time.Hour)); !reflect.DeepEqual(got, []string{"a"}) {
+		t.Fatalf("later Sweep = %v, want only a (b already down)", got)
+	}
+	if back, known := d.Heartbeat("b", clk.Now()); !back || !known {
+		t.Fatalf("Heartbeat(b) after down = %v %v, want came back", back, known)
+	}
+	if back, _ := d.Heartbeat("b", clk.Now()); back {
+		t.Fatal("second heartbeat reported a return again")
+	}
+	if up, down := d.Counts(); up != 1 || down != 1 {
+		t.Fatalf("Counts = %d up %d down", up, down)
+	}
+}
+
+func TestHeartbeatUnknownAndForget(t *testing.T) {
+	now := time.Unix(1000, 0)
+	d := New(time.Second)
+	if _, known := d.Heartbeat("ghost", now); known {
+		t.Fatal("unknown node reported known")
+	}
+	d.Track("a", false, now)
+	d.Heartbeat("a", now.Add(time.Millisecond))
+	d.Forget("a")
+	if got := d.Sweep(now.Add(time.Hour)); len(got) != 0 {
+		t.Fatalf("forgotten node swept: %v", got)
+	}
+	if seen := d.TakeSeen(); len(seen) != 0 {
+		t.Fatalf("forgotten node still dirty: %v", seen)
+	}
+}
+
+func TestTakeSeenBatches(t *testing.T) {
+	now := time.Unix(1000, 0)
+	d := New(time.Minute)
+	d.Track("a", false, now)
+	d.Track("b", true, now)
+	d.Heartbeat("a", now.Add(time.Second))
+	d.Heartbeat("a", now.Add(2*time.Second))
+	d.Heartbeat("b", now.Add(time.Second))
+	seen := d.TakeSeen()
+	if len(seen) != 2 || !seen["a"].Equal(now.Add(2*time.Second)) {
+		t.Fatalf("TakeSeen = %v", seen)
+	}
+	if again := d.TakeSeen(); len(again) != 0 {
+		t.Fatalf("second TakeSeen = %v, want empty", again)
+	}
+	// A heartbeat that arrives out of order never moves last-seen backwards.
+	d.Heartbeat("a", now)
+	if got := d.TakeSeen()["a"]; !got.Equal(now.Add(2 * time.Second)) {
+		t.Fatalf("last seen went backwards to %v", got)
+	}
+}

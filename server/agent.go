@@ -1,0 +1,143 @@
+package server
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/labels"
+	"github.com/ferryhq/ferry/store"
+)
+
+// Agent authentication: an agent enrolls once with a one-off token, proving it holds the
+// ed25519 key it registers. After that it opens sessions by signing a single-use challenge;
+// the session token it gets back authenticates its syncs for an hour. The private key never
+// leaves the node.
+
+func (s *Server) agentEnroll(w http.ResponseWriter, r *http.Request) error {
+	var req api.Enroll
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := labels.CheckName("node name", req.Name); err != nil {
+		return errorf(http.StatusBadRequest, "%v", err)
+	}
+	if err := labels.Set(req.Labels).Validate(); err != nil {
+		return errorf(http.StatusBadRequest, "%v", err)
+	}
+	id, ok := splitToken(req.Token, prefixEnroll)
+	if !ok {
+		return errorf(http.StatusUnauthorized, "not an enrollment token; create one with ferry token create --site SITE")
+	}
+	if err := verifyKeySig(req.PublicKey, api.EnrollMessage(req.Token, req.Name, req.PublicKey), req.Signature); err != nil {
+		return err
+	}
+	req.Facts.Protocol = protocolOf(r)
+	n, ev, err := s.store.EnrollNode(r.Context(), id, hashToken(req.Token), store.NodeRecord{
+		Name: req.Name, PublicKey: req.PublicKey, Labels: req.Labels, Facts: req.Facts,
+	}, s.clk.Now())
+	if err != nil {
+		return err
+	}
+	s.hub.put(n)
+	s.det.Track(n.Name, false, s.clk.Now())
+	s.published(ev)
+	writeJSON(w, http.StatusCreated, api.Enrolled{Node: n.Name, Site: n.Site})
+	return nil
+}
+
+func protocolOf(r *http.Request) int {
+	var p int
+	for _, c := range r.Header.Get(api.ProtocolHeader) {
+		p = p*10 + int(c-'0')
+	}
+	return p
+}
+
+func (s *Server) agentChallenge(w http.ResponseWriter, r *http.Request) error {
+	var req api.ChallengeRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := labels.CheckName("node name", req.Node); err != nil {
+		return errorf(http.StatusBadRequest, "%v", err)
+	}
+	// A challenge grants nothing by itself; it is issued for any well-formed name so that the
+	// answer does not reveal which nodes exist.
+	writeJSON(w, http.StatusOK, s.issueChallenge(req.Node))
+	return nil
+}
+
+func (s *Server) agentSession(w http.ResponseWriter, r *http.Request) error {
+	var req api.SessionRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := s.spendChallenge(req.Node, req.Nonce); err != nil {
+		return err
+	}
+	n, err := s.store.Node(r.Context(), req.Node)
+	if err != nil || n.Status == api.StatusRevoked {
+		return errorf(http.StatusUnauthorized, "node %s is revoked or unknown; enroll it again with a new token", req.Node)
+	}
+	if err := verifyKeySig(n.PublicKey, api.SessionMessage(req.Node, req.Nonce), req.Signature); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.issueSession(req.Node))
+	return nil
+}
+
+// agentSync is the heartbeat and the push channel in one request: it records the heartbeat,
+// then answers at once if the node's desired state is newer than the agent's, or holds until it
+// changes or one heartbeat interval has passed.
+func (s *Server) agentSync(w http.ResponseWriter, r *http.Request) error {
+	node := r.Context().Value(ctxNode).(string)
+	var req api.Sync
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	s.metrics.heartbeats.Inc()
+	if back, _ := s.det.Heartbeat(node, s.clk.Now()); back {
+		s.setStatus(r.Context(), node, api.StatusUp)
+	}
+	if req.Facts != nil {
+		req.Facts.Protocol = protocolOf(r)
+		if err := s.store.SetFacts(r.Context(), node, *req.Facts); err != nil {
+			return err
+		}
+	}
+	reply, err := s.awaitDesired(r.Context(), node, req.Generation)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, reply)
+	return nil
+}
+
+func (s *Server) awaitDesired(ctx context.Context, node string, have int64) (api.SyncReply, error) {
+	reply := api.SyncReply{HeartbeatInterval: api.Duration(s.cfg.HeartbeatInterval)}
+	desired, changed, ok := s.hub.watch(node)
+	if ok && desired.Generation == have {
+		s.metrics.agentConnections.Inc()
+		defer s.metrics.agentConnections.Dec()
+		t := s.clk.NewTimer(s.cfg.HeartbeatInterval)
+		select {
+		case <-changed:
+			t.Stop()
+			desired, _, ok = s.hub.watch(node)
+		case <-t.C():
+		case <-ctx.Done():
+			t.Stop()
+			return reply, errorf(http.StatusServiceUnavailable, "server shutting down")
+		}
+	}
+	if !ok {
+		return reply, errorf(http.StatusUnauthorized, "node %s is revoked or unknown; enroll it again with a new token", node)
+	}
+	reply.Generation = desired.Generation
+	if desired.Generation != have {
+		d := desired
+		reply.Desired = &d
+	}
+	return reply, nil
+}

@@ -1,0 +1,264 @@
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/store"
+)
+
+// Operator and enrollment tokens look like ferry_o_<id>_<secret> and ferry_e_<id>_<secret>:
+// the id finds the record, the secret is checked against its stored hash. The prefix lets
+// secret scanners recognise a leaked token.
+const (
+	prefixOperator = "ferry_o_"
+	prefixEnroll   = "ferry_e_"
+)
+
+var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// newToken makes a token string, its id and the hash to store.
+func newToken(prefix string) (secret, id, hash string) {
+	idb := make([]byte, 5)
+	rand.Read(idb)
+	sb := make([]byte, 20)
+	rand.Read(sb)
+	id = strings.ToLower(b32.EncodeToString(idb))
+	secret = prefix + id + "_" + strings.ToLower(b32.EncodeToString(sb))
+	return secret, id, hashToken(secret)
+}
+
+func hashToken(tok string) string {
+	h := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(h[:])
+}
+
+// splitToken returns the id of a well-formed token with the given prefix.
+func splitToken(tok, prefix string) (id string, ok bool) {
+	rest, ok := strings.CutPrefix(tok, prefix)
+	if !ok {
+		return "", false
+	}
+	id, _, ok = strings.Cut(rest, "_")
+	return id, ok && id != ""
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		return ""
+	}
+	return strings.TrimSpace(tok)
+}
+
+type ctxKey int
+
+const (
+	ctxNode ctxKey = iota
+	ctxRole
+)
+
+// authorize checks the credential a route needs and leaves the caller's identity on the request
+// context for the handler.
+func (s *Server) authorize(r *http.Request, acc access) error {
+	switch acc {
+	case public:
+		return nil
+	case viewer, admin:
+		role, err := s.operatorRole(r.Context(), bearer(r))
+		if err != nil {
+			return err
+		}
+		if acc == admin && role != api.RoleAdmin {
+			return errorf(http.StatusForbidden, "this token has role %s; the request needs an admin token", role)
+		}
+		*r = *r.WithContext(context.WithValue(r.Context(), ctxRole, role))
+		return nil
+	case agentEnroll, agentSession:
+		if err := checkProtocol(r); err != nil {
+			return err
+		}
+		if acc == agentEnroll {
+			return nil
+		}
+		node, err := s.verifySession(bearer(r))
+		if err != nil {
+			return err
+		}
+		if !s.hub.active(node) {
+			return errorf(http.StatusUnauthorized, "node %s is revoked or unknown; enroll it again with a new token", node)
+		}
+		*r = *r.WithContext(context.WithValue(r.Context(), ctxNode, node))
+		return nil
+	}
+	return errorf(http.StatusForbidden, "forbidden")
+}
+
+func (s *Server) operatorRole(ctx context.Context, tok string) (string, error) {
+	if tok == "" {
+		return "", errorf(http.StatusUnauthorized, "missing API token; set FERRY_TOKEN or pass --token")
+	}
+	id, ok := splitToken(tok, prefixOperator)
+	if !ok {
+		return "", errorf(http.StatusUnauthorized, "invalid API token")
+	}
+	rec, err := s.store.Token(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", errorf(http.StatusUnauthorized, "invalid API token")
+	}
+	if err != nil {
+		return "", err
+	}
+	if rec.Kind != store.KindOperator || subtle.ConstantTimeCompare([]byte(rec.SecretHash), []byte(hashToken(tok))) != 1 {
+		return "", errorf(http.StatusUnauthorized, "invalid API token")
+	}
+	if rec.ExpiresAt != nil && !s.clk.Now().Before(*rec.ExpiresAt) {
+		return "", errorf(http.StatusUnauthorized, "API token expired at %s", rec.ExpiresAt.Format(time.RFC3339))
+	}
+	return rec.Role, nil
+}
+
+// checkProtocol enforces the agent protocol range.
+func checkProtocol(r *http.Request) error {
+	v := r.Header.Get(api.ProtocolHeader)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < api.MinProtocol || n > api.MaxProtocol {
+		if v == "" {
+			v = "none"
+		}
+		return errorf(http.StatusUpgradeRequired, "agent protocol %s is not supported: this server speaks %d to %d; upgrade the agent (or the server)", v, api.MinProtocol, api.MaxProtocol)
+	}
+	return nil
+}
+
+// Session tokens are stateless: node, expiry and an HMAC under the server secret, so checking
+// one costs a hash and no store read, and they stay valid across restarts and replicas until
+// they expire. Revocation is enforced by the node cache on every request.
+const sessionTTL = time.Hour
+
+func (s *Server) issueSession(node string) api.Session {
+	exp := s.clk.Now().Add(sessionTTL).Truncate(time.Second)
+	payload := base64.RawURLEncoding.EncodeToString([]byte(node)) + "." + strconv.FormatInt(exp.Unix(), 10)
+	return api.Session{Token: "ferry_s_" + payload + "." + s.mac("session", payload), ExpiresAt: exp}
+}
+
+func (s *Server) verifySession(tok string) (string, error) {
+	bad := errorf(http.StatusUnauthorized, "invalid or expired agent session; open a new one")
+	rest, ok := strings.CutPrefix(tok, "ferry_s_")
+	if !ok {
+		return "", bad
+	}
+	i := strings.LastIndexByte(rest, '.')
+	if i < 0 {
+		return "", bad
+	}
+	payload, sig := rest[:i], rest[i+1:]
+	if !hmac.Equal([]byte(sig), []byte(s.mac("session", payload))) {
+		return "", bad
+	}
+	enc, expS, _ := strings.Cut(payload, ".")
+	exp, err := strconv.ParseInt(expS, 10, 64)
+	if err != nil || !s.clk.Now().Before(time.Unix(exp, 0)) {
+		return "", bad
+	}
+	node, err := base64.RawURLEncoding.DecodeString(enc)
+	if err != nil {
+		return "", bad
+	}
+	return string(node), nil
+}
+
+func (s *Server) mac(purpose, payload string) string {
+	m := hmac.New(sha256.New, s.secret)
+	m.Write([]byte(purpose + "\x00" + payload))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// Challenges are stateless too (random, node, expiry, HMAC), and single-use: a spent nonce is
+// remembered until it expires.
+const challengeTTL = time.Minute
+
+func (s *Server) issueChallenge(node string) api.Challenge {
+	exp := s.clk.Now().Add(challengeTTL)
+	b := make([]byte, 16+8)
+	rand.Read(b[:16])
+	binary.BigEndian.PutUint64(b[16:], uint64(exp.Unix()))
+	payload := base64.RawURLEncoding.EncodeToString(b)
+	return api.Challenge{Nonce: payload + "." + s.mac("challenge:"+node, payload), ExpiresAt: exp.Truncate(time.Second)}
+}
+
+func (s *Server) spendChallenge(node, nonce string) error {
+	bad := errorf(http.StatusUnauthorized, "invalid, expired or already used challenge; ask for a new one")
+	payload, sig, ok := strings.Cut(nonce, ".")
+	if !ok || !hmac.Equal([]byte(sig), []byte(s.mac("challenge:"+node, payload))) {
+		return bad
+	}
+	b, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil || len(b) != 24 {
+		return bad
+	}
+	exp := time.Unix(int64(binary.BigEndian.Uint64(b[16:])), 0)
+	now := s.clk.Now()
+	if !now.Before(exp) {
+		return bad
+	}
+	if !s.spent.add(payload, exp, now) {
+		return bad
+	}
+	return nil
+}
+
+// spentSet remembers used nonces until they expire.
+type spentSet struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (p *spentSet) add(nonce string, exp, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]time.Time{}
+	}
+	if _, used := p.m[nonce]; used {
+		return false
+	}
+	if len(p.m) > 1024 {
+		for k, e := range p.m {
+			if !now.Before(e) {
+				delete(p.m, k)
+			}
+		}
+	}
+	p.m[nonce] = exp
+	return true
+}
+
+// verifyKeySig checks an ed25519 signature given as base64 strings.
+func verifyKeySig(pubB64 string, msg []byte, sigB64 string) error {
+	pub, err := base64.StdEncoding.DecodeString(pubB64)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return errorf(http.StatusBadRequest, "public_key must be a base64 ed25519 public key")
+	}
+	sig, err := base64.StdEncoding.DecodeString(sigB64)
+	if err != nil || len(sig) != ed25519.SignatureSize || !ed25519.Verify(ed25519.PublicKey(pub), msg, sig) {
+		return errorf(http.StatusUnauthorized, "signature does not verify against the node's key")
+	}
+	return nil
+}

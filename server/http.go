@@ -1,0 +1,189 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/store"
+)
+
+// maxBody bounds every JSON request body.
+const maxBody = 1 << 20
+
+// httpError is an error with the status it maps to.
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(code int, format string, args ...any) error {
+	return &httpError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// handlerFunc is an HTTP handler that returns its failure instead of writing it.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// access says who may call a route.
+type access int
+
+const (
+	public       access = iota // anyone
+	viewer                     // any operator token
+	admin                      // admin operator token
+	agentEnroll                // agent protocol; credential checked by the handler
+	agentSession               // agent protocol and a session token
+)
+
+func (a access) String() string {
+	return [...]string{"public", "viewer", "admin", "agent-enroll", "agent-session"}[a]
+}
+
+// route is one registered endpoint, kept so a test can walk them all.
+type route struct {
+	pattern string
+	access  access
+}
+
+// writeError maps an error to a status and a JSON body; the one place that does.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := http.StatusInternalServerError
+	msg := "internal error; see the server log"
+	var he *httpError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &he):
+		code, msg = he.code, he.msg
+	case errors.As(err, &mbe):
+		code, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit)
+	case errors.Is(err, store.ErrNotFound):
+		code, msg = http.StatusNotFound, err.Error()
+	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
+		code, msg = http.StatusConflict, trimSentinel(err)
+	case errors.Is(err, store.ErrTokenInvalid):
+		code, msg = http.StatusUnauthorized, trimSentinel(err)
+	default:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, code, api.Error{Error: msg})
+}
+
+// trimSentinel drops a trailing ": <sentinel>" so messages read as one sentence.
+func trimSentinel(err error) string {
+	m := err.Error()
+	for _, s := range []error{store.ErrConflict, store.ErrTokenInvalid, store.ErrExists} {
+		m = strings.TrimSuffix(m, ": "+s.Error())
+	}
+	return m
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// decode reads one JSON document into v, strictly: right content type, bounded size, no
+// unknown fields, nothing after it.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return errorf(http.StatusUnsupportedMediaType, "content type %q not accepted; send application/json", ct)
+		}
+	}
+	body := http.MaxBytesReader(w, r.Body, maxBody)
+	return decodeJSON(body, v)
+}
+
+// decodeJSON is decode's reader half, split out for fuzzing.
+func decodeJSON(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		if errors.Is(err, io.EOF) {
+			return errorf(http.StatusBadRequest, "empty request body; send a JSON document")
+		}
+		return errorf(http.StatusBadRequest, "malformed JSON: %v", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errorf(http.StatusBadRequest, "malformed JSON: data after the document")
+	}
+	return nil
+}
+
+// queryInt64 parses an optional integer query parameter.
+func queryInt64(r *http.Request, name string, def int64) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, errorf(http.StatusBadRequest, "bad %s %q: want a non-negative integer", name, v)
+	}
+	return n, nil
+}
+
+// statusRecorder remembers the status for metrics.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// handle registers a route with its access rule, metrics and error mapping.
+func (s *Server) handle(pattern string, acc access, h handlerFunc) {
+	s.routes = append(s.routes, route{pattern: pattern, access: acc})
+	hist := s.metrics.requestDuration
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		if err := s.authorize(r, acc); err != nil {
+			s.writeError(rec, r, err)
+		} else if err := h(rec, r); err != nil {
+			s.writeError(rec, r, err)
+		}
+		code := rec.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		hist.WithLabelValues(pattern, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+	})
+}

@@ -1,0 +1,112 @@
+package server
+
+import (
+	"sync"
+
+	"github.com/ferryhq/ferry/api"
+)
+
+// hub is the in-memory view of every enrolled node that agent requests need on their hot path:
+// whether the node may talk, and its desired state with a channel that closes when that
+// state changes. The store stays the source of truth; the hub is rebuilt from it at start.
+type hub struct {
+	mu    sync.RWMutex
+	nodes map[string]*hubNode
+}
+
+type hubNode struct {
+	site    string
+	status  string
+	desired api.Desired
+	changed chan struct{} // closed and replaced on every new generation
+}
+
+func newHub() *hub { return &hub{nodes: map[string]*hubNode{}} }
+
+// put records a node's current state from the store, waking its waiters if the generation moved.
+func (h *hub) put(n api.Node) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n.Status == api.StatusRevoked {
+		if old, ok := h.nodes[n.Name]; ok {
+			close(old.changed)
+			delete(h.nodes, n.Name)
+		}
+		return
+	}
+	old, ok := h.nodes[n.Name]
+	hn := &hubNode{site: n.Site, status: n.Status, desired: api.Desired{Generation: n.Generation, Labels: n.Labels}, changed: make(chan struct{})}
+	if ok {
+		if old.desired.Generation == n.Generation {
+			hn.changed = old.changed
+		} else {
+			close(old.changed)
+		}
+	}
+	h.nodes[n.Name] = hn
+}
+
+// remove drops a node (revoked or its site removed) and wakes its waiters so they see it gone.
+func (h *hub) remove(name string) {
+	h.put(api.Node{Name: name, Status: api.StatusRevoked})
+}
+
+func (h *hub) setStatus(name, status string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n, ok := h.nodes[name]; ok {
+		n.status = status
+	}
+}
+
+func (h *hub) active(name string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	_, ok := h.nodes[name]
+	return ok
+}
+
+// watch returns the node's desired state and a channel closed when it changes.
+func (h *hub) watch(name string) (api.Desired, <-chan struct{}, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n, ok := h.nodes[name]
+	if !ok {
+		return api.Desired{}, nil, false
+	}
+	return n.desired, n.changed, true
+}
+
+// counts returns node counts by site and status.
+func (h *hub) counts() map[[2]string]int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := map[[2]string]int{}
+	for _, n := range h.nodes {
+		out[[2]string{n.site, n.status}]++
+	}
+	return out
+}
+
+// broker wakes event followers when new events are committed.
+type broker struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newBroker() *broker { return &broker{ch: make(chan struct{})} }
+
+// wait returns a channel closed at the next publish. Take it before reading the log, so an
+// event committed between the read and the wait still wakes the follower.
+func (b *broker) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ch
+}
+
+func (b *broker) publish() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	close(b.ch)
+	b.ch = make(chan struct{})
+}

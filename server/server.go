@@ -1,0 +1,334 @@
+// Package server is Ferry's control plane: the HTTP API for operators, the agent protocol, the
+// failure detector loop and the event stream, over a store.Store.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/liveness"
+	"github.com/ferryhq/ferry/store"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config configures a Server.
+type Config struct {
+	// DataDir holds the database and admin.token.
+	DataDir string
+	// DB is a database URL; empty means SQLite in DataDir.
+	DB string
+	// HeartbeatInterval is how often agents check in; an idle sync is held this long.
+	HeartbeatInterval time.Duration
+	// HeartbeatGrace is the silence after which a node is down (default 3 × interval).
+	HeartbeatGrace time.Duration
+	Clock          clock.Clock
+	Logger         *slog.Logger
+}
+
+// Server is one control-plane process.
+type Server struct {
+	cfg     Config
+	store   store.Store
+	clk     clock.Clock
+	log     *slog.Logger
+	secret  []byte
+	det     *liveness.Detector
+	hub     *hub
+	events  *broker
+	spent   spentSet
+	metrics *metrics
+	mux     *http.ServeMux
+	routes  []route
+	ready   chan struct{}
+
+	// AdminToken is the admin API token, as written to DataDir/admin.token.
+	AdminToken string
+}
+
+// New opens the store, makes the admin token on first start and loads the fleet into memory.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 10 * time.Second
+	}
+	if cfg.HeartbeatGrace <= 0 {
+		cfg.HeartbeatGrace = 3 * cfg.HeartbeatInterval
+	}
+	if cfg.HeartbeatGrace <= cfg.HeartbeatInterval {
+		return nil, fmt.Errorf("--heartbeat-grace (%s) must be longer than --heartbeat-interval (%s)", cfg.HeartbeatGrace, cfg.HeartbeatInterval)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("--data is required: the directory for the database and admin token")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	var st store.Store
+	switch {
+	case cfg.DB == "" || strings.HasPrefix(cfg.DB, "sqlite:"):
+		file := strings.TrimPrefix(cfg.DB, "sqlite:")
+		if file == "" {
+			file = filepath.Join(cfg.DataDir, "ferry.db")
+		}
+		s, err := store.OpenSQLite(ctx, file)
+		if err != nil {
+			return nil, err
+		}
+		st = s
+	default:
+		return nil, fmt.Errorf("--db %q: only SQLite (the default) is supported by this build", cfg.DB)
+	}
+	s := &Server{
+		cfg:    cfg,
+		store:  st,
+		clk:    cfg.Clock,
+		log:    cfg.Logger,
+		det:    liveness.New(cfg.HeartbeatGrace),
+		hub:    newHub(),
+		events: newBroker(),
+		mux:    http.NewServeMux(),
+		ready:  make(chan struct{}),
+	}
+	s.metrics = newMetrics(s.hub)
+	if err := s.load(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.routesInit()
+	return s, nil
+}
+
+func (s *Server) load(ctx context.Context) error {
+	var err error
+	if s.secret, err = s.store.Secret(ctx); err != nil {
+		return fmt.Errorf("load server secret: %w", err)
+	}
+	if err := s.ensureAdminToken(ctx); err != nil {
+		return err
+	}
+	nodes, err := s.store.Nodes(ctx)
+	if err != nil {
+		return fmt.Errorf("load nodes: %w", err)
+	}
+	start := s.clk.Now()
+	for _, n := range nodes {
+		if n.Status == api.StatusRevoked {
+			continue
+		}
+		s.hub.put(n)
+		// Count silence from our own start: the server cannot know what happened while it was away.
+		s.det.Track(n.Name, n.Status == api.StatusDown, start)
+	}
+	return nil
+}
+
+// ensureAdminToken keeps DATA/admin.token valid, making a new admin token when it is missing.
+func (s *Server) ensureAdminToken(ctx context.Context) error {
+	file := filepath.Join(s.cfg.DataDir, "admin.token")
+	if b, err := os.ReadFile(file); err == nil {
+		tok := strings.TrimSpace(string(b))
+		if role, err := s.operatorRole(ctx, tok); err == nil && role == api.RoleAdmin {
+			s.AdminToken = tok
+			return nil
+		}
+		s.log.Warn("admin.token is not a valid admin token here; making a new one", "file", file)
+	}
+	secret, id, hash := newToken(prefixOperator)
+	ev, err := s.store.CreateToken(ctx, store.TokenRecord{ID: id, SecretHash: hash, Kind: store.KindOperator,
+		Role: api.RoleAdmin, CreatedAt: s.clk.Now(), Description: "admin token written to admin.token"})
+	if err != nil {
+		return fmt.Errorf("create admin token: %w", err)
+	}
+	s.published(ev)
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, []byte(secret+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return err
+	}
+	s.AdminToken = secret
+	return nil
+}
+
+func (s *Server) routesInit() {
+	s.handle("GET /healthz", public, s.healthz)
+	s.handle("GET /readyz", public, s.readyz)
+	s.routes = append(s.routes, route{"GET /metrics", public})
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+
+	s.handle("GET /v1/sites", viewer, s.listSites)
+	s.handle("POST /v1/sites", admin, s.addSite)
+	s.handle("GET /v1/sites/{name}", viewer, s.showSite)
+	s.handle("DELETE /v1/sites/{name}", admin, s.removeSite)
+
+	s.handle("GET /v1/tokens", admin, s.listTokens)
+	s.handle("POST /v1/tokens", admin, s.createToken)
+	s.handle("DELETE /v1/tokens/{id}", admin, s.revokeToken)
+
+	s.handle("GET /v1/nodes", viewer, s.listNodes)
+	s.handle("GET /v1/nodes/{name}", viewer, s.showNode)
+	s.handle("DELETE /v1/nodes/{name}", admin, s.removeNode)
+	s.handle("POST /v1/nodes/{name}/labels", admin, s.labelNode)
+	s.handle("POST /v1/labels", admin, s.labelNodes)
+
+	s.handle("GET /v1/events", viewer, s.listEvents)
+
+	s.handle("POST /v1/agent/enroll", agentEnroll, s.agentEnroll)
+	s.handle("POST /v1/agent/challenge", agentEnroll, s.agentChallenge)
+	s.handle("POST /v1/agent/session", agentEnroll, s.agentSession)
+	s.handle("POST /v1/agent/sync", agentSession, s.agentSync)
+
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, api.Error{Error: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)})
+	})
+}
+
+// Handler serves the whole API.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Store returns the server's store (for tools that share the process, like ferry dev).
+func (s *Server) Store() store.Store { return s.store }
+
+// published tells followers and metrics about events the store has committed.
+func (s *Server) published(evs ...api.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	s.metrics.events.Add(float64(len(evs)))
+	for _, e := range evs {
+		s.log.Info("event", "id", e.ID, "type", e.Type, "subject", e.Subject)
+	}
+	s.events.publish()
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	select {
+	case <-s.ready:
+	default:
+		return errorf(http.StatusServiceUnavailable, "starting")
+	}
+	if _, err := s.store.Events(r.Context(), 1<<62, 1); err != nil {
+		return errorf(http.StatusServiceUnavailable, "store unavailable: %v", err)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}
+
+// Serve runs the server on l until ctx ends, then shuts down gracefully and closes the store.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	loops, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.sweepLoop(loops) }()
+	go func() { defer wg.Done(); s.flushLoop(loops) }()
+	close(s.ready)
+
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	s.log.Info("serving", "addr", l.Addr().String(), "heartbeat_interval", s.cfg.HeartbeatInterval, "heartbeat_grace", s.cfg.HeartbeatGrace)
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		hs.Shutdown(sctx) // held syncs and event streams end with the base context
+		cancel()
+	}
+	stop()
+	wg.Wait()
+	s.flush(context.Background())
+	if cerr := s.store.Close(); err == nil || errors.Is(err, http.ErrServerClosed) {
+		err = cerr
+	}
+	return err
+}
+
+// sweepLoop marks silent nodes down at their deadline.
+func (s *Server) sweepLoop(ctx context.Context) {
+	for {
+		wait := time.Second
+		if dl := s.det.NextDeadline(); !dl.IsZero() {
+			if d := dl.Sub(s.clk.Now()); d < wait {
+				wait = max(d, 10*time.Millisecond)
+			}
+		}
+		t := s.clk.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		s.Sweep(ctx)
+	}
+}
+
+// Sweep marks down every node silent past the grace period, now.
+func (s *Server) Sweep(ctx context.Context) {
+	for _, name := range s.det.Sweep(s.clk.Now()) {
+		s.setStatus(ctx, name, api.StatusDown)
+	}
+}
+
+func (s *Server) setStatus(ctx context.Context, name, status string) {
+	ev, changed, err := s.store.SetNodeStatus(ctx, name, status, s.clk.Now())
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.Error("record node status", "node", name, "status", status, "err", err)
+		}
+		return
+	}
+	s.hub.setStatus(name, status)
+	if changed {
+		s.published(ev)
+	}
+}
+
+// flushLoop persists last-seen times in batches, once per heartbeat interval.
+func (s *Server) flushLoop(ctx context.Context) {
+	for {
+		t := s.clk.NewTimer(s.cfg.HeartbeatInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		s.flush(ctx)
+	}
+}
+
+func (s *Server) flush(ctx context.Context) {
+	if err := s.store.TouchNodes(ctx, s.det.TakeSeen()); err != nil {
+		s.log.Warn("persist last-seen times", "err", err)
+	}
+}
