@@ -1,0 +1,386 @@
+package cli
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/labels"
+	"github.com/spf13/cobra"
+)
+
+func (e *env) siteCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "site", Short: "Manage sites, the places nodes live"}
+	var tier int
+	var lat, lon float64
+	var contact string
+	add := &cobra.Command{
+		Use:   "add NAME --tier 1|2|3 [--lat F --lon F] [--contact EMAIL]",
+		Short: "Add a site (tier 1 runs a relay, 2 administers its own nodes, 3 lends nodes)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if !cmd.Flags().Changed("tier") {
+				return usagef("site add: --tier is required (1, 2 or 3)")
+			}
+			if cmd.Flags().Changed("lat") != cmd.Flags().Changed("lon") {
+				return usagef("site add: give both --lat and --lon, or neither")
+			}
+			req := client.SiteAdd{Name: a[0], Tier: tier, Contact: contact}
+			if cmd.Flags().Changed("lat") {
+				req.Lat, req.Lon = &lat, &lon
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			s, err := c.AddSite(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(s)
+			}
+			fmt.Fprintf(e.stdout, "site %s added (tier %d)\n", s.Name, s.Tier)
+			return nil
+		},
+	}
+	add.Flags().IntVar(&tier, "tier", 0, "1, 2 or 3")
+	add.Flags().Float64Var(&lat, "lat", 0, "latitude")
+	add.Flags().Float64Var(&lon, "lon", 0, "longitude")
+	add.Flags().StringVar(&contact, "contact", "", "contact e-mail")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List sites",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			sites, err := c.Sites(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(sites)
+			}
+			rows := make([][]string, 0, len(sites))
+			for _, s := range sites {
+				rows = append(rows, []string{s.Name, strconv.Itoa(s.Tier), location(s), strconv.Itoa(s.Nodes[api.StatusUp]), strconv.Itoa(s.Nodes[api.StatusDown]), dash(s.Contact)})
+			}
+			return e.table([]string{"NAME", "TIER", "LOCATION", "UP", "DOWN", "CONTACT"}, rows)
+		},
+	}
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show one site",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			s, err := c.Site(cmd.Context(), a[0])
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(s)
+			}
+			return e.table([]string{"FIELD", "VALUE"}, [][]string{
+				{"name", s.Name}, {"tier", strconv.Itoa(s.Tier)}, {"location", location(s)}, {"contact", dash(s.Contact)},
+				{"nodes up", strconv.Itoa(s.Nodes[api.StatusUp])}, {"nodes down", strconv.Itoa(s.Nodes[api.StatusDown])},
+				{"created", s.CreatedAt.Format(time.RFC3339)},
+			})
+		},
+	}
+	var force bool
+	rm := &cobra.Command{
+		Use:   "rm NAME [--force]",
+		Short: "Remove a site; refused while it has nodes unless --force revokes them",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RemoveSite(cmd.Context(), a[0], force); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "site %s removed\n", a[0])
+			return nil
+		},
+	}
+	rm.Flags().BoolVar(&force, "force", false, "also revoke and remove the site's nodes")
+	cmd.AddCommand(add, list, show, rm)
+	return cmd
+}
+
+func location(s api.Site) string {
+	if s.Lat == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.4f,%.4f", *s.Lat, *s.Lon)
+}
+
+func (e *env) tokenCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Make and revoke enrollment and operator tokens"}
+	var req api.TokenCreate
+	var ttl time.Duration
+	create := &cobra.Command{
+		Use:   "create --site NAME [--uses N] [--ttl D] | --role admin|viewer [--ttl D]",
+		Short: "Make a token and print it alone on stdout",
+		Long: "With --site, a one-off enrollment token for agents joining that site (default: 1 use, valid 24h).\n" +
+			"With --role, an operator API token (admin may change things, viewer only reads).",
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (req.Site == "") == (req.Role == "") {
+				return usagef("token create: give --site NAME for an enrollment token or --role admin|viewer for an operator token")
+			}
+			if cmd.Flags().Changed("ttl") {
+				if ttl <= 0 {
+					return usagef("token create: --ttl must be positive")
+				}
+				req.TTL = ttl.String()
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.CreateToken(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(t)
+			}
+			fmt.Fprintln(e.stdout, t.Secret)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&req.Site, "site", "", "site the enrolling nodes join")
+	create.Flags().StringVar(&req.Role, "role", "", "operator role: admin or viewer")
+	create.Flags().IntVar(&req.Uses, "uses", 0, "how many nodes may enroll with it (default 1)")
+	create.Flags().DurationVar(&ttl, "ttl", 0, "lifetime (default 24h for enrollment, none for operator tokens)")
+	create.Flags().StringVar(&req.Description, "description", "", "free text shown by token list")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List tokens (never their secrets)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			toks, err := c.Tokens(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(toks)
+			}
+			rows := [][]string{}
+			for _, t := range toks {
+				uses, exp := "-", "never"
+				if t.UsesLeft != nil {
+					uses = strconv.Itoa(*t.UsesLeft)
+				}
+				if t.ExpiresAt != nil {
+					exp = t.ExpiresAt.Format(time.RFC3339)
+				}
+				rows = append(rows, []string{t.ID, t.Kind, dash(t.Site), dash(t.Role), uses, exp, dash(t.Description)})
+			}
+			return e.table([]string{"ID", "KIND", "SITE", "ROLE", "USES LEFT", "EXPIRES", "DESCRIPTION"}, rows)
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a token at once",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RevokeToken(cmd.Context(), a[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "token %s revoked\n", a[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(create, list, revoke)
+	return cmd
+}
+
+func (e *env) nodeCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "node", Short: "List, inspect, label and revoke nodes"}
+	var q client.NodeQuery
+	list := &cobra.Command{
+		Use:   "list [--site S] [--selector SEL] [--status up|down|revoked]",
+		Short: "List nodes (revoked ones only with --status revoked)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := labels.ParseSelector(q.Selector); err != nil {
+				return UsageError{err}
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			nodes, err := c.Nodes(cmd.Context(), q)
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(nodes)
+			}
+			rows := [][]string{}
+			for _, n := range nodes {
+				rows = append(rows, []string{n.Name, n.Site, n.Status, dash(labels.Set(n.Labels).String()), dash(n.Facts.OS + "/" + n.Facts.Arch), dash(n.Facts.AgentVersion), ago(n.LastSeen)})
+			}
+			return e.table([]string{"NAME", "SITE", "STATUS", "LABELS", "PLATFORM", "AGENT", "LAST SEEN"}, rows)
+		},
+	}
+	list.Flags().StringVar(&q.Site, "site", "", "only nodes of this site")
+	list.Flags().StringVarP(&q.Selector, "selector", "l", "", "label selector, e.g. site=ams,role!=mesh")
+	list.Flags().StringVar(&q.Status, "status", "", "up, down or revoked")
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show one node with its facts",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			n, err := c.Node(cmd.Context(), a[0])
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(n)
+			}
+			f := n.Facts
+			return e.table([]string{"FIELD", "VALUE"}, [][]string{
+				{"name", n.Name}, {"site", fmt.Sprintf("%s (tier %d)", n.Site, n.Tier)}, {"status", n.Status},
+				{"labels", dash(labels.Set(n.Labels).String())}, {"generation", strconv.FormatInt(n.Generation, 10)},
+				{"hostname", dash(f.Hostname)}, {"platform", f.OS + "/" + f.Arch}, {"cpus", strconv.Itoa(f.CPUs)},
+				{"memory", bytes(f.MemoryBytes)}, {"disk", fmt.Sprintf("%s (%s free)", bytes(f.DiskBytes), bytes(f.DiskFree))},
+				{"agent", fmt.Sprintf("%s (protocol %d)", dash(f.AgentVersion), f.Protocol)},
+				{"last seen", ago(n.LastSeen)}, {"enrolled", n.EnrolledAt.Format(time.RFC3339)},
+			})
+		},
+	}
+	rm := &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Revoke a node's identity at once; it must enroll again to return",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RemoveNode(cmd.Context(), a[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "node %s revoked\n", a[0])
+			return nil
+		},
+	}
+	var sel string
+	var all bool
+	label := &cobra.Command{
+		Use:   "label [NAME | --selector SEL | --all] key=value ... key- ...",
+		Short: "Set (k=v) or remove (k-) labels; the change is pushed to the agents at once",
+		Args:  args(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			node := ""
+			if sel == "" && !all {
+				node, a = a[0], a[1:]
+			} else if sel != "" && all {
+				return usagef("node label: give --selector or --all, not both")
+			}
+			if all {
+				sel = labels.KeySite // every node has a site
+			}
+			change, err := parseLabelArgs(a)
+			if err != nil {
+				return err
+			}
+			change.Selector = sel
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.Label(cmd.Context(), node, change)
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(res)
+			}
+			fmt.Fprintf(e.stdout, "%d node(s) relabelled\n", len(res.Nodes))
+			return nil
+		},
+	}
+	label.Flags().StringVarP(&sel, "selector", "l", "", "label every node this selector matches")
+	label.Flags().BoolVar(&all, "all", false, "label every node")
+	cmd.AddCommand(list, show, rm, label)
+	return cmd
+}
+
+// parseLabelArgs reads kubectl-style label arguments: k=v sets, k- removes.
+func parseLabelArgs(a []string) (api.LabelChange, error) {
+	var c api.LabelChange
+	var sets []string
+	for _, s := range a {
+		if k, ok := strings.CutSuffix(s, "-"); ok && !strings.Contains(s, "=") {
+			if err := labels.CheckName("label key", k); err != nil {
+				return c, UsageError{err}
+			}
+			c.Remove = append(c.Remove, k)
+			continue
+		}
+		sets = append(sets, s)
+	}
+	set, err := labels.ParseSet(sets...)
+	if err != nil {
+		return c, UsageError{err}
+	}
+	if len(set) == 0 && len(c.Remove) == 0 {
+		return c, usagef("node label: give key=value to set or key- to remove")
+	}
+	c.Set = set
+	sort.Strings(c.Remove)
+	return c, nil
+}
+
+func ago(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	d := time.Since(*t)
+	if d < time.Second {
+		return "just now"
+	}
+	return d.Round(time.Second).String() + " ago"
+}
+
+func bytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,117 @@
+package cli
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"time"
+
+	"github.com/ferryhq/ferry/agent"
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/labels"
+	"github.com/ferryhq/ferry/server"
+	"github.com/spf13/cobra"
+)
+
+func (e *env) serverCmd() *cobra.Command {
+	var cfg server.Config
+	var listen, logLevel string
+	cmd := &cobra.Command{
+		Use:   "server --data DIR [--listen ADDR] [--db URL]",
+		Short: "Run the control plane",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.DataDir == "" {
+				return usagef("server: --data DIR is required")
+			}
+			log, err := e.logger(logLevel)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = log
+			l, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", listen, err)
+			}
+			srv, err := server.New(cmd.Context(), cfg)
+			if err != nil {
+				l.Close()
+				return err
+			}
+			log.Info("admin token written", "file", cfg.DataDir+"/admin.token")
+			return srv.Serve(cmd.Context(), l)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data", "", "directory for the database and admin.token")
+	f.StringVar(&listen, "listen", "127.0.0.1:7700", "address to serve the API on")
+	f.StringVar(&cfg.DB, "db", "", "database URL (default: SQLite in --data)")
+	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "how often agents check in")
+	f.DurationVar(&cfg.HeartbeatGrace, "heartbeat-grace", 0, "silence after which a node is down (default 3 × interval)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func (e *env) agentCmd() *cobra.Command {
+	var cfg agent.Config
+	var lbls, logLevel string
+	cmd := &cobra.Command{
+		Use:   "agent --server URL --token T --data DIR [--name N] [--labels k=v,...]",
+		Short: "Run the node agent; it enrolls once, then keeps its identity in --data",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.DataDir == "" {
+				return usagef("agent: --data DIR is required")
+			}
+			// The agent's --server and --token are its own flags, sharing names with the
+			// operator flags on purpose (PRODUCT.md); read them from the root.
+			// Only the flags: FERRY_TOKEN holds an operator token, never an enrollment token.
+			cfg.Server = e.serverAddr()
+			tok, err := e.flagToken()
+			if err != nil {
+				return err
+			}
+			cfg.Token = tok
+			set, err := labels.ParseSet(lbls)
+			if err != nil {
+				return UsageError{err}
+			}
+			cfg.Labels = set
+			if cfg.Logger, err = e.logger(logLevel); err != nil {
+				return err
+			}
+			a, err := agent.New(cfg)
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data", "", "directory for the node's key, identity and state")
+	f.StringVar(&cfg.Name, "name", "", "node name (default: from the hostname)")
+	f.StringVar(&lbls, "labels", "", "labels at enrollment, k=v,k=v")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func (e *env) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version and protocol range",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(e.stdout, "ferry %s (agent protocol %d, server accepts %d-%d)\n", api.Version, api.Protocol, api.MinProtocol, api.MaxProtocol)
+			return nil
+		},
+	}
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
