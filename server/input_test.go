@@ -1,0 +1,100 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/ferryhq/ferry/api"
+)
+
+func TestBadInputChangesNothing(t *testing.T) {
+	h := start(t, Config{})
+	h.site("ams", 1)
+	before := lastEventID(t, h.admin)
+	big := `{"name":"` + strings.Repeat("a", maxBody) + `","tier":1}`
+	cases := []struct {
+		name, method, path, ctype, body string
+		code                            int
+	}{
+		{"malformed JSON", "POST", "/v1/sites", "application/json", `{"name":`, 400},
+		{"unknown field", "POST", "/v1/sites", "application/json", `{"name":"x","tier":1,"colour":"red"}`, 400},
+		{"trailing data", "POST", "/v1/sites", "application/json", `{"name":"x","tier":1}{}`, 400},
+		{"empty body", "POST", "/v1/sites", "application/json", ``, 400},
+		{"oversized body", "POST", "/v1/sites", "application/json", big, 413},
+		{"wrong content type", "POST", "/v1/sites", "text/plain", `{"name":"x","tier":1}`, 415},
+		{"bad site name", "POST", "/v1/sites", "application/json", `{"name":"Bad_Name","tier":1}`, 400},
+		{"bad tier", "POST", "/v1/sites", "application/json", `{"name":"x","tier":4}`, 400},
+		{"half a location", "POST", "/v1/sites", "application/json", `{"name":"x","tier":1,"lat":1}`, 400},
+		{"bad latitude", "POST", "/v1/sites", "application/json", `{"name":"x","tier":1,"lat":91,"lon":0}`, 400},
+		{"duplicate site", "POST", "/v1/sites", "application/json", `{"name":"ams","tier":2}`, 409},
+		{"token for missing site", "POST", "/v1/tokens", "application/json", `{"site":"nope"}`, 404},
+		{"token with site and role", "POST", "/v1/tokens", "application/json", `{"site":"ams","role":"admin"}`, 400},
+		{"bad role", "POST", "/v1/tokens", "application/json", `{"role":"root"}`, 400},
+		{"bad ttl", "POST", "/v1/tokens", "application/json", `{"site":"ams","ttl":"-1h"}`, 400},
+		{"bad uses", "POST", "/v1/tokens", "application/json", `{"site":"ams","uses":-2}`, 400},
+		{"label missing node", "POST", "/v1/nodes/nope/labels", "application/json", `{"set":{"a":"b"}}`, 404},
+		{"bad label key", "POST", "/v1/labels", "application/json", `{"selector":"site","set":{"A":"b"}}`, 400},
+		{"implicit label", "POST", "/v1/labels", "application/json", `{"selector":"site","set":{"tier":"2"}}`, 400},
+		{"empty change", "POST", "/v1/labels", "application/json", `{"selector":"site"}`, 400},
+		{"bad selector", "GET", "/v1/nodes?selector=a%3D%3D%3Db", "", ``, 400},
+		{"bad status", "GET", "/v1/nodes?status=sleepy", "", ``, 400},
+		{"bad since", "GET", "/v1/events?since=-1", "", ``, 400},
+		{"remove missing site", "DELETE", "/v1/sites/nope", "", ``, 404},
+		{"no such route", "GET", "/v1/nothing", "", ``, 404},
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequest(c.method, h.addr+c.path, strings.NewReader(c.body))
+		if c.ctype != "" {
+			req.Header.Set("Content-Type", c.ctype)
+		}
+		req.Header.Set("Authorization", "Bearer "+h.srv.AdminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e api.Error
+		if resp.StatusCode != c.code || json.Unmarshal(body, &e) != nil || e.Error == "" || bytes.Count(body, []byte("\n")) > 3 {
+			t.Errorf("%s: %d %s, want %d with a one-line JSON error", c.name, resp.StatusCode, body, c.code)
+		}
+	}
+	if got := lastEventID(t, h.admin); got != before {
+		t.Fatalf("bad input wrote events (%d → %d)", before, got)
+	}
+	sites, _ := h.admin.Sites(context.Background())
+	if len(sites) != 1 {
+		t.Fatalf("bad input created sites: %+v", sites)
+	}
+}
+
+// FuzzDecode feeds arbitrary bytes to every request decoder: none may panic, and whatever is
+// accepted must pass its own validation or be refused by it cleanly.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{`{}`, `{"name":"ams","tier":1}`, `{"token":"t","name":"n","public_key":"","signature":""}`,
+		`{"generation":3,"facts":{"cpus":2}}`, `{"selector":"a=b","set":{"k":"v"},"remove":["x"]}`, `[`, `{"a":1}`, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		targets := []any{&siteAdd{}, &api.TokenCreate{}, &api.Enroll{}, &api.ChallengeRequest{}, &api.SessionRequest{}, &api.Sync{}, &api.LabelChange{}}
+		for _, v := range targets {
+			if err := decodeJSON(bytes.NewReader(b), v); err != nil {
+				if _, ok := err.(*httpError); !ok {
+					t.Fatalf("decode %T: error %v is not a client error", v, err)
+				}
+				continue
+			}
+			switch r := v.(type) {
+			case *siteAdd:
+				r.validate()
+			case *api.LabelChange:
+				validateChange(*r)
+			}
+		}
+	})
+}
