@@ -1,0 +1,439 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
+)
+
+var ferryBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ferry-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	ferryBin = filepath.Join(dir, "ferry")
+	args := []string{"build", "-o", ferryBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "../cmd/ferry")...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build ferry:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running ferry child process.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	done chan struct{}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	bytes.Buffer
+}
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.Write(p)
+}
+
+func startProc(t *testing.T, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(ferryBin, args...)
+	buf := &syncBuf{}
+	cmd.Stdout, cmd.Stderr = buf, buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, out: &buf.Buffer, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+func (p *proc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("process did not stop on SIGTERM")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("process exited %d after SIGTERM", code)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type fleet struct {
+	t      *testing.T
+	data   string
+	listen string
+	addr   string
+	server *proc
+	admin  *client.Client
+	args   []string
+}
+
+func newFleet(t *testing.T, extra ...string) *fleet {
+	f := &fleet{t: t, data: t.TempDir(), listen: freeAddr(t), args: extra}
+	f.addr = "http://" + f.listen
+	f.startServer()
+	return f
+}
+
+func (f *fleet) startServer() {
+	f.t.Helper()
+	f.server = startProc(f.t, append([]string{"server", "--data", f.data, "--listen", f.listen}, f.args...)...)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		tok, err := os.ReadFile(filepath.Join(f.data, "admin.token"))
+		if err == nil {
+			c, _ := client.New(f.addr, strings.TrimSpace(string(tok)))
+			if _, err := c.Sites(context.Background()); err == nil {
+				f.admin = c
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("server did not come up: %s", f.server.out.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling for a child process to listen, not a deadline
+	}
+}
+
+// ferry runs one CLI command against the fleet and returns stdout.
+func (f *fleet) ferry(args ...string) (string, error) {
+	cmd := exec.Command(ferryBin, args...)
+	cmd.Env = append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String(), fmt.Errorf("ferry %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+func adminToken(f *fleet) string {
+	b, _ := os.ReadFile(filepath.Join(f.data, "admin.token"))
+	return strings.TrimSpace(string(b))
+}
+
+func (f *fleet) mustFerry(args ...string) string {
+	f.t.Helper()
+	out, err := f.ferry(args...)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return out
+}
+
+// waitEvent follows the log (bounded) until typ about subject appears after since.
+func (f *fleet) waitEvent(since int64, typ, subject string) api.Event {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var found api.Event
+	stop := io.EOF
+	err := f.admin.FollowEvents(ctx, since, func(e api.Event) error {
+		if e.Type == typ && e.Subject == subject {
+			found = e
+			return stop
+		}
+		return nil
+	})
+	if err != stop {
+		f.t.Fatalf("waiting for %s %s: %v\nserver log:\n%s", typ, subject, err, f.server.out.String())
+	}
+	return found
+}
+
+func (f *fleet) lastEvent() int64 {
+	f.t.Helper()
+	evs, err := f.admin.Events(context.Background(), 0, 10000)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if len(evs) == 0 {
+		return 0
+	}
+	return evs[len(evs)-1].ID
+}
+
+func (f *fleet) agent(name, token, dir string) *proc {
+	return startProc(f.t, "agent", "--server", f.addr, "--token", token, "--data", dir, "--name", name, "--labels", "role=mirror")
+}
+
+func TestFleetLifecycle(t *testing.T) {
+	f := newFleet(t, "--heartbeat-interval", "300ms", "--heartbeat-grace", "1500ms")
+	f.mustFerry("site", "add", "ams", "--tier", "1", "--lat", "52.37", "--lon", "4.90", "--contact", "noc@ams.example.org")
+	tok := strings.TrimSpace(f.mustFerry("token", "create", "--site", "ams", "--uses", "2"))
+	if !strings.HasPrefix(tok, "ferry_e_") || strings.Contains(tok, "\n") {
+		t.Fatalf("token create printed %q", tok)
+	}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a := f.agent("ams-01", tok, dirA)
+	f.agent("ams-02", tok, dirB)
+	f.waitEvent(0, "node.enrolled", "ams-01")
+	f.waitEvent(0, "node.enrolled", "ams-02")
+
+	var nodes []api.Node
+	if err := json.Unmarshal([]byte(f.mustFerry("node", "list", "--selector", "site=ams,role=mirror", "-o", "json")), &nodes); err != nil || len(nodes) != 2 {
+		t.Fatalf("node list: %+v %v", nodes, err)
+	}
+	for _, n := range nodes {
+		if n.Status != "up" || n.Facts.OS == "" || n.Apps == nil {
+			t.Fatalf("node %+v", n)
+		}
+	}
+	if info, _ := os.Stat(filepath.Join(f.data, "admin.token")); info.Mode().Perm() != 0o600 {
+		t.Fatalf("admin.token mode %v", info.Mode().Perm())
+	}
+
+	// kill -9 an agent: down within the grace period (the event arrives; nothing sleeps).
+	since := f.lastEvent()
+	a.kill()
+	f.waitEvent(since, "node.down", "ams-01")
+	if out := f.mustFerry("node", "list", "--status", "down"); !strings.Contains(out, "ams-01") || strings.Contains(out, "ams-02") {
+		t.Fatalf("down nodes:\n%s", out)
+	}
+	// Restarted with the same data dir and no token: same identity, up again.
+	since = f.lastEvent()
+	a = startProc(t, "agent", "--server", f.addr, "--data", dirA)
+	f.waitEvent(since, "node.up", "ams-01")
+
+	// Restart the server: every node and event is still there, and agents reconnect.
+	before := f.lastEvent()
+	f.server.stop(t)
+	f.startServer()
+	if got := f.lastEvent(); got < before {
+		t.Fatalf("events lost across restart: %d < %d", got, before)
+	}
+	out := f.mustFerry("node", "list")
+	if !strings.Contains(out, "ams-01") || !strings.Contains(out, "ams-02") {
+		t.Fatalf("nodes after restart:\n%s", out)
+	}
+	since = f.lastEvent()
+	f.mustFerry("node", "label", "ams-01", "zone=b")
+	f.waitEvent(since, "node.labeled", "ams-01")
+	// The relabelled agent receives the new generation and saves it in its data dir.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(dirA, "desired.json"))
+		var d api.Desired
+		if json.Unmarshal(b, &d) == nil && d.Labels["zone"] == "b" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent never got the label; desired.json = %s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Revocation: the agent is refused from then on.
+	f.mustFerry("node", "rm", "ams-02")
+	if _, err := f.ferry("site", "rm", "ams"); err == nil || !strings.Contains(err.Error(), "has 1 node") {
+		t.Fatalf("site rm with nodes: %v", err)
+	}
+	f.mustFerry("site", "rm", "ams", "--force")
+	if out := f.mustFerry("site", "list", "-o", "json"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("sites after rm: %s", out)
+	}
+}
+
+// TestFollowAcrossRestart: events --follow (the real CLI) keeps streaming across a server
+// restart with no gap and no duplicate.
+func TestFollowAcrossRestart(t *testing.T) {
+	f := newFleet(t)
+	follower := exec.Command(ferryBin, "events", "--follow", "-o", "json")
+	follower.Env = append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f))
+	stdout, _ := follower.StdoutPipe()
+	if err := follower.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { follower.Process.Kill(); follower.Wait() }()
+	ids := make(chan int64, 1000)
+	go func() {
+		dec := json.NewDecoder(bufio.NewReader(stdout))
+		for {
+			var e api.Event
+			if dec.Decode(&e) != nil {
+				close(ids)
+				return
+			}
+			ids <- e.ID
+		}
+	}()
+	for i := 0; i < 5; i++ {
+		f.mustFerry("site", "add", fmt.Sprintf("a%d", i), "--tier", "2")
+	}
+	f.server.stop(t)
+	f.startServer()
+	for i := 0; i < 5; i++ {
+		f.mustFerry("site", "add", fmt.Sprintf("b%d", i), "--tier", "3")
+	}
+	last := f.lastEvent()
+	var got []int64
+	timeout := time.After(30 * time.Second)
+	for len(got) == 0 || got[len(got)-1] < last {
+		select {
+		case id, ok := <-ids:
+			if !ok {
+				t.Fatalf("follower ended; got %v", got)
+			}
+			got = append(got, id)
+		case <-timeout:
+			t.Fatalf("follower got %v, want up to %d", got, last)
+		}
+	}
+	for i, id := range got {
+		if id != int64(i+1) {
+			t.Fatalf("follower saw %v: gap or duplicate at %d", got, i)
+		}
+	}
+}
+
+// TestKill9LosesNoAcknowledgedWrite adds sites as fast as it can, kills the server with
+// SIGKILL in the middle, and checks every acknowledged site is there after a restart.
+func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
+	f := newFleet(t)
+	var acked []string
+	var mu sync.Mutex
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 5000 && ctx.Err() == nil; i++ {
+			name := fmt.Sprintf("s%d", i)
+			if _, err := f.admin.AddSite(ctx, client.SiteAdd{Name: name, Tier: 2}); err != nil {
+				return
+			}
+			mu.Lock()
+			acked = append(acked, name)
+			mu.Unlock()
+		}
+	}()
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 50 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	f.server.kill()
+	cancel()
+	<-done
+	f.startServer()
+	sites, err := f.admin.Sites(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, s := range sites {
+		have[s.Name] = true
+	}
+	for _, name := range acked {
+		if !have[name] {
+			t.Fatalf("acknowledged site %s lost after kill -9 (%d acknowledged, %d present)", name, len(acked), len(sites))
+		}
+	}
+	evs, _ := f.admin.Events(context.Background(), 0, 10000)
+	added := 0
+	for _, e := range evs {
+		if e.Type == "site.added" {
+			added++
+		}
+	}
+	if added != len(sites) {
+		t.Fatalf("%d sites but %d site.added events: state and log disagree", len(sites), added)
+	}
+}
+
+func TestCLIErrorsAndExitCodes(t *testing.T) {
+	f := newFleet(t)
+	cases := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"site", "add", "x"}, 2, "--tier is required"},
+		{[]string{"site", "add"}, 2, "accepts 1 arg"},
+		{[]string{"nosuch"}, 2, "unknown command"},
+		{[]string{"node", "list", "--bogus"}, 2, "unknown flag"},
+		{[]string{"node", "list", "-o", "yaml"}, 2, "invalid --output"},
+		{[]string{"node", "list", "--selector", "a=b=c"}, 2, "invalid selector"},
+		{[]string{"site", "show", "nope"}, 1, "not found"},
+		{[]string{"site", "add", "Bad", "--tier", "1"}, 1, "invalid site name"},
+		{[]string{"--token", "wrong", "site", "list"}, 1, "invalid API token"},
+		{[]string{"--server", "http://127.0.0.1:1", "site", "list"}, 1, "cannot reach"},
+	}
+	for _, c := range cases {
+		cmd := exec.Command(ferryBin, c.args...)
+		cmd.Env = append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		cmd.Run()
+		msg := strings.TrimSpace(stderr.String())
+		if code := cmd.ProcessState.ExitCode(); code != c.code || !strings.Contains(msg, c.msg) || strings.Count(msg, "\n") != 0 {
+			t.Errorf("ferry %v: exit %d, stderr %q; want exit %d and one line with %q", c.args, code, msg, c.code, c.msg)
+		}
+	}
+}
+
+func TestAgentRefusedEnrollmentExits(t *testing.T) {
+	f := newFleet(t)
+	f.mustFerry("site", "add", "ams", "--tier", "1")
+	tok := strings.TrimSpace(f.mustFerry("token", "create", "--site", "ams"))
+	// A real agent refused at enrollment exits 1 with a clear message instead of retrying.
+	p := startProc(t, "agent", "--server", f.addr, "--token", tok, "--data", t.TempDir(), "--name", "Bad_Name")
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("agent with a bad name kept running")
+	}
+	if p.cmd.ProcessState.ExitCode() != 1 || !strings.Contains(p.out.String(), "invalid node name") {
+		t.Fatalf("exit %d: %s", p.cmd.ProcessState.ExitCode(), p.out.String())
+	}
+}
