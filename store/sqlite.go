@@ -606,32 +606,42 @@ func (s *SQLite) RevokeNode(ctx context.Context, name string, now time.Time) (ap
 // ChangeLabels applies a label change to named nodes.
 func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[string]string, remove []string, now time.Time) ([]api.Node, []api.Event, error) {
 	var evs []api.Event
-	var changed []string
+	var changed []api.Node
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		get, err := tx.PrepareContext(ctx, `SELECT `+nodeCols+` FROM nodes n JOIN sites s ON s.name = n.site WHERE n.name = ?`)
+		if err != nil {
+			return err
+		}
+		defer get.Close()
+		upd, err := tx.PrepareContext(ctx, `UPDATE nodes SET labels = ?, generation = generation + 1 WHERE name = ?`)
+		if err != nil {
+			return err
+		}
+		defer upd.Close()
 		for _, name := range names {
-			var lbl, status string
-			err := tx.QueryRowContext(ctx, `SELECT labels, status FROM nodes WHERE name = ?`, name).Scan(&lbl, &status)
-			if errors.Is(err, sql.ErrNoRows) || status == api.StatusRevoked {
+			n, err := scanNode(get.QueryRowContext(ctx, name))
+			if errors.Is(err, sql.ErrNoRows) || n.Status == api.StatusRevoked {
 				return fmt.Errorf("node %q %w", name, ErrNotFound)
 			}
 			if err != nil {
 				return err
 			}
+			before := mustJSON(n.Labels)
 			m := map[string]string{}
-			if err := json.Unmarshal([]byte(lbl), &m); err != nil {
-				return err
+			for k, v := range n.Labels {
+				m[k] = v
 			}
-			before := mustJSON(m)
 			for k, v := range set {
 				m[k] = v
 			}
 			for _, k := range remove {
 				delete(m, k)
 			}
-			if mustJSON(m) == before {
+			after := mustJSON(m)
+			if after == before {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE nodes SET labels = ?, generation = generation + 1 WHERE name = ?`, mustJSON(m), name); err != nil {
+			if _, err := upd.ExecContext(ctx, after, name); err != nil {
 				return err
 			}
 			ev, err := appendEvent(ctx, tx, api.Event{Time: now, Type: "node.labeled", Subject: name, Data: map[string]any{"labels": m}})
@@ -639,22 +649,16 @@ func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[strin
 				return err
 			}
 			evs = append(evs, ev)
-			changed = append(changed, name)
+			n.Labels = m
+			n.Generation++
+			changed = append(changed, n)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	nodes := make([]api.Node, 0, len(changed))
-	for _, name := range changed {
-		n, err := s.Node(ctx, name)
-		if err != nil {
-			return nil, nil, err
-		}
-		nodes = append(nodes, n)
-	}
-	return nodes, evs, nil
+	return changed, evs, nil
 }
 
 // SetFacts replaces a node's facts.
