@@ -166,11 +166,13 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
+const insertEvent = `INSERT INTO events (time, type, subject, data) VALUES (?, ?, ?, ?)`
+
 func appendEvent(ctx context.Context, tx *sql.Tx, e api.Event) (api.Event, error) {
 	if e.Data == nil {
 		e.Data = map[string]any{}
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO events (time, type, subject, data) VALUES (?, ?, ?, ?)`,
+	res, err := tx.ExecContext(ctx, insertEvent,
 		ts(e.Time), e.Type, e.Subject, mustJSON(e.Data))
 	if err != nil {
 		return e, err
@@ -618,6 +620,11 @@ func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[strin
 			return err
 		}
 		defer upd.Close()
+		ins, err := tx.PrepareContext(ctx, insertEvent)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
 		for _, name := range names {
 			n, err := scanNode(get.QueryRowContext(ctx, name))
 			if errors.Is(err, sql.ErrNoRows) || n.Status == api.StatusRevoked {
@@ -644,8 +651,12 @@ func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[strin
 			if _, err := upd.ExecContext(ctx, after, name); err != nil {
 				return err
 			}
-			ev, err := appendEvent(ctx, tx, api.Event{Time: now, Type: "node.labeled", Subject: name, Data: map[string]any{"labels": m}})
+			ev := api.Event{Time: now.UTC(), Type: "node.labeled", Subject: name, Data: map[string]any{"labels": m}}
+			res, err := ins.ExecContext(ctx, ts(ev.Time), ev.Type, ev.Subject, mustJSON(ev.Data))
 			if err != nil {
+				return err
+			}
+			if ev.ID, err = res.LastInsertId(); err != nil {
 				return err
 			}
 			evs = append(evs, ev)
