@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
@@ -67,7 +69,8 @@ func dataText(d map[string]any) string {
 	}
 	s := ""
 	for _, k := range sortedKeys(d) {
-		s += fmt.Sprintf(" %s=%v", k, d[k])
+		v, _ := json.Marshal(d[k])
+		s += " " + k + "=" + strings.Trim(string(v), `"`)
 	}
 	return "\t" + s[1:]
 }

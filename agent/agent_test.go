@@ -1,0 +1,95 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/agent"
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/server"
+)
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// An agent speaking a protocol the server does not accept logs the server's message and
+// retries once a minute on its clock, instead of hammering the server.
+func TestProtocolMismatchRetriesSlowly(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := server.New(ctx, server.Config{DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(ctx, l)
+	addr := "http://" + l.Addr().String()
+	admin, _ := client.New(addr, srv.AdminToken)
+	if _, err := admin.AddSite(ctx, client.SiteAdd{Name: "ams", Tier: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := admin.CreateToken(ctx, api.TokenCreate{Site: "ams"})
+
+	clk := clock.NewFake(time.Now())
+	logs := &lockedBuf{}
+	a, err := agent.New(agent.Config{Server: addr, Token: tok.Secret, DataDir: t.TempDir(), Name: "n1",
+		Protocol: api.MaxProtocol + 1, Clock: clk, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+
+	waitFor := func(cond func() bool, what string) {
+		t.Helper()
+		deadline := time.NewTimer(10 * time.Second)
+		defer deadline.Stop()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for !cond() {
+			select {
+			case <-deadline.C:
+				t.Fatalf("timed out waiting for %s; log:\n%s", what, logs.String())
+			case <-tick.C:
+			}
+		}
+	}
+	waitFor(func() bool { return clk.Pending() == 1 }, "the agent to wait after the first refusal")
+	if n := strings.Count(logs.String(), "protocol 2 is not supported"); n != 1 {
+		t.Fatalf("want one logged refusal, got %d:\n%s", n, logs.String())
+	}
+	clk.Advance(59 * time.Second)
+	if n := strings.Count(logs.String(), "not supported"); n != 1 {
+		t.Fatalf("agent retried before a minute passed:\n%s", logs.String())
+	}
+	clk.Advance(time.Second)
+	waitFor(func() bool { return strings.Count(logs.String(), "not supported") == 2 }, "the retry after a minute")
+	if nodes, _ := admin.Nodes(ctx, client.NodeQuery{}); len(nodes) != 0 {
+		t.Fatalf("a refused agent was enrolled: %+v", nodes)
+	}
+	cancel()
+	<-done
+}
