@@ -46,9 +46,13 @@ type Site struct {
 	Nodes map[string]int `json:"nodes,omitempty"`
 }
 
-// SiteDelete asks to remove a site.
-type SiteDelete struct {
-	Force bool `json:"force"`
+// SiteAdd is the request to add a site.
+type SiteAdd struct {
+	Name    string   `json:"name"`
+	Tier    int      `json:"tier"`
+	Lat     *float64 `json:"lat,omitempty"`
+	Lon     *float64 `json:"lon,omitempty"`
+	Contact string   `json:"contact,omitempty"`
 }
 
 // Facts are what an agent reports about its machine.

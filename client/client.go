@@ -143,13 +143,7 @@ func (c *Client) Sites(ctx context.Context) ([]api.Site, error) {
 }
 
 // SiteAdd is the request to add a site.
-type SiteAdd struct {
-	Name    string   `json:"name"`
-	Tier    int      `json:"tier"`
-	Lat     *float64 `json:"lat,omitempty"`
-	Lon     *float64 `json:"lon,omitempty"`
-	Contact string   `json:"contact,omitempty"`
-}
+type SiteAdd = api.SiteAdd
 
 // AddSite adds a site.
 func (c *Client) AddSite(ctx context.Context, s SiteAdd) (api.Site, error) {
@@ -309,6 +303,23 @@ func (c *Client) followOnce(ctx context.Context, since *int64, fn func(api.Event
 		return true, err
 	}
 	return true, io.ErrUnexpectedEOF
+}
+
+// WaitEvent follows the log after since until match accepts an event, and returns it.
+func (c *Client) WaitEvent(ctx context.Context, since int64, match func(api.Event) bool) (api.Event, error) {
+	var found api.Event
+	errFound := errors.New("found")
+	err := c.FollowEvents(ctx, since, func(e api.Event) error {
+		if match(e) {
+			found = e
+			return errFound
+		}
+		return nil
+	})
+	if err == errFound {
+		return found, nil
+	}
+	return found, err
 }
 
 // Agent protocol calls. They carry the protocol version header; Sync also the session token.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -173,16 +172,8 @@ func (f *fleet) waitEvent(since int64, typ, subject string) api.Event {
 	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var found api.Event
-	stop := io.EOF
-	err := f.admin.FollowEvents(ctx, since, func(e api.Event) error {
-		if e.Type == typ && e.Subject == subject {
-			found = e
-			return stop
-		}
-		return nil
-	})
-	if err != stop {
+	found, err := f.admin.WaitEvent(ctx, since, func(e api.Event) bool { return e.Type == typ && e.Subject == subject })
+	if err != nil {
 		f.t.Fatalf("waiting for %s %s: %v\nserver log:\n%s", typ, subject, err, f.server.out.String())
 	}
 	return found

@@ -81,7 +81,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		targets := []any{&siteAdd{}, &api.TokenCreate{}, &api.Enroll{}, &api.ChallengeRequest{}, &api.SessionRequest{}, &api.Sync{}, &api.LabelChange{}}
+		targets := []any{&api.SiteAdd{}, &api.TokenCreate{}, &api.Enroll{}, &api.ChallengeRequest{}, &api.SessionRequest{}, &api.Sync{}, &api.LabelChange{}}
 		for _, v := range targets {
 			if err := decodeJSON(bytes.NewReader(b), v); err != nil {
 				if _, ok := err.(*httpError); !ok {
@@ -90,8 +90,8 @@ func FuzzDecode(f *testing.F) {
 				continue
 			}
 			switch r := v.(type) {
-			case *siteAdd:
-				r.validate()
+			case *api.SiteAdd:
+				validateSite(*r)
 			case *api.LabelChange:
 				validateChange(*r)
 			}

@@ -32,16 +32,7 @@ func (s *Server) showSite(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// siteAdd is the request body of POST /v1/sites.
-type siteAdd struct {
-	Name    string   `json:"name"`
-	Tier    int      `json:"tier"`
-	Lat     *float64 `json:"lat"`
-	Lon     *float64 `json:"lon"`
-	Contact string   `json:"contact"`
-}
-
-func (a siteAdd) validate() error {
+func validateSite(a api.SiteAdd) error {
 	if err := labels.CheckName("site name", a.Name); err != nil {
 		return errorf(http.StatusBadRequest, "%v", err)
 	}
@@ -61,11 +52,11 @@ func (a siteAdd) validate() error {
 }
 
 func (s *Server) addSite(w http.ResponseWriter, r *http.Request) error {
-	var req siteAdd
+	var req api.SiteAdd
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if err := req.validate(); err != nil {
+	if err := validateSite(req); err != nil {
 		return err
 	}
 	site := api.Site{Name: req.Name, Tier: req.Tier, Lat: req.Lat, Lon: req.Lon, Contact: req.Contact, CreatedAt: s.clk.Now().UTC()}

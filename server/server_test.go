@@ -101,19 +101,11 @@ func (h *harness) waitEvent(since int64, typ, subject string) api.Event {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var found api.Event
-	errStop := io.EOF
-	err := h.admin.FollowEvents(ctx, since, func(e api.Event) error {
-		if e.Type == typ && e.Subject == subject {
-			found = e
-			return errStop
-		}
-		return nil
-	})
-	if err != errStop {
+	e, err := h.admin.WaitEvent(ctx, since, func(e api.Event) bool { return e.Type == typ && e.Subject == subject })
+	if err != nil {
 		h.t.Fatalf("waiting for %s %s: %v", typ, subject, err)
 	}
-	return found
+	return e
 }
 
 // waitGeneration waits until the agent holds desired state of at least gen (bounded).
