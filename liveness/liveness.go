@@ -101,6 +101,17 @@ func (d *Detector) NextDeadline() time.Time {
 	return next
 }
 
+// LastSeen is when the node last spoke, as far as this detector knows.
+func (d *Detector) LastSeen(name string) (time.Time, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.nodes[name]
+	if !ok {
+		return time.Time{}, false
+	}
+	return e.seen, true
+}
+
 // TakeSeen returns the last-seen times recorded since the previous call, for persisting in one
 // batch rather than a write per heartbeat.
 func (d *Detector) TakeSeen() map[string]time.Time {

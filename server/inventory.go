@@ -210,9 +210,18 @@ func (s *Server) selectNodes(r *http.Request, site, status, selector string) ([]
 		if !sel.Matches(withImplicit(n)) {
 			continue
 		}
-		out = append(out, n)
+		out = append(out, s.fresh(n))
 	}
 	return out, nil
+}
+
+// fresh overlays the detector's last-seen time, which the store gets only in batches.
+func (s *Server) fresh(n api.Node) api.Node {
+	if seen, ok := s.det.LastSeen(n.Name); ok && (n.LastSeen == nil || seen.After(*n.LastSeen)) {
+		seen = seen.UTC()
+		n.LastSeen = &seen
+	}
+	return n
 }
 
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
@@ -230,7 +239,7 @@ func (s *Server) showNode(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, n)
+	writeJSON(w, http.StatusOK, s.fresh(n))
 	return nil
 }
 
