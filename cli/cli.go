@@ -41,6 +41,9 @@ func ExitCode(err error) int {
 	}
 }
 
+// outputIsFile marks a command whose -o names a file rather than the output format.
+const outputIsFile = "output-is-file"
+
 // env carries what every command needs; nothing is global.
 type env struct {
 	stdout, stderr io.Writer
@@ -68,6 +71,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			ran = true
+			if cmd.Annotations[outputIsFile] == "true" {
+				return nil
+			}
 			if e.output != "table" && e.output != "json" {
 				return usagef("invalid --output %q: want table or json", e.output)
 			}
@@ -87,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 	root.AddCommand(
 		e.serverCmd(), e.agentCmd(), e.devCmd(),
-		e.siteCmd(), e.tokenCmd(), e.nodeCmd(), e.eventsCmd(), e.versionCmd(),
+		e.siteCmd(), e.tokenCmd(), e.releaseCmd(), e.nodeCmd(), e.eventsCmd(), e.versionCmd(),
 	)
 	_, err := root.ExecuteContextC(ctx)
 	if err != nil && !ran && !errors.As(err, new(UsageError)) {

@@ -399,6 +399,8 @@ func TestCLIErrorsAndExitCodes(t *testing.T) {
 		{[]string{"site", "add", "Bad", "--tier", "1"}, 1, "invalid site name"},
 		{[]string{"--token", "wrong", "site", "list"}, 1, "invalid API token"},
 		{[]string{"--server", "http://127.0.0.1:1", "site", "list"}, 1, "cannot reach"},
+		{[]string{"release", "build", "."}, 2, "-o FILE is required"},
+		{[]string{"release", "build", ".", "-o", filepath.Join(t.TempDir(), "b.tar.gz")}, 1, "no ferry.yaml"},
 	}
 	for _, c := range cases {
 		cmd := exec.Command(ferryBin, c.args...)
