@@ -6,10 +6,17 @@ test: deps
 	test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt needed" && exit 1)
 	go test -race -count=1 -timeout 14m ./...
 
-# Debian packages later tests need (PostgreSQL, Chromium, monitoring plugins) are installed
-# here when the tests that use them land; today the suite needs only Go.
+# Debian packages the tests use, installed when missing: minisign (signature interoperability).
+DEB_TOOLS := minisign
+
 deps:
 	@command -v go >/dev/null || (echo "Go is required: https://go.dev/doc/install" && exit 1)
+	@missing=""; for t in $(DEB_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
 
 build:
 	go build -o bin/ferry ./cmd/ferry

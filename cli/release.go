@@ -10,7 +10,7 @@ import (
 )
 
 func (e *env) releaseCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "release", Short: "Build release bundles"}
+	cmd := &cobra.Command{Use: "release", Short: "Build and sign release bundles"}
 	build := &cobra.Command{
 		Use:   "build DIR -o FILE",
 		Short: "Bundle DIR (with ferry.yaml at its root) into a reproducible tar.gz",
@@ -45,6 +45,6 @@ func (e *env) releaseCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(build)
+	cmd.AddCommand(build, e.releaseSignCmd())
 	return cmd
 }

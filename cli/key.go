@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/ferryhq/ferry/release"
+	"github.com/ferryhq/ferry/signing"
+	"github.com/spf13/cobra"
+)
+
+// keyDir is where ferry keeps the signing key pair: $FERRY_KEY_DIR, else ~/.config/ferry.
+func (e *env) keyDir() string {
+	if d := e.getenv("FERRY_KEY_DIR"); d != "" {
+		return d
+	}
+	home, err := os.UserConfigDir()
+	if err != nil {
+		return "."
+	}
+	return filepath.Join(home, "ferry")
+}
+
+func (e *env) keyCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "key", Short: "Make minisign keys for signing releases"}
+	var dir string
+	gen := &cobra.Command{
+		Use:   "gen [--dir DIR]",
+		Short: "Make a signing key pair (ferry.key, mode 0600, and ferry.pub); encrypted when FERRY_KEY_PASSWORD is set",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				dir = e.keyDir()
+			}
+			pub, err := signing.GenerateKeyPair(dir, e.getenv("FERRY_KEY_PASSWORD"))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "wrote %s and %s\npublic key: %s\n", filepath.Join(dir, signing.SecretKeyFile), filepath.Join(dir, signing.PublicKeyFile), pub.String())
+			return nil
+		},
+	}
+	gen.Flags().StringVar(&dir, "dir", "", "directory for the key pair (default $FERRY_KEY_DIR or ~/.config/ferry)")
+	cmd.AddCommand(gen)
+	return cmd
+}
+
+func (e *env) releaseSignCmd() *cobra.Command {
+	var keyFile string
+	cmd := &cobra.Command{
+		Use:   "sign FILE [--key SECRET-KEY]",
+		Short: "Sign a bundle with a minisign key; writes FILE.minisig",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if keyFile == "" {
+				keyFile = filepath.Join(e.keyDir(), signing.SecretKeyFile)
+			}
+			f, err := os.Open(a[0])
+			if err != nil {
+				return err
+			}
+			m, err := release.Read(f, release.Limits{})
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", a[0], err)
+			}
+			priv, err := signing.LoadSecretKey(keyFile, e.getenv("FERRY_KEY_PASSWORD"))
+			if err != nil {
+				return err
+			}
+			out, err := signing.SignFile(priv, a[0], fmt.Sprintf("ferry bundle %s@%s", m.App, m.Version))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "wrote %s\n", out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&keyFile, "key", "", "secret key file (default: ferry.key in $FERRY_KEY_DIR or ~/.config/ferry)")
+	return cmd
+}
