@@ -124,6 +124,21 @@ type Token struct {
 	Secret      string     `json:"token,omitempty"`
 }
 
+// SigningKey is a minisign public key the server trusts for release signatures.
+type SigningKey struct {
+	ID        string     `json:"id"`
+	PublicKey string     `json:"public_key"`
+	Comment   string     `json:"comment,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// KeyTrust asks the server to trust a public key (base64, or the text of a .pub file).
+type KeyTrust struct {
+	PublicKey string `json:"public_key"`
+	Comment   string `json:"comment,omitempty"`
+}
+
 // Event is one append-only record of a state change.
 type Event struct {
 	ID      int64          `json:"id"`

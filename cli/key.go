@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/signing"
 	"github.com/spf13/cobra"
@@ -23,7 +25,7 @@ func (e *env) keyDir() string {
 }
 
 func (e *env) keyCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "key", Short: "Make minisign keys for signing releases"}
+	cmd := &cobra.Command{Use: "key", Short: "Make signing keys, and manage the keys the server trusts"}
 	var dir string
 	gen := &cobra.Command{
 		Use:   "gen [--dir DIR]",
@@ -42,7 +44,79 @@ func (e *env) keyCmd() *cobra.Command {
 		},
 	}
 	gen.Flags().StringVar(&dir, "dir", "", "directory for the key pair (default $FERRY_KEY_DIR or ~/.config/ferry)")
-	cmd.AddCommand(gen)
+	var comment string
+	trust := &cobra.Command{
+		Use:   "trust PUBKEY-FILE|PUBKEY [--comment TEXT]",
+		Short: "Make the server trust a minisign public key for release signatures",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			text := a[0]
+			if b, err := os.ReadFile(a[0]); err == nil {
+				text = string(b)
+			}
+			if _, err := signing.ParsePublicKey(text); err != nil {
+				return UsageError{fmt.Errorf("key trust: %s is neither a public key file nor a public key: %v", a[0], err)}
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			k, err := c.TrustKey(cmd.Context(), api.KeyTrust{PublicKey: text, Comment: comment})
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(k)
+			}
+			fmt.Fprintf(e.stdout, "key %s trusted\n", k.ID)
+			return nil
+		},
+	}
+	trust.Flags().StringVar(&comment, "comment", "", "who holds the key")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List trusted keys, revoked ones included",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			keys, err := c.Keys(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(keys)
+			}
+			rows := [][]string{}
+			for _, k := range keys {
+				state := "trusted"
+				if k.RevokedAt != nil {
+					state = "revoked " + k.RevokedAt.Format(time.RFC3339)
+				}
+				rows = append(rows, []string{k.ID, state, k.PublicKey, dash(k.Comment)})
+			}
+			return e.table([]string{"ID", "STATE", "PUBLIC KEY", "COMMENT"}, rows)
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Stop trusting a key at once; it cannot be trusted again",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RevokeKey(cmd.Context(), a[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "key %s revoked\n", a[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(gen, trust, list, revoke)
 	return cmd
 }
 

@@ -179,6 +179,23 @@ func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	return c.do(ctx, "DELETE", "/v1/tokens/"+url.PathEscape(id), c.token, nil, nil)
 }
 
+// Keys lists the trusted release-signing keys.
+func (c *Client) Keys(ctx context.Context) ([]api.SigningKey, error) {
+	var out []api.SigningKey
+	return out, c.do(ctx, "GET", "/v1/keys", c.token, nil, &out)
+}
+
+// TrustKey makes the server trust a minisign public key.
+func (c *Client) TrustKey(ctx context.Context, req api.KeyTrust) (api.SigningKey, error) {
+	var out api.SigningKey
+	return out, c.do(ctx, "POST", "/v1/keys", c.token, req, &out)
+}
+
+// RevokeKey stops trusting a key.
+func (c *Client) RevokeKey(ctx context.Context, id string) error {
+	return c.do(ctx, "DELETE", "/v1/keys/"+url.PathEscape(id), c.token, nil, nil)
+}
+
 // NodeQuery filters a node list.
 type NodeQuery struct {
 	Site, Selector, Status string

@@ -430,3 +430,33 @@ func TestAgentRefusedEnrollmentExits(t *testing.T) {
 		t.Fatalf("exit %d: %s", p.cmd.ProcessState.ExitCode(), p.out.String())
 	}
 }
+
+func TestSigningKeys(t *testing.T) {
+	f := newFleet(t)
+	keyDir := t.TempDir()
+	cmd := exec.Command(ferryBin, "key", "gen", "--dir", keyDir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("key gen: %v\n%s", err, out)
+	}
+	pubFile := filepath.Join(keyDir, "ferry.pub")
+	out := f.mustFerry("key", "trust", pubFile, "--comment", "release team", "-o", "json")
+	var k api.SigningKey
+	if err := json.Unmarshal([]byte(out), &k); err != nil || len(k.ID) != 16 || k.Comment != "release team" {
+		t.Fatalf("key trust: %s %v", out, err)
+	}
+	if _, err := f.ferry("key", "trust", pubFile); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("trust twice: %v", err)
+	}
+	f.mustFerry("key", "revoke", k.ID)
+	if _, err := f.ferry("key", "trust", pubFile); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("trust a revoked key: %v", err)
+	}
+	if out := f.mustFerry("key", "list"); !strings.Contains(out, k.ID) || !strings.Contains(out, "revoked") {
+		t.Fatalf("key list:\n%s", out)
+	}
+	cmd = exec.Command(ferryBin, "key", "trust", "not-a-key")
+	cmd.Env = append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f))
+	if err := cmd.Run(); cmd.ProcessState.ExitCode() != 2 {
+		t.Fatalf("trust garbage: %v, exit %d", err, cmd.ProcessState.ExitCode())
+	}
+}

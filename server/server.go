@@ -188,6 +188,10 @@ func (s *Server) routesInit() {
 	s.handle("POST /v1/nodes/{name}/labels", admin, s.labelNode)
 	s.handle("POST /v1/labels", admin, s.labelNodes)
 
+	s.handle("GET /v1/keys", viewer, s.listKeys)
+	s.handle("POST /v1/keys", admin, s.trustKey)
+	s.handle("DELETE /v1/keys/{id}", admin, s.revokeKey)
+
 	s.handle("GET /v1/events", viewer, s.listEvents)
 
 	s.handle("POST /v1/agent/enroll", agentEnroll, s.agentEnroll)

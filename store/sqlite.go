@@ -738,3 +738,69 @@ func (s *SQLite) Events(ctx context.Context, since int64, limit int) ([]api.Even
 	}
 	return out, rows.Err()
 }
+
+// TrustKey records a signing key.
+func (s *SQLite) TrustKey(ctx context.Context, k api.SigningKey) (api.Event, error) {
+	var ev api.Event
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var revoked sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT revoked_at FROM signing_keys WHERE id = ? OR public_key = ?`, k.ID, k.PublicKey).Scan(&revoked)
+		switch {
+		case err == nil && revoked.Valid:
+			return fmt.Errorf("key %s was revoked and cannot be trusted again; make a new key: %w", k.ID, ErrConflict)
+		case err == nil:
+			return fmt.Errorf("key %s %w", k.ID, ErrExists)
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (id, public_key, comment, created_at) VALUES (?, ?, ?, ?)`,
+			k.ID, k.PublicKey, k.Comment, ts(k.CreatedAt)); err != nil {
+			return err
+		}
+		ev, err = appendEvent(ctx, tx, api.Event{Time: k.CreatedAt, Type: "key.trusted", Subject: k.ID, Data: map[string]any{"comment": k.Comment}})
+		return err
+	})
+	return ev, err
+}
+
+// Keys lists signing keys, revoked ones included, oldest first.
+func (s *SQLite) Keys(ctx context.Context) ([]api.SigningKey, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, public_key, comment, created_at, revoked_at FROM signing_keys ORDER BY created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []api.SigningKey{}
+	for rows.Next() {
+		var k api.SigningKey
+		var created string
+		var revoked sql.NullString
+		if err := rows.Scan(&k.ID, &k.PublicKey, &k.Comment, &created, &revoked); err != nil {
+			return nil, err
+		}
+		k.CreatedAt = parseTS(created)
+		if revoked.Valid {
+			t := parseTS(revoked.String)
+			k.RevokedAt = &t
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// RevokeKey revokes a signing key.
+func (s *SQLite) RevokeKey(ctx context.Context, id string, now time.Time) (api.Event, error) {
+	var ev api.Event
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE signing_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, ts(now), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("trusted key %q %w", id, ErrNotFound)
+		}
+		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "key.revoked", Subject: id})
+		return err
+	})
+	return ev, err
+}

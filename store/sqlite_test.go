@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,7 +45,7 @@ func TestSQLiteRefusesNewerSchema(t *testing.T) {
 	}
 	// Reopening at the current version works and keeps data.
 	db, _ = sql.Open("sqlite", file)
-	db.Exec(`UPDATE meta SET value = '1' WHERE key = 'schema_version'`)
+	db.Exec(`UPDATE meta SET value = ? WHERE key = 'schema_version'`, fmt.Sprint(store.SchemaVersion()))
 	db.Close()
 	s, err = store.OpenSQLite(ctx, file)
 	if err != nil {

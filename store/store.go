@@ -56,6 +56,12 @@ type Store interface {
 	// TouchNodes records last-seen times in one batch.
 	TouchNodes(ctx context.Context, seen map[string]time.Time) error
 
+	// TrustKey records a release-signing key; trusting a revoked key again is refused.
+	TrustKey(ctx context.Context, k api.SigningKey) (api.Event, error)
+	Keys(ctx context.Context) ([]api.SigningKey, error)
+	// RevokeKey marks a key revoked: signatures by it no longer verify. The record stays.
+	RevokeKey(ctx context.Context, id string, now time.Time) (api.Event, error)
+
 	AppendEvent(ctx context.Context, e api.Event) (api.Event, error)
 	// Events returns up to limit events with id > since, oldest first.
 	Events(ctx context.Context, since int64, limit int) ([]api.Event, error)

@@ -24,6 +24,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Labels", testLabels},
 		{"Events", testEvents},
 		{"Secret", testSecret},
+		{"Keys", testKeys},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -234,5 +235,29 @@ func testSecret(t *testing.T, s store.Store) {
 	b, _ := s.Secret(ctx)
 	if string(a) != string(b) {
 		t.Fatal("secret changed between calls")
+	}
+}
+
+func testKeys(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	k := api.SigningKey{ID: "0123456789ABCDEF", PublicKey: "RWQ-key", Comment: "release team", CreatedAt: t0}
+	if ev, err := s.TrustKey(ctx, k); err != nil || ev.Type != "key.trusted" {
+		t.Fatalf("TrustKey: %+v %v", ev, err)
+	}
+	if _, err := s.TrustKey(ctx, k); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("trust twice: %v", err)
+	}
+	if _, err := s.RevokeKey(ctx, k.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RevokeKey(ctx, k.ID, t0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoke twice: %v", err)
+	}
+	if _, err := s.TrustKey(ctx, k); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("trust a revoked key again: %v", err)
+	}
+	keys, err := s.Keys(ctx)
+	if err != nil || len(keys) != 1 || keys[0].RevokedAt == nil || keys[0].Comment != "release team" {
+		t.Fatalf("Keys = %+v %v", keys, err)
 	}
 }
