@@ -139,6 +139,20 @@ type KeyTrust struct {
 	Comment   string `json:"comment,omitempty"`
 }
 
+// Release is one pushed bundle: APP@VERSION, content-addressed by its sha256.
+type Release struct {
+	App       string         `json:"app"`
+	Version   string         `json:"version"`
+	Class     string         `json:"class"`
+	SHA256    string         `json:"sha256"`
+	Size      int64          `json:"size"`
+	SignedBy  string         `json:"signed_by,omitempty"`
+	Channels  []string       `json:"channels"`
+	Withdrawn string         `json:"withdrawn,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
+	Manifest  map[string]any `json:"manifest,omitempty"`
+}
+
 // Event is one append-only record of a state change.
 type Event struct {
 	ID      int64          `json:"id"`

@@ -1,16 +1,23 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/mattn/go-isatty"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/ferryhq/ferry/release"
 	"github.com/spf13/cobra"
 )
 
 func (e *env) releaseCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "release", Short: "Build and sign release bundles"}
+	cmd := &cobra.Command{Use: "release", Short: "Build, sign, push and inspect release bundles"}
 	build := &cobra.Command{
 		Use:   "build DIR -o FILE",
 		Short: "Bundle DIR (with ferry.yaml at its root) into a reproducible tar.gz",
@@ -45,6 +52,119 @@ func (e *env) releaseCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(build, e.releaseSignCmd())
+	cmd.AddCommand(build, e.releaseSignCmd(), e.releasePushCmd(), e.releaseListCmd(), e.releaseShowCmd())
 	return cmd
+}
+
+func (e *env) releasePushCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "push FILE",
+		Short: "Upload a bundle (with FILE.minisig when present); it lands in the first channel",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			f, err := os.Open(a[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			fi, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			sig, err := os.ReadFile(a[0] + ".minisig")
+			if errors.Is(err, os.ErrNotExist) {
+				sig = nil
+			} else if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			var body io.Reader = f
+			var bar *mpb.Progress
+			if out, ok := e.stderr.(*os.File); ok && isatty.IsTerminal(out.Fd()) {
+				bar = mpb.New(mpb.WithOutput(out), mpb.WithWidth(40))
+				b := bar.AddBar(fi.Size(), mpb.PrependDecorators(decor.Name(filepath.Base(a[0])+" ")),
+					mpb.AppendDecorators(decor.CountersKibiByte("% .1f / % .1f"), decor.Name(" "), decor.AverageSpeed(decor.SizeB1024(0), "% .1f")))
+				if pr, err := b.ProxyReader(f); err == nil {
+					body = pr
+				}
+				defer func() { b.Abort(false); bar.Wait() }()
+			}
+			rel, err := c.PushRelease(cmd.Context(), body, fi.Size(), sig)
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(rel)
+			}
+			signed := "unsigned"
+			if rel.SignedBy != "" {
+				signed = "signed by " + rel.SignedBy
+			}
+			fmt.Fprintf(e.stdout, "%s@%s pushed (sha256:%s, %s) to %s\n", rel.App, rel.Version, rel.SHA256, signed, strings.Join(rel.Channels, ", "))
+			return nil
+		},
+	}
+}
+
+func (e *env) releaseListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list [APP]",
+		Short: "List releases",
+		Args:  args(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			app := ""
+			if len(a) == 1 {
+				app = a[0]
+			}
+			rels, err := c.Releases(cmd.Context(), app)
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(rels)
+			}
+			rows := [][]string{}
+			for _, r := range rels {
+				rows = append(rows, []string{r.App, r.Version, r.Class, dash(strings.Join(r.Channels, ",")), dash(r.SignedBy), r.SHA256[:12], bytes(uint64(r.Size))})
+			}
+			return e.table([]string{"APP", "VERSION", "CLASS", "CHANNELS", "SIGNED BY", "SHA256", "SIZE"}, rows)
+		},
+	}
+}
+
+func (e *env) releaseShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show APP@VERSION",
+		Short: "Show one release with its manifest",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			app, ver, ok := strings.Cut(a[0], "@")
+			if !ok || app == "" || ver == "" {
+				return usagef("release show: want APP@VERSION, got %q", a[0])
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.Release(cmd.Context(), app, ver)
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(r)
+			}
+			return e.table([]string{"FIELD", "VALUE"}, [][]string{
+				{"release", r.App + "@" + r.Version}, {"class", r.Class}, {"sha256", r.SHA256}, {"size", bytes(uint64(r.Size))},
+				{"signed by", dash(r.SignedBy)}, {"channels", dash(strings.Join(r.Channels, ", "))}, {"withdrawn", dash(r.Withdrawn)},
+				{"pushed", r.CreatedAt.Format("2006-01-02T15:04:05Z07:00")},
+			})
+		},
+	}
 }

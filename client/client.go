@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -194,6 +195,43 @@ func (c *Client) TrustKey(ctx context.Context, req api.KeyTrust) (api.SigningKey
 // RevokeKey stops trusting a key.
 func (c *Client) RevokeKey(ctx context.Context, id string) error {
 	return c.do(ctx, "DELETE", "/v1/keys/"+url.PathEscape(id), c.token, nil, nil)
+}
+
+// PushRelease streams a bundle of size bytes to the server, with its .minisig content when sig
+// is not nil.
+func (c *Client) PushRelease(ctx context.Context, bundle io.Reader, size int64, sig []byte) (api.Release, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", c.base+"/v1/releases", bundle)
+	if err != nil {
+		return api.Release{}, err
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/gzip")
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if sig != nil {
+		req.Header.Set("Ferry-Signature", base64.StdEncoding.EncodeToString(sig))
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return api.Release{}, fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return api.Release{}, readError(resp)
+	}
+	var out api.Release
+	return out, json.NewDecoder(resp.Body).Decode(&out)
+}
+
+// Releases lists releases, of one app when app is not empty.
+func (c *Client) Releases(ctx context.Context, app string) ([]api.Release, error) {
+	var out []api.Release
+	return out, c.do(ctx, "GET", "/v1/releases?app="+url.QueryEscape(app), c.token, nil, &out)
+}
+
+// Release shows APP@VERSION.
+func (c *Client) Release(ctx context.Context, app, version string) (api.Release, error) {
+	var out api.Release
+	return out, c.do(ctx, "GET", "/v1/releases/"+url.PathEscape(app)+"/"+url.PathEscape(version), c.token, nil, &out)
 }
 
 // NodeQuery filters a node list.

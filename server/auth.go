@@ -80,6 +80,19 @@ func (s *Server) authorize(r *http.Request, acc access) error {
 	switch acc {
 	case public:
 		return nil
+	case reader:
+		tok := bearer(r)
+		if strings.HasPrefix(tok, "ferry_s_") {
+			node, err := s.verifySession(tok)
+			if err != nil {
+				return err
+			}
+			if !s.hub.active(node) {
+				return errorf(http.StatusUnauthorized, "node %s is revoked or unknown", node)
+			}
+			return nil
+		}
+		return s.authorize(r, viewer)
 	case viewer, admin:
 		role, err := s.operatorRole(r.Context(), bearer(r))
 		if err != nil {

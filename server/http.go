@@ -42,10 +42,11 @@ const (
 	admin                      // admin operator token
 	agentEnroll                // agent protocol; credential checked by the handler
 	agentSession               // agent protocol and a session token
+	reader                     // any operator token, or an agent session
 )
 
 func (a access) String() string {
-	return [...]string{"public", "viewer", "admin", "agent-enroll", "agent-session"}[a]
+	return [...]string{"public", "viewer", "admin", "agent-enroll", "agent-session", "reader"}[a]
 }
 
 // route is one registered endpoint, kept so a test can walk them all.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/blobstore"
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/liveness"
 	"github.com/ferryhq/ferry/store"
@@ -32,14 +33,17 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// HeartbeatGrace is the silence after which a node is down (default 3 × interval).
 	HeartbeatGrace time.Duration
-	Clock          clock.Clock
-	Logger         *slog.Logger
+	// MaxBundleSize bounds a pushed bundle (default 2 GiB).
+	MaxBundleSize int64
+	Clock         clock.Clock
+	Logger        *slog.Logger
 }
 
 // Server is one control-plane process.
 type Server struct {
 	cfg     Config
 	store   store.Store
+	blobs   *blobstore.Store
 	clk     clock.Clock
 	log     *slog.Logger
 	secret  []byte
@@ -70,6 +74,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
+	if cfg.MaxBundleSize <= 0 {
+		cfg.MaxBundleSize = 2 << 30
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -94,9 +101,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	default:
 		return nil, fmt.Errorf("--db %q: only SQLite (the default) is supported by this build", cfg.DB)
 	}
+	blobs, err := blobstore.Open(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("blob store: %w", err)
+	}
 	s := &Server{
 		cfg:    cfg,
 		store:  st,
+		blobs:  blobs,
 		clk:    cfg.Clock,
 		log:    cfg.Logger,
 		det:    liveness.New(cfg.HeartbeatGrace),
@@ -191,6 +204,11 @@ func (s *Server) routesInit() {
 	s.handle("GET /v1/keys", viewer, s.listKeys)
 	s.handle("POST /v1/keys", admin, s.trustKey)
 	s.handle("DELETE /v1/keys/{id}", admin, s.revokeKey)
+
+	s.handle("POST /v1/releases", admin, s.pushRelease)
+	s.handle("GET /v1/releases", viewer, s.listReleases)
+	s.handle("GET /v1/releases/{app}/{version}", viewer, s.showRelease)
+	s.handle("GET /v1/blobs/{digest}", reader, s.getBlob)
 
 	s.handle("GET /v1/events", viewer, s.listEvents)
 

@@ -804,3 +804,93 @@ func (s *SQLite) RevokeKey(ctx context.Context, id string, now time.Time) (api.E
 	})
 	return ev, err
 }
+
+// PutRelease records a pushed release.
+func (s *SQLite) PutRelease(ctx context.Context, r api.Release) (api.Release, api.Event, bool, error) {
+	var ev api.Event
+	created := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var blob string
+		err := tx.QueryRowContext(ctx, `SELECT blob FROM releases WHERE app = ? AND version = ?`, r.App, r.Version).Scan(&blob)
+		switch {
+		case err == nil && blob == r.SHA256:
+			return nil
+		case err == nil:
+			return fmt.Errorf("%s@%s already exists with other content (sha256:%s); a version is immutable, push a new version: %w", r.App, r.Version, blob, ErrConflict)
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		var first string
+		var allowUnsigned bool
+		if err := tx.QueryRowContext(ctx, `SELECT name, allow_unsigned FROM channels ORDER BY position LIMIT 1`).Scan(&first, &allowUnsigned); err != nil {
+			return fmt.Errorf("no channels: %w", err)
+		}
+		if r.SignedBy == "" && !allowUnsigned {
+			return fmt.Errorf("%s@%s is unsigned and channel %s does not allow unsigned releases; sign it with ferry release sign: %w", r.App, r.Version, first, ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO releases (app, version, class, blob, size, signed_by, manifest, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.App, r.Version, r.Class, r.SHA256, r.Size, r.SignedBy, mustJSON(r.Manifest), ts(r.CreatedAt)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO channel_releases (channel, app, version, added_at) VALUES (?, ?, ?, ?)`, first, r.App, r.Version, ts(r.CreatedAt)); err != nil {
+			return err
+		}
+		created = true
+		ev, err = appendEvent(ctx, tx, api.Event{Time: r.CreatedAt, Type: "release.pushed", Subject: r.App + "@" + r.Version,
+			Data: map[string]any{"sha256": r.SHA256, "size": r.Size, "signed_by": r.SignedBy, "channel": first}})
+		return err
+	})
+	if err != nil {
+		return api.Release{}, ev, false, err
+	}
+	rel, err := s.Release(ctx, r.App, r.Version)
+	return rel, ev, created, err
+}
+
+const releaseCols = `r.app, r.version, r.class, r.blob, r.size, r.signed_by, r.manifest, r.created_at, coalesce(r.withdrawn, ''),
+	coalesce((SELECT group_concat(channel, ',') FROM (SELECT c.name AS channel FROM channel_releases cr JOIN channels c ON c.name = cr.channel
+		WHERE cr.app = r.app AND cr.version = r.version ORDER BY c.position)), '')`
+
+func scanRelease(sc interface{ Scan(...any) error }) (api.Release, error) {
+	var r api.Release
+	var manifest, created, channels string
+	if err := sc.Scan(&r.App, &r.Version, &r.Class, &r.SHA256, &r.Size, &r.SignedBy, &manifest, &created, &r.Withdrawn, &channels); err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal([]byte(manifest), &r.Manifest); err != nil {
+		return r, err
+	}
+	r.CreatedAt = parseTS(created)
+	r.Channels = []string{}
+	if channels != "" {
+		r.Channels = strings.Split(channels, ",")
+	}
+	return r, nil
+}
+
+// Release returns one release.
+func (s *SQLite) Release(ctx context.Context, app, version string) (api.Release, error) {
+	r, err := scanRelease(s.r.QueryRowContext(ctx, `SELECT `+releaseCols+` FROM releases r WHERE r.app = ? AND r.version = ?`, app, version))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("release %s@%s %w", app, version, ErrNotFound)
+	}
+	return r, err
+}
+
+// Releases lists releases by app, then push time.
+func (s *SQLite) Releases(ctx context.Context, app string) ([]api.Release, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+releaseCols+` FROM releases r WHERE ? = '' OR r.app = ? ORDER BY r.app, r.created_at, r.version`, app, app)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []api.Release{}
+	for rows.Next() {
+		r, err := scanRelease(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

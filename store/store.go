@@ -62,6 +62,14 @@ type Store interface {
 	// RevokeKey marks a key revoked: signatures by it no longer verify. The record stays.
 	RevokeKey(ctx context.Context, id string, now time.Time) (api.Event, error)
 
+	// PutRelease records a pushed release in the first channel. The same APP@VERSION with the same
+	// blob is a no-op (created false); with another blob it fails with ErrConflict, as does an
+	// unsigned release when the first channel does not allow unsigned ones.
+	PutRelease(ctx context.Context, r api.Release) (rel api.Release, ev api.Event, created bool, err error)
+	Release(ctx context.Context, app, version string) (api.Release, error)
+	// Releases lists releases, of one app when app is not empty.
+	Releases(ctx context.Context, app string) ([]api.Release, error)
+
 	AppendEvent(ctx context.Context, e api.Event) (api.Event, error)
 	// Events returns up to limit events with id > since, oldest first.
 	Events(ctx context.Context, since int64, limit int) ([]api.Event, error)

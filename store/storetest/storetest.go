@@ -25,6 +25,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Events", testEvents},
 		{"Secret", testSecret},
 		{"Keys", testKeys},
+		{"Releases", testReleases},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -259,5 +260,38 @@ func testKeys(t *testing.T, s store.Store) {
 	keys, err := s.Keys(ctx)
 	if err != nil || len(keys) != 1 || keys[0].RevokedAt == nil || keys[0].Comment != "release team" {
 		t.Fatalf("Keys = %+v %v", keys, err)
+	}
+}
+
+func testReleases(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	r := api.Release{App: "hello", Version: "1.4.0", Class: "minor", SHA256: "aa", Size: 10, SignedBy: "0123456789ABCDEF",
+		CreatedAt: t0, Manifest: map[string]any{"app": "hello"}}
+	got, ev, created, err := s.PutRelease(ctx, r)
+	if err != nil || !created || ev.Type != "release.pushed" || len(got.Channels) != 1 || got.Channels[0] != "unstable" || got.Manifest["app"] != "hello" {
+		t.Fatalf("PutRelease = %+v %+v %v %v", got, ev, created, err)
+	}
+	if _, _, created, err := s.PutRelease(ctx, r); err != nil || created {
+		t.Fatalf("same bytes again: created %v, %v", created, err)
+	}
+	other := r
+	other.SHA256 = "bb"
+	if _, _, _, err := s.PutRelease(ctx, other); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("other bytes under the same version: %v", err)
+	}
+	unsigned := r
+	unsigned.Version, unsigned.SignedBy = "1.5.0", ""
+	if _, _, _, err := s.PutRelease(ctx, unsigned); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("unsigned release: %v", err)
+	}
+	if _, err := s.Release(ctx, "hello", "1.5.0"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("refused release was stored: %v", err)
+	}
+	list, err := s.Releases(ctx, "hello")
+	if err != nil || len(list) != 1 || list[0].SHA256 != "aa" {
+		t.Fatalf("Releases = %+v %v", list, err)
+	}
+	if list, _ := s.Releases(ctx, "other"); len(list) != 0 {
+		t.Fatalf("Releases(other) = %+v", list)
 	}
 }

@@ -1,0 +1,150 @@
+package server
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"os"
+	"strings"
+
+	"aead.dev/minisign"
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/blobstore"
+	"github.com/ferryhq/ferry/release"
+	"github.com/ferryhq/ferry/signing"
+)
+
+// SignatureHeader carries the base64 of a bundle's .minisig file on a push.
+const SignatureHeader = "Ferry-Signature"
+
+// pushRelease streams a bundle into the blob store while hashing it, checks it (archive,
+// manifest, signature against the trusted keys) and records the release. Whatever fails, a blob
+// this push created is removed again: nothing is stored.
+func (s *Server) pushRelease(w http.ResponseWriter, r *http.Request) error {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "application/gzip", "application/x-gzip", "application/octet-stream":
+	default:
+		return errorf(http.StatusUnsupportedMediaType, "content type %q not accepted; send the bundle as application/gzip", r.Header.Get("Content-Type"))
+	}
+	var sig []byte
+	if h := r.Header.Get(SignatureHeader); h != "" {
+		var err error
+		if sig, err = base64.StdEncoding.DecodeString(h); err != nil || len(sig) > 4096 {
+			return errorf(http.StatusBadRequest, "%s header must be the base64 of a .minisig file", SignatureHeader)
+		}
+	}
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBundleSize)
+	sum, size, created, err := s.blobs.Put(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errorf(http.StatusRequestEntityTooLarge, "bundle larger than the server's limit of %d bytes", s.cfg.MaxBundleSize)
+		}
+		return errorf(http.StatusBadRequest, "upload interrupted: %v", err)
+	}
+	rel, err := s.admitRelease(r, sum, size, sig)
+	if err != nil {
+		if created {
+			s.blobs.Remove(sum)
+		}
+		return err
+	}
+	writeJSON(w, http.StatusCreated, rel)
+	return nil
+}
+
+func (s *Server) admitRelease(r *http.Request, sum string, size int64, sig []byte) (api.Release, error) {
+	f, err := s.blobs.Open(sum)
+	if err != nil {
+		return api.Release{}, err
+	}
+	defer f.Close()
+	m, err := release.Read(f, release.Limits{})
+	if err != nil {
+		return api.Release{}, errorf(http.StatusBadRequest, "%v", err)
+	}
+	signedBy := ""
+	if sig != nil {
+		keys, err := s.store.Keys(r.Context())
+		if err != nil {
+			return api.Release{}, err
+		}
+		var trusted []minisign.PublicKey
+		for _, k := range keys {
+			if k.RevokedAt != nil {
+				continue
+			}
+			if pub, err := signing.ParsePublicKey(k.PublicKey); err == nil {
+				trusted = append(trusted, pub)
+			}
+		}
+		if _, err := f.Seek(0, 0); err != nil {
+			return api.Release{}, err
+		}
+		pub, err := signing.Verify(f, sig, trusted)
+		if err != nil {
+			return api.Release{}, errorf(http.StatusForbidden, "%s@%s: %v; trust the signer with ferry key trust", m.App, m.Version, err)
+		}
+		signedBy = fmt.Sprintf("%016X", pub.ID())
+	}
+	var manifest map[string]any
+	b, _ := json.Marshal(m)
+	json.Unmarshal(b, &manifest)
+	rel, ev, created, err := s.store.PutRelease(r.Context(), api.Release{App: m.App, Version: m.Version, Class: m.Class,
+		SHA256: sum, Size: size, SignedBy: signedBy, CreatedAt: s.clk.Now().UTC(), Manifest: manifest})
+	if err != nil {
+		return rel, err
+	}
+	if created {
+		s.published(ev)
+	}
+	return rel, nil
+}
+
+func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) error {
+	rels, err := s.store.Releases(r.Context(), r.URL.Query().Get("app"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rels)
+	return nil
+}
+
+func (s *Server) showRelease(w http.ResponseWriter, r *http.Request) error {
+	rel, err := s.store.Release(r.Context(), r.PathValue("app"), r.PathValue("version"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rel)
+	return nil
+}
+
+// getBlob serves a blob with Range and If-None-Match support (http.ServeContent), for agents and
+// operators, so relays and mirrors can front it later.
+func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
+	sum, ok := strings.CutPrefix(r.PathValue("digest"), "sha256:")
+	if !ok || !blobstore.ValidSum(sum) {
+		return errorf(http.StatusBadRequest, "blob address must be sha256:<64 lower-case hex digits>")
+	}
+	f, err := s.blobs.Open(sum)
+	if errors.Is(err, os.ErrNotExist) {
+		return errorf(http.StatusNotFound, "blob sha256:%s not found", sum)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", `"sha256:`+sum+`"`)
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+	return nil
+}
