@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -458,5 +459,105 @@ func TestSigningKeys(t *testing.T) {
 	cmd.Env = append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f))
 	if err := cmd.Run(); cmd.ProcessState.ExitCode() != 2 {
 		t.Fatalf("trust garbage: %v, exit %d", err, cmd.ProcessState.ExitCode())
+	}
+}
+
+// TestReleaseBuildSignPush: the operator path end to end with the real CLI, signed once with
+// ferry's own key and once with the stock minisign tool.
+func TestReleaseBuildSignPush(t *testing.T) {
+	f := newFleet(t)
+	keyDir := t.TempDir()
+	env := append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f), "FERRY_KEY_DIR="+keyDir)
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(ferryBin, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("ferry %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	run("key", "gen")
+	run("key", "trust", filepath.Join(keyDir, "ferry.pub"))
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "ferry.yaml"), []byte("app: hello\nversion: 1.4.0\nclass: minor\nprocesses:\n  - {name: web, command: [bin/hello]}\n"), 0o644)
+	os.MkdirAll(filepath.Join(src, "bin"), 0o755)
+	os.WriteFile(filepath.Join(src, "bin", "hello"), []byte("#!/bin/sh\n"), 0o755)
+	bundle := filepath.Join(t.TempDir(), "hello-1.4.0.tar.gz")
+	run("release", "build", src, "-o", bundle)
+	run("release", "sign", bundle)
+	if out := run("release", "push", bundle); !strings.Contains(out, "hello@1.4.0 pushed") || !strings.Contains(out, "unstable") {
+		t.Fatalf("push: %s", out)
+	}
+
+	// The same bundle signed by a key made with the stock minisign tool.
+	ms, err := exec.LookPath("minisign")
+	if err != nil {
+		t.Fatal("minisign is missing: run the suite with make test")
+	}
+	msDir := t.TempDir()
+	if out, err := exec.Command(ms, "-G", "-W", "-p", filepath.Join(msDir, "m.pub"), "-s", filepath.Join(msDir, "m.key")).CombinedOutput(); err != nil {
+		t.Fatalf("minisign -G: %v %s", err, out)
+	}
+	run("key", "trust", filepath.Join(msDir, "m.pub"))
+	os.WriteFile(filepath.Join(src, "ferry.yaml"), []byte("app: hello\nversion: 1.5.0\nclass: minor\n"), 0o644)
+	bundle2 := filepath.Join(t.TempDir(), "hello-1.5.0.tar.gz")
+	run("release", "build", src, "-o", bundle2)
+	if out, err := exec.Command(ms, "-S", "-s", filepath.Join(msDir, "m.key"), "-m", bundle2).CombinedOutput(); err != nil {
+		t.Fatalf("minisign -S: %v %s", err, out)
+	}
+	run("release", "push", bundle2)
+	var rels []api.Release
+	if err := json.Unmarshal([]byte(run("release", "list", "hello", "-o", "json")), &rels); err != nil || len(rels) != 2 || rels[0].SignedBy == rels[1].SignedBy {
+		t.Fatalf("release list: %+v %v", rels, err)
+	}
+}
+
+// TestKill9DuringPush: a server killed mid-upload keeps no partial blob and no release.
+func TestKill9DuringPush(t *testing.T) {
+	f := newFleet(t)
+	pr, pw := io.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := f.admin.PushRelease(context.Background(), pr, 8<<20, nil)
+		errc <- err
+	}()
+	chunk := bytes.Repeat([]byte{0x1f}, 64<<10)
+	for i := 0; i < 16; i++ { // 1 MiB of 8 sent
+		if _, err := pw.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Wait until the server has the partial upload on disk, then kill it.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		tmps, _ := filepath.Glob(filepath.Join(f.data, "blobs", "tmp", "*"))
+		if len(tmps) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("upload never reached the server's disk")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.server.kill()
+	pw.CloseWithError(io.ErrUnexpectedEOF)
+	if err := <-errc; err == nil {
+		t.Fatal("push to a killed server succeeded")
+	}
+	f.startServer()
+	var left []string
+	filepath.Walk(filepath.Join(f.data, "blobs"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			left = append(left, p)
+		}
+		return nil
+	})
+	if len(left) != 0 {
+		t.Fatalf("partial upload left %v", left)
+	}
+	if rels, err := f.admin.Releases(context.Background(), ""); err != nil || len(rels) != 0 {
+		t.Fatalf("releases after a killed push: %+v %v", rels, err)
 	}
 }
