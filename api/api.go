@@ -153,6 +153,64 @@ type Release struct {
 	Manifest  map[string]any `json:"manifest,omitempty"`
 }
 
+// Channel is one step of the promotion path. Candidates maps each app to the highest
+// (epoch, version) release in the channel that is not withdrawn: what the channel offers.
+type Channel struct {
+	Name          string            `json:"name"`
+	Position      int               `json:"position"`
+	AllowUnsigned bool              `json:"allow_unsigned"`
+	Candidates    map[string]string `json:"candidates"`
+	Releases      []string          `json:"releases"`
+	History       []ChannelChange   `json:"history,omitempty"`
+}
+
+// ChannelChange is one entry of a channel's history.
+type ChannelChange struct {
+	Release string    `json:"release"`
+	Action  string    `json:"action"`
+	Reason  string    `json:"reason,omitempty"`
+	Time    time.Time `json:"time"`
+}
+
+// ChannelCreate adds a channel after an existing one.
+type ChannelCreate struct {
+	Name          string `json:"name"`
+	After         string `json:"after"`
+	AllowUnsigned bool   `json:"allow_unsigned,omitempty"`
+}
+
+// Promote moves a release into a channel.
+type Promote struct {
+	To    string `json:"to"`
+	Force bool   `json:"force,omitempty"`
+}
+
+// Withdraw removes a release from every channel.
+type Withdraw struct {
+	Reason string `json:"reason"`
+}
+
+// Republish makes an old release's content a new, higher release with an epoch.
+type Republish struct {
+	Epoch uint32 `json:"epoch"`
+}
+
+// Bulletin documents the versions available and running: per app, each channel's candidate
+// and, per site, how many nodes run which version.
+type Bulletin struct {
+	Apps []BulletinApp `json:"apps"`
+	// Runs and RunsSites answer "which sites run APP@VER" when asked.
+	Runs      string   `json:"runs,omitempty"`
+	RunsSites []string `json:"runs_sites,omitempty"`
+}
+
+// BulletinApp is one app's line of the bulletin.
+type BulletinApp struct {
+	App      string                    `json:"app"`
+	Channels map[string]string         `json:"channels"`
+	Sites    map[string]map[string]int `json:"sites"`
+}
+
 // Event is one append-only record of a state change.
 type Event struct {
 	ID      int64          `json:"id"`

@@ -53,6 +53,7 @@ func (e *env) releaseCmd() *cobra.Command {
 		},
 	}
 	cmd.AddCommand(build, e.releaseSignCmd(), e.releasePushCmd(), e.releaseListCmd(), e.releaseShowCmd())
+	cmd.AddCommand(e.releaseLifecycleCmds()...)
 	return cmd
 }
 

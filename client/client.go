@@ -234,6 +234,53 @@ func (c *Client) Release(ctx context.Context, app, version string) (api.Release,
 	return out, c.do(ctx, "GET", "/v1/releases/"+url.PathEscape(app)+"/"+url.PathEscape(version), c.token, nil, &out)
 }
 
+func releasePath(app, version, verb string) string {
+	return "/v1/releases/" + url.PathEscape(app) + "/" + url.PathEscape(version) + "/" + verb
+}
+
+// Promote moves APP@VERSION into a channel.
+func (c *Client) Promote(ctx context.Context, app, version string, req api.Promote) (api.Release, error) {
+	var out api.Release
+	return out, c.do(ctx, "POST", releasePath(app, version, "promote"), c.token, req, &out)
+}
+
+// Withdraw removes APP@VERSION from every channel.
+func (c *Client) Withdraw(ctx context.Context, app, version, reason string) (api.Release, error) {
+	var out api.Release
+	return out, c.do(ctx, "POST", releasePath(app, version, "withdraw"), c.token, api.Withdraw{Reason: reason}, &out)
+}
+
+// Republish makes APP@VERSION's content a new release EPOCH:VERSION.
+func (c *Client) Republish(ctx context.Context, app, version string, epoch uint32) (api.Release, error) {
+	var out api.Release
+	return out, c.do(ctx, "POST", releasePath(app, version, "republish"), c.token, api.Republish{Epoch: epoch}, &out)
+}
+
+// Channels lists the channels in promotion order with their candidates.
+func (c *Client) Channels(ctx context.Context) ([]api.Channel, error) {
+	var out []api.Channel
+	return out, c.do(ctx, "GET", "/v1/channels", c.token, nil, &out)
+}
+
+// Channel shows one channel with its history.
+func (c *Client) Channel(ctx context.Context, name string) (api.Channel, error) {
+	var out api.Channel
+	return out, c.do(ctx, "GET", "/v1/channels/"+url.PathEscape(name), c.token, nil, &out)
+}
+
+// CreateChannel adds a channel after another.
+func (c *Client) CreateChannel(ctx context.Context, req api.ChannelCreate) (api.Channel, error) {
+	var out api.Channel
+	return out, c.do(ctx, "POST", "/v1/channels", c.token, req, &out)
+}
+
+// Bulletin reads the release bulletin, of one app when app is set; runs ("APP@VER") asks which
+// sites run that release.
+func (c *Client) Bulletin(ctx context.Context, app, runs string) (api.Bulletin, error) {
+	var out api.Bulletin
+	return out, c.do(ctx, "GET", "/v1/bulletin?app="+url.QueryEscape(app)+"&runs="+url.QueryEscape(runs), c.token, nil, &out)
+}
+
 // NodeQuery filters a node list.
 type NodeQuery struct {
 	Site, Selector, Status string

@@ -561,3 +561,98 @@ func TestKill9DuringPush(t *testing.T) {
 		t.Fatalf("releases after a killed push: %+v %v", rels, err)
 	}
 }
+
+// TestChannelLifecycle: push → promote → (server restart) → withdraw → republish with an epoch
+// → bulletin, through the real CLI.
+func TestChannelLifecycle(t *testing.T) {
+	f := newFleet(t)
+	keyDir := t.TempDir()
+	env := append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f), "FERRY_KEY_DIR="+keyDir)
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(ferryBin, args...)
+		cmd.Env = env
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		if err != nil {
+			return out.String(), fmt.Errorf("%v: %s", err, errb.String())
+		}
+		return out.String(), nil
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		out, err := run(args...)
+		if err != nil {
+			t.Fatalf("ferry %v: %v", args, err)
+		}
+		return out
+	}
+	must("key", "gen")
+	must("key", "trust", filepath.Join(keyDir, "ferry.pub"))
+	src := t.TempDir()
+	for _, v := range []string{"1.0.0", "1.1.0"} {
+		os.WriteFile(filepath.Join(src, "ferry.yaml"), []byte("app: hello\nversion: "+v+"\nclass: minor\n"), 0o644)
+		b := filepath.Join(t.TempDir(), "hello.tar.gz")
+		must("release", "build", src, "-o", b)
+		must("release", "sign", b)
+		must("release", "push", b)
+		must("release", "promote", "hello@"+v, "--to", "preview")
+	}
+	if _, err := run("release", "promote", "hello@1.1.0", "--to", "unstable"); err == nil {
+		t.Fatal("promote into a channel it is already in succeeded")
+	}
+	must("release", "promote", "hello@1.0.0", "--to", "production")
+	must("release", "promote", "hello@1.1.0", "--to", "production")
+
+	f.server.stop(t)
+	f.startServer()
+
+	candidate := func(channel string) string {
+		t.Helper()
+		var ch api.Channel
+		if err := json.Unmarshal([]byte(must("channel", "show", channel, "-o", "json")), &ch); err != nil {
+			t.Fatal(err)
+		}
+		return ch.Candidates["hello"]
+	}
+	if c := candidate("production"); c != "1.1.0" {
+		t.Fatalf("production candidate %q, want 1.1.0", c)
+	}
+	must("release", "withdraw", "hello@1.1.0", "--reason", "crashes on start")
+	if c := candidate("production"); c != "1.0.0" {
+		t.Fatalf("after withdrawal production offers %q, want the fallback 1.0.0", c)
+	}
+	if out, err := run("release", "promote", "hello@1.1.0", "--to", "production"); err == nil || !strings.Contains(err.Error(), "withdrawn (reason: crashes on start)") {
+		t.Fatalf("promote a withdrawn release: %s %v", out, err)
+	}
+	// Downgrade by upgrading: 1.0.0's content as 1:1.0.0, above every epoch-0 version.
+	must("release", "republish", "hello@1.0.0", "--epoch", "1")
+	must("release", "promote", "hello@1:1.0.0", "--to", "production", "--force")
+	if c := candidate("production"); c != "1:1.0.0" {
+		t.Fatalf("production candidate %q, want 1:1.0.0", c)
+	}
+	var r0, r1 api.Release
+	json.Unmarshal([]byte(must("release", "show", "hello@1.0.0", "-o", "json")), &r0)
+	json.Unmarshal([]byte(must("release", "show", "hello@1:1.0.0", "-o", "json")), &r1)
+	if r0.SHA256 == "" || r0.SHA256 != r1.SHA256 {
+		t.Fatalf("republished content differs: %s vs %s", r0.SHA256, r1.SHA256)
+	}
+	var b api.Bulletin
+	if err := json.Unmarshal([]byte(must("bulletin", "hello", "-o", "json")), &b); err != nil || len(b.Apps) != 1 ||
+		b.Apps[0].Channels["production"] != "1:1.0.0" || b.Apps[0].Channels["unstable"] != "1:1.0.0" {
+		t.Fatalf("bulletin: %+v %v", b, err)
+	}
+	if out := must("bulletin", "--runs", "hello@1.0.0"); !strings.Contains(out, "sites running hello@1.0.0") {
+		t.Fatalf("bulletin --runs: %s", out)
+	}
+	hist := must("channel", "show", "production")
+	for _, want := range []string{"promoted", "withdrawn", "crashes on start", "forced"} {
+		if !strings.Contains(hist, want) {
+			t.Fatalf("production history lacks %q:\n%s", want, hist)
+		}
+	}
+	must("channel", "create", "canary", "--after", "preview")
+	if out := must("channel", "list"); !strings.Contains(out, "canary") {
+		t.Fatalf("channel list:\n%s", out)
+	}
+}

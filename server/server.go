@@ -208,7 +208,14 @@ func (s *Server) routesInit() {
 	s.handle("POST /v1/releases", admin, s.pushRelease)
 	s.handle("GET /v1/releases", viewer, s.listReleases)
 	s.handle("GET /v1/releases/{app}/{version}", viewer, s.showRelease)
+	s.handle("POST /v1/releases/{app}/{version}/promote", admin, s.promoteRelease)
+	s.handle("POST /v1/releases/{app}/{version}/withdraw", admin, s.withdrawRelease)
+	s.handle("POST /v1/releases/{app}/{version}/republish", admin, s.republishRelease)
 	s.handle("GET /v1/blobs/{digest}", reader, s.getBlob)
+	s.handle("GET /v1/channels", viewer, s.listChannels)
+	s.handle("GET /v1/channels/{name}", viewer, s.showChannel)
+	s.handle("POST /v1/channels", admin, s.createChannel)
+	s.handle("GET /v1/bulletin", viewer, s.bulletin)
 
 	s.handle("GET /v1/events", viewer, s.listEvents)
 

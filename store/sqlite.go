@@ -832,7 +832,7 @@ func (s *SQLite) PutRelease(ctx context.Context, r api.Release) (api.Release, ap
 			r.App, r.Version, r.Class, r.SHA256, r.Size, r.SignedBy, mustJSON(r.Manifest), ts(r.CreatedAt)); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO channel_releases (channel, app, version, added_at) VALUES (?, ?, ?, ?)`, first, r.App, r.Version, ts(r.CreatedAt)); err != nil {
+		if err := addToChannel(ctx, tx, first, r.App, r.Version, "pushed", "", r.CreatedAt); err != nil {
 			return err
 		}
 		created = true
@@ -893,4 +893,231 @@ func (s *SQLite) Releases(ctx context.Context, app string) ([]api.Release, error
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+func addToChannel(ctx context.Context, tx *sql.Tx, channel, app, version, action, reason string, at time.Time) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO channel_releases (channel, app, version, added_at) VALUES (?, ?, ?, ?)`, channel, app, version, ts(at)); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO channel_history (channel, app, version, action, reason, at) VALUES (?, ?, ?, ?, ?, ?)`, channel, app, version, action, reason, ts(at))
+	return err
+}
+
+// Channels lists channels in order.
+func (s *SQLite) Channels(ctx context.Context, withHistory bool) ([]api.Channel, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name, position, allow_unsigned FROM channels ORDER BY position`)
+	if err != nil {
+		return nil, err
+	}
+	var out []api.Channel
+	idx := map[string]int{}
+	for rows.Next() {
+		var c api.Channel
+		if err := rows.Scan(&c.Name, &c.Position, &c.AllowUnsigned); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		c.Releases = []string{}
+		c.Candidates = map[string]string{}
+		idx[c.Name] = len(out)
+		out = append(out, c)
+	}
+	rows.Close()
+	rel, err := s.r.QueryContext(ctx, `SELECT channel, app, version FROM channel_releases ORDER BY app, added_at`)
+	if err != nil {
+		return nil, err
+	}
+	defer rel.Close()
+	for rel.Next() {
+		var ch, app, ver string
+		if err := rel.Scan(&ch, &app, &ver); err != nil {
+			return nil, err
+		}
+		out[idx[ch]].Releases = append(out[idx[ch]].Releases, app+"@"+ver)
+	}
+	if err := rel.Err(); err != nil || !withHistory {
+		return out, err
+	}
+	hist, err := s.r.QueryContext(ctx, `SELECT channel, app, version, action, reason, at FROM channel_history ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer hist.Close()
+	for hist.Next() {
+		var ch, app, ver, at string
+		var c api.ChannelChange
+		if err := hist.Scan(&ch, &app, &ver, &c.Action, &c.Reason, &at); err != nil {
+			return nil, err
+		}
+		c.Release, c.Time = app+"@"+ver, parseTS(at)
+		if i, ok := idx[ch]; ok {
+			out[i].History = append(out[i].History, c)
+		}
+	}
+	return out, hist.Err()
+}
+
+// CreateChannel inserts a channel after another, shifting the ones behind it.
+func (s *SQLite) CreateChannel(ctx context.Context, c api.ChannelCreate, now time.Time) (api.Event, error) {
+	var ev api.Event
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var pos int
+		err := tx.QueryRowContext(ctx, `SELECT position FROM channels WHERE name = ?`, c.After).Scan(&pos)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("channel %q %w", c.After, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		var n int
+		tx.QueryRowContext(ctx, `SELECT count(*) FROM channels WHERE name = ?`, c.Name).Scan(&n)
+		if n > 0 {
+			return fmt.Errorf("channel %q %w", c.Name, ErrExists)
+		}
+		// Two steps, so the unique positions never collide mid-update.
+		if _, err := tx.ExecContext(ctx, `UPDATE channels SET position = -(position + 1) WHERE position > ?`, pos); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE channels SET position = -position WHERE position < 0`); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO channels (name, position, allow_unsigned, created_at) VALUES (?, ?, ?, ?)`, c.Name, pos+1, c.AllowUnsigned, ts(now)); err != nil {
+			return err
+		}
+		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "channel.created", Subject: c.Name, Data: map[string]any{"after": c.After, "allow_unsigned": c.AllowUnsigned}})
+		return err
+	})
+	return ev, err
+}
+
+func releaseState(ctx context.Context, tx *sql.Tx, app, version string) (withdrawn sql.NullString, err error) {
+	err = tx.QueryRowContext(ctx, `SELECT withdrawn FROM releases WHERE app = ? AND version = ?`, app, version).Scan(&withdrawn)
+	if errors.Is(err, sql.ErrNoRows) {
+		return withdrawn, fmt.Errorf("release %s@%s %w", app, version, ErrNotFound)
+	}
+	return withdrawn, err
+}
+
+// Promote adds a release to a channel.
+func (s *SQLite) Promote(ctx context.Context, app, version, to string, force bool, now time.Time) (api.Event, error) {
+	var ev api.Event
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		withdrawn, err := releaseState(ctx, tx, app, version)
+		if err != nil {
+			return err
+		}
+		if withdrawn.Valid {
+			return fmt.Errorf("release %s@%s is withdrawn (reason: %s); promote another version: %w", app, version, withdrawn.String, ErrConflict)
+		}
+		var pos int
+		if err := tx.QueryRowContext(ctx, `SELECT position FROM channels WHERE name = ?`, to).Scan(&pos); errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("channel %q %w", to, ErrNotFound)
+		} else if err != nil {
+			return err
+		}
+		var in int
+		tx.QueryRowContext(ctx, `SELECT count(*) FROM channel_releases WHERE channel = ? AND app = ? AND version = ?`, to, app, version).Scan(&in)
+		if in > 0 {
+			return fmt.Errorf("%s@%s is already in %s: %w", app, version, to, ErrExists)
+		}
+		var prev string
+		err = tx.QueryRowContext(ctx, `SELECT c.name FROM channels c JOIN channel_releases cr ON cr.channel = c.name
+			WHERE c.position = ? AND cr.app = ? AND cr.version = ?`, pos-1, app, version).Scan(&prev)
+		if errors.Is(err, sql.ErrNoRows) && !force {
+			var before string
+			tx.QueryRowContext(ctx, `SELECT name FROM channels WHERE position = ?`, pos-1).Scan(&before)
+			if before == "" {
+				return fmt.Errorf("%s is the first channel; releases land there when pushed: %w", to, ErrConflict)
+			}
+			return fmt.Errorf("%s@%s is not in %s, the channel before %s; promote it there first, or skip steps with --force: %w", app, version, before, to, ErrConflict)
+		} else if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		action := "promoted"
+		if prev == "" {
+			action = "forced"
+		}
+		if err := addToChannel(ctx, tx, to, app, version, action, "", now); err != nil {
+			return err
+		}
+		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "release.promoted", Subject: app + "@" + version,
+			Data: map[string]any{"to": to, "from": prev, "forced": prev == ""}})
+		return err
+	})
+	return ev, err
+}
+
+// Withdraw removes a release from every channel.
+func (s *SQLite) Withdraw(ctx context.Context, app, version, reason string, now time.Time) (api.Event, error) {
+	var ev api.Event
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		withdrawn, err := releaseState(ctx, tx, app, version)
+		if err != nil {
+			return err
+		}
+		if withdrawn.Valid {
+			return fmt.Errorf("release %s@%s is already withdrawn (reason: %s): %w", app, version, withdrawn.String, ErrConflict)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT channel FROM channel_releases WHERE app = ? AND version = ? ORDER BY channel`, app, version)
+		if err != nil {
+			return err
+		}
+		var channels []string
+		for rows.Next() {
+			var c string
+			rows.Scan(&c)
+			channels = append(channels, c)
+		}
+		rows.Close()
+		for _, c := range channels {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO channel_history (channel, app, version, action, reason, at) VALUES (?, ?, ?, 'withdrawn', ?, ?)`, c, app, version, reason, ts(now)); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM channel_releases WHERE app = ? AND version = ?`, app, version); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE releases SET withdrawn = ? WHERE app = ? AND version = ?`, reason, app, version); err != nil {
+			return err
+		}
+		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "release.withdrawn", Subject: app + "@" + version,
+			Data: map[string]any{"reason": reason, "channels": channels}})
+		return err
+	})
+	return ev, err
+}
+
+// Republish records an old release's content under a new version.
+func (s *SQLite) Republish(ctx context.Context, app, oldVersion, newVersion string, now time.Time) (api.Release, api.Event, error) {
+	var ev api.Event
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := releaseState(ctx, tx, app, oldVersion); err != nil {
+			return err
+		}
+		var n int
+		tx.QueryRowContext(ctx, `SELECT count(*) FROM releases WHERE app = ? AND version = ?`, app, newVersion).Scan(&n)
+		if n > 0 {
+			return fmt.Errorf("release %s@%s %w", app, newVersion, ErrExists)
+		}
+		var first string
+		if err := tx.QueryRowContext(ctx, `SELECT name FROM channels ORDER BY position LIMIT 1`).Scan(&first); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO releases (app, version, class, blob, size, signed_by, manifest, created_at)
+			SELECT app, ?, class, blob, size, signed_by, manifest, ? FROM releases WHERE app = ? AND version = ?`, newVersion, ts(now), app, oldVersion); err != nil {
+			return err
+		}
+		if err := addToChannel(ctx, tx, first, app, newVersion, "republished", "from "+oldVersion, now); err != nil {
+			return err
+		}
+		var err error
+		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "release.republished", Subject: app + "@" + newVersion,
+			Data: map[string]any{"from": oldVersion, "channel": first}})
+		return err
+	})
+	if err != nil {
+		return api.Release{}, ev, err
+	}
+	rel, err := s.Release(ctx, app, newVersion)
+	return rel, ev, err
 }

@@ -70,6 +70,17 @@ type Store interface {
 	// Releases lists releases, of one app when app is not empty.
 	Releases(ctx context.Context, app string) ([]api.Release, error)
 
+	// Channels lists channels in promotion order with their releases (not candidates: choosing
+	// the highest version is the caller's) and, when withHistory, their history.
+	Channels(ctx context.Context, withHistory bool) ([]api.Channel, error)
+	CreateChannel(ctx context.Context, c api.ChannelCreate, now time.Time) (api.Event, error)
+	// Promote adds a release to channel to. Unless force, it must be in the channel just before.
+	Promote(ctx context.Context, app, version, to string, force bool, now time.Time) (api.Event, error)
+	// Withdraw marks a release withdrawn and removes it from every channel, in one transaction.
+	Withdraw(ctx context.Context, app, version, reason string, now time.Time) (api.Event, error)
+	// Republish records newVersion with the content of an existing release, in the first channel.
+	Republish(ctx context.Context, app, oldVersion, newVersion string, now time.Time) (api.Release, api.Event, error)
+
 	AppendEvent(ctx context.Context, e api.Event) (api.Event, error)
 	// Events returns up to limit events with id > since, oldest first.
 	Events(ctx context.Context, since int64, limit int) ([]api.Event, error)

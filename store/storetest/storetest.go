@@ -5,6 +5,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Secret", testSecret},
 		{"Keys", testKeys},
 		{"Releases", testReleases},
+		{"Channels", testChannels},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -293,5 +295,76 @@ func testReleases(t *testing.T, s store.Store) {
 	}
 	if list, _ := s.Releases(ctx, "other"); len(list) != 0 {
 		t.Fatalf("Releases(other) = %+v", list)
+	}
+}
+
+func testChannels(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	put := func(v, blob string) {
+		t.Helper()
+		if _, _, _, err := s.PutRelease(ctx, api.Release{App: "hello", Version: v, Class: "minor", SHA256: blob, SignedBy: "K", CreatedAt: t0, Manifest: map[string]any{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("1.0.0", "a1")
+	put("1.1.0", "a2")
+	if _, err := s.Promote(ctx, "hello", "1.0.0", "production", false, t0); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("skip a step without force: %v", err)
+	}
+	if _, err := s.Promote(ctx, "hello", "1.0.0", "unstable", false, t0); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("promote into its own channel: %v", err)
+	}
+	if _, err := s.Promote(ctx, "hello", "1.0.0", "preview", false, t0); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := s.Promote(ctx, "hello", "1.1.0", "production", true, t0); err != nil || ev.Data["forced"] != true {
+		t.Fatalf("forced promote: %+v %v", ev, err)
+	}
+	if _, err := s.Promote(ctx, "hello", "9.9.9", "preview", false, t0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("promote a missing release: %v", err)
+	}
+	if _, err := s.CreateChannel(ctx, api.ChannelCreate{Name: "canary", After: "preview"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateChannel(ctx, api.ChannelCreate{Name: "canary", After: "preview"}, t0); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("duplicate channel: %v", err)
+	}
+	if _, err := s.CreateChannel(ctx, api.ChannelCreate{Name: "x", After: "nope"}, t0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("channel after a missing one: %v", err)
+	}
+	ev, err := s.Withdraw(ctx, "hello", "1.1.0", "crashes on start", t0)
+	if err != nil || len(ev.Data["channels"].([]string)) != 2 {
+		t.Fatalf("withdraw: %+v %v", ev, err)
+	}
+	if _, err := s.Withdraw(ctx, "hello", "1.1.0", "again", t0); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("withdraw twice: %v", err)
+	}
+	if _, err := s.Promote(ctx, "hello", "1.1.0", "preview", true, t0); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("promote a withdrawn release: %v", err)
+	}
+	rel, _, err := s.Republish(ctx, "hello", "1.0.0", "1:1.0.0", t0)
+	if err != nil || rel.SHA256 != "a1" || rel.Channels[0] != "unstable" {
+		t.Fatalf("republish: %+v %v", rel, err)
+	}
+	if _, _, err := s.Republish(ctx, "hello", "1.0.0", "1:1.0.0", t0); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("republish twice: %v", err)
+	}
+	chans, err := s.Channels(ctx, true)
+	if err != nil || len(chans) != 4 {
+		t.Fatalf("Channels = %+v %v", chans, err)
+	}
+	names := []string{}
+	for _, c := range chans {
+		names = append(names, c.Name)
+	}
+	if fmt.Sprint(names) != "[unstable preview canary production]" {
+		t.Fatalf("channel order %v", names)
+	}
+	if fmt.Sprint(chans[0].Releases) != "[hello@1.0.0 hello@1:1.0.0]" || len(chans[3].Releases) != 0 {
+		t.Fatalf("channel releases: %v / %v", chans[0].Releases, chans[3].Releases)
+	}
+	last := chans[3].History[len(chans[3].History)-1]
+	if last.Action != "withdrawn" || last.Reason != "crashes on start" {
+		t.Fatalf("production history: %+v", chans[3].History)
 	}
 }

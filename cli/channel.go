@@ -1,0 +1,256 @@
+package cli
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/spf13/cobra"
+)
+
+// splitRelease parses APP@VERSION.
+func splitRelease(verb, s string) (string, string, error) {
+	app, ver, ok := strings.Cut(s, "@")
+	if !ok || app == "" || ver == "" {
+		return "", "", usagef("%s: want APP@VERSION, got %q", verb, s)
+	}
+	return app, ver, nil
+}
+
+func (e *env) channelCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "channel", Short: "The promotion path releases move along (default unstable → preview → production)"}
+	var req api.ChannelCreate
+	create := &cobra.Command{
+		Use:   "create NAME --after CHANNEL [--allow-unsigned]",
+		Short: "Add a channel to the path, after an existing one",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if req.After == "" {
+				return usagef("channel create: --after CHANNEL is required")
+			}
+			req.Name = a[0]
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			ch, err := c.CreateChannel(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(ch)
+			}
+			fmt.Fprintf(e.stdout, "channel %s created after %s\n", ch.Name, req.After)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&req.After, "after", "", "the channel the new one follows")
+	create.Flags().BoolVar(&req.AllowUnsigned, "allow-unsigned", false, "accept unsigned releases (only useful as the first channel of a test path)")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List channels in promotion order with each app's candidate",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			chans, err := c.Channels(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(chans)
+			}
+			rows := [][]string{}
+			for _, ch := range chans {
+				rows = append(rows, []string{strconv.Itoa(ch.Position), ch.Name, strconv.FormatBool(ch.AllowUnsigned), dash(candidates(ch.Candidates))})
+			}
+			return e.table([]string{"#", "CHANNEL", "UNSIGNED OK", "CANDIDATES"}, rows)
+		},
+	}
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a channel's releases, candidates and history",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			ch, err := c.Channel(cmd.Context(), a[0])
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(ch)
+			}
+			fmt.Fprintf(e.stdout, "channel %s (position %d)\ncandidates: %s\nreleases:   %s\n\n", ch.Name, ch.Position, dash(candidates(ch.Candidates)), dash(strings.Join(ch.Releases, " ")))
+			rows := [][]string{}
+			for _, h := range ch.History {
+				rows = append(rows, []string{h.Time.Local().Format(time.RFC3339), h.Action, h.Release, dash(h.Reason)})
+			}
+			return e.table([]string{"TIME", "ACTION", "RELEASE", "REASON"}, rows)
+		},
+	}
+	cmd.AddCommand(create, list, show)
+	return cmd
+}
+
+func candidates(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "@" + m[k]
+	}
+	return strings.Join(parts, " ")
+}
+
+func (e *env) releaseLifecycleCmds() []*cobra.Command {
+	var to string
+	var force bool
+	promote := &cobra.Command{
+		Use:   "promote APP@VERSION --to CHANNEL [--force]",
+		Short: "Move a release one step along the channel path (--force skips steps, and is recorded)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			app, ver, err := splitRelease("release promote", a[0])
+			if err != nil {
+				return err
+			}
+			if to == "" {
+				return usagef("release promote: --to CHANNEL is required")
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			rel, err := c.Promote(cmd.Context(), app, ver, api.Promote{To: to, Force: force})
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(rel)
+			}
+			fmt.Fprintf(e.stdout, "%s@%s is in %s\n", rel.App, rel.Version, strings.Join(rel.Channels, ", "))
+			return nil
+		},
+	}
+	promote.Flags().StringVar(&to, "to", "", "target channel")
+	promote.Flags().BoolVar(&force, "force", false, "skip channels in between")
+	var reason string
+	withdraw := &cobra.Command{
+		Use:   "withdraw APP@VERSION --reason TEXT",
+		Short: "Take a release out of every channel at once; each falls back to its next candidate",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			app, ver, err := splitRelease("release withdraw", a[0])
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(reason) == "" {
+				return usagef("release withdraw: --reason TEXT is required")
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			rel, err := c.Withdraw(cmd.Context(), app, ver, reason)
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(rel)
+			}
+			fmt.Fprintf(e.stdout, "%s@%s withdrawn: %s\n", rel.App, rel.Version, rel.Withdrawn)
+			return nil
+		},
+	}
+	withdraw.Flags().StringVar(&reason, "reason", "", "why it must not be installed")
+	var epoch uint32
+	republish := &cobra.Command{
+		Use:   "republish APP@OLDVERSION --epoch N",
+		Short: "Downgrade by upgrading: publish old content again as N:VERSION, above every lower epoch",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			app, ver, err := splitRelease("release republish", a[0])
+			if err != nil {
+				return err
+			}
+			if epoch == 0 {
+				return usagef("release republish: --epoch N (1 or more) is required")
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			rel, err := c.Republish(cmd.Context(), app, ver, epoch)
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(rel)
+			}
+			fmt.Fprintf(e.stdout, "%s@%s published with the content of %s (sha256:%s) in %s\n", rel.App, rel.Version, ver, rel.SHA256, strings.Join(rel.Channels, ", "))
+			return nil
+		},
+	}
+	republish.Flags().Uint32Var(&epoch, "epoch", 0, "the new epoch, greater than the old one")
+	return []*cobra.Command{promote, withdraw, republish}
+}
+
+func (e *env) bulletinCmd() *cobra.Command {
+	var runs string
+	cmd := &cobra.Command{
+		Use:   "bulletin [APP] [--runs APP@VERSION]",
+		Short: "The release bulletin: each channel's candidate, and which versions run at which sites",
+		Args:  args(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			app := ""
+			if len(a) == 1 {
+				app = a[0]
+			}
+			if runs != "" {
+				if _, _, err := splitRelease("bulletin --runs", runs); err != nil {
+					return err
+				}
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			b, err := c.Bulletin(cmd.Context(), app, runs)
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(b)
+			}
+			if runs != "" {
+				fmt.Fprintf(e.stdout, "sites running %s: %s\n", runs, dash(strings.Join(b.RunsSites, " ")))
+				return nil
+			}
+			rows := [][]string{}
+			for _, ba := range b.Apps {
+				running := []string{}
+				for site, versions := range ba.Sites {
+					for v, n := range versions {
+						running = append(running, fmt.Sprintf("%s:%s×%d", site, v, n))
+					}
+				}
+				sort.Strings(running)
+				rows = append(rows, []string{ba.App, dash(candidates(ba.Channels)), dash(strings.Join(running, " "))})
+			}
+			return e.table([]string{"APP", "CHANNEL CANDIDATES", "RUNNING (SITE:VERSION×NODES)"}, rows)
+		},
+	}
+	cmd.Flags().StringVar(&runs, "runs", "", "list the sites that run APP@VERSION")
+	return cmd
+}
