@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"time"
 )
 
 // Store is a blob directory.
@@ -71,7 +72,11 @@ func (s *Store) Put(r io.Reader) (sum string, size int64, created bool, err erro
 	sum = hex.EncodeToString(h.Sum(nil))
 	final := s.Path(sum)
 	if _, err := os.Stat(final); err == nil {
-		return sum, size, false, nil // the same bytes are already here; the deferred cleanup drops ours
+		// The same bytes are already here; the deferred cleanup drops ours. Touch the blob so a
+		// collector that counts age from the last write does not take it mid-push.
+		now := time.Now()
+		os.Chtimes(final, now, now)
+		return sum, size, false, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
 		return "", 0, false, err
@@ -82,6 +87,30 @@ func (s *Store) Put(r io.Reader) (sum string, size int64, created bool, err erro
 	tmp = nil
 	syncDir(filepath.Dir(final))
 	return sum, size, true, nil
+}
+
+// Blob is a stored blob as listed.
+type Blob struct {
+	Sum     string
+	Size    int64
+	ModTime time.Time
+}
+
+// List returns every stored blob.
+func (s *Store) List() ([]Blob, error) {
+	var out []Blob
+	err := filepath.WalkDir(filepath.Join(s.dir, "sha256"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !ValidSum(d.Name()) {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		out = append(out, Blob{Sum: d.Name(), Size: fi.Size(), ModTime: fi.ModTime()})
+		return nil
+	})
+	return out, err
 }
 
 // Open opens a blob for reading.

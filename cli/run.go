@@ -48,6 +48,7 @@ func (e *env) serverCmd() *cobra.Command {
 	f.StringVar(&cfg.DB, "db", "", "database URL (default: SQLite in --data)")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "how often agents check in")
 	f.DurationVar(&cfg.HeartbeatGrace, "heartbeat-grace", 0, "silence after which a node is down (default 3 × interval)")
+	f.DurationVar(&cfg.BlobGCGrace, "blob-gc-grace", time.Hour, "keep a blob no release refers to this long after its last write")
 	f.Int64Var(&cfg.MaxBundleSize, "max-bundle-size", 2<<30, "largest bundle a push may send, in bytes")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd

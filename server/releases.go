@@ -130,6 +130,7 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
 	if !ok || !blobstore.ValidSum(sum) {
 		return errorf(http.StatusBadRequest, "blob address must be sha256:<64 lower-case hex digits>")
 	}
+	defer s.downloading.begin(sum)()
 	f, err := s.blobs.Open(sum)
 	if errors.Is(err, os.ErrNotExist) {
 		return errorf(http.StatusNotFound, "blob sha256:%s not found", sum)

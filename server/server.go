@@ -35,26 +35,29 @@ type Config struct {
 	HeartbeatGrace time.Duration
 	// MaxBundleSize bounds a pushed bundle (default 2 GiB).
 	MaxBundleSize int64
-	Clock         clock.Clock
-	Logger        *slog.Logger
+	// BlobGCGrace is how long an unreferenced blob is kept after its last write (default 1h).
+	BlobGCGrace time.Duration
+	Clock       clock.Clock
+	Logger      *slog.Logger
 }
 
 // Server is one control-plane process.
 type Server struct {
-	cfg     Config
-	store   store.Store
-	blobs   *blobstore.Store
-	clk     clock.Clock
-	log     *slog.Logger
-	secret  []byte
-	det     *liveness.Detector
-	hub     *hub
-	events  *broker
-	spent   spentSet
-	metrics *metrics
-	mux     *http.ServeMux
-	routes  []route
-	ready   chan struct{}
+	cfg         Config
+	store       store.Store
+	blobs       *blobstore.Store
+	clk         clock.Clock
+	log         *slog.Logger
+	secret      []byte
+	det         *liveness.Detector
+	hub         *hub
+	events      *broker
+	spent       spentSet
+	downloading downloads
+	metrics     *metrics
+	mux         *http.ServeMux
+	routes      []route
+	ready       chan struct{}
 
 	// AdminToken is the admin API token, as written to DataDir/admin.token.
 	AdminToken string
@@ -76,6 +79,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.MaxBundleSize <= 0 {
 		cfg.MaxBundleSize = 2 << 30
+	}
+	if cfg.BlobGCGrace <= 0 {
+		cfg.BlobGCGrace = time.Hour
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -276,8 +282,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	loops, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); s.sweepLoop(loops) }()
+	go func() { defer wg.Done(); s.gcLoop(loops) }()
 	go func() { defer wg.Done(); s.flushLoop(loops) }()
 	close(s.ready)
 

@@ -1121,3 +1121,21 @@ func (s *SQLite) Republish(ctx context.Context, app, oldVersion, newVersion stri
 	rel, err := s.Release(ctx, app, newVersion)
 	return rel, ev, err
 }
+
+// ReferencedBlobs returns the blobs that releases refer to.
+func (s *SQLite) ReferencedBlobs(ctx context.Context) (map[string]bool, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT blob FROM releases`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var b string
+		if err := rows.Scan(&b); err != nil {
+			return nil, err
+		}
+		out[b] = true
+	}
+	return out, rows.Err()
+}

@@ -69,6 +69,8 @@ type Store interface {
 	Release(ctx context.Context, app, version string) (api.Release, error)
 	// Releases lists releases, of one app when app is not empty.
 	Releases(ctx context.Context, app string) ([]api.Release, error)
+	// ReferencedBlobs returns the sha256 of every blob some release refers to.
+	ReferencedBlobs(ctx context.Context) (map[string]bool, error)
 
 	// Channels lists channels in promotion order with their releases (not candidates: choosing
 	// the highest version is the caller's) and, when withHistory, their history.

@@ -293,6 +293,9 @@ func testReleases(t *testing.T, s store.Store) {
 	if err != nil || len(list) != 1 || list[0].SHA256 != "aa" {
 		t.Fatalf("Releases = %+v %v", list, err)
 	}
+	if refs, err := s.ReferencedBlobs(ctx); err != nil || len(refs) != 1 || !refs["aa"] {
+		t.Fatalf("ReferencedBlobs = %v %v", refs, err)
+	}
 	if list, _ := s.Releases(ctx, "other"); len(list) != 0 {
 		t.Fatalf("Releases(other) = %+v", list)
 	}
