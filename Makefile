@@ -24,3 +24,4 @@ build:
 bench:
 	go run ./bench/loadgen -agents 1000
 	go run ./bench/loadgen -agents 10000
+	go run ./bench/blobs -mib 1024
