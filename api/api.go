@@ -141,12 +141,14 @@ type KeyTrust struct {
 
 // Release is one pushed bundle: APP@VERSION, content-addressed by its sha256.
 type Release struct {
-	App       string         `json:"app"`
-	Version   string         `json:"version"`
-	Class     string         `json:"class"`
-	SHA256    string         `json:"sha256"`
-	Size      int64          `json:"size"`
-	SignedBy  string         `json:"signed_by,omitempty"`
+	App      string `json:"app"`
+	Version  string `json:"version"`
+	Class    string `json:"class"`
+	SHA256   string `json:"sha256"`
+	Size     int64  `json:"size"`
+	SignedBy string `json:"signed_by,omitempty"`
+	// Signature is the release's .minisig, kept so agents can verify the bundle again.
+	Signature string         `json:"signature,omitempty"`
 	Channels  []string       `json:"channels"`
 	Withdrawn string         `json:"withdrawn,omitempty"`
 	CreatedAt time.Time      `json:"created_at"`

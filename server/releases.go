@@ -95,7 +95,7 @@ func (s *Server) admitRelease(r *http.Request, sum string, size int64, sig []byt
 	b, _ := json.Marshal(m)
 	json.Unmarshal(b, &manifest)
 	rel, ev, created, err := s.store.PutRelease(r.Context(), api.Release{App: m.App, Version: m.Version, Class: m.Class,
-		SHA256: sum, Size: size, SignedBy: signedBy, CreatedAt: s.clk.Now().UTC(), Manifest: manifest})
+		SHA256: sum, Size: size, SignedBy: signedBy, Signature: base64.StdEncoding.EncodeToString(sig), CreatedAt: s.clk.Now().UTC(), Manifest: manifest})
 	if err != nil {
 		return rel, err
 	}

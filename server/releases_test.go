@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -153,7 +154,7 @@ func TestPushAndServeBlobs(t *testing.T) {
 		t.Fatal("second read failed")
 	}
 	r2, err := h.admin.Release(ctx, "hello", "1.4.0")
-	if err != nil || r2.Manifest["app"] != "hello" {
+	if err != nil || r2.Manifest["app"] != "hello" || r2.Signature != base64.StdEncoding.EncodeToString(trusted.sign(b)) {
 		t.Fatalf("release show: %+v %v", r2, err)
 	}
 }

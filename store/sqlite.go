@@ -828,8 +828,8 @@ func (s *SQLite) PutRelease(ctx context.Context, r api.Release) (api.Release, ap
 		if r.SignedBy == "" && !allowUnsigned {
 			return fmt.Errorf("%s@%s is unsigned and channel %s does not allow unsigned releases; sign it with ferry release sign: %w", r.App, r.Version, first, ErrConflict)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO releases (app, version, class, blob, size, signed_by, manifest, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.App, r.Version, r.Class, r.SHA256, r.Size, r.SignedBy, mustJSON(r.Manifest), ts(r.CreatedAt)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO releases (app, version, class, blob, size, signed_by, signature, manifest, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.App, r.Version, r.Class, r.SHA256, r.Size, r.SignedBy, r.Signature, mustJSON(r.Manifest), ts(r.CreatedAt)); err != nil {
 			return err
 		}
 		if err := addToChannel(ctx, tx, first, r.App, r.Version, "pushed", "", r.CreatedAt); err != nil {
@@ -847,14 +847,14 @@ func (s *SQLite) PutRelease(ctx context.Context, r api.Release) (api.Release, ap
 	return rel, ev, created, err
 }
 
-const releaseCols = `r.app, r.version, r.class, r.blob, r.size, r.signed_by, r.manifest, r.created_at, coalesce(r.withdrawn, ''),
+const releaseCols = `r.app, r.version, r.class, r.blob, r.size, r.signed_by, r.signature, r.manifest, r.created_at, coalesce(r.withdrawn, ''),
 	coalesce((SELECT group_concat(channel, ',') FROM (SELECT c.name AS channel FROM channel_releases cr JOIN channels c ON c.name = cr.channel
 		WHERE cr.app = r.app AND cr.version = r.version ORDER BY c.position)), '')`
 
 func scanRelease(sc interface{ Scan(...any) error }) (api.Release, error) {
 	var r api.Release
 	var manifest, created, channels string
-	if err := sc.Scan(&r.App, &r.Version, &r.Class, &r.SHA256, &r.Size, &r.SignedBy, &manifest, &created, &r.Withdrawn, &channels); err != nil {
+	if err := sc.Scan(&r.App, &r.Version, &r.Class, &r.SHA256, &r.Size, &r.SignedBy, &r.Signature, &manifest, &created, &r.Withdrawn, &channels); err != nil {
 		return r, err
 	}
 	if err := json.Unmarshal([]byte(manifest), &r.Manifest); err != nil {
@@ -1103,8 +1103,8 @@ func (s *SQLite) Republish(ctx context.Context, app, oldVersion, newVersion stri
 		if err := tx.QueryRowContext(ctx, `SELECT name FROM channels ORDER BY position LIMIT 1`).Scan(&first); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO releases (app, version, class, blob, size, signed_by, manifest, created_at)
-			SELECT app, ?, class, blob, size, signed_by, manifest, ? FROM releases WHERE app = ? AND version = ?`, newVersion, ts(now), app, oldVersion); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO releases (app, version, class, blob, size, signed_by, signature, manifest, created_at)
+			SELECT app, ?, class, blob, size, signed_by, signature, manifest, ? FROM releases WHERE app = ? AND version = ?`, newVersion, ts(now), app, oldVersion); err != nil {
 			return err
 		}
 		if err := addToChannel(ctx, tx, first, app, newVersion, "republished", "from "+oldVersion, now); err != nil {

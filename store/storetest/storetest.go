@@ -267,10 +267,10 @@ func testKeys(t *testing.T, s store.Store) {
 
 func testReleases(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	r := api.Release{App: "hello", Version: "1.4.0", Class: "minor", SHA256: "aa", Size: 10, SignedBy: "0123456789ABCDEF",
+	r := api.Release{App: "hello", Version: "1.4.0", Class: "minor", SHA256: "aa", Size: 10, SignedBy: "0123456789ABCDEF", Signature: "c2ln",
 		CreatedAt: t0, Manifest: map[string]any{"app": "hello"}}
 	got, ev, created, err := s.PutRelease(ctx, r)
-	if err != nil || !created || ev.Type != "release.pushed" || len(got.Channels) != 1 || got.Channels[0] != "unstable" || got.Manifest["app"] != "hello" {
+	if err != nil || !created || ev.Type != "release.pushed" || got.Signature != "c2ln" || len(got.Channels) != 1 || got.Channels[0] != "unstable" || got.Manifest["app"] != "hello" {
 		t.Fatalf("PutRelease = %+v %+v %v %v", got, ev, created, err)
 	}
 	if _, _, created, err := s.PutRelease(ctx, r); err != nil || created {
