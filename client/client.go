@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,29 @@ func New(addr, token string) (*Client, error) {
 		Protocol: api.Protocol,
 		Clock:    clock.Real{},
 	}, nil
+}
+
+// WaitForServer polls until a server that has just been started at addr answers with the token
+// it wrote to tokenFile, and returns a client for it; it gives up when ctx ends.
+func WaitForServer(ctx context.Context, addr, tokenFile string) (*Client, error) {
+	for {
+		if b, err := os.ReadFile(tokenFile); err == nil {
+			c, err := New(addr, strings.TrimSpace(string(b)))
+			if err != nil {
+				return nil, err
+			}
+			if _, err := c.Sites(ctx); err == nil {
+				return c, nil
+			}
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("server at %s did not come up: %w", addr, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // Addr is the server's base address.

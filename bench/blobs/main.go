@@ -99,18 +99,11 @@ func run(size int64, clientList string, rounds int) error {
 	}
 	defer func() { srv.Process.Kill(); srv.Wait() }()
 	addr := "http://" + listen
-	var admin *client.Client
-	for i := 0; ; i++ {
-		if b, err := os.ReadFile(filepath.Join(data, "admin.token")); err == nil {
-			admin, _ = client.New(addr, strings.TrimSpace(string(b)))
-			if _, err := admin.Sites(context.Background()); err == nil {
-				break
-			}
-		}
-		if i > 600 {
-			return fmt.Errorf("server did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
+	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	admin, err := client.WaitForServer(wctx, addr, filepath.Join(data, "admin.token"))
+	cancel()
+	if err != nil {
+		return err
 	}
 	ctx := context.Background()
 	if _, err := admin.TrustKey(ctx, api.KeyTrust{PublicKey: string(pub)}); err != nil {

@@ -81,19 +81,11 @@ func run(n int, interval, window time.Duration, pushes int, bin string) error {
 	pid := srv.Process.Pid
 	addr := "http://" + listen
 
-	var admin *client.Client
-	for i := 0; ; i++ {
-		b, err := os.ReadFile(filepath.Join(dir, "data", "admin.token"))
-		if err == nil {
-			admin, _ = client.New(addr, strings.TrimSpace(string(b)))
-			if _, err := admin.Sites(context.Background()); err == nil {
-				break
-			}
-		}
-		if i > 600 {
-			return fmt.Errorf("server did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
+	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	admin, err := client.WaitForServer(wctx, addr, filepath.Join(dir, "data", "admin.token"))
+	cancel()
+	if err != nil {
+		return err
 	}
 	ctx := context.Background()
 	if _, err := admin.AddSite(ctx, client.SiteAdd{Name: "bench", Tier: 2}); err != nil {
