@@ -29,9 +29,6 @@ func New(grace time.Duration) *Detector {
 	return &Detector{grace: grace, nodes: map[string]*entry{}, dirty: map[string]time.Time{}}
 }
 
-// Grace is the silence after which a node is down.
-func (d *Detector) Grace() time.Duration { return d.grace }
-
 // Track starts watching a node with its last known state. A server that starts after being
 // away counts from its own start: it cannot know what happened while it was gone, so it gives
 // every node a full grace period to report before calling it down.
@@ -120,18 +117,4 @@ func (d *Detector) TakeSeen() map[string]time.Time {
 	out := d.dirty
 	d.dirty = map[string]time.Time{}
 	return out
-}
-
-// Counts reports how many tracked nodes are up and down.
-func (d *Detector) Counts() (up, down int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, e := range d.nodes {
-		if e.down {
-			down++
-		} else {
-			up++
-		}
-	}
-	return up, down
 }

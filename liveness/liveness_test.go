@@ -36,8 +36,8 @@ func TestGrace(t *testing.T) {
 	if back, _ := d.Heartbeat("b", clk.Now()); back {
 		t.Fatal("second heartbeat reported a return again")
 	}
-	if up, down := d.Counts(); up != 1 || down != 1 {
-		t.Fatalf("Counts = %d up %d down", up, down)
+	if got := d.Sweep(clk.Now().Add(2 * time.Hour)); !reflect.DeepEqual(got, []string{"b"}) {
+		t.Fatalf("after its return b is up again and can fall silent: Sweep = %v", got)
 	}
 }
 

@@ -40,17 +40,22 @@ func (s *Server) listChannels(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) showChannel(w http.ResponseWriter, r *http.Request) error {
-	chans, err := s.store.Channels(r.Context(), true)
+	return s.writeChannel(w, r, r.PathValue("name"), true, http.StatusOK)
+}
+
+// writeChannel answers with one channel, its candidates and, when asked, its history.
+func (s *Server) writeChannel(w http.ResponseWriter, r *http.Request, name string, history bool, code int) error {
+	chans, err := s.store.Channels(r.Context(), history)
 	if err != nil {
 		return err
 	}
 	for _, c := range withCandidates(chans) {
-		if c.Name == r.PathValue("name") {
-			writeJSON(w, http.StatusOK, c)
+		if c.Name == name {
+			writeJSON(w, code, c)
 			return nil
 		}
 	}
-	return errorf(http.StatusNotFound, "channel %q not found", r.PathValue("name"))
+	return errorf(http.StatusNotFound, "channel %q not found", name)
 }
 
 func (s *Server) createChannel(w http.ResponseWriter, r *http.Request) error {
@@ -69,20 +74,7 @@ func (s *Server) createChannel(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.published(ev)
-	return s.showChannelNamed(w, r, req.Name, http.StatusCreated)
-}
-
-func (s *Server) showChannelNamed(w http.ResponseWriter, r *http.Request, name string, code int) error {
-	chans, err := s.store.Channels(r.Context(), false)
-	if err != nil {
-		return err
-	}
-	for _, c := range withCandidates(chans) {
-		if c.Name == name {
-			writeJSON(w, code, c)
-		}
-	}
-	return nil
+	return s.writeChannel(w, r, req.Name, false, http.StatusCreated)
 }
 
 func (s *Server) promoteRelease(w http.ResponseWriter, r *http.Request) error {

@@ -238,9 +238,6 @@ func (s *Server) routesInit() {
 // Handler serves the whole API.
 func (s *Server) Handler() http.Handler { return s.mux }
 
-// Store returns the server's store (for tools that share the process, like ferry dev).
-func (s *Server) Store() store.Store { return s.store }
-
 // published tells followers and metrics about events the store has committed.
 func (s *Server) published(evs ...api.Event) {
 	if len(evs) == 0 {
