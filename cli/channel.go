@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
 	"github.com/spf13/cobra"
 )
 
@@ -49,29 +51,12 @@ func (e *env) channelCmd() *cobra.Command {
 	}
 	create.Flags().StringVar(&req.After, "after", "", "the channel the new one follows")
 	create.Flags().BoolVar(&req.AllowUnsigned, "allow-unsigned", false, "accept unsigned releases (only useful as the first channel of a test path)")
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List channels in promotion order with each app's candidate",
-		Args:  args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			chans, err := c.Channels(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if e.json() {
-				return e.printJSON(chans)
-			}
-			rows := [][]string{}
-			for _, ch := range chans {
-				rows = append(rows, []string{strconv.Itoa(ch.Position), ch.Name, strconv.FormatBool(ch.AllowUnsigned), dash(candidates(ch.Candidates))})
-			}
-			return e.table([]string{"#", "CHANNEL", "UNSIGNED OK", "CANDIDATES"}, rows)
-		},
-	}
+	list := listVerb(e, "list", "List channels in promotion order with each app's candidate", cobra.NoArgs,
+		func(ctx context.Context, c *client.Client, _ []string) ([]api.Channel, error) { return c.Channels(ctx) },
+		[]string{"#", "CHANNEL", "UNSIGNED OK", "CANDIDATES"},
+		func(ch api.Channel) []string {
+			return []string{strconv.Itoa(ch.Position), ch.Name, strconv.FormatBool(ch.AllowUnsigned), dash(candidates(ch.Candidates))}
+		})
 	show := &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show a channel's releases, candidates and history",

@@ -185,3 +185,33 @@ func dash(s string) string {
 	}
 	return s
 }
+
+// listVerb makes a list verb: it fetches the items and prints them as JSON or as an aligned
+// table, one row per item.
+func listVerb[T any](e *env, use, short string, rule cobra.PositionalArgs,
+	fetch func(ctx context.Context, c *client.Client, args []string) ([]T, error),
+	header []string, row func(T) []string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  args(rule),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			items, err := fetch(cmd.Context(), c, a)
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(items)
+			}
+			rows := make([][]string, 0, len(items))
+			for _, it := range items {
+				rows = append(rows, row(it))
+			}
+			return e.table(header, rows)
+		},
+	}
+}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
@@ -53,29 +54,12 @@ func (e *env) siteCmd() *cobra.Command {
 	add.Flags().Float64Var(&lon, "lon", 0, "longitude")
 	add.Flags().StringVar(&contact, "contact", "", "contact e-mail")
 
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List sites",
-		Args:  args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			sites, err := c.Sites(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if e.json() {
-				return e.printJSON(sites)
-			}
-			rows := make([][]string, 0, len(sites))
-			for _, s := range sites {
-				rows = append(rows, []string{s.Name, strconv.Itoa(s.Tier), location(s), strconv.Itoa(s.Nodes[api.StatusUp]), strconv.Itoa(s.Nodes[api.StatusDown]), dash(s.Contact)})
-			}
-			return e.table([]string{"NAME", "TIER", "LOCATION", "UP", "DOWN", "CONTACT"}, rows)
-		},
-	}
+	list := listVerb(e, "list", "List sites", cobra.NoArgs,
+		func(ctx context.Context, c *client.Client, _ []string) ([]api.Site, error) { return c.Sites(ctx) },
+		[]string{"NAME", "TIER", "LOCATION", "UP", "DOWN", "CONTACT"},
+		func(s api.Site) []string {
+			return []string{s.Name, strconv.Itoa(s.Tier), location(s), strconv.Itoa(s.Nodes[api.StatusUp]), strconv.Itoa(s.Nodes[api.StatusDown]), dash(s.Contact)}
+		})
 	show := &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show one site",
@@ -168,36 +152,19 @@ func (e *env) tokenCmd() *cobra.Command {
 	create.Flags().IntVar(&req.Uses, "uses", 0, "how many nodes may enroll with it (default 1)")
 	create.Flags().DurationVar(&ttl, "ttl", 0, "lifetime (default 24h for enrollment, none for operator tokens)")
 	create.Flags().StringVar(&req.Description, "description", "", "free text shown by token list")
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List tokens (never their secrets)",
-		Args:  args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := e.client()
-			if err != nil {
-				return err
+	list := listVerb(e, "list", "List tokens (never their secrets)", cobra.NoArgs,
+		func(ctx context.Context, c *client.Client, _ []string) ([]api.Token, error) { return c.Tokens(ctx) },
+		[]string{"ID", "KIND", "SITE", "ROLE", "USES LEFT", "EXPIRES", "DESCRIPTION"},
+		func(t api.Token) []string {
+			uses, exp := "-", "never"
+			if t.UsesLeft != nil {
+				uses = strconv.Itoa(*t.UsesLeft)
 			}
-			toks, err := c.Tokens(cmd.Context())
-			if err != nil {
-				return err
+			if t.ExpiresAt != nil {
+				exp = t.ExpiresAt.Format(time.RFC3339)
 			}
-			if e.json() {
-				return e.printJSON(toks)
-			}
-			rows := [][]string{}
-			for _, t := range toks {
-				uses, exp := "-", "never"
-				if t.UsesLeft != nil {
-					uses = strconv.Itoa(*t.UsesLeft)
-				}
-				if t.ExpiresAt != nil {
-					exp = t.ExpiresAt.Format(time.RFC3339)
-				}
-				rows = append(rows, []string{t.ID, t.Kind, dash(t.Site), dash(t.Role), uses, exp, dash(t.Description)})
-			}
-			return e.table([]string{"ID", "KIND", "SITE", "ROLE", "USES LEFT", "EXPIRES", "DESCRIPTION"}, rows)
-		},
-	}
+			return []string{t.ID, t.Kind, dash(t.Site), dash(t.Role), uses, exp, dash(t.Description)}
+		})
 	revoke := &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Revoke a token at once",
@@ -221,32 +188,17 @@ func (e *env) tokenCmd() *cobra.Command {
 func (e *env) nodeCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "List, inspect, label and revoke nodes"}
 	var q client.NodeQuery
-	list := &cobra.Command{
-		Use:   "list [--site S] [--selector SEL] [--status up|down|revoked]",
-		Short: "List nodes (revoked ones only with --status revoked)",
-		Args:  args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
+	list := listVerb(e, "list [--site S] [--selector SEL] [--status up|down|revoked]", "List nodes (revoked ones only with --status revoked)", cobra.NoArgs,
+		func(ctx context.Context, c *client.Client, _ []string) ([]api.Node, error) {
 			if _, err := labels.ParseSelector(q.Selector); err != nil {
-				return UsageError{err}
+				return nil, UsageError{err}
 			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			nodes, err := c.Nodes(cmd.Context(), q)
-			if err != nil {
-				return err
-			}
-			if e.json() {
-				return e.printJSON(nodes)
-			}
-			rows := [][]string{}
-			for _, n := range nodes {
-				rows = append(rows, []string{n.Name, n.Site, n.Status, dash(labels.Set(n.Labels).String()), dash(n.Facts.OS + "/" + n.Facts.Arch), dash(n.Facts.AgentVersion), ago(n.LastSeen)})
-			}
-			return e.table([]string{"NAME", "SITE", "STATUS", "LABELS", "PLATFORM", "AGENT", "LAST SEEN"}, rows)
+			return c.Nodes(ctx, q)
 		},
-	}
+		[]string{"NAME", "SITE", "STATUS", "LABELS", "PLATFORM", "AGENT", "LAST SEEN"},
+		func(n api.Node) []string {
+			return []string{n.Name, n.Site, n.Status, dash(labels.Set(n.Labels).String()), dash(n.Facts.OS + "/" + n.Facts.Arch), dash(n.Facts.AgentVersion), ago(n.LastSeen)}
+		})
 	list.Flags().StringVar(&q.Site, "site", "", "only nodes of this site")
 	list.Flags().StringVarP(&q.Selector, "selector", "l", "", "label selector, e.g. site=ams,role!=mesh")
 	list.Flags().StringVar(&q.Status, "status", "", "up, down or revoked")

@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/signing"
 	"github.com/spf13/cobra"
@@ -73,33 +75,16 @@ func (e *env) keyCmd() *cobra.Command {
 		},
 	}
 	trust.Flags().StringVar(&comment, "comment", "", "who holds the key")
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List trusted keys, revoked ones included",
-		Args:  args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := e.client()
-			if err != nil {
-				return err
+	list := listVerb(e, "list", "List trusted keys, revoked ones included", cobra.NoArgs,
+		func(ctx context.Context, c *client.Client, _ []string) ([]api.SigningKey, error) { return c.Keys(ctx) },
+		[]string{"ID", "STATE", "PUBLIC KEY", "COMMENT"},
+		func(k api.SigningKey) []string {
+			state := "trusted"
+			if k.RevokedAt != nil {
+				state = "revoked " + k.RevokedAt.Format(time.RFC3339)
 			}
-			keys, err := c.Keys(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if e.json() {
-				return e.printJSON(keys)
-			}
-			rows := [][]string{}
-			for _, k := range keys {
-				state := "trusted"
-				if k.RevokedAt != nil {
-					state = "revoked " + k.RevokedAt.Format(time.RFC3339)
-				}
-				rows = append(rows, []string{k.ID, state, k.PublicKey, dash(k.Comment)})
-			}
-			return e.table([]string{"ID", "STATE", "PUBLIC KEY", "COMMENT"}, rows)
-		},
-	}
+			return []string{k.ID, state, k.PublicKey, dash(k.Comment)}
+		})
 	revoke := &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Stop trusting a key at once; it cannot be trusted again",

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/release"
 	"github.com/spf13/cobra"
 )
@@ -111,33 +114,18 @@ func (e *env) releasePushCmd() *cobra.Command {
 }
 
 func (e *env) releaseListCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "list [APP]",
-		Short: "List releases",
-		Args:  args(cobra.MaximumNArgs(1)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
+	return listVerb(e, "list [APP]", "List releases", cobra.MaximumNArgs(1),
+		func(ctx context.Context, c *client.Client, a []string) ([]api.Release, error) {
 			app := ""
 			if len(a) == 1 {
 				app = a[0]
 			}
-			rels, err := c.Releases(cmd.Context(), app)
-			if err != nil {
-				return err
-			}
-			if e.json() {
-				return e.printJSON(rels)
-			}
-			rows := [][]string{}
-			for _, r := range rels {
-				rows = append(rows, []string{r.App, r.Version, r.Class, dash(strings.Join(r.Channels, ",")), dash(r.SignedBy), r.SHA256[:12], bytes(uint64(r.Size))})
-			}
-			return e.table([]string{"APP", "VERSION", "CLASS", "CHANNELS", "SIGNED BY", "SHA256", "SIZE"}, rows)
+			return c.Releases(ctx, app)
 		},
-	}
+		[]string{"APP", "VERSION", "CLASS", "CHANNELS", "SIGNED BY", "SHA256", "SIZE"},
+		func(r api.Release) []string {
+			return []string{r.App, r.Version, r.Class, dash(strings.Join(r.Channels, ",")), dash(r.SignedBy), r.SHA256[:12], bytes(uint64(r.Size))}
+		})
 }
 
 func (e *env) releaseShowCmd() *cobra.Command {
