@@ -315,17 +315,10 @@ func (s *SQLite) DeleteSite(ctx context.Context, name string, force bool, now ti
 		if exists == 0 {
 			return fmt.Errorf("site %q %w", name, ErrNotFound)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT name FROM nodes WHERE site = ? AND status != 'revoked' ORDER BY name`, name)
+		live, err := queryStrings(ctx, tx, `SELECT name FROM nodes WHERE site = ? AND status != 'revoked' ORDER BY name`, name)
 		if err != nil {
 			return err
 		}
-		var live []string
-		for rows.Next() {
-			var n string
-			rows.Scan(&n)
-			live = append(live, n)
-		}
-		rows.Close()
 		if len(live) > 0 && !force {
 			return fmt.Errorf("site %q has %d node(s); remove them first or use --force: %w", name, len(live), ErrConflict)
 		}
@@ -1058,17 +1051,10 @@ func (s *SQLite) Withdraw(ctx context.Context, app, version, reason string, now 
 		if withdrawn.Valid {
 			return fmt.Errorf("release %s@%s is already withdrawn (reason: %s): %w", app, version, withdrawn.String, ErrConflict)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT channel FROM channel_releases WHERE app = ? AND version = ? ORDER BY channel`, app, version)
+		channels, err := queryStrings(ctx, tx, `SELECT channel FROM channel_releases WHERE app = ? AND version = ? ORDER BY channel`, app, version)
 		if err != nil {
 			return err
 		}
-		var channels []string
-		for rows.Next() {
-			var c string
-			rows.Scan(&c)
-			channels = append(channels, c)
-		}
-		rows.Close()
 		for _, c := range channels {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO channel_history (channel, app, version, action, reason, at) VALUES (?, ?, ?, 'withdrawn', ?, ?)`, c, app, version, reason, ts(now)); err != nil {
 				return err
@@ -1124,18 +1110,33 @@ func (s *SQLite) Republish(ctx context.Context, app, oldVersion, newVersion stri
 
 // ReferencedBlobs returns the blobs that releases refer to.
 func (s *SQLite) ReferencedBlobs(ctx context.Context) (map[string]bool, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT blob FROM releases`)
+	sums, err := queryStrings(ctx, s.r, `SELECT DISTINCT blob FROM releases`)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(sums))
+	for _, b := range sums {
+		out[b] = true
+	}
+	return out, nil
+}
+
+// queryStrings runs a query of one text column and returns its values.
+func queryStrings(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, query string, args ...any) ([]string, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]bool{}
+	var out []string
 	for rows.Next() {
-		var b string
-		if err := rows.Scan(&b); err != nil {
+		var v string
+		if err := rows.Scan(&v); err != nil {
 			return nil, err
 		}
-		out[b] = true
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
