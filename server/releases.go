@@ -63,7 +63,9 @@ func (s *Server) admitRelease(r *http.Request, sum string, size int64, sig []byt
 		return api.Release{}, err
 	}
 	defer f.Close()
-	m, err := release.Read(f, release.Limits{})
+	// One pass over the blob: the archive check reads it through the signature hash.
+	v := signing.NewVerifier(f)
+	m, err := release.Read(v, release.Limits{})
 	if err != nil {
 		return api.Release{}, errorf(http.StatusBadRequest, "%v", err)
 	}
@@ -82,10 +84,7 @@ func (s *Server) admitRelease(r *http.Request, sum string, size int64, sig []byt
 				trusted = append(trusted, pub)
 			}
 		}
-		if _, err := f.Seek(0, 0); err != nil {
-			return api.Release{}, err
-		}
-		pub, err := signing.Verify(f, sig, trusted)
+		pub, err := v.Verify(sig, trusted)
 		if err != nil {
 			return api.Release{}, errorf(http.StatusForbidden, "%s@%s: %v; trust the signer with ferry key trust", m.App, m.Version, err)
 		}

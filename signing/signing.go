@@ -114,16 +114,33 @@ var ErrBadSignature = errors.New("signature does not verify against any trusted 
 // Verify checks signature over the message read from r against the trusted keys and returns the
 // key that verified it.
 func Verify(r io.Reader, signature []byte, trusted []minisign.PublicKey) (minisign.PublicKey, error) {
+	return NewVerifier(r).Verify(signature, trusted)
+}
+
+// Verifier hashes a message as it is read, so a signature can be checked in the same pass that
+// reads the message for another purpose (such as checking a bundle's archive).
+type Verifier struct {
+	mr *minisign.Reader
+}
+
+// NewVerifier wraps r.
+func NewVerifier(r io.Reader) *Verifier { return &Verifier{mr: minisign.NewReader(r)} }
+
+// Read reads the message, hashing it.
+func (v *Verifier) Read(p []byte) (int, error) { return v.mr.Read(p) }
+
+// Verify reads what is left of the message, then checks signature against the trusted keys and
+// returns the key that verified it.
+func (v *Verifier) Verify(signature []byte, trusted []minisign.PublicKey) (minisign.PublicKey, error) {
 	var sig minisign.Signature
 	if err := sig.UnmarshalText(signature); err != nil {
 		return minisign.PublicKey{}, fmt.Errorf("not a minisign signature: %v", err)
 	}
-	mr := minisign.NewReader(r)
-	if _, err := io.Copy(io.Discard, mr); err != nil {
+	if _, err := io.Copy(io.Discard, v.mr); err != nil {
 		return minisign.PublicKey{}, err
 	}
 	for _, k := range trusted {
-		if k.ID() == sig.KeyID && mr.Verify(k, signature) {
+		if k.ID() == sig.KeyID && v.mr.Verify(k, signature) {
 			return k, nil
 		}
 	}
