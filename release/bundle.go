@@ -2,7 +2,7 @@ package release
 
 import (
 	"archive/tar"
-
+	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
@@ -125,7 +125,13 @@ type Limits struct {
 // Read checks a bundle from r without unpacking it to disk and returns its manifest. It refuses
 // corrupt gzip or tar, a missing or oversized manifest, entries that are absolute or climb out
 // with "..", duplicates, symlinks or hard links leading outside, and devices, FIFOs and sockets.
-func Read(r io.Reader, lim Limits) (*Manifest, error) {
+func Read(r io.Reader, lim Limits) (*Manifest, error) { return walk(r, lim, nil) }
+
+// entryFunc receives each entry that passed the checks, with its cleaned name and content.
+type entryFunc func(hdr *tar.Header, name string, content io.Reader) error
+
+// walk checks a bundle entry by entry, handing each checked entry to fn when fn is not nil.
+func walk(r io.Reader, lim Limits, fn entryFunc) (*Manifest, error) {
 	if lim.MaxEntries == 0 {
 		lim.MaxEntries = 100_000
 	}
@@ -189,6 +195,15 @@ func Read(r io.Reader, lim Limits) (*Manifest, error) {
 			}
 		default:
 			return nil, fmt.Errorf("bundle entry %q has type %q: only files, directories and links are allowed", name, string(hdr.Typeflag))
+		}
+		if fn != nil {
+			var content io.Reader = tr
+			if name == ManifestName {
+				content = bytes.NewReader(manifest)
+			}
+			if err := fn(hdr, name, content); err != nil {
+				return nil, err
+			}
 		}
 	}
 	// Drain the gzip stream so a truncated or corrupt trailer is noticed too.
