@@ -70,23 +70,56 @@ type Facts struct {
 
 // Node is one machine running the agent.
 type Node struct {
-	Name       string            `json:"name"`
-	Site       string            `json:"site"`
-	Tier       int               `json:"tier"`
-	Status     string            `json:"status"`
-	Labels     map[string]string `json:"labels"`
-	Facts      Facts             `json:"facts"`
-	Apps       []NodeApp         `json:"apps"`
-	Generation int64             `json:"generation"`
-	LastSeen   *time.Time        `json:"last_seen,omitempty"`
-	EnrolledAt time.Time         `json:"enrolled_at"`
-	PublicKey  string            `json:"public_key"`
+	Name   string            `json:"name"`
+	Site   string            `json:"site"`
+	Tier   int               `json:"tier"`
+	Status string            `json:"status"`
+	Labels map[string]string `json:"labels"`
+	Facts  Facts             `json:"facts"`
+	Apps   []NodeApp         `json:"apps"`
+	// Assigned is the node's desired releases, one per app (set by ferry deploy).
+	Assigned   []Assignment `json:"assigned"`
+	Generation int64        `json:"generation"`
+	LastSeen   *time.Time   `json:"last_seen,omitempty"`
+	EnrolledAt time.Time    `json:"enrolled_at"`
+	PublicKey  string       `json:"public_key"`
 }
 
-// NodeApp is an app a node runs (filled by later capabilities; empty for now).
+// NodeApp is what an agent reports about one app: the release installed on the node (Version,
+// empty when none is yet) and, when the assigned release could not be installed, which one and why.
 type NodeApp struct {
-	App     string `json:"app"`
-	Version string `json:"version"`
+	App         string     `json:"app"`
+	Version     string     `json:"version,omitempty"`
+	SHA256      string     `json:"sha256,omitempty"`
+	InstalledAt *time.Time `json:"installed_at,omitempty"`
+	// Pending is the assigned version when it is not the installed one; Error says why not.
+	Pending string `json:"pending,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Assignment is one app's desired release on a node, with what the agent needs to fetch and
+// verify it: the blob's digest and size and the release's minisign signature.
+type Assignment struct {
+	App       string `json:"app"`
+	Version   string `json:"version"`
+	SHA256    string `json:"sha256"`
+	Size      int64  `json:"size"`
+	Signature string `json:"signature,omitempty"`
+	// Withdrawn is set once the release is withdrawn: agents that have not installed it yet
+	// must not, and the reason says why.
+	Withdrawn string `json:"withdrawn,omitempty"`
+}
+
+// Deploy assigns a release to every node a selector matches (direct: no waves).
+type Deploy struct {
+	Release  string `json:"release"` // APP@VERSION
+	Selector string `json:"selector"`
+}
+
+// Deployed says which nodes a deploy assigned (those already assigned the release are left out).
+type Deployed struct {
+	Release string   `json:"release"`
+	Nodes   []string `json:"nodes"`
 }
 
 // LabelChange sets and removes labels on one node or on every node a selector matches.
@@ -179,6 +212,11 @@ type ChannelCreate struct {
 	Name          string `json:"name"`
 	After         string `json:"after"`
 	AllowUnsigned bool   `json:"allow_unsigned,omitempty"`
+}
+
+// ChannelSet changes a channel's settings; absent fields stay as they are.
+type ChannelSet struct {
+	AllowUnsigned *bool `json:"allow_unsigned,omitempty"`
 }
 
 // Promote moves a release into a channel.
@@ -279,6 +317,8 @@ type Session struct {
 type Sync struct {
 	Generation int64  `json:"generation"`
 	Facts      *Facts `json:"facts,omitempty"`
+	// Apps is the agent's report of its apps, sent when it changed and with every new session.
+	Apps *[]NodeApp `json:"apps,omitempty"`
 }
 
 // SyncReply answers Sync. Desired is present when it is newer than the generation the agent has.
@@ -288,10 +328,11 @@ type SyncReply struct {
 	HeartbeatInterval Duration `json:"heartbeat_interval"`
 }
 
-// Desired is a node's desired-state document. Later capabilities add app assignments and images.
+// Desired is a node's desired-state document: its labels and the release of each app it should run.
 type Desired struct {
 	Generation int64             `json:"generation"`
 	Labels     map[string]string `json:"labels"`
+	Apps       []Assignment      `json:"apps,omitempty"`
 }
 
 // Duration is a time.Duration that travels as a Go duration string ("10s").

@@ -298,6 +298,12 @@ func (c *Client) CreateChannel(ctx context.Context, req api.ChannelCreate) (api.
 	return out, c.do(ctx, "POST", "/v1/channels", c.token, req, &out)
 }
 
+// SetChannel changes a channel's settings.
+func (c *Client) SetChannel(ctx context.Context, name string, req api.ChannelSet) (api.Channel, error) {
+	var out api.Channel
+	return out, c.do(ctx, "PATCH", "/v1/channels/"+url.PathEscape(name), c.token, req, &out)
+}
+
 // Bulletin reads the release bulletin, of one app when app is set; runs ("APP@VER") asks which
 // sites run that release.
 func (c *Client) Bulletin(ctx context.Context, app, runs string) (api.Bulletin, error) {
@@ -472,4 +478,40 @@ func (c *Client) Session(ctx context.Context, req api.SessionRequest) (api.Sessi
 func (c *Client) Sync(ctx context.Context, session string, req api.Sync) (api.SyncReply, error) {
 	var out api.SyncReply
 	return out, c.do(ctx, "POST", "/v1/agent/sync", session, req, &out)
+}
+
+// AgentKeys lists the release-signing keys, revoked ones included, for an agent's check.
+func (c *Client) AgentKeys(ctx context.Context, session string) ([]api.SigningKey, error) {
+	var out []api.SigningKey
+	return out, c.do(ctx, "GET", "/v1/agent/keys", session, nil, &out)
+}
+
+// Blob opens the blob sha256:sum from offset on (a Range request when offset > 0) and returns
+// its body and the offset it really starts at: 0 when the server sent the whole blob.
+func (c *Client) Blob(ctx context.Context, token, sum string, offset int64) (io.ReadCloser, int64, error) {
+	req, err := c.request(ctx, "GET", "/v1/blobs/sha256:"+sum, token, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	if offset > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base, unwrapURL(err))
+	}
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && offset > 0:
+		return resp.Body, offset, nil
+	case resp.StatusCode == http.StatusOK:
+		return resp.Body, 0, nil
+	}
+	defer resp.Body.Close()
+	return nil, 0, readError(resp)
+}
+
+// Deploy assigns a release to the nodes a selector matches.
+func (c *Client) Deploy(ctx context.Context, req api.Deploy) (api.Deployed, error) {
+	var out api.Deployed
+	return out, c.do(ctx, "POST", "/v1/deploy", c.token, req, &out)
 }

@@ -106,6 +106,16 @@ func (s *Server) agentSync(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	if req.Apps != nil {
+		if err := validApps(*req.Apps); err != nil {
+			return err
+		}
+		evs, err := s.store.SetApps(r.Context(), node, *req.Apps, s.clk.Now().UTC())
+		if err != nil {
+			return err
+		}
+		s.published(evs...)
+	}
 	reply, err := s.awaitDesired(r.Context(), node, req.Generation)
 	if err != nil {
 		return err
@@ -140,4 +150,36 @@ func (s *Server) awaitDesired(ctx context.Context, node string, have int64) (api
 		reply.Desired = &d
 	}
 	return reply, nil
+}
+
+// validApps bounds an agent's app report: it is stored and shown to operators as given.
+func validApps(apps []api.NodeApp) error {
+	if len(apps) > 1000 {
+		return errorf(http.StatusBadRequest, "app report lists %d apps; at most 1000", len(apps))
+	}
+	seen := map[string]bool{}
+	for _, a := range apps {
+		if err := labels.CheckName("app name", a.App); err != nil {
+			return errorf(http.StatusBadRequest, "app report: %v", err)
+		}
+		if seen[a.App] {
+			return errorf(http.StatusBadRequest, "app report lists %s twice", a.App)
+		}
+		seen[a.App] = true
+		if len(a.Version) > 128 || len(a.Pending) > 128 || len(a.SHA256) > 64 || len(a.Error) > 1000 {
+			return errorf(http.StatusBadRequest, "app report for %s has an over-long field", a.App)
+		}
+	}
+	return nil
+}
+
+// agentKeys lists the release-signing keys, revoked ones included, so an agent checks a bundle
+// against the keys trusted now rather than when the release was pushed.
+func (s *Server) agentKeys(w http.ResponseWriter, r *http.Request) error {
+	keys, err := s.store.Keys(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, keys)
+	return nil
 }

@@ -77,6 +77,25 @@ func (s *Server) createChannel(w http.ResponseWriter, r *http.Request) error {
 	return s.writeChannel(w, r, req.Name, false, http.StatusCreated)
 }
 
+func (s *Server) setChannel(w http.ResponseWriter, r *http.Request) error {
+	var req api.ChannelSet
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.AllowUnsigned == nil {
+		return errorf(http.StatusBadRequest, "nothing to change: give allow_unsigned")
+	}
+	name := r.PathValue("name")
+	ev, err := s.store.SetAllowUnsigned(r.Context(), name, *req.AllowUnsigned, s.clk.Now().UTC())
+	if err != nil {
+		return err
+	}
+	if ev.Type != "" {
+		s.published(ev)
+	}
+	return s.writeChannel(w, r, name, false, http.StatusOK)
+}
+
 func (s *Server) promoteRelease(w http.ResponseWriter, r *http.Request) error {
 	var req api.Promote
 	if err := decode(w, r, &req); err != nil {
@@ -100,8 +119,11 @@ func (s *Server) withdrawRelease(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "give --reason: why the release must not be installed (up to 500 characters)")
 	}
 	app, ver := r.PathValue("app"), r.PathValue("version")
-	ev, err := s.store.Withdraw(r.Context(), app, ver, req.Reason, s.clk.Now().UTC())
+	ev, touched, err := s.store.Withdraw(r.Context(), app, ver, req.Reason, s.clk.Now().UTC())
 	if err != nil {
+		return err
+	}
+	if err := s.refreshNodes(r.Context(), touched); err != nil {
 		return err
 	}
 	s.published(ev)
@@ -181,7 +203,7 @@ func (s *Server) bulletin(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		for _, na := range n.Apps {
-			if app != "" && na.App != app {
+			if na.Version == "" || (app != "" && na.App != app) {
 				continue
 			}
 			e := entry(na.App)

@@ -35,7 +35,11 @@ func (h *hub) put(n api.Node) {
 		return
 	}
 	old, ok := h.nodes[n.Name]
-	hn := &hubNode{site: n.Site, status: n.Status, desired: api.Desired{Generation: n.Generation, Labels: n.Labels}, changed: make(chan struct{})}
+	if ok && n.Generation < old.desired.Generation {
+		return // a slower writer's older read: the hub already has newer state
+	}
+	hn := &hubNode{site: n.Site, status: n.Status, changed: make(chan struct{}),
+		desired: api.Desired{Generation: n.Generation, Labels: n.Labels, Apps: n.Assigned}}
 	if ok {
 		if old.desired.Generation == n.Generation {
 			hn.changed = old.changed

@@ -221,7 +221,9 @@ func (s *Server) routesInit() {
 	s.handle("GET /v1/channels", viewer, s.listChannels)
 	s.handle("GET /v1/channels/{name}", viewer, s.showChannel)
 	s.handle("POST /v1/channels", admin, s.createChannel)
+	s.handle("PATCH /v1/channels/{name}", admin, s.setChannel)
 	s.handle("GET /v1/bulletin", viewer, s.bulletin)
+	s.handle("POST /v1/deploy", admin, s.deploy)
 
 	s.handle("GET /v1/events", viewer, s.listEvents)
 
@@ -229,6 +231,7 @@ func (s *Server) routesInit() {
 	s.handle("POST /v1/agent/challenge", agentEnroll, s.agentChallenge)
 	s.handle("POST /v1/agent/session", agentEnroll, s.agentSession)
 	s.handle("POST /v1/agent/sync", agentSession, s.agentSync)
+	s.handle("GET /v1/agent/keys", agentSession, s.agentKeys)
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, api.Error{Error: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)})

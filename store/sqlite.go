@@ -500,14 +500,18 @@ func (s *SQLite) EnrollNode(ctx context.Context, tokenID, secretHash string, n N
 	return node, ev, err
 }
 
-const nodeCols = `n.name, n.site, s.tier, n.public_key, n.status, n.labels, n.facts, n.generation, n.last_seen, n.enrolled_at`
+const nodeCols = `n.name, n.site, s.tier, n.public_key, n.status, n.labels, n.facts, n.apps, n.generation, n.last_seen, n.enrolled_at`
 
+// scanNode reads a node's row; its assignments are the caller's to fill (assignedOf, assignedAll).
 func scanNode(sc interface{ Scan(...any) error }) (api.Node, error) {
 	var n api.Node
-	var lbl, facts, enrolled string
+	var lbl, facts, apps, enrolled string
 	var seen sql.NullString
-	if err := sc.Scan(&n.Name, &n.Site, &n.Tier, &n.PublicKey, &n.Status, &lbl, &facts, &n.Generation, &seen, &enrolled); err != nil {
+	if err := sc.Scan(&n.Name, &n.Site, &n.Tier, &n.PublicKey, &n.Status, &lbl, &facts, &apps, &n.Generation, &seen, &enrolled); err != nil {
 		return n, err
+	}
+	if err := json.Unmarshal([]byte(apps), &n.Apps); err != nil {
+		return n, fmt.Errorf("node %s apps: %w", n.Name, err)
 	}
 	if err := json.Unmarshal([]byte(lbl), &n.Labels); err != nil {
 		return n, fmt.Errorf("node %s labels: %w", n.Name, err)
@@ -520,8 +524,49 @@ func scanNode(sc interface{ Scan(...any) error }) (api.Node, error) {
 		n.LastSeen = &t
 	}
 	n.EnrolledAt = parseTS(enrolled)
-	n.Apps = []api.NodeApp{}
+	if n.Apps == nil {
+		n.Apps = []api.NodeApp{}
+	}
+	n.Assigned = []api.Assignment{}
 	return n, nil
+}
+
+type querier interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}
+
+const assignmentQuery = `SELECT a.node, a.app, a.version, r.blob, r.size, r.signature, coalesce(r.withdrawn, '')
+	FROM assignments a JOIN releases r ON r.app = a.app AND r.version = a.version`
+
+// assignments reads assignments by node name.
+func assignments(ctx context.Context, q querier, where string, args ...any) (map[string][]api.Assignment, error) {
+	rows, err := q.QueryContext(ctx, assignmentQuery+where+` ORDER BY a.node, a.app`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string][]api.Assignment{}
+	for rows.Next() {
+		var node string
+		var a api.Assignment
+		if err := rows.Scan(&node, &a.App, &a.Version, &a.SHA256, &a.Size, &a.Signature, &a.Withdrawn); err != nil {
+			return nil, err
+		}
+		out[node] = append(out[node], a)
+	}
+	return out, rows.Err()
+}
+
+// assignedOf fills one node's assignments.
+func assignedOf(ctx context.Context, q querier, n *api.Node) error {
+	m, err := assignments(ctx, q, ` WHERE a.node = ?`, n.Name)
+	if err != nil {
+		return err
+	}
+	if a := m[n.Name]; a != nil {
+		n.Assigned = a
+	}
+	return nil
 }
 
 // Nodes lists every node by name, revoked ones included.
@@ -539,7 +584,19 @@ func (s *SQLite) Nodes(ctx context.Context) ([]api.Node, error) {
 		}
 		out = append(out, n)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	all, err := assignments(ctx, s.r, "")
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if a := all[out[i].Name]; a != nil {
+			out[i].Assigned = a
+		}
+	}
+	return out, nil
 }
 
 // Node returns one node.
@@ -548,7 +605,10 @@ func (s *SQLite) Node(ctx context.Context, name string) (api.Node, error) {
 	if errors.Is(err, sql.ErrNoRows) {
 		return n, fmt.Errorf("node %q %w", name, ErrNotFound)
 	}
-	return n, err
+	if err != nil {
+		return n, err
+	}
+	return n, assignedOf(ctx, s.r, &n)
 }
 
 // SetNodeStatus moves a node between up and down.
@@ -655,6 +715,9 @@ func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[strin
 			evs = append(evs, ev)
 			n.Labels = m
 			n.Generation++
+			if err := assignedOf(ctx, tx, &n); err != nil {
+				return err
+			}
 			changed = append(changed, n)
 		}
 		return nil
@@ -991,6 +1054,52 @@ func releaseState(ctx context.Context, tx *sql.Tx, app, version string) (withdra
 	return withdrawn, err
 }
 
+// checkSigned refuses an unsigned release for a channel that does not allow unsigned ones.
+func checkSigned(ctx context.Context, tx *sql.Tx, app, version, channel string, allowUnsigned bool) error {
+	if allowUnsigned {
+		return nil
+	}
+	var signedBy string
+	if err := tx.QueryRowContext(ctx, `SELECT signed_by FROM releases WHERE app = ? AND version = ?`, app, version).Scan(&signedBy); err != nil {
+		return err
+	}
+	if signedBy == "" {
+		return fmt.Errorf("%s@%s is unsigned and channel %s does not allow unsigned releases: %w", app, version, channel, ErrConflict)
+	}
+	return nil
+}
+
+// SetAllowUnsigned changes whether a channel accepts unsigned releases.
+func (s *SQLite) SetAllowUnsigned(ctx context.Context, name string, allow bool, now time.Time) (api.Event, error) {
+	var ev api.Event
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var cur bool
+		err := tx.QueryRowContext(ctx, `SELECT allow_unsigned FROM channels WHERE name = ?`, name).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("channel %q %w", name, ErrNotFound)
+		}
+		if err != nil || cur == allow {
+			return err
+		}
+		if !allow {
+			unsigned, err := queryStrings(ctx, tx, `SELECT cr.app || '@' || cr.version FROM channel_releases cr JOIN releases r
+				ON r.app = cr.app AND r.version = cr.version WHERE cr.channel = ? AND r.signed_by = '' ORDER BY 1`, name)
+			if err != nil {
+				return err
+			}
+			if len(unsigned) > 0 {
+				return fmt.Errorf("channel %s holds unsigned releases (%s); withdraw them first: %w", name, strings.Join(unsigned, ", "), ErrConflict)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE channels SET allow_unsigned = ? WHERE name = ?`, allow, name); err != nil {
+			return err
+		}
+		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "channel.changed", Subject: name, Data: map[string]any{"allow_unsigned": allow}})
+		return err
+	})
+	return ev, err
+}
+
 // Promote adds a release to a channel.
 func (s *SQLite) Promote(ctx context.Context, app, version, to string, force bool, now time.Time) (api.Event, error) {
 	var ev api.Event
@@ -1003,9 +1112,13 @@ func (s *SQLite) Promote(ctx context.Context, app, version, to string, force boo
 			return fmt.Errorf("release %s@%s is withdrawn (reason: %s); promote another version: %w", app, version, withdrawn.String, ErrConflict)
 		}
 		var pos int
-		if err := tx.QueryRowContext(ctx, `SELECT position FROM channels WHERE name = ?`, to).Scan(&pos); errors.Is(err, sql.ErrNoRows) {
+		var allowUnsigned bool
+		if err := tx.QueryRowContext(ctx, `SELECT position, allow_unsigned FROM channels WHERE name = ?`, to).Scan(&pos, &allowUnsigned); errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("channel %q %w", to, ErrNotFound)
 		} else if err != nil {
+			return err
+		}
+		if err := checkSigned(ctx, tx, app, version, to, allowUnsigned); err != nil {
 			return err
 		}
 		var in int
@@ -1041,8 +1154,9 @@ func (s *SQLite) Promote(ctx context.Context, app, version, to string, force boo
 }
 
 // Withdraw removes a release from every channel.
-func (s *SQLite) Withdraw(ctx context.Context, app, version, reason string, now time.Time) (api.Event, error) {
+func (s *SQLite) Withdraw(ctx context.Context, app, version, reason string, now time.Time) (api.Event, []string, error) {
 	var ev api.Event
+	var nodes []string
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		withdrawn, err := releaseState(ctx, tx, app, version)
 		if err != nil {
@@ -1066,11 +1180,17 @@ func (s *SQLite) Withdraw(ctx context.Context, app, version, reason string, now 
 		if _, err := tx.ExecContext(ctx, `UPDATE releases SET withdrawn = ? WHERE app = ? AND version = ?`, reason, app, version); err != nil {
 			return err
 		}
+		// Nodes assigned the release get a new desired state that says so, so those that have
+		// not installed it yet do not.
+		if nodes, err = queryStrings(ctx, tx, `UPDATE nodes SET generation = generation + 1 WHERE status != 'revoked'
+			AND name IN (SELECT node FROM assignments WHERE app = ? AND version = ?) RETURNING name`, app, version); err != nil {
+			return err
+		}
 		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "release.withdrawn", Subject: app + "@" + version,
-			Data: map[string]any{"reason": reason, "channels": channels}})
+			Data: map[string]any{"reason": reason, "channels": channels, "assigned_nodes": len(nodes)}})
 		return err
 	})
-	return ev, err
+	return ev, nodes, err
 }
 
 // Republish records an old release's content under a new version.
@@ -1086,7 +1206,11 @@ func (s *SQLite) Republish(ctx context.Context, app, oldVersion, newVersion stri
 			return fmt.Errorf("release %s@%s %w", app, newVersion, ErrExists)
 		}
 		var first string
-		if err := tx.QueryRowContext(ctx, `SELECT name FROM channels ORDER BY position LIMIT 1`).Scan(&first); err != nil {
+		var allowUnsigned bool
+		if err := tx.QueryRowContext(ctx, `SELECT name, allow_unsigned FROM channels ORDER BY position LIMIT 1`).Scan(&first, &allowUnsigned); err != nil {
+			return err
+		}
+		if err := checkSigned(ctx, tx, app, oldVersion, first, allowUnsigned); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO releases (app, version, class, blob, size, signed_by, signature, manifest, created_at)
@@ -1122,9 +1246,7 @@ func (s *SQLite) ReferencedBlobs(ctx context.Context) (map[string]bool, error) {
 }
 
 // queryStrings runs a query of one text column and returns its values.
-func queryStrings(ctx context.Context, q interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, query string, args ...any) ([]string, error) {
+func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err

@@ -76,12 +76,27 @@ type Store interface {
 	// the highest version is the caller's) and, when withHistory, their history.
 	Channels(ctx context.Context, withHistory bool) ([]api.Channel, error)
 	CreateChannel(ctx context.Context, c api.ChannelCreate, now time.Time) (api.Event, error)
-	// Promote adds a release to channel to. Unless force, it must be in the channel just before.
+	// SetAllowUnsigned changes whether a channel accepts unsigned releases (no event when
+	// unchanged). Forbidding them while the channel holds one is ErrConflict.
+	SetAllowUnsigned(ctx context.Context, name string, allow bool, now time.Time) (api.Event, error)
+	// Promote adds a release to channel to; an unsigned release only to a channel that allows
+	// it. Unless force, it must be in the channel just before.
 	Promote(ctx context.Context, app, version, to string, force bool, now time.Time) (api.Event, error)
 	// Withdraw marks a release withdrawn and removes it from every channel, in one transaction.
-	Withdraw(ctx context.Context, app, version, reason string, now time.Time) (api.Event, error)
+	// Nodes assigned the release get a new generation (their desired state marks it withdrawn);
+	// their names are returned.
+	Withdraw(ctx context.Context, app, version, reason string, now time.Time) (api.Event, []string, error)
 	// Republish records newVersion with the content of an existing release, in the first channel.
 	Republish(ctx context.Context, app, oldVersion, newVersion string, now time.Time) (api.Release, api.Event, error)
+
+	// Assign makes app@version the desired release of each named node that is not revoked and
+	// bumps the generation of those whose assignment changed, whose names it returns (with one
+	// release.deployed event when any did). Unknown releases are ErrNotFound; withdrawn ones
+	// ErrConflict.
+	Assign(ctx context.Context, names []string, app, version string, now time.Time) ([]string, api.Event, error)
+	// SetApps stores a node's report of its apps, with an event per app that got installed or
+	// newly failed.
+	SetApps(ctx context.Context, name string, apps []api.NodeApp, now time.Time) ([]api.Event, error)
 
 	AppendEvent(ctx context.Context, e api.Event) (api.Event, error)
 	// Events returns up to limit events with id > since, oldest first.

@@ -28,6 +28,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Keys", testKeys},
 		{"Releases", testReleases},
 		{"Channels", testChannels},
+		{"Assignments", testAssignments},
+		{"Unsigned", testUnsigned},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -335,11 +337,11 @@ func testChannels(t *testing.T, s store.Store) {
 	if _, err := s.CreateChannel(ctx, api.ChannelCreate{Name: "x", After: "nope"}, t0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("channel after a missing one: %v", err)
 	}
-	ev, err := s.Withdraw(ctx, "hello", "1.1.0", "crashes on start", t0)
+	ev, _, err := s.Withdraw(ctx, "hello", "1.1.0", "crashes on start", t0)
 	if err != nil || len(ev.Data["channels"].([]string)) != 2 {
 		t.Fatalf("withdraw: %+v %v", ev, err)
 	}
-	if _, err := s.Withdraw(ctx, "hello", "1.1.0", "again", t0); !errors.Is(err, store.ErrConflict) {
+	if _, _, err := s.Withdraw(ctx, "hello", "1.1.0", "again", t0); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("withdraw twice: %v", err)
 	}
 	if _, err := s.Promote(ctx, "hello", "1.1.0", "preview", true, t0); !errors.Is(err, store.ErrConflict) {
@@ -369,5 +371,128 @@ func testChannels(t *testing.T, s store.Store) {
 	last := chans[3].History[len(chans[3].History)-1]
 	if last.Action != "withdrawn" || last.Reason != "crashes on start" {
 		t.Fatalf("production history: %+v", chans[3].History)
+	}
+}
+
+func testAssignments(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	addSite(t, s, "ams", 1)
+	n1, n2 := enroll(t, s, "ams", "n1"), enroll(t, s, "ams", "n2")
+	for _, v := range []string{"1.0.0", "1.1.0"} {
+		if _, _, _, err := s.PutRelease(ctx, api.Release{App: "hello", Version: v, Class: "minor", SHA256: "sum" + v, Size: 7,
+			SignedBy: "K", Signature: "sig" + v, CreatedAt: t0, Manifest: map[string]any{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.Assign(ctx, []string{"n1"}, "hello", "9.9.9", t0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("assign an unknown release: %v", err)
+	}
+	changed, ev, err := s.Assign(ctx, []string{"n1", "n2", "ghost"}, "hello", "1.0.0", t0)
+	if err != nil || fmt.Sprint(changed) != "[n1 n2]" || ev.Type != "release.deployed" {
+		t.Fatalf("Assign = %v %+v %v", changed, ev, err)
+	}
+	if changed, _, err := s.Assign(ctx, []string{"n1", "n2"}, "hello", "1.0.0", t0); err != nil || len(changed) != 0 {
+		t.Fatalf("repeated Assign changed %v %v", changed, err)
+	}
+	n, err := s.Node(ctx, "n1")
+	if err != nil || n.Generation != n1.Generation+1 || len(n.Assigned) != 1 {
+		t.Fatalf("node after assign: %+v %v", n, err)
+	}
+	if a := n.Assigned[0]; a.App != "hello" || a.Version != "1.0.0" || a.SHA256 != "sum1.0.0" || a.Size != 7 || a.Signature != "sig1.0.0" || a.Withdrawn != "" {
+		t.Fatalf("assignment %+v", a)
+	}
+	if _, _, err := s.Assign(ctx, []string{"n2"}, "hello", "1.1.0", t0); err != nil {
+		t.Fatal(err)
+	}
+	// A label change keeps the assignments in the returned desired state.
+	nodes, _, err := s.ChangeLabels(ctx, []string{"n2"}, map[string]string{"zone": "b"}, nil, t0)
+	if err != nil || len(nodes) != 1 || len(nodes[0].Assigned) != 1 || nodes[0].Assigned[0].Version != "1.1.0" {
+		t.Fatalf("ChangeLabels = %+v %v", nodes, err)
+	}
+
+	// Withdrawal marks the assignment and moves only the assigned nodes' generation.
+	_, touched, err := s.Withdraw(ctx, "hello", "1.1.0", "bad", t0)
+	if err != nil || fmt.Sprint(touched) != "[n2]" {
+		t.Fatalf("Withdraw touched %v %v", touched, err)
+	}
+	all, err := s.Nodes(ctx)
+	if err != nil || len(all) != 2 {
+		t.Fatal(all, err)
+	}
+	if all[0].Generation != n1.Generation+1 || all[0].Assigned[0].Withdrawn != "" {
+		t.Fatalf("n1 after withdrawal of another release: %+v", all[0])
+	}
+	if all[1].Generation != n2.Generation+4 || all[1].Assigned[0].Withdrawn != "bad" {
+		t.Fatalf("n2 after withdrawal: %+v", all[1])
+	}
+	if _, _, err := s.Assign(ctx, []string{"n1"}, "hello", "1.1.0", t0); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("assign a withdrawn release: %v", err)
+	}
+
+	// App reports: events for installs and new failures, none for a repeat.
+	now := t0.Add(time.Minute)
+	evs, err := s.SetApps(ctx, "n1", []api.NodeApp{{App: "hello", Version: "1.0.0", SHA256: "sum1.0.0", InstalledAt: &now}}, now)
+	if err != nil || len(evs) != 1 || evs[0].Type != "app.installed" || evs[0].Subject != "n1" {
+		t.Fatalf("SetApps = %+v %v", evs, err)
+	}
+	if evs, err := s.SetApps(ctx, "n1", []api.NodeApp{{App: "hello", Version: "1.0.0", SHA256: "sum1.0.0", InstalledAt: &now}}, now); err != nil || len(evs) != 0 {
+		t.Fatalf("repeated report: %+v %v", evs, err)
+	}
+	failed := []api.NodeApp{{App: "hello", Version: "1.0.0", SHA256: "sum1.0.0", InstalledAt: &now, Pending: "1.2.0", Error: "signature does not verify"}}
+	if evs, err := s.SetApps(ctx, "n1", failed, now); err != nil || len(evs) != 1 || evs[0].Type != "app.failed" || evs[0].Data["version"] != "1.2.0" {
+		t.Fatalf("failure report: %+v %v", evs, err)
+	}
+	n, _ = s.Node(ctx, "n1")
+	if len(n.Apps) != 1 || n.Apps[0].Error == "" || n.Apps[0].InstalledAt == nil || !n.Apps[0].InstalledAt.Equal(now) {
+		t.Fatalf("stored apps: %+v", n.Apps)
+	}
+	if _, err := s.SetApps(ctx, "ghost", nil, now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("report of an unknown node: %v", err)
+	}
+}
+
+// Unsigned releases live only in channels that allow them: pushed, promoted or republished.
+func testUnsigned(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if _, err := s.SetAllowUnsigned(ctx, "nope", true, t0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown channel: %v", err)
+	}
+	ev, err := s.SetAllowUnsigned(ctx, "unstable", true, t0)
+	if err != nil || ev.Type != "channel.changed" {
+		t.Fatalf("SetAllowUnsigned = %+v %v", ev, err)
+	}
+	if ev, err := s.SetAllowUnsigned(ctx, "unstable", true, t0); err != nil || ev.Type != "" {
+		t.Fatalf("unchanged SetAllowUnsigned = %+v %v", ev, err)
+	}
+	if _, _, _, err := s.PutRelease(ctx, api.Release{App: "dev", Version: "0.1.0", Class: "minor", SHA256: "d1", CreatedAt: t0, Manifest: map[string]any{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Promote(ctx, "dev", "0.1.0", "preview", false, t0); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("unsigned promoted into a signed-only channel: %v", err)
+	}
+	if _, err := s.Promote(ctx, "dev", "0.1.0", "production", true, t0); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("unsigned forced into a signed-only channel: %v", err)
+	}
+	if _, err := s.SetAllowUnsigned(ctx, "unstable", false, t0); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("forbid unsigned while holding one: %v", err)
+	}
+	if _, err := s.SetAllowUnsigned(ctx, "preview", true, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Promote(ctx, "dev", "0.1.0", "preview", false, t0); err != nil {
+		t.Fatalf("unsigned into a channel that allows it: %v", err)
+	}
+	if _, _, err := s.Withdraw(ctx, "dev", "0.1.0", "done testing", t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetAllowUnsigned(ctx, "unstable", false, t0); err != nil {
+		t.Fatalf("forbid unsigned once none is left: %v", err)
+	}
+	if _, _, err := s.Republish(ctx, "dev", "0.1.0", "1:0.1.0", t0); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("unsigned republished into a signed-only channel: %v", err)
+	}
+	chans, _ := s.Channels(ctx, false)
+	if chans[0].AllowUnsigned || !chans[1].AllowUnsigned {
+		t.Fatalf("channels: %+v", chans)
 	}
 }

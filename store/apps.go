@@ -1,0 +1,114 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+)
+
+// Assign makes app@version the desired release of each named node that is not revoked.
+func (s *SQLite) Assign(ctx context.Context, names []string, app, version string, now time.Time) ([]string, api.Event, error) {
+	var ev api.Event
+	var changed []string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		withdrawn, err := releaseState(ctx, tx, app, version)
+		if err != nil {
+			return err
+		}
+		if withdrawn.Valid {
+			return fmt.Errorf("release %s@%s is withdrawn (reason: %s); deploy another version: %w", app, version, withdrawn.String, ErrConflict)
+		}
+		// The upsert changes a row only when the version differs, so a repeated deploy is a
+		// no-op that does not wake agents.
+		up, err := tx.PrepareContext(ctx, `INSERT INTO assignments (node, app, version, assigned_at)
+			SELECT name, ?, ?, ? FROM nodes WHERE name = ? AND status != 'revoked'
+			ON CONFLICT (node, app) DO UPDATE SET version = excluded.version, assigned_at = excluded.assigned_at
+			WHERE assignments.version != excluded.version`)
+		if err != nil {
+			return err
+		}
+		defer up.Close()
+		bump, err := tx.PrepareContext(ctx, `UPDATE nodes SET generation = generation + 1 WHERE name = ?`)
+		if err != nil {
+			return err
+		}
+		defer bump.Close()
+		for _, name := range names {
+			res, err := up.ExecContext(ctx, app, version, ts(now), name)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue
+			}
+			if _, err := bump.ExecContext(ctx, name); err != nil {
+				return err
+			}
+			changed = append(changed, name)
+		}
+		if len(changed) == 0 {
+			return nil
+		}
+		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "release.deployed", Subject: app + "@" + version,
+			Data: map[string]any{"nodes": changed}})
+		return err
+	})
+	return changed, ev, err
+}
+
+// SetApps stores an agent's report of its apps and records an event for each app whose
+// installed release changed (app.installed) or that newly failed to install (app.failed).
+func (s *SQLite) SetApps(ctx context.Context, name string, apps []api.NodeApp, now time.Time) ([]api.Event, error) {
+	var evs []api.Event
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var raw string
+		err := tx.QueryRowContext(ctx, `SELECT apps FROM nodes WHERE name = ? AND status != 'revoked'`, name).Scan(&raw)
+		if err == sql.ErrNoRows {
+			return fmt.Errorf("node %q %w", name, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		var old []api.NodeApp
+		if err := json.Unmarshal([]byte(raw), &old); err != nil {
+			return fmt.Errorf("node %s apps: %w", name, err)
+		}
+		before := map[string]api.NodeApp{}
+		for _, a := range old {
+			before[a.App] = a
+		}
+		if apps == nil {
+			apps = []api.NodeApp{}
+		}
+		after := mustJSON(apps)
+		if after == raw {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET apps = ? WHERE name = ?`, after, name); err != nil {
+			return err
+		}
+		for _, a := range apps {
+			b := before[a.App]
+			var e api.Event
+			switch {
+			case a.Version != "" && (a.Version != b.Version || a.SHA256 != b.SHA256):
+				e = api.Event{Type: "app.installed", Data: map[string]any{"app": a.App, "version": a.Version, "sha256": a.SHA256, "from": b.Version}}
+			case a.Error != "" && (a.Error != b.Error || a.Pending != b.Pending):
+				e = api.Event{Type: "app.failed", Data: map[string]any{"app": a.App, "version": a.Pending, "error": a.Error}}
+			default:
+				continue
+			}
+			e.Time, e.Subject = now, name
+			if e, err = appendEvent(ctx, tx, e); err != nil {
+				return err
+			}
+			evs = append(evs, e)
+		}
+		return nil
+	})
+	return evs, err
+}
