@@ -1,6 +1,7 @@
 // Package agent is the process on every node: it enrolls once with a one-off token, keeps its
-// own key pair, heartbeats, and receives the node's desired state by long poll. It talks to the
-// server only through the client package and keeps working while the server is away.
+// own key pair, heartbeats, receives the node's desired state by long poll, and installs the
+// releases assigned to the node after verifying them again. It talks to the server only through
+// the client package and keeps working while the server is away.
 package agent
 
 import (
@@ -15,12 +16,15 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"aead.dev/minisign"
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/labels"
+	"github.com/ferryhq/ferry/signing"
 )
 
 // Config configures an Agent.
@@ -34,6 +38,12 @@ type Config struct {
 	Logger  *slog.Logger
 	// Protocol overrides the protocol version spoken (tests of version skew); 0 means current.
 	Protocol int
+	// TrustedKeys pins the minisign public keys (base64, or the text of a .pub file) that
+	// release signatures must verify against. Without any, the agent trusts the keys the server
+	// trusts; either way a key the server lists as revoked is not trusted.
+	TrustedKeys []string
+	// AllowUnsigned lets the agent install unsigned releases (from allow_unsigned channels).
+	AllowUnsigned bool
 }
 
 // Agent is one node's agent.
@@ -45,11 +55,28 @@ type Agent struct {
 	pub string
 	api *client.Client
 
+	inst *installer
+	// failed remembers, per app, the assignment that last failed and why; one that failed for
+	// good is not retried until the assignment changes. Only the reconcile goroutine and New
+	// use it.
+	failed map[string]failure
+
 	mu      sync.Mutex
 	id      *identity
 	desired api.Desired
 	changed chan struct{}
 	session api.Session
+	// report is the app report the server should have; reportDirty says it may not yet.
+	report      []api.NodeApp
+	reportVer   int
+	reportDirty bool
+	poke        chan struct{} // cuts a held sync short to send a new report
+}
+
+type failure struct {
+	assignment api.Assignment
+	err        string
+	final      bool // retrying the same assignment cannot help
 }
 
 // New prepares an agent: it loads or makes the node key and any earlier identity.
@@ -86,8 +113,19 @@ func New(cfg Config) (*Agent, error) {
 		c.Protocol = cfg.Protocol
 	}
 	c.Clock = cfg.Clock
+	var pinned []minisign.PublicKey
+	for _, k := range cfg.TrustedKeys {
+		pub, err := signing.ParsePublicKey(k)
+		if err != nil {
+			return nil, fmt.Errorf("--trust: %v", err)
+		}
+		pinned = append(pinned, pub)
+	}
 	a := &Agent{cfg: cfg, clk: cfg.Clock, key: key, api: c, id: id, changed: make(chan struct{}),
-		pub: base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))}
+		pub:    base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)),
+		failed: map[string]failure{}, poke: make(chan struct{}, 1)}
+	a.inst = &installer{dir: cfg.DataDir, api: c, session: a.sessionToken, pinned: pinned,
+		allowUnsigned: cfg.AllowUnsigned, clk: cfg.Clock}
 	if id == nil {
 		if cfg.Token == "" {
 			return nil, errors.New("this agent is not enrolled yet: pass --token with an enrollment token (ferry token create --site SITE)")
@@ -107,7 +145,15 @@ func New(cfg Config) (*Agent, error) {
 		a.desired = d
 	}
 	a.log = cfg.Logger.With("node", a.Name())
+	a.inst.log = a.log
+	a.setReport(a.observe(a.desired))
 	return a, nil
+}
+
+func (a *Agent) sessionToken() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.session.Token
 }
 
 // Name is the node's name (known before enrollment too).
@@ -133,6 +179,12 @@ type fatalError struct{ error }
 // Run enrolls if needed, then syncs until ctx ends. Network failures and server restarts are
 // retried with backoff and jitter; only a refused enrollment ends it.
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); a.reconcile(ctx) }()
+	defer wg.Wait()
+	defer cancel()
 	bo := backoff{clk: a.clk, min: 200 * time.Millisecond, max: 30 * time.Second}
 	for ctx.Err() == nil {
 		err := a.step(ctx)
@@ -231,21 +283,52 @@ func (a *Agent) openSession(ctx context.Context, node string) (api.Session, erro
 
 // sync sends one heartbeat and waits for the server's answer; the server holds it for up to
 // one heartbeat interval unless the desired state changes first.
-func (a *Agent) sync(ctx context.Context, session string, withFacts bool) error {
+func (a *Agent) sync(ctx context.Context, session string, newSession bool) error {
+	select {
+	case <-a.poke: // this sync carries the report that poke announced
+	default:
+	}
 	a.mu.Lock()
 	req := api.Sync{Generation: a.desired.Generation}
+	sent := a.reportVer
+	if a.reportDirty || newSession {
+		r := append([]api.NodeApp{}, a.report...)
+		req.Apps = &r
+	}
 	a.mu.Unlock()
-	if withFacts {
+	if newSession {
 		f := gatherFacts(a.cfg.DataDir)
 		req.Facts = &f
 	}
 	// The server holds a sync for at most its heartbeat interval (≤ a few minutes); give up
-	// well after that so a silently dead connection is noticed.
+	// well after that so a silently dead connection is noticed. A new app report cuts the
+	// hold short, so the server learns of an install at once.
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
+	var poked atomic.Bool
+	held := make(chan struct{})
+	defer close(held)
+	go func() {
+		select {
+		case <-a.poke:
+			poked.Store(true)
+			cancel()
+		case <-held:
+		}
+	}()
 	reply, err := a.api.Sync(rctx, session, req)
 	if err != nil {
+		if poked.Load() && ctx.Err() == nil {
+			return nil
+		}
 		return err
+	}
+	if req.Apps != nil {
+		a.mu.Lock()
+		if a.reportVer == sent {
+			a.reportDirty = false
+		}
+		a.mu.Unlock()
 	}
 	if reply.Desired != nil {
 		a.apply(*reply.Desired)

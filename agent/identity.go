@@ -102,10 +102,7 @@ func writeFileAtomic(file string, data []byte, mode os.FileMode) error {
 	if err := os.Rename(tmp.Name(), file); err != nil {
 		return err
 	}
-	if d, err := os.Open(filepath.Dir(file)); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	syncDir(filepath.Dir(file))
 	return nil
 }
 

@@ -1,0 +1,356 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"aead.dev/minisign"
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/labels"
+	"github.com/ferryhq/ferry/release"
+	"github.com/ferryhq/ferry/signing"
+)
+
+// An install fetches the release's blob (resuming a partial download with a Range request),
+// checks its sha256 and its minisign signature against the keys this node trusts, unpacks it
+// beside the running release and switches to it with one rename, so the node is always at a
+// whole release: a killed install leaves the old one in place.
+//
+// Layout under the data directory:
+//
+//	apps/APP/releases/DIR/       an unpacked release (DIR is its version, ':' written as '_')
+//	apps/APP/releases/DIR.json   what it is: app, version, sha256, install time
+//	apps/APP/current -> releases/DIR
+//	downloads/SHA256.part        a download in progress
+const (
+	appsDir      = "apps"
+	downloadsDir = "downloads"
+	currentLink  = "current"
+)
+
+// installed describes the release an app's current link points at.
+type installed struct {
+	App         string    `json:"app"`
+	Version     string    `json:"version"`
+	SHA256      string    `json:"sha256"`
+	InstalledAt time.Time `json:"installed_at"`
+}
+
+// permanentError marks a failure that retrying the same release cannot mend: the bundle does
+// not verify or does not unpack. Other failures (the server away, a download cut off) are
+// retried with backoff.
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
+
+func permanent(format string, args ...any) error {
+	return permanentError{fmt.Errorf(format, args...)}
+}
+
+type installer struct {
+	dir           string
+	api           *client.Client
+	session       func() string
+	pinned        []minisign.PublicKey
+	allowUnsigned bool
+	clk           clock.Clock
+	log           *slog.Logger
+}
+
+func (in *installer) appDir(app string) string { return filepath.Join(in.dir, appsDir, app) }
+
+// versionDir names a version's directory: semantic versions hold no '/', and no '_' either,
+// so writing the epoch's ':' as '_' cannot collide.
+func versionDir(v string) string { return strings.ReplaceAll(v, ":", "_") }
+
+// current returns what an app's current link points at.
+func (in *installer) current(app string) (installed, bool) {
+	target, err := os.Readlink(filepath.Join(in.appDir(app), currentLink))
+	if err != nil {
+		return installed{}, false
+	}
+	var cur installed
+	if err := readJSON(filepath.Join(in.appDir(app), target+".json"), &cur); err != nil {
+		return installed{}, false
+	}
+	return cur, true
+}
+
+// all returns every installed app, by name.
+func (in *installer) all() map[string]installed {
+	out := map[string]installed{}
+	ents, _ := os.ReadDir(filepath.Join(in.dir, appsDir))
+	for _, e := range ents {
+		if cur, ok := in.current(e.Name()); ok {
+			out[e.Name()] = cur
+		}
+	}
+	return out
+}
+
+// install makes a the app's current release.
+func (in *installer) install(ctx context.Context, a api.Assignment) (installed, error) {
+	if err := labels.CheckName("app name", a.App); err != nil {
+		return installed{}, permanent("assignment: %v", err)
+	}
+	want, err := release.ParseVersion(a.Version)
+	if err != nil {
+		return installed{}, permanent("assignment: %v", err)
+	}
+	if len(a.SHA256) != 64 || strings.Trim(a.SHA256, "0123456789abcdef") != "" {
+		return installed{}, permanent("assignment: bad sha256 %q", a.SHA256)
+	}
+	var sig []byte
+	var keys []minisign.PublicKey
+	if a.Signature == "" {
+		if !in.allowUnsigned {
+			return installed{}, permanent("%s@%s is unsigned and this agent installs only signed releases (start it with --allow-unsigned to accept unsigned ones)", a.App, a.Version)
+		}
+	} else {
+		if sig, err = base64.StdEncoding.DecodeString(a.Signature); err != nil {
+			return installed{}, permanent("signature is not base64: %v", err)
+		}
+		if keys, err = in.trusted(ctx); err != nil {
+			return installed{}, err
+		}
+	}
+	f, err := in.download(ctx, a)
+	if err != nil {
+		return installed{}, err
+	}
+	defer f.Close()
+
+	// One pass computes the sha256 and checks the signature.
+	h := sha256.New()
+	var verr error
+	if sig != nil {
+		_, verr = signing.NewVerifier(io.TeeReader(f, h)).Verify(sig, keys)
+	} else if _, err := io.Copy(h, f); err != nil {
+		return installed{}, err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != a.SHA256 {
+		os.Remove(f.Name())
+		return installed{}, permanent("downloaded blob has sha256 %s, want %s; not installing", got, a.SHA256)
+	}
+	if verr != nil {
+		return installed{}, permanent("%s@%s: %v; not installing", a.App, a.Version, verr)
+	}
+
+	releases := filepath.Join(in.appDir(a.App), "releases")
+	if err := os.MkdirAll(releases, 0o755); err != nil {
+		return installed{}, err
+	}
+	name := versionDir(a.Version)
+	final := filepath.Join(releases, name)
+	var have installed
+	if readJSON(final+".json", &have) != nil || have.SHA256 != a.SHA256 || !isDir(final) {
+		if err := in.unpack(f, a, want, releases, final); err != nil {
+			return installed{}, err
+		}
+	}
+	cur := installed{App: a.App, Version: a.Version, SHA256: a.SHA256, InstalledAt: in.clk.Now().UTC()}
+	if err := saveJSON(final+".json", cur); err != nil {
+		return installed{}, err
+	}
+	prev, _ := os.Readlink(filepath.Join(in.appDir(a.App), currentLink))
+	if err := switchLink(in.appDir(a.App), filepath.Join("releases", name)); err != nil {
+		return installed{}, err
+	}
+	os.Remove(f.Name())
+	in.prune(releases, name, filepath.Base(prev))
+	return cur, nil
+}
+
+// unpack writes the verified bundle into a scratch directory beside the releases and renames
+// it into place, after checking it is the release it was assigned as.
+func (in *installer) unpack(f *os.File, a api.Assignment, want release.Version, releases, final string) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(releases, ".unpack-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	m, err := release.Unpack(f, tmp, release.Limits{})
+	if err != nil {
+		return permanent("%v", err)
+	}
+	// A republished release carries its original manifest: the epoch may differ, nothing else.
+	got, _ := release.ParseVersion(m.Version)
+	if m.App != a.App || got.Semver != want.Semver {
+		return permanent("bundle is %s@%s, not the assigned %s@%s; not installing", m.App, m.Version, a.App, a.Version)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(final); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	syncDir(releases)
+	return nil
+}
+
+// switchLink points dir/current at target by renaming a new symlink over it: atomic.
+func switchLink(dir, target string) error {
+	tmp := filepath.Join(dir, "."+currentLink+".tmp")
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, currentLink)); err != nil {
+		return err
+	}
+	syncDir(dir)
+	return nil
+}
+
+// prune keeps the current release and the one before it (for a quick way back) and removes
+// the rest, with any scratch directories a crash left.
+func (in *installer) prune(releases string, keep ...string) {
+	ents, err := os.ReadDir(releases)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		base := strings.TrimSuffix(e.Name(), ".json")
+		kept := false
+		for _, k := range keep {
+			kept = kept || (k != "" && base == k)
+		}
+		if !kept {
+			if err := os.RemoveAll(filepath.Join(releases, e.Name())); err != nil {
+				in.log.Warn("prune old release", "path", e.Name(), "err", err)
+			}
+		}
+	}
+}
+
+// trusted returns the keys a signature must verify against: the keys pinned on this node when
+// there are any, else the keys the server trusts; never one the server lists as revoked.
+func (in *installer) trusted(ctx context.Context) ([]minisign.PublicKey, error) {
+	list, err := in.api.AgentKeys(ctx, in.session())
+	if err != nil {
+		return nil, fmt.Errorf("fetch the trusted keys: %w", err)
+	}
+	revoked := map[uint64]bool{}
+	var server []minisign.PublicKey
+	for _, k := range list {
+		pub, err := signing.ParsePublicKey(k.PublicKey)
+		if err != nil {
+			continue
+		}
+		if k.RevokedAt != nil {
+			revoked[pub.ID()] = true
+		} else {
+			server = append(server, pub)
+		}
+	}
+	from := server
+	if len(in.pinned) > 0 {
+		from = in.pinned
+	}
+	var out []minisign.PublicKey
+	for _, k := range from {
+		if !revoked[k.ID()] {
+			out = append(out, k)
+		}
+	}
+	if len(out) == 0 {
+		return nil, permanent("no trusted, unrevoked signing key to verify against")
+	}
+	return out, nil
+}
+
+// download fetches a's blob into downloads/, resuming a partial file, and returns it open at
+// its start.
+func (in *installer) download(ctx context.Context, a api.Assignment) (*os.File, error) {
+	dir := filepath.Join(in.dir, downloadsDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, a.SHA256+".part"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := in.fetch(ctx, f, a); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (in *installer) fetch(ctx context.Context, f *os.File, a api.Assignment) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	off := fi.Size()
+	if off > a.Size {
+		off = 0
+	}
+	if off == a.Size {
+		return nil
+	}
+	token := in.session()
+	if token == "" {
+		return errors.New("no session with the server yet")
+	}
+	body, start, err := in.api.Blob(ctx, token, a.SHA256, off)
+	if err != nil {
+		return fmt.Errorf("download: %w", err)
+	}
+	defer body.Close()
+	if err := f.Truncate(start); err != nil {
+		return err
+	}
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		return err
+	}
+	n, err := io.Copy(f, io.LimitReader(body, a.Size-start+1))
+	got := start + n
+	if serr := f.Sync(); serr != nil && err == nil {
+		err = serr
+	}
+	switch {
+	case got > a.Size:
+		f.Truncate(0)
+		return permanent("server sent more than the release's %d bytes", a.Size)
+	case err != nil:
+		return fmt.Errorf("download cut off at %d of %d bytes (will resume): %w", got, a.Size, err)
+	case got < a.Size:
+		return fmt.Errorf("download cut off at %d of %d bytes (will resume)", got, a.Size)
+	}
+	return nil
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}

@@ -1,0 +1,356 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"aead.dev/minisign"
+	"github.com/ferryhq/ferry/agent"
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/release"
+	"github.com/ferryhq/ferry/server"
+	"github.com/ferryhq/ferry/signing"
+)
+
+// rig is a real server on loopback with one site, a trusted signing key and an untrusted one.
+type rig struct {
+	t        *testing.T
+	ctx      context.Context
+	dataDir  string
+	addr     string
+	admin    *client.Client
+	token    string
+	key      minisign.PrivateKey
+	keyText  string // the trusted key's .pub text
+	otherPub string // a key the server does not trust
+}
+
+func newRig(t *testing.T) *rig {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r := &rig{t: t, ctx: ctx, dataDir: t.TempDir()}
+	srv, err := server.New(ctx, server.Config{DataDir: r.dataDir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ctx, l)
+	r.addr = "http://" + l.Addr().String()
+	r.admin, _ = client.New(r.addr, srv.AdminToken)
+	if _, err := r.admin.AddSite(ctx, client.SiteAdd{Name: "ams", Tier: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := r.admin.CreateToken(ctx, api.TokenCreate{Site: "ams", Uses: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.token = tok.Secret
+	keys := t.TempDir()
+	if _, err := signing.GenerateKeyPair(keys, ""); err != nil {
+		t.Fatal(err)
+	}
+	if r.key, err = signing.LoadSecretKey(filepath.Join(keys, signing.SecretKeyFile), ""); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := os.ReadFile(filepath.Join(keys, signing.PublicKeyFile))
+	r.keyText = string(pub)
+	if _, err := r.admin.TrustKey(ctx, api.KeyTrust{PublicKey: r.keyText}); err != nil {
+		t.Fatal(err)
+	}
+	other := t.TempDir()
+	if _, err := signing.GenerateKeyPair(other, ""); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(other, signing.PublicKeyFile))
+	r.otherPub = string(b)
+	return r
+}
+
+// push builds hello@version (bin/hello says the version), signs it unless unsigned, and pushes it.
+func (r *rig) push(version string, signed bool) api.Release {
+	r.t.Helper()
+	dir := r.t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+	os.WriteFile(filepath.Join(dir, release.ManifestName), []byte("app: hello\nversion: "+version+"\nclass: minor\n"+
+		"processes:\n  - name: web\n    command: [\"bin/hello\"]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "bin/hello"), []byte("#!/bin/sh\necho "+version+"\n"), 0o755)
+	file := filepath.Join(r.t.TempDir(), "hello.tar.gz")
+	var b bytes.Buffer
+	if _, _, err := release.Build(dir, &b); err != nil {
+		r.t.Fatal(err)
+	}
+	os.WriteFile(file, b.Bytes(), 0o644)
+	var sig []byte
+	if signed {
+		sigFile, err := signing.SignFile(r.key, file, "hello "+version)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		sig, _ = os.ReadFile(sigFile)
+	}
+	rel, err := r.admin.PushRelease(r.ctx, bytes.NewReader(b.Bytes()), int64(b.Len()), sig)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return rel
+}
+
+func (r *rig) deploy(release, selector string) {
+	r.t.Helper()
+	res, err := r.admin.Deploy(r.ctx, api.Deploy{Release: release, Selector: selector})
+	if err != nil || len(res.Nodes) == 0 {
+		r.t.Fatalf("deploy %s to %s: %+v %v", release, selector, res, err)
+	}
+}
+
+// node is one running agent with its data directory.
+type node struct {
+	name string
+	dir  string
+	stop func()
+}
+
+func (r *rig) start(name, dir string, cfg agent.Config) *node {
+	r.t.Helper()
+	cfg.Server, cfg.Token, cfg.DataDir, cfg.Name = r.addr, r.token, dir, name
+	cfg.Labels = map[string]string{"role": name}
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := agent.New(cfg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	n := &node{name: name, dir: dir, stop: func() { cancel(); <-done }}
+	r.t.Cleanup(n.stop)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := r.admin.Node(r.ctx, name); err == nil {
+			return n
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("agent %s did not enroll", name)
+		}
+	}
+}
+
+// waitApp waits until the server's view of node's hello app satisfies ok.
+func (r *rig) waitApp(name string, ok func(api.NodeApp) bool) api.NodeApp {
+	r.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var last api.Node
+	for time.Now().Before(deadline) {
+		n, err := r.admin.Node(r.ctx, name)
+		if err == nil {
+			last = n
+			for _, a := range n.Apps {
+				if a.App == "hello" && ok(a) {
+					return a
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.t.Fatalf("node %s never reached the expected app state; last: %+v", name, last.Apps)
+	return api.NodeApp{}
+}
+
+func installed(version string) func(api.NodeApp) bool {
+	return func(a api.NodeApp) bool { return a.Version == version && a.Pending == "" && a.Error == "" }
+}
+
+func failedWith(pending, msg string) func(api.NodeApp) bool {
+	return func(a api.NodeApp) bool { return a.Pending == pending && strings.Contains(a.Error, msg) }
+}
+
+// running returns what the node's current hello release says it is, "" when there is none.
+func running(t *testing.T, n *node) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.dir, "apps/hello/current/bin/hello"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimPrefix(strings.TrimSpace(string(b)), "#!/bin/sh\necho ")
+}
+
+// Agents verify every release again before installing it: its sha256, and its signature
+// against the keys the node trusts — the server's trusted keys by default, or keys pinned on
+// the node — never a revoked one. What fails to verify is not installed and the node keeps
+// running its whole current release.
+func TestAgentsVerifyBeforeInstalling(t *testing.T) {
+	r := newRig(t)
+	follow := r.start("follow", t.TempDir(), agent.Config{})
+	pinned := r.start("pinned", t.TempDir(), agent.Config{TrustedKeys: []string{r.keyText}})
+	stranger := r.start("stranger", t.TempDir(), agent.Config{TrustedKeys: []string{r.otherPub}})
+
+	r.push("1.0.0", true)
+	r.deploy("hello@1.0.0", "site=ams")
+	r.waitApp("follow", installed("1.0.0"))
+	r.waitApp("pinned", installed("1.0.0"))
+	r.waitApp("stranger", failedWith("1.0.0", "signature does not verify"))
+	if running(t, follow) != "1.0.0" || running(t, pinned) != "1.0.0" {
+		t.Fatalf("installed trees: follow %q, pinned %q", running(t, follow), running(t, pinned))
+	}
+	if got := running(t, stranger); got != "" {
+		t.Fatalf("a node pinned to another key installed %q", got)
+	}
+	if evs, _ := r.admin.Events(r.ctx, 0, 1000); !hasEvent(evs, "app.failed", "stranger") || !hasEvent(evs, "app.installed", "follow") {
+		t.Fatalf("events: %+v", evs)
+	}
+
+	t.Run("upgrade switches and keeps the previous release", func(t *testing.T) {
+		r.push("1.1.0", true)
+		r.deploy("hello@1.1.0", "role=follow")
+		r.waitApp("follow", installed("1.1.0"))
+		r.push("1.2.0", true)
+		r.deploy("hello@1.2.0", "role=follow")
+		r.waitApp("follow", installed("1.2.0"))
+		if running(t, follow) != "1.2.0" {
+			t.Fatalf("current is %q", running(t, follow))
+		}
+		ents, _ := os.ReadDir(filepath.Join(follow.dir, "apps/hello/releases"))
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		if fmt.Sprint(names) != "[1.1.0 1.1.0.json 1.2.0 1.2.0.json]" {
+			t.Fatalf("releases kept: %v", names)
+		}
+		if b, _ := r.admin.Bulletin(r.ctx, "hello", "hello@1.2.0"); fmt.Sprint(b.RunsSites) != "[ams]" || b.Apps[0].Sites["ams"]["1.0.0"] != 1 {
+			t.Fatalf("bulletin: %+v", b)
+		}
+	})
+
+	t.Run("a blob that does not match its digest is refused", func(t *testing.T) {
+		rel := r.push("1.2.1", true)
+		blob := filepath.Join(r.dataDir, "blobs", "sha256", rel.SHA256[:2], rel.SHA256)
+		if _, err := os.Stat(blob); err != nil {
+			t.Fatalf("blob layout changed: %v", err)
+		}
+		os.WriteFile(blob, bytes.Repeat([]byte{'x'}, int(rel.Size)), 0o644)
+		r.deploy("hello@1.2.1", "role=follow")
+		r.waitApp("follow", failedWith("1.2.1", "sha256"))
+		if running(t, follow) != "1.2.0" {
+			t.Fatalf("current is %q", running(t, follow))
+		}
+		if _, err := os.Stat(filepath.Join(follow.dir, "downloads", rel.SHA256+".part")); err == nil {
+			t.Fatal("the bad download was kept")
+		}
+	})
+
+	t.Run("unsigned releases only with --allow-unsigned", func(t *testing.T) {
+		if _, err := r.admin.SetChannel(r.ctx, "unstable", api.ChannelSet{AllowUnsigned: ptr(true)}); err != nil {
+			t.Fatal(err)
+		}
+		r.push("1.2.2", false)
+		lax := r.start("lax", t.TempDir(), agent.Config{AllowUnsigned: true})
+		r.deploy("hello@1.2.2", "role=follow")
+		r.deploy("hello@1.2.2", "role=lax")
+		r.waitApp("follow", failedWith("1.2.2", "unsigned"))
+		r.waitApp("lax", installed("1.2.2"))
+		if running(t, lax) != "1.2.2" || running(t, follow) != "1.2.0" {
+			t.Fatalf("lax %q, follow %q", running(t, lax), running(t, follow))
+		}
+	})
+
+	t.Run("a withdrawn release is not installed", func(t *testing.T) {
+		pinned.stop()
+		r.push("1.3.0", true)
+		r.deploy("hello@1.3.0", "role=pinned")
+		if _, err := r.admin.Withdraw(r.ctx, "hello", "1.3.0", "corrupts the cache"); err != nil {
+			t.Fatal(err)
+		}
+		pinned = r.start("pinned", pinned.dir, agent.Config{TrustedKeys: []string{r.keyText}})
+		r.waitApp("pinned", failedWith("1.3.0", "withdrawn (corrupts the cache)"))
+		if running(t, pinned) != "1.0.0" {
+			t.Fatalf("current is %q", running(t, pinned))
+		}
+	})
+
+	t.Run("a signature by a key revoked since the push is refused", func(t *testing.T) {
+		follow.stop()
+		pinned.stop()
+		r.push("1.4.0", true)
+		r.deploy("hello@1.4.0", "role=follow")
+		r.deploy("hello@1.4.0", "role=pinned")
+		keys, _ := r.admin.Keys(r.ctx)
+		if err := r.admin.RevokeKey(r.ctx, keys[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		follow = r.start("follow", follow.dir, agent.Config{})
+		pinned = r.start("pinned", pinned.dir, agent.Config{TrustedKeys: []string{r.keyText}})
+		r.waitApp("follow", failedWith("1.4.0", "no trusted, unrevoked signing key"))
+		r.waitApp("pinned", failedWith("1.4.0", "no trusted, unrevoked signing key"))
+		if running(t, follow) != "1.2.0" || running(t, pinned) != "1.0.0" {
+			t.Fatalf("follow %q, pinned %q", running(t, follow), running(t, pinned))
+		}
+	})
+}
+
+// A download cut off part-way resumes with a Range request instead of starting over.
+func TestInstallResumesDownload(t *testing.T) {
+	r := newRig(t)
+	rel := r.push("1.0.0", true)
+	blob, err := os.ReadFile(filepath.Join(r.dataDir, "blobs", "sha256", rel.SHA256[:2], rel.SHA256))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(blob); hex.EncodeToString(sum[:]) != rel.SHA256 {
+		t.Fatal("blob on disk is not the release")
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "downloads"), 0o700)
+	os.WriteFile(filepath.Join(dir, "downloads", rel.SHA256+".part"), blob[:len(blob)/2], 0o600)
+	n := r.start("n1", dir, agent.Config{})
+	r.deploy("hello@1.0.0", "site=ams")
+	r.waitApp("n1", installed("1.0.0"))
+	if running(t, n) != "1.0.0" {
+		t.Fatalf("current is %q", running(t, n))
+	}
+	resp, err := http.Get(r.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	m, _ := io.ReadAll(resp.Body)
+	var ranged, whole bool
+	for _, line := range strings.Split(string(m), "\n") {
+		if strings.HasPrefix(line, "ferry_http_request_duration_seconds_count") && strings.Contains(line, "/v1/blobs/") {
+			ranged = ranged || strings.Contains(line, `code="206"`)
+			whole = whole || strings.Contains(line, `code="200"`)
+		}
+	}
+	if !ranged || whole {
+		t.Fatalf("want one ranged blob request and no whole one; metrics:\n%s", m)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "downloads", rel.SHA256+".part")); err == nil {
+		t.Fatal("the finished download was left behind")
+	}
+}
+
+func hasEvent(evs []api.Event, typ, subject string) bool {
+	for _, e := range evs {
+		if e.Type == typ && e.Subject == subject {
+			return true
+		}
+	}
+	return false
+}
+
+func ptr[T any](v T) *T { return &v }
