@@ -51,6 +51,31 @@ func (e *env) channelCmd() *cobra.Command {
 	}
 	create.Flags().StringVar(&req.After, "after", "", "the channel the new one follows")
 	create.Flags().BoolVar(&req.AllowUnsigned, "allow-unsigned", false, "accept unsigned releases (only useful as the first channel of a test path)")
+	var allow bool
+	set := &cobra.Command{
+		Use:   "set NAME --allow-unsigned=true|false",
+		Short: "Change a channel's settings: whether it accepts unsigned releases",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if !cmd.Flags().Changed("allow-unsigned") {
+				return usagef("channel set: nothing to change; give --allow-unsigned=true or --allow-unsigned=false")
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			ch, err := c.SetChannel(cmd.Context(), a[0], api.ChannelSet{AllowUnsigned: &allow})
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(ch)
+			}
+			fmt.Fprintf(e.stdout, "channel %s: allow_unsigned=%t\n", ch.Name, ch.AllowUnsigned)
+			return nil
+		},
+	}
+	set.Flags().BoolVar(&allow, "allow-unsigned", false, "accept unsigned releases (true) or not (false)")
 	list := listVerb(e, "list", "List channels in promotion order with each app's candidate", cobra.NoArgs,
 		func(ctx context.Context, c *client.Client, _ []string) ([]api.Channel, error) { return c.Channels(ctx) },
 		[]string{"#", "CHANNEL", "UNSIGNED OK", "CANDIDATES"},
@@ -81,7 +106,7 @@ func (e *env) channelCmd() *cobra.Command {
 			return e.table([]string{"TIME", "ACTION", "RELEASE", "REASON"}, rows)
 		},
 	}
-	cmd.AddCommand(create, list, show)
+	cmd.AddCommand(create, set, list, show)
 	return cmd
 }
 

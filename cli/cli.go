@@ -93,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 	root.AddCommand(
 		e.serverCmd(), e.agentCmd(), e.devCmd(),
-		e.siteCmd(), e.tokenCmd(), e.releaseCmd(), e.keyCmd(), e.channelCmd(), e.bulletinCmd(), e.nodeCmd(), e.eventsCmd(), e.versionCmd(),
+		e.siteCmd(), e.tokenCmd(), e.releaseCmd(), e.keyCmd(), e.channelCmd(), e.bulletinCmd(), e.deployCmd(), e.nodeCmd(), e.eventsCmd(), e.versionCmd(),
 	)
 	_, err := root.ExecuteContextC(ctx)
 	if err != nil && !ran && !errors.As(err, new(UsageError)) {

@@ -219,14 +219,15 @@ func (e *env) nodeCmd() *cobra.Command {
 				return e.printJSON(n)
 			}
 			f := n.Facts
-			return e.table([]string{"FIELD", "VALUE"}, [][]string{
+			rows := [][]string{
 				{"name", n.Name}, {"site", fmt.Sprintf("%s (tier %d)", n.Site, n.Tier)}, {"status", n.Status},
 				{"labels", dash(labels.Set(n.Labels).String())}, {"generation", strconv.FormatInt(n.Generation, 10)},
 				{"hostname", dash(f.Hostname)}, {"platform", f.OS + "/" + f.Arch}, {"cpus", strconv.Itoa(f.CPUs)},
 				{"memory", bytes(f.MemoryBytes)}, {"disk", fmt.Sprintf("%s (%s free)", bytes(f.DiskBytes), bytes(f.DiskFree))},
 				{"agent", fmt.Sprintf("%s (protocol %d)", dash(f.AgentVersion), f.Protocol)},
 				{"last seen", ago(n.LastSeen)}, {"enrolled", n.EnrolledAt.Format(time.RFC3339)},
-			})
+			}
+			return e.table([]string{"FIELD", "VALUE"}, append(rows, appRows(n)...))
 		},
 	}
 	rm := &cobra.Command{
@@ -335,4 +336,32 @@ func bytes(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// appRows describes each app of a node: the release installed, the one assigned when it differs,
+// and why that one is not installed.
+func appRows(n api.Node) [][]string {
+	assigned := map[string]string{}
+	for _, a := range n.Assigned {
+		assigned[a.App] = a.Version
+	}
+	var rows [][]string
+	seen := map[string]bool{}
+	for _, a := range n.Apps {
+		seen[a.App] = true
+		v := dash(a.Version)
+		if a.Pending != "" {
+			v += " (assigned " + a.Pending + ")"
+		}
+		if a.Error != "" {
+			v += ": " + a.Error
+		}
+		rows = append(rows, []string{"app " + a.App, v})
+	}
+	for _, a := range n.Assigned {
+		if !seen[a.App] {
+			rows = append(rows, []string{"app " + a.App, "- (assigned " + a.Version + ", not reported yet)"})
+		}
+	}
+	return rows
 }

@@ -52,12 +52,9 @@ func (e *env) keyCmd() *cobra.Command {
 		Short: "Make the server trust a minisign public key for release signatures",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			text := a[0]
-			if b, err := os.ReadFile(a[0]); err == nil {
-				text = string(b)
-			}
-			if _, err := signing.ParsePublicKey(text); err != nil {
-				return UsageError{fmt.Errorf("key trust: %s is neither a public key file nor a public key: %v", a[0], err)}
+			text, err := publicKeyArg("key trust", a[0])
+			if err != nil {
+				return err
 			}
 			c, err := e.client()
 			if err != nil {
@@ -138,4 +135,16 @@ func (e *env) releaseSignCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&keyFile, "key", "", "secret key file (default: ferry.key in $FERRY_KEY_DIR or ~/.config/ferry)")
 	return cmd
+}
+
+// publicKeyArg reads a minisign public key given as a .pub file or as the key itself.
+func publicKeyArg(verb, arg string) (string, error) {
+	text := arg
+	if b, err := os.ReadFile(arg); err == nil {
+		text = string(b)
+	}
+	if _, err := signing.ParsePublicKey(text); err != nil {
+		return "", UsageError{fmt.Errorf("%s: %s is neither a public key file nor a public key: %v", verb, arg, err)}
+	}
+	return text, nil
 }

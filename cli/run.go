@@ -57,8 +57,9 @@ func (e *env) serverCmd() *cobra.Command {
 func (e *env) agentCmd() *cobra.Command {
 	var cfg agent.Config
 	var lbls, logLevel string
+	var trust []string
 	cmd := &cobra.Command{
-		Use:   "agent --server URL --token T --data DIR [--name N] [--labels k=v,...]",
+		Use:   "agent --server URL --token T --data DIR [--name N] [--labels k=v,...] [--trust PUBKEY ...] [--allow-unsigned]",
 		Short: "Run the node agent; it enrolls once, then keeps its identity in --data",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -79,6 +80,13 @@ func (e *env) agentCmd() *cobra.Command {
 				return UsageError{err}
 			}
 			cfg.Labels = set
+			for _, k := range trust {
+				text, err := publicKeyArg("agent --trust", k)
+				if err != nil {
+					return err
+				}
+				cfg.TrustedKeys = append(cfg.TrustedKeys, text)
+			}
 			if cfg.Logger, err = e.logger(logLevel); err != nil {
 				return err
 			}
@@ -94,6 +102,8 @@ func (e *env) agentCmd() *cobra.Command {
 	f.StringVar(&cfg.Name, "name", "", "node name (default: from the hostname)")
 	f.StringVar(&lbls, "labels", "", "labels at enrollment, k=v,k=v")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringArrayVar(&trust, "trust", nil, "pin a release-signing public key (file or key; repeatable): releases must verify against a pinned key (default: the keys the server trusts)")
+	f.BoolVar(&cfg.AllowUnsigned, "allow-unsigned", false, "install unsigned releases too (default: only signed ones)")
 	return cmd
 }
 
