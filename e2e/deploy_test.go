@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+)
+
+// TestDeployInstallsVerifiedReleases: the operator path from a signed bundle to files on the
+// nodes, with the real CLI and real agent processes — one agent pinned to the signing key, one
+// trusting the server's keys — and an agent killed with -9 in the middle of an install, which
+// keeps its whole old release and finishes the new one when it comes back.
+func TestDeployInstallsVerifiedReleases(t *testing.T) {
+	f := newFleet(t)
+	keyDir := t.TempDir()
+	env := append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f), "FERRY_KEY_DIR="+keyDir)
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(ferryBin, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("ferry %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	run("key", "gen")
+	pub := filepath.Join(keyDir, "ferry.pub")
+	run("key", "trust", pub)
+	run("site", "add", "ams", "--tier", "1")
+	tok := strings.TrimSpace(run("token", "create", "--site", "ams", "--uses", "5"))
+
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "bin"), 0o755)
+	bundle := func(version string, padding int) string {
+		t.Helper()
+		os.WriteFile(filepath.Join(src, "ferry.yaml"), []byte("app: hello\nversion: "+version+"\nclass: minor\n"), 0o644)
+		os.WriteFile(filepath.Join(src, "bin", "hello"), []byte("#!/bin/sh\necho "+version+"\n"), 0o755)
+		pad := make([]byte, padding)
+		rand.Read(pad) // incompressible, so the download takes a while
+		os.WriteFile(filepath.Join(src, "data.bin"), pad, 0o644)
+		out := filepath.Join(t.TempDir(), "hello-"+version+".tar.gz")
+		run("release", "build", src, "-o", out)
+		run("release", "sign", out)
+		run("release", "push", out)
+		return out
+	}
+	bundle("1.0.0", 1024)
+
+	// The pinned agent reaches the server through a slow link, so an install takes seconds.
+	slow := throttle(t, f.listen, 1<<20)
+	dirs := map[string]string{"pinned": t.TempDir(), "follow": t.TempDir()}
+	agents := map[string]*proc{
+		"pinned": startProc(t, "agent", "--server", slow, "--token", tok, "--data", dirs["pinned"], "--name", "pinned", "--labels", "role=pinned", "--trust", pub),
+		"follow": startProc(t, "agent", "--server", f.addr, "--token", tok, "--data", dirs["follow"], "--name", "follow"),
+	}
+	f.waitEvent(0, "node.enrolled", "pinned")
+	f.waitEvent(0, "node.enrolled", "follow")
+	since := f.lastEvent()
+	if out := run("deploy", "hello@1.0.0", "--selector", "site=ams"); !strings.Contains(out, "assigned to 2 node(s)") {
+		t.Fatalf("deploy: %s", out)
+	}
+	f.waitEvent(since, "app.installed", "pinned")
+	f.waitEvent(since, "app.installed", "follow")
+	current := func(node string) string {
+		b, _ := os.ReadFile(filepath.Join(dirs[node], "apps", "hello", "current", "bin", "hello"))
+		return strings.TrimPrefix(strings.TrimSpace(string(b)), "#!/bin/sh\necho ")
+	}
+	for node := range dirs {
+		if got := current(node); got != "1.0.0" {
+			t.Fatalf("%s runs %q", node, got)
+		}
+	}
+	if out := run("node", "show", "pinned"); !strings.Contains(out, "app hello") || !strings.Contains(out, "1.0.0") {
+		t.Fatalf("node show: %s", out)
+	}
+	var b api.Bulletin
+	if err := json.Unmarshal([]byte(run("bulletin", "hello", "-o", "json")), &b); err != nil || b.Apps[0].Sites["ams"]["1.0.0"] != 2 {
+		t.Fatalf("bulletin: %+v %v", b, err)
+	}
+	if out, err := f.ferry("deploy", "hello@9.9.9", "--selector", "site=ams"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("deploy of a missing release: %s %v", out, err)
+	}
+
+	// Kill -9 mid-install: the old release stays whole; the restarted agent finishes the job.
+	bundle("1.1.0", 3<<20)
+	since = f.lastEvent()
+	run("deploy", "hello@1.1.0", "--selector", "role=pinned")
+	downloads := filepath.Join(dirs["pinned"], "downloads")
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Millisecond) {
+		if ents, _ := os.ReadDir(downloads); len(ents) > 0 {
+			if fi, err := ents[0].Info(); err == nil && fi.Size() > 256<<10 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent never started downloading:\n%s", agents["pinned"].out.String())
+		}
+	}
+	agents["pinned"].kill()
+	if got := current("pinned"); got != "1.0.0" {
+		t.Fatalf("after kill -9 mid-install the node runs %q", got)
+	}
+	if ents, _ := os.ReadDir(downloads); len(ents) != 1 {
+		t.Fatalf("want the partial download kept for resuming, got %v", ents)
+	}
+	startProc(t, "agent", "--server", f.addr, "--data", dirs["pinned"], "--trust", pub)
+	f.waitEvent(since, "app.installed", "pinned")
+	if got := current("pinned"); got != "1.1.0" {
+		t.Fatalf("after the restart the node runs %q", got)
+	}
+	agents["follow"].stop(t)
+}
+
+// throttle is a TCP proxy on loopback to target that passes bytes towards the client at about
+// rate bytes per second; it returns the proxy's URL.
+func throttle(t *testing.T, target string, rate int) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 {
+						if _, werr := c.Write(buf[:n]); werr != nil {
+							return
+						}
+						time.Sleep(time.Duration(n) * time.Second / time.Duration(rate))
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + l.Addr().String()
+}
