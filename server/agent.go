@@ -96,6 +96,11 @@ func (s *Server) agentSync(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
+	if req.Apps != nil {
+		if err := validApps(*req.Apps); err != nil {
+			return err
+		}
+	}
 	s.metrics.heartbeats.Inc()
 	if back, _ := s.det.Heartbeat(node, s.clk.Now()); back {
 		s.setStatus(r.Context(), node, api.StatusUp)
@@ -107,9 +112,6 @@ func (s *Server) agentSync(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if req.Apps != nil {
-		if err := validApps(*req.Apps); err != nil {
-			return err
-		}
 		evs, err := s.store.SetApps(r.Context(), node, *req.Apps, s.clk.Now().UTC())
 		if err != nil {
 			return err

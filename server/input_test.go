@@ -45,6 +45,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"bad status", "GET", "/v1/nodes?status=sleepy", "", ``, 400},
 		{"bad since", "GET", "/v1/events?since=-1", "", ``, 400},
 		{"remove missing site", "DELETE", "/v1/sites/nope", "", ``, 404},
+		{"deploy without a version", "POST", "/v1/deploy", "application/json", `{"release":"hello","selector":"site"}`, 400},
+		{"deploy without a selector", "POST", "/v1/deploy", "application/json", `{"release":"hello@1.0.0"}`, 400},
+		{"deploy with a bad selector", "POST", "/v1/deploy", "application/json", `{"release":"hello@1.0.0","selector":"a==="}`, 400},
+		{"deploy a missing release", "POST", "/v1/deploy", "application/json", `{"release":"hello@1.0.0","selector":"site"}`, 404},
+		{"channel set without a change", "PATCH", "/v1/channels/unstable", "application/json", `{}`, 400},
+		{"channel set on a missing channel", "PATCH", "/v1/channels/nope", "application/json", `{"allow_unsigned":true}`, 404},
 		{"no such route", "GET", "/v1/nothing", "", ``, 404},
 	}
 	for _, c := range cases {
@@ -77,11 +83,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 // accepted must pass its own validation or be refused by it cleanly.
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{`{}`, `{"name":"ams","tier":1}`, `{"token":"t","name":"n","public_key":"","signature":""}`,
-		`{"generation":3,"facts":{"cpus":2}}`, `{"selector":"a=b","set":{"k":"v"},"remove":["x"]}`, `[`, `{"a":1}`, `null`} {
+		`{"generation":3,"facts":{"cpus":2}}`, `{"generation":1,"apps":[{"app":"hello","version":"1.0.0","error":"x"}]}`, `{"selector":"a=b","set":{"k":"v"},"remove":["x"]}`, `[`, `{"a":1}`, `null`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		targets := []any{&api.SiteAdd{}, &api.TokenCreate{}, &api.Enroll{}, &api.ChallengeRequest{}, &api.SessionRequest{}, &api.Sync{}, &api.LabelChange{}}
+		targets := []any{&api.SiteAdd{}, &api.TokenCreate{}, &api.Enroll{}, &api.ChallengeRequest{}, &api.SessionRequest{}, &api.Sync{}, &api.LabelChange{},
+			&api.Deploy{}, &api.ChannelSet{}}
 		for _, v := range targets {
 			if err := decodeJSON(bytes.NewReader(b), v); err != nil {
 				if _, ok := err.(*httpError); !ok {
@@ -94,6 +101,10 @@ func FuzzDecode(f *testing.F) {
 				validateSite(*r)
 			case *api.LabelChange:
 				validateChange(*r)
+			case *api.Sync:
+				if r.Apps != nil {
+					validApps(*r.Apps)
+				}
 			}
 		}
 	})

@@ -321,6 +321,23 @@ func TestEnrollmentRefusals(t *testing.T) {
 	if _, err := ac.Sync(ctx, forgedSess, api.Sync{}); client.StatusOf(err) != 401 {
 		t.Fatalf("session for another node: %v", err)
 	}
+	// A malformed app report is refused whole: no heartbeat, no report, no event.
+	before = lastEventID(t, h.admin)
+	for name, apps := range map[string][]api.NodeApp{
+		"bad app name":    {{App: "../etc", Version: "1.0.0"}},
+		"duplicate app":   {{App: "hello", Version: "1.0.0"}, {App: "hello", Version: "1.1.0"}},
+		"over-long error": {{App: "hello", Error: strings.Repeat("x", 2000)}},
+	} {
+		if _, err := ac.Sync(ctx, sess.Token, api.Sync{Generation: 1, Apps: &apps}); client.StatusOf(err) != 400 {
+			t.Errorf("%s: %v, want 400", name, err)
+		}
+	}
+	if n, _ := h.admin.Node(ctx, "n1"); len(n.Apps) != 0 {
+		t.Fatalf("a refused report was stored: %+v", n.Apps)
+	}
+	if got := lastEventID(t, h.admin); got != before {
+		t.Fatalf("refused reports wrote events (%d → %d)", before, got)
+	}
 	clk.Advance(2 * time.Hour)
 	if _, err := ac.Sync(ctx, sess.Token, api.Sync{Generation: 1}); client.StatusOf(err) != 401 {
 		t.Fatalf("expired session: %v", err)
