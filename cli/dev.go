@@ -14,7 +14,9 @@ import (
 	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/server"
+	"github.com/ferryhq/ferry/signing"
 	"github.com/spf13/cobra"
 )
 
@@ -89,6 +91,9 @@ func (e *env) runDev(ctx context.Context, nAgents, nSites int, dataDir, listen s
 		return err
 	}
 	agents, err := e.devAgents(ctx, c, nAgents, nSites, dataDir, log)
+	if err == nil {
+		err = devRelease(ctx, c, dataDir)
+	}
 	if err != nil {
 		stopSrv()
 		<-srvDone
@@ -103,10 +108,13 @@ func (e *env) runDev(ctx context.Context, nAgents, nSites int, dataDir, listen s
 Try, in another terminal:
   export FERRY_ADDR=%s FERRY_TOKEN=$(cat %s)
   ferry node list
+  ferry release list                                 # a signed demo release, hello@1.0.0
+  ferry deploy hello@1.0.0 --selector role=mirror    # the agents verify it, then install it
+  ferry node show %s
   ferry events --follow
 
 Ctrl-C stops everything.
-`, nAgents, nSites, addr, dataDir, srv.AdminToken, addr, tokenFile)
+`, nAgents, nSites, addr, dataDir, srv.AdminToken, addr, tokenFile, demoSites[0].Name+"-01")
 
 	var wg sync.WaitGroup
 	agentCtx, stopAgents := context.WithCancel(ctx)
@@ -177,4 +185,74 @@ func (e *env) devAgents(ctx context.Context, c *client.Client, nAgents, nSites i
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// devRelease signs the demo app with a key kept in the data directory, has the server trust
+// that key and pushes the bundle, so the demo can show a deploy. Re-running with the same
+// --data pushes the same bytes again, which is a no-op.
+func devRelease(ctx context.Context, c *client.Client, dataDir string) error {
+	dir := filepath.Join(dataDir, "demo")
+	src := filepath.Join(dir, "hello")
+	if err := os.MkdirAll(filepath.Join(src, "bin"), 0o755); err != nil {
+		return err
+	}
+	files := map[string]string{
+		release.ManifestName: "app: hello\nversion: 1.0.0\nclass: minor\nprocesses:\n  - name: web\n    command: [\"bin/hello\"]\n",
+		"bin/hello":          "#!/bin/sh\necho hello from ferry\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o755); err != nil {
+			return err
+		}
+	}
+	bundle := filepath.Join(dir, "hello-1.0.0.tar.gz")
+	f, err := os.Create(bundle)
+	if err != nil {
+		return err
+	}
+	if _, _, err := release.Build(src, f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	keyDir := filepath.Join(dir, "key")
+	if _, err := os.Stat(filepath.Join(keyDir, signing.SecretKeyFile)); err != nil {
+		if _, err := signing.GenerateKeyPair(keyDir, ""); err != nil {
+			return err
+		}
+	}
+	priv, err := signing.LoadSecretKey(filepath.Join(keyDir, signing.SecretKeyFile), "")
+	if err != nil {
+		return err
+	}
+	sigFile, err := signing.SignFile(priv, bundle, "ferry dev demo")
+	if err != nil {
+		return err
+	}
+	pub, err := os.ReadFile(filepath.Join(keyDir, signing.PublicKeyFile))
+	if err != nil {
+		return err
+	}
+	if _, err := c.TrustKey(ctx, api.KeyTrust{PublicKey: string(pub), Comment: "ferry dev demo"}); err != nil && client.StatusOf(err) != http.StatusConflict {
+		return fmt.Errorf("trust the demo key: %w", err)
+	}
+	sig, err := os.ReadFile(sigFile)
+	if err != nil {
+		return err
+	}
+	b, err := os.Open(bundle)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	fi, err := b.Stat()
+	if err != nil {
+		return err
+	}
+	if _, err := c.PushRelease(ctx, b, fi.Size(), sig); err != nil {
+		return fmt.Errorf("push the demo release: %w", err)
+	}
+	return nil
 }

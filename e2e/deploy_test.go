@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
 )
 
 // TestDeployInstallsVerifiedReleases: the operator path from a signed bundle to files on the
@@ -161,4 +162,35 @@ func throttle(t *testing.T, target string, rate int) string {
 		}
 	}()
 	return "http://" + l.Addr().String()
+}
+
+// TestDevDemo runs the README's first command, ferry dev, and walks its suggested path: the
+// demo fleet comes up, its signed demo release deploys to the mirrors, and Ctrl-C stops it.
+func TestDevDemo(t *testing.T) {
+	listen, data := freeAddr(t), t.TempDir()
+	dev := startProc(t, "dev", "--agents", "6", "--sites", "3", "--listen", listen, "--data", data)
+	f := &fleet{t: t, data: data, listen: listen, addr: "http://" + listen, server: dev}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(data, "admin.token")); err == nil {
+			if out, err := f.ferry("release", "list", "-o", "json"); err == nil && strings.Contains(out, `"hello"`) {
+				if nodes, _ := f.ferry("node", "list", "--status", "up", "-o", "json"); strings.Count(nodes, `"name"`) == 6 {
+					break
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the demo fleet did not come up:\n%s", dev.out.String())
+		}
+	}
+	f.admin, _ = client.New(f.addr, adminToken(f))
+	since := f.lastEvent()
+	if out := f.mustFerry("deploy", "hello@1.0.0", "--selector", "role=mirror"); !strings.Contains(out, "assigned to 2 node(s)") {
+		t.Fatalf("deploy: %s", out)
+	}
+	var nodes []api.Node
+	json.Unmarshal([]byte(f.mustFerry("node", "list", "--selector", "role=mirror", "-o", "json")), &nodes)
+	for _, n := range nodes {
+		f.waitEvent(since, "app.installed", n.Name)
+	}
+	dev.stop(t)
 }

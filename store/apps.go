@@ -96,7 +96,10 @@ func (s *SQLite) SetApps(ctx context.Context, name string, apps []api.NodeApp, n
 			var e api.Event
 			switch {
 			case a.Version != "" && (a.Version != b.Version || a.SHA256 != b.SHA256):
-				e = api.Event{Type: "app.installed", Data: map[string]any{"app": a.App, "version": a.Version, "sha256": a.SHA256, "from": b.Version}}
+				e = api.Event{Type: "app.installed", Data: map[string]any{"app": a.App, "version": a.Version, "sha256": a.SHA256}}
+				if b.Version != "" {
+					e.Data["from"] = b.Version
+				}
 			case a.Error != "" && (a.Error != b.Error || a.Pending != b.Pending):
 				e = api.Event{Type: "app.failed", Data: map[string]any{"app": a.App, "version": a.Pending, "error": a.Error}}
 			default:
