@@ -71,6 +71,10 @@ type Agent struct {
 	reportVer   int
 	reportDirty bool
 	poke        chan struct{} // cuts a held sync short to send a new report
+	// online is closed once the agent first holds a session: installs wait for it, since
+	// fetching keys and blobs needs one.
+	online     chan struct{}
+	onlineOnce sync.Once
 }
 
 type failure struct {
@@ -123,7 +127,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, clk: cfg.Clock, key: key, api: c, id: id, changed: make(chan struct{}),
 		pub:    base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)),
-		failed: map[string]failure{}, poke: make(chan struct{}, 1)}
+		failed: map[string]failure{}, poke: make(chan struct{}, 1), online: make(chan struct{})}
 	a.inst = &installer{dir: cfg.DataDir, api: c, session: a.sessionToken, pinned: pinned,
 		allowUnsigned: cfg.AllowUnsigned, clk: cfg.Clock}
 	if id == nil {
@@ -237,6 +241,7 @@ func (a *Agent) step(ctx context.Context) error {
 		a.mu.Lock()
 		a.session = s
 		a.mu.Unlock()
+		a.onlineOnce.Do(func() { close(a.online) })
 		return a.sync(ctx, s.Token, true)
 	}
 	return a.sync(ctx, sess.Token, false)

@@ -14,6 +14,11 @@ import (
 // reconcile installs the assigned releases whenever the desired state changes, and retries
 // failures that may mend (the server away, a download cut off) with backoff on the clock.
 func (a *Agent) reconcile(ctx context.Context) {
+	select {
+	case <-a.online:
+	case <-ctx.Done():
+		return
+	}
 	bo := backoff{clk: a.clk, min: time.Second, max: 5 * time.Minute}
 	for {
 		d, changed := a.Desired()

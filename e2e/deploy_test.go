@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"io"
@@ -118,6 +119,12 @@ func TestDeployInstallsVerifiedReleases(t *testing.T) {
 	f.waitEvent(since, "app.installed", "pinned")
 	if got := current("pinned"); got != "1.1.0" {
 		t.Fatalf("after the restart the node runs %q", got)
+	}
+	evs, _ := f.admin.Events(context.Background(), 0, 10000)
+	for _, e := range evs {
+		if e.Type == "app.failed" {
+			t.Errorf("an install that only had to resume reported a failure: %+v", e)
+		}
 	}
 	agents["follow"].stop(t)
 }
