@@ -195,9 +195,10 @@ func (e *env) nodeCmd() *cobra.Command {
 			}
 			return c.Nodes(ctx, q)
 		},
-		[]string{"NAME", "SITE", "STATUS", "LABELS", "PLATFORM", "AGENT", "LAST SEEN"},
+		[]string{"NAME", "SITE", "STATUS", "LABELS", "APPS", "PLATFORM", "AGENT", "LAST SEEN"},
 		func(n api.Node) []string {
-			return []string{n.Name, n.Site, n.Status, dash(labels.Set(n.Labels).String()), dash(n.Facts.OS + "/" + n.Facts.Arch), dash(n.Facts.AgentVersion), ago(n.LastSeen)}
+			return []string{n.Name, n.Site, n.Status, dash(labels.Set(n.Labels).String()), dash(appSummary(n.Apps)),
+				dash(n.Facts.OS + "/" + n.Facts.Arch), dash(n.Facts.AgentVersion), ago(n.LastSeen)}
 		})
 	list.Flags().StringVar(&q.Site, "site", "", "only nodes of this site")
 	list.Flags().StringVarP(&q.Selector, "selector", "l", "", "label selector, e.g. site=ams,role!=mesh")
@@ -364,4 +365,21 @@ func appRows(n api.Node) [][]string {
 		}
 	}
 	return rows
+}
+
+// appSummary is a node's apps in one cell: hello@1.4.0, with "→1.5.0!" when an assigned
+// release failed to install and "→1.5.0" while one is pending.
+func appSummary(apps []api.NodeApp) string {
+	parts := make([]string, 0, len(apps))
+	for _, a := range apps {
+		p := a.App + "@" + dash(a.Version)
+		if a.Pending != "" {
+			p += "→" + a.Pending
+			if a.Error != "" {
+				p += "!"
+			}
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, " ")
 }

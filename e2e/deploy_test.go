@@ -85,6 +85,9 @@ func TestDeployInstallsVerifiedReleases(t *testing.T) {
 	if out := run("node", "show", "pinned"); !strings.Contains(out, "app hello") || !strings.Contains(out, "1.0.0") {
 		t.Fatalf("node show: %s", out)
 	}
+	if out := run("node", "list"); strings.Count(out, "hello@1.0.0") != 2 {
+		t.Fatalf("node list: %s", out)
+	}
 	var b api.Bulletin
 	if err := json.Unmarshal([]byte(run("bulletin", "hello", "-o", "json")), &b); err != nil || b.Apps[0].Sites["ams"]["1.0.0"] != 2 {
 		t.Fatalf("bulletin: %+v %v", b, err)
