@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/release"
 )
 
 var ferryBin string
@@ -527,17 +529,24 @@ func TestReleaseBuildSignPush(t *testing.T) {
 // TestKill9DuringPush: a server killed mid-upload keeps no partial blob and no release.
 func TestKill9DuringPush(t *testing.T) {
 	f := newFleet(t)
+	// A well-formed bundle, so the server's checks keep reading the upload.
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, release.ManifestName), []byte("app: big\nversion: 1.0.0\nclass: minor\n"), 0o644)
+	noise := make([]byte, 8<<20)
+	rand.Read(noise)
+	os.WriteFile(filepath.Join(src, "data"), noise, 0o644)
+	var b bytes.Buffer
+	if _, _, err := release.Build(src, &b); err != nil {
+		t.Fatal(err)
+	}
 	pr, pw := io.Pipe()
 	errc := make(chan error, 1)
 	go func() {
-		_, err := f.admin.PushRelease(context.Background(), pr, 8<<20, nil)
+		_, err := f.admin.PushRelease(context.Background(), pr, int64(b.Len()), nil)
 		errc <- err
 	}()
-	chunk := bytes.Repeat([]byte{0x1f}, 64<<10)
-	for i := 0; i < 16; i++ { // 1 MiB of 8 sent
-		if _, err := pw.Write(chunk); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := pw.Write(b.Bytes()[:1<<20]); err != nil { // 1 MiB of 8 sent
+		t.Fatal(err)
 	}
 	// Wait until the server has the partial upload on disk, then kill it.
 	deadline := time.Now().Add(20 * time.Second)

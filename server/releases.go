@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"os"
@@ -37,16 +38,32 @@ func (s *Server) pushRelease(w http.ResponseWriter, r *http.Request) error {
 			return errorf(http.StatusBadRequest, "%s header must be the base64 of a .minisig file", SignatureHeader)
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBundleSize)
-	sum, size, created, err := s.blobs.Put(body)
+	trusted, err := s.trustedKeys(r)
 	if err != nil {
+		return err
+	}
+	// The archive and signature checks run on the incoming stream, in their own goroutine, while
+	// the blob store writes and hashes it: two cores, one pass. A bundle that fails the archive
+	// check stops the upload there.
+	pr, pw := io.Pipe()
+	checked := make(chan bundleCheck, 1)
+	go func() {
+		c := checkBundle(pr, sig, trusted)
+		pr.CloseWithError(errBundleRefused)
+		checked <- c
+	}()
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBundleSize)
+	sum, size, created, putErr := s.blobs.Put(io.TeeReader(body, pw))
+	pw.CloseWithError(putErr)
+	c := <-checked
+	if putErr != nil && !errors.Is(putErr, errBundleRefused) {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if errors.As(putErr, &mbe) {
 			return errorf(http.StatusRequestEntityTooLarge, "bundle larger than the server's limit of %d bytes", s.cfg.MaxBundleSize)
 		}
-		return errorf(http.StatusBadRequest, "upload interrupted: %v", err)
+		return errorf(http.StatusBadRequest, "upload interrupted: %v", putErr)
 	}
-	rel, err := s.admitRelease(r, sum, size, sig)
+	rel, err := s.admitRelease(r, c, sum, size, sig)
 	if err != nil {
 		if created {
 			s.blobs.Remove(sum)
@@ -57,44 +74,66 @@ func (s *Server) pushRelease(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) admitRelease(r *http.Request, sum string, size int64, sig []byte) (api.Release, error) {
-	f, err := s.blobs.Open(sum)
-	if err != nil {
-		return api.Release{}, err
-	}
-	defer f.Close()
-	// One pass over the blob: the archive check reads it through the signature hash.
-	v := signing.NewVerifier(f)
+// errBundleRefused ends an upload whose bundle failed its checks.
+var errBundleRefused = errors.New("bundle refused")
+
+// bundleCheck is the outcome of checking a pushed bundle.
+type bundleCheck struct {
+	manifest *release.Manifest
+	signer   string // key id, when signed
+	err      error  // an *httpError
+}
+
+// checkBundle reads a bundle once, checking the archive and, when sig is set, the signature
+// against the trusted keys. It consumes r to the end unless the bundle is refused.
+func checkBundle(r io.Reader, sig []byte, trusted []minisign.PublicKey) bundleCheck {
+	v := signing.NewVerifier(r)
 	m, err := release.Read(v, release.Limits{})
 	if err != nil {
-		return api.Release{}, errorf(http.StatusBadRequest, "%v", err)
+		return bundleCheck{err: errorf(http.StatusBadRequest, "%v", err)}
 	}
-	signedBy := ""
-	if sig != nil {
-		keys, err := s.store.Keys(r.Context())
-		if err != nil {
-			return api.Release{}, err
+	if sig == nil {
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return bundleCheck{err: errorf(http.StatusBadRequest, "upload interrupted: %v", err)}
 		}
-		var trusted []minisign.PublicKey
-		for _, k := range keys {
-			if k.RevokedAt != nil {
-				continue
-			}
-			if pub, err := signing.ParsePublicKey(k.PublicKey); err == nil {
-				trusted = append(trusted, pub)
-			}
-		}
-		pub, err := v.Verify(sig, trusted)
-		if err != nil {
-			return api.Release{}, errorf(http.StatusForbidden, "%s@%s: %v; trust the signer with ferry key trust", m.App, m.Version, err)
-		}
-		signedBy = fmt.Sprintf("%016X", pub.ID())
+		return bundleCheck{manifest: m}
 	}
+	pub, err := v.Verify(sig, trusted)
+	if err != nil {
+		return bundleCheck{err: errorf(http.StatusForbidden, "%s@%s: %v; trust the signer with ferry key trust", m.App, m.Version, err)}
+	}
+	return bundleCheck{manifest: m, signer: fmt.Sprintf("%016X", pub.ID())}
+}
+
+// trustedKeys returns the signing keys that are trusted and not revoked.
+func (s *Server) trustedKeys(r *http.Request) ([]minisign.PublicKey, error) {
+	keys, err := s.store.Keys(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	var trusted []minisign.PublicKey
+	for _, k := range keys {
+		if k.RevokedAt != nil {
+			continue
+		}
+		if pub, err := signing.ParsePublicKey(k.PublicKey); err == nil {
+			trusted = append(trusted, pub)
+		}
+	}
+	return trusted, nil
+}
+
+// admitRelease records a checked bundle as a release.
+func (s *Server) admitRelease(r *http.Request, c bundleCheck, sum string, size int64, sig []byte) (api.Release, error) {
+	if c.err != nil {
+		return api.Release{}, c.err
+	}
+	m := c.manifest
 	var manifest map[string]any
 	b, _ := json.Marshal(m)
 	json.Unmarshal(b, &manifest)
 	rel, ev, created, err := s.store.PutRelease(r.Context(), api.Release{App: m.App, Version: m.Version, Class: m.Class,
-		SHA256: sum, Size: size, SignedBy: signedBy, Signature: base64.StdEncoding.EncodeToString(sig), CreatedAt: s.clk.Now().UTC(), Manifest: manifest})
+		SHA256: sum, Size: size, SignedBy: c.signer, Signature: base64.StdEncoding.EncodeToString(sig), CreatedAt: s.clk.Now().UTC(), Manifest: manifest})
 	if err != nil {
 		return rel, err
 	}

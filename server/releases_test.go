@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -176,6 +177,9 @@ func TestPushRefusalsStoreNothing(t *testing.T) {
 	next := bundle(t, "hello", "1.5.0", "v2")
 	corrupt := append([]byte(nil), next...)
 	corrupt[len(corrupt)/2] ^= 0xff
+	noise := make([]byte, 70<<10)
+	rand.Read(noise)
+	huge := bundle(t, "hello", "1.6.0", string(noise)) // a well-formed bundle, checked until the limit cuts it off
 	cases := []struct {
 		name string
 		b    []byte
@@ -192,7 +196,8 @@ func TestPushRefusalsStoreNothing(t *testing.T) {
 		{"truncated gzip", next[:len(next)-20], trusted.sign(next[:len(next)-20]), 400, "corrupt"},
 		{"corrupt gzip", corrupt, trusted.sign(corrupt), 400, "corrupt"},
 		{"not a bundle", []byte("hello"), nil, 400, "gzip"},
-		{"over the size limit", bytes.Repeat([]byte("x"), 65<<10), nil, 413, "limit"},
+		{"over the size limit", huge, nil, 413, "limit"},
+		{"garbage over the size limit", bytes.Repeat([]byte("x"), 65<<10), nil, 400, "gzip"},
 	}
 	for _, c := range cases {
 		_, err := push(h, c.b, c.sig)
