@@ -48,9 +48,9 @@ type installed struct {
 	InstalledAt time.Time `json:"installed_at"`
 }
 
-// permanentError marks a failure that retrying the same release cannot mend: the bundle does
-// not verify or does not unpack. Other failures (the server away, a download cut off) are
-// retried with backoff.
+// permanentError marks a failure that retrying the same release cannot mend: its signature does
+// not verify, or the bundle does not unpack or is not the assigned release. Other failures (the
+// server away, a download cut off or damaged) are retried with backoff.
 type permanentError struct{ error }
 
 func (e permanentError) Unwrap() error { return e.error }
@@ -141,8 +141,9 @@ func (in *installer) install(ctx context.Context, a api.Assignment) (installed, 
 		return installed{}, err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != a.SHA256 {
+		// Damaged on the way or at the source: drop it, and fetch it again on the next try.
 		os.Remove(f.Name())
-		return installed{}, permanent("downloaded blob has sha256 %s, want %s; not installing", got, a.SHA256)
+		return installed{}, fmt.Errorf("downloaded blob has sha256 %s, want %s; not installing", got, a.SHA256)
 	}
 	if verr != nil {
 		return installed{}, permanent("%s@%s: %v; not installing", a.App, a.Version, verr)

@@ -243,14 +243,18 @@ func TestAgentsVerifyBeforeInstalling(t *testing.T) {
 		if _, err := os.Stat(blob); err != nil {
 			t.Fatalf("blob layout changed: %v", err)
 		}
+		whole, _ := os.ReadFile(blob)
 		os.WriteFile(blob, bytes.Repeat([]byte{'x'}, int(rel.Size)), 0o644)
 		r.deploy("hello@1.2.1", "role=follow")
 		r.waitApp("follow", failedWith("1.2.1", "sha256"))
 		if running(t, follow) != "1.2.0" {
 			t.Fatalf("current is %q", running(t, follow))
 		}
-		if _, err := os.Stat(filepath.Join(follow.dir, "downloads", rel.SHA256+".part")); err == nil {
-			t.Fatal("the bad download was kept")
+		// The damaged download was dropped; once the source is whole again, a retry installs it.
+		os.WriteFile(blob, whole, 0o644)
+		r.waitApp("follow", installed("1.2.1"))
+		if running(t, follow) != "1.2.1" {
+			t.Fatalf("current is %q", running(t, follow))
 		}
 	})
 
@@ -264,7 +268,7 @@ func TestAgentsVerifyBeforeInstalling(t *testing.T) {
 		r.deploy("hello@1.2.2", "role=lax")
 		r.waitApp("follow", failedWith("1.2.2", "unsigned"))
 		r.waitApp("lax", installed("1.2.2"))
-		if running(t, lax) != "1.2.2" || running(t, follow) != "1.2.0" {
+		if running(t, lax) != "1.2.2" || running(t, follow) != "1.2.1" {
 			t.Fatalf("lax %q, follow %q", running(t, lax), running(t, follow))
 		}
 	})
@@ -297,7 +301,7 @@ func TestAgentsVerifyBeforeInstalling(t *testing.T) {
 		pinned = r.start("pinned", pinned.dir, agent.Config{TrustedKeys: []string{r.keyText}})
 		r.waitApp("follow", failedWith("1.4.0", "no trusted, unrevoked signing key"))
 		r.waitApp("pinned", failedWith("1.4.0", "no trusted, unrevoked signing key"))
-		if running(t, follow) != "1.2.0" || running(t, pinned) != "1.0.0" {
+		if running(t, follow) != "1.2.1" || running(t, pinned) != "1.0.0" {
 			t.Fatalf("follow %q, pinned %q", running(t, follow), running(t, pinned))
 		}
 	})
