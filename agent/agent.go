@@ -66,6 +66,9 @@ type Agent struct {
 	desired api.Desired
 	changed chan struct{}
 	session api.Session
+	// freshSession is set until the first sync of a new session succeeds: that sync carries
+	// the facts and the full app report.
+	freshSession bool
 	// report is the app report the server should have; reportDirty says it may not yet.
 	report      []api.NodeApp
 	reportVer   int
@@ -75,6 +78,8 @@ type Agent struct {
 	// fetching keys and blobs needs one.
 	online     chan struct{}
 	onlineOnce sync.Once
+	// reconnected wakes a reconcile that waits to retry: the server answers again, so try now.
+	reconnected chan struct{}
 }
 
 type failure struct {
@@ -127,7 +132,8 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, clk: cfg.Clock, key: key, api: c, id: id, changed: make(chan struct{}),
 		pub:    base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)),
-		failed: map[string]failure{}, poke: make(chan struct{}, 1), online: make(chan struct{})}
+		failed: map[string]failure{}, poke: make(chan struct{}, 1), online: make(chan struct{}),
+		reconnected: make(chan struct{}, 1)}
 	a.inst = &installer{dir: cfg.DataDir, api: c, session: a.sessionToken, pinned: pinned,
 		allowUnsigned: cfg.AllowUnsigned, clk: cfg.Clock}
 	if id == nil {
@@ -177,6 +183,14 @@ func (a *Agent) Desired() (api.Desired, <-chan struct{}) {
 	return a.desired, a.changed
 }
 
+// signalReconnected tells a reconcile waiting to retry that the server answers again.
+func (a *Agent) signalReconnected() {
+	select {
+	case a.reconnected <- struct{}{}:
+	default:
+	}
+}
+
 // fatalError ends Run: retrying cannot help.
 type fatalError struct{ error }
 
@@ -190,12 +204,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer wg.Wait()
 	defer cancel()
 	bo := backoff{clk: a.clk, min: 200 * time.Millisecond, max: 30 * time.Second}
+	failing := false
 	for ctx.Err() == nil {
 		err := a.step(ctx)
 		if err == nil {
+			if failing {
+				a.signalReconnected()
+			}
+			failing = false
 			bo.reset()
 			continue
 		}
+		failing = true
 		if ctx.Err() != nil {
 			break
 		}
@@ -203,6 +223,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		if errors.As(err, &fe) {
 			return fe.error
 		}
+		// Come back through a new session: its quick round trips tell the agent the server
+		// answers again, where a sync would be held for a whole interval first.
+		a.mu.Lock()
+		a.session = api.Session{}
+		a.mu.Unlock()
 		wait := bo.next()
 		switch client.StatusOf(err) {
 		case http.StatusUpgradeRequired:
@@ -211,9 +236,6 @@ func (a *Agent) Run(ctx context.Context) error {
 			wait = time.Minute
 			a.log.Error("server refuses this agent's protocol version; retrying in a minute", "err", err)
 		case http.StatusUnauthorized:
-			a.mu.Lock()
-			a.session = api.Session{}
-			a.mu.Unlock()
 			a.log.Warn("not authorized; will open a new session", "err", err, "retry_in", wait.Round(time.Millisecond))
 		default:
 			a.log.Warn("server unreachable or failing; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
@@ -238,13 +260,28 @@ func (a *Agent) step(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// Renew by this node's clock, which need not agree with the server's.
+		if s.ExpiresIn > 0 {
+			s.ExpiresAt = a.clk.Now().Add(time.Duration(s.ExpiresIn))
+		}
 		a.mu.Lock()
-		a.session = s
+		a.session, a.freshSession = s, true
 		a.mu.Unlock()
 		a.onlineOnce.Do(func() { close(a.online) })
-		return a.sync(ctx, s.Token, true)
+		return nil
 	}
-	return a.sync(ctx, sess.Token, false)
+	a.mu.Lock()
+	fresh := a.freshSession
+	a.mu.Unlock()
+	if err := a.sync(ctx, sess.Token, fresh); err != nil {
+		return err
+	}
+	if fresh {
+		a.mu.Lock()
+		a.freshSession = false
+		a.mu.Unlock()
+	}
+	return nil
 }
 
 func (a *Agent) enroll(ctx context.Context) error {

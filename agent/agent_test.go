@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -89,6 +90,65 @@ func TestProtocolMismatchRetriesSlowly(t *testing.T) {
 	waitFor(func() bool { return strings.Count(logs.String(), "not supported") == 2 }, "the retry after a minute")
 	if nodes, _ := admin.Nodes(ctx, client.NodeQuery{}); len(nodes) != 0 {
 		t.Fatalf("a refused agent was enrolled: %+v", nodes)
+	}
+	cancel()
+	<-done
+}
+
+// An agent whose clock disagrees with the server's by years renews its session by its own
+// clock: it opens one session, not one per step, and still gets its desired state pushed.
+func TestClockSkewDoesNotChurnSessions(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	serverClock := clock.NewFake(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
+	srv, err := server.New(ctx, server.Config{DataDir: t.TempDir(), Clock: serverClock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(ctx, l)
+	addr := "http://" + l.Addr().String()
+	admin, _ := client.New(addr, srv.AdminToken)
+	admin.AddSite(ctx, client.SiteAdd{Name: "ams", Tier: 1})
+	tok, _ := admin.CreateToken(ctx, api.TokenCreate{Site: "ams"})
+	a, err := agent.New(agent.Config{Server: addr, Token: tok.Secret, DataDir: t.TempDir(), Name: "n1",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	wait := func(gen int64) {
+		t.Helper()
+		deadline := time.NewTimer(10 * time.Second)
+		defer deadline.Stop()
+		for {
+			d, changed := a.Desired()
+			if d.Generation >= gen {
+				return
+			}
+			select {
+			case <-changed:
+			case <-deadline.C:
+				t.Fatalf("agent at generation %d, want %d", d.Generation, gen)
+			}
+		}
+	}
+	wait(1)
+	if _, err := admin.Label(ctx, "n1", api.LabelChange{Set: map[string]string{"zone": "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	wait(2)
+	resp, err := http.Get(addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, line := range strings.Split(string(m), "\n") {
+		if strings.HasPrefix(line, "ferry_http_request_duration_seconds_count") && strings.Contains(line, "/v1/agent/session") && !strings.HasSuffix(line, " 1") {
+			t.Fatalf("want one session opened, got %s", line)
+		}
 	}
 	cancel()
 	<-done

@@ -20,6 +20,7 @@ import (
 	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/server"
 	"github.com/ferryhq/ferry/signing"
@@ -36,23 +37,34 @@ type rig struct {
 	key      minisign.PrivateKey
 	keyText  string // the trusted key's .pub text
 	otherPub string // a key the server does not trust
+	stop     func() // stops the server
+}
+
+// serve starts the server on listen, over the rig's data directory.
+func (r *rig) serve(listen string) {
+	r.t.Helper()
+	ctx, cancel := context.WithCancel(r.ctx)
+	srv, err := server.New(ctx, server.Config{DataDir: r.dataDir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ctx, l) }()
+	r.stop = func() { cancel(); <-done }
+	r.t.Cleanup(r.stop)
+	r.addr = "http://" + l.Addr().String()
+	r.admin, _ = client.New(r.addr, srv.AdminToken)
 }
 
 func newRig(t *testing.T) *rig {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	r := &rig{t: t, ctx: ctx, dataDir: t.TempDir()}
-	srv, err := server.New(ctx, server.Config{DataDir: r.dataDir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ctx, l)
-	r.addr = "http://" + l.Addr().String()
-	r.admin, _ = client.New(r.addr, srv.AdminToken)
+	r.serve("127.0.0.1:0")
 	if _, err := r.admin.AddSite(ctx, client.SiteAdd{Name: "ams", Tier: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -358,3 +370,34 @@ func hasEvent(evs []api.Event, typ, subject string) bool {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// An install that failed because the server could not serve the blob is retried as soon as the
+// server answers again, not when the retry backoff (on the agent's clock, which this test never
+// moves that far) runs out.
+func TestInstallRetriesWhenServerReturns(t *testing.T) {
+	r := newRig(t)
+	clk := clock.NewFake(time.Now())
+	n := r.start("n1", t.TempDir(), agent.Config{Clock: clk})
+	rel := r.push("1.0.0", true)
+	blob := filepath.Join(r.dataDir, "blobs", "sha256", rel.SHA256[:2], rel.SHA256)
+	if err := os.Rename(blob, blob+".away"); err != nil {
+		t.Fatal(err)
+	}
+	r.deploy("hello@1.0.0", "site=ams")
+	r.waitApp("n1", failedWith("1.0.0", "not found"))
+
+	r.stop()
+	os.Rename(blob+".away", blob)
+	// The agent's held sync fails; it waits on its clock to retry, as does the install.
+	for deadline := time.Now().Add(10 * time.Second); clk.Pending() < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent is not waiting to retry (%d timers)", clk.Pending())
+		}
+	}
+	r.serve(strings.TrimPrefix(r.addr, "http://"))
+	clk.Advance(300 * time.Millisecond) // the sync retry (≤ 200ms), not the install retry (≥ 500ms)
+	r.waitApp("n1", installed("1.0.0"))
+	if running(t, n) != "1.0.0" {
+		t.Fatalf("current is %q", running(t, n))
+	}
+}

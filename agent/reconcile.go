@@ -12,7 +12,8 @@ import (
 )
 
 // reconcile installs the assigned releases whenever the desired state changes, and retries
-// failures that may mend (the server away, a download cut off) with backoff on the clock.
+// failures that may mend (the server away, a download cut off) with backoff on the clock, or at
+// once when the server answers again after an outage.
 func (a *Agent) reconcile(ctx context.Context) {
 	select {
 	case <-a.online:
@@ -31,10 +32,15 @@ func (a *Agent) reconcile(ctx context.Context) {
 		} else {
 			bo.reset()
 		}
+		var back <-chan struct{}
+		if retry {
+			back = a.reconnected
+		}
 		select {
 		case <-ctx.Done():
 		case <-changed:
 		case <-wait:
+		case <-back:
 		}
 		if t != nil {
 			t.Stop()

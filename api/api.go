@@ -306,10 +306,13 @@ func SessionMessage(node, nonce string) []byte {
 	return []byte("ferry-session-v1\n" + node + "\n" + nonce)
 }
 
-// Session is a short-lived bearer token for agent requests.
+// Session is a short-lived bearer token for agent requests. ExpiresIn says how long it lasts
+// from the moment it was issued, so an agent whose clock disagrees with the server's still
+// knows when to renew it.
 type Session struct {
 	Token     string    `json:"token"`
 	ExpiresAt time.Time `json:"expires_at"`
+	ExpiresIn Duration  `json:"expires_in"`
 }
 
 // Sync is the agent's heartbeat and long poll in one: the server records the heartbeat, then

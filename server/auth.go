@@ -166,9 +166,11 @@ func checkProtocol(r *http.Request) error {
 const sessionTTL = time.Hour
 
 func (s *Server) issueSession(node string) api.Session {
-	exp := s.clk.Now().Add(sessionTTL).Truncate(time.Second)
+	now := s.clk.Now()
+	exp := now.Add(sessionTTL).Truncate(time.Second)
 	payload := base64.RawURLEncoding.EncodeToString([]byte(node)) + "." + strconv.FormatInt(exp.Unix(), 10)
-	return api.Session{Token: "ferry_s_" + payload + "." + s.mac("session", payload), ExpiresAt: exp}
+	return api.Session{Token: "ferry_s_" + payload + "." + s.mac("session", payload), ExpiresAt: exp,
+		ExpiresIn: api.Duration(exp.Sub(now).Truncate(time.Second))}
 }
 
 func (s *Server) verifySession(tok string) (string, error) {
