@@ -36,23 +36,39 @@ func (l *lockedBuf) String() string {
 	return l.b.String()
 }
 
-// An agent speaking a protocol the server does not accept logs the server's message and
-// retries once a minute on its clock, instead of hammering the server.
-func TestProtocolMismatchRetriesSlowly(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	srv, err := server.New(ctx, server.Config{DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+// startServer runs a server on loopback until ctx ends, with one site, ams, and an enrollment
+// token for it.
+func startServer(t *testing.T, ctx context.Context, cfg server.Config) (string, *client.Client, api.Token) {
+	t.Helper()
+	cfg.DataDir = t.TempDir()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	go srv.Serve(ctx, l)
 	addr := "http://" + l.Addr().String()
 	admin, _ := client.New(addr, srv.AdminToken)
 	if _, err := admin.AddSite(ctx, client.SiteAdd{Name: "ams", Tier: 1}); err != nil {
 		t.Fatal(err)
 	}
-	tok, _ := admin.CreateToken(ctx, api.TokenCreate{Site: "ams"})
+	tok, err := admin.CreateToken(ctx, api.TokenCreate{Site: "ams", Uses: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr, admin, tok
+}
+
+// An agent speaking a protocol the server does not accept logs the server's message and
+// retries once a minute on its clock, instead of hammering the server.
+func TestProtocolMismatchRetriesSlowly(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, admin, tok := startServer(t, ctx, server.Config{})
 
 	clk := clock.NewFake(time.Now())
 	logs := &lockedBuf{}
@@ -100,17 +116,7 @@ func TestProtocolMismatchRetriesSlowly(t *testing.T) {
 func TestClockSkewDoesNotChurnSessions(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	serverClock := clock.NewFake(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
-	srv, err := server.New(ctx, server.Config{DataDir: t.TempDir(), Clock: serverClock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	go srv.Serve(ctx, l)
-	addr := "http://" + l.Addr().String()
-	admin, _ := client.New(addr, srv.AdminToken)
-	admin.AddSite(ctx, client.SiteAdd{Name: "ams", Tier: 1})
-	tok, _ := admin.CreateToken(ctx, api.TokenCreate{Site: "ams"})
+	addr, admin, tok := startServer(t, ctx, server.Config{Clock: clock.NewFake(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))})
 	a, err := agent.New(agent.Config{Server: addr, Token: tok.Secret, DataDir: t.TempDir(), Name: "n1",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
