@@ -100,17 +100,31 @@ func (in *installer) all() map[string]installed {
 	return out
 }
 
-// install makes a the app's current release.
-func (in *installer) install(ctx context.Context, a api.Assignment) (installed, error) {
+// checkAssignment checks what the server sent before any of it names a file: the app is a DNS
+// label and the version a release version, so neither can climb out of the apps directory, and
+// the digest is a sha256 in hex.
+func checkAssignment(a api.Assignment) (release.Version, error) {
 	if err := labels.CheckName("app name", a.App); err != nil {
-		return installed{}, permanent("assignment: %v", err)
+		return release.Version{}, permanent("assignment: %v", err)
 	}
-	want, err := release.ParseVersion(a.Version)
+	v, err := release.ParseVersion(a.Version)
 	if err != nil {
-		return installed{}, permanent("assignment: %v", err)
+		return release.Version{}, permanent("assignment: %v", err)
 	}
 	if len(a.SHA256) != 64 || strings.Trim(a.SHA256, "0123456789abcdef") != "" {
-		return installed{}, permanent("assignment: bad sha256 %q", a.SHA256)
+		return release.Version{}, permanent("assignment: bad sha256 %q", a.SHA256)
+	}
+	if a.Size < 0 {
+		return release.Version{}, permanent("assignment: negative size %d", a.Size)
+	}
+	return v, nil
+}
+
+// install makes a the app's current release.
+func (in *installer) install(ctx context.Context, a api.Assignment) (installed, error) {
+	want, err := checkAssignment(a)
+	if err != nil {
+		return installed{}, err
 	}
 	var sig []byte
 	var keys []minisign.PublicKey
