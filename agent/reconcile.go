@@ -108,7 +108,7 @@ func (a *Agent) observe(d api.Desired) []api.NodeApp {
 		case as.Withdrawn != "":
 			na.Error = "release withdrawn (" + as.Withdrawn + "); not installing it"
 		case failed && f.assignment == as:
-			na.Error = f.err
+			na.Error, na.Retry = f.err, !f.final
 		}
 		apps[as.App] = na
 	}

@@ -92,9 +92,11 @@ type NodeApp struct {
 	Version     string     `json:"version,omitempty"`
 	SHA256      string     `json:"sha256,omitempty"`
 	InstalledAt *time.Time `json:"installed_at,omitempty"`
-	// Pending is the assigned version when it is not the installed one; Error says why not.
+	// Pending is the assigned version when it is not the installed one; Error says why not,
+	// and Retry whether the agent will try again by itself (false: it has given up on it).
 	Pending string `json:"pending,omitempty"`
 	Error   string `json:"error,omitempty"`
+	Retry   bool   `json:"retry,omitempty"`
 }
 
 // Assignment is one app's desired release on a node, with what the agent needs to fetch and
@@ -116,10 +118,12 @@ type Deploy struct {
 	Selector string `json:"selector"`
 }
 
-// Deployed says which nodes a deploy assigned (those already assigned the release are left out).
+// Deployed says which nodes a deploy assigned (those already assigned the release are left out)
+// and the id of the release.deployed event, after which their outcomes are logged.
 type Deployed struct {
 	Release string   `json:"release"`
 	Nodes   []string `json:"nodes"`
+	EventID int64    `json:"event_id,omitempty"`
 }
 
 // LabelChange sets and removes labels on one node or on every node a selector matches.

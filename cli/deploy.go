@@ -1,22 +1,30 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"sort"
+	"strings"
+	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/labels"
 	"github.com/spf13/cobra"
 )
 
 func (e *env) deployCmd() *cobra.Command {
 	var sel string
-	var all bool
+	var all, wait bool
+	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "deploy APP@VER --selector SEL | --all",
+		Use:   "deploy APP@VER --selector SEL | --all [--wait [--timeout D]]",
 		Short: "Assign a release to nodes at once (direct: no waves); their agents verify and install it",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if _, _, err := splitRelease("deploy", a[0]); err != nil {
+			app, ver, err := splitRelease("deploy", a[0])
+			if err != nil {
 				return err
 			}
 			switch {
@@ -30,6 +38,9 @@ func (e *env) deployCmd() *cobra.Command {
 			if _, err := labels.ParseSelector(sel); err != nil {
 				return UsageError{err}
 			}
+			if timeout <= 0 {
+				return usagef("deploy: --timeout must be positive")
+			}
 			c, err := e.client()
 			if err != nil {
 				return err
@@ -38,14 +49,111 @@ func (e *env) deployCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if e.json() {
+			if e.json() && !wait {
 				return e.printJSON(res)
 			}
-			fmt.Fprintf(e.stdout, "%s assigned to %d node(s); follow with: ferry events --follow\n", res.Release, len(res.Nodes))
-			return nil
+			if !e.json() {
+				fmt.Fprintf(e.stdout, "%s assigned to %d node(s)\n", res.Release, len(res.Nodes))
+			}
+			if !wait {
+				fmt.Fprintln(e.stdout, "follow with: ferry events --follow, or deploy with --wait")
+				return nil
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			out, err := e.awaitInstalls(ctx, c, res, app, ver)
+			if e.json() {
+				if perr := e.printJSON(out); perr != nil {
+					return perr
+				}
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVarP(&sel, "selector", "l", "", "deploy to every node this selector matches")
 	cmd.Flags().BoolVar(&all, "all", false, "deploy to every node")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every assigned node has installed the release or given up on it")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait, how long to wait")
 	return cmd
+}
+
+// deployOutcome is what --wait saw: which nodes installed the release, which gave up on it, and
+// which had not answered when it stopped waiting.
+type deployOutcome struct {
+	Release   string   `json:"release"`
+	Installed []string `json:"installed"`
+	Failed    []string `json:"failed"`
+	Waiting   []string `json:"waiting"`
+}
+
+// awaitInstalls follows the event log from the deploy until each assigned node has installed
+// app@ver or given up on it, printing each outcome as it comes.
+func (e *env) awaitInstalls(ctx context.Context, c *client.Client, res api.Deployed, app, ver string) (deployOutcome, error) {
+	out := deployOutcome{Release: res.Release, Installed: []string{}, Failed: []string{}, Waiting: []string{}}
+	pending := map[string]bool{}
+	for _, n := range res.Nodes {
+		pending[n] = true
+	}
+	total := len(pending)
+	say := func(format string, args ...any) {
+		if !e.json() {
+			fmt.Fprintf(e.stdout, format+"\n", args...)
+		}
+	}
+	done := func(node string, ok bool, why string) {
+		delete(pending, node)
+		if ok {
+			out.Installed = append(out.Installed, node)
+			say("%s: installed %s (%d/%d)", node, res.Release, total-len(pending), total)
+		} else {
+			out.Failed = append(out.Failed, node)
+			say("%s: gave up on %s: %s (%d/%d)", node, res.Release, why, total-len(pending), total)
+		}
+	}
+	// A node that already had the release installed reports nothing new: look once.
+	if nodes, err := c.Nodes(ctx, client.NodeQuery{}); err == nil {
+		for _, n := range nodes {
+			for _, a := range n.Apps {
+				if pending[n.Name] && a.App == app && a.Version == ver && a.Pending == "" {
+					done(n.Name, true, "")
+				}
+			}
+		}
+	}
+	finished := errors.New("finished")
+	var err error
+	if len(pending) > 0 {
+		err = c.FollowEvents(ctx, res.EventID, func(ev api.Event) error {
+			if !pending[ev.Subject] || ev.Data["app"] != app || ev.Data["version"] != ver {
+				return nil
+			}
+			switch {
+			case ev.Type == "app.installed":
+				done(ev.Subject, true, "")
+			case ev.Type == "app.failed" && ev.Data["retry"] == true:
+				say("%s: %s; retrying", ev.Subject, ev.Data["error"])
+			case ev.Type == "app.failed":
+				done(ev.Subject, false, fmt.Sprint(ev.Data["error"]))
+			}
+			if len(pending) == 0 {
+				return finished
+			}
+			return nil
+		})
+	}
+	for n := range pending {
+		out.Waiting = append(out.Waiting, n)
+	}
+	sort.Strings(out.Installed)
+	sort.Strings(out.Failed)
+	sort.Strings(out.Waiting)
+	switch {
+	case err != nil && !errors.Is(err, finished) && !errors.Is(err, context.DeadlineExceeded):
+		return out, err
+	case len(out.Waiting) > 0:
+		return out, fmt.Errorf("timed out: %d of %d node(s) installed %s; still waiting on %s", len(out.Installed), total, res.Release, strings.Join(out.Waiting, ", "))
+	case len(out.Failed) > 0:
+		return out, fmt.Errorf("%d of %d node(s) gave up on %s: %s", len(out.Failed), total, res.Release, strings.Join(out.Failed, ", "))
+	}
+	return out, nil
 }

@@ -67,12 +67,11 @@ func TestDeployInstallsVerifiedReleases(t *testing.T) {
 	}
 	f.waitEvent(0, "node.enrolled", "pinned")
 	f.waitEvent(0, "node.enrolled", "follow")
-	since := f.lastEvent()
-	if out := run("deploy", "hello@1.0.0", "--selector", "site=ams"); !strings.Contains(out, "assigned to 2 node(s)") {
-		t.Fatalf("deploy: %s", out)
+	out := run("deploy", "hello@1.0.0", "--selector", "site=ams", "--wait", "--timeout", "60s")
+	if !strings.Contains(out, "assigned to 2 node(s)") || !strings.Contains(out, "pinned: installed hello@1.0.0") ||
+		!strings.Contains(out, "follow: installed hello@1.0.0") || !strings.Contains(out, "(2/2)") {
+		t.Fatalf("deploy --wait: %s", out)
 	}
-	f.waitEvent(since, "app.installed", "pinned")
-	f.waitEvent(since, "app.installed", "follow")
 	current := func(node string) string {
 		b, _ := os.ReadFile(filepath.Join(dirs[node], "apps", "hello", "current", "bin", "hello"))
 		return strings.TrimPrefix(strings.TrimSpace(string(b)), "#!/bin/sh\necho ")
@@ -96,9 +95,26 @@ func TestDeployInstallsVerifiedReleases(t *testing.T) {
 		t.Fatalf("deploy of a missing release: %s %v", out, err)
 	}
 
+	// An unsigned release, allowed into a test channel, is refused by both agents: --wait
+	// reports that they gave up on it and exits 1; both keep running 1.0.0.
+	run("channel", "set", "unstable", "--allow-unsigned=true")
+	os.WriteFile(filepath.Join(src, "ferry.yaml"), []byte("app: hello\nversion: 1.0.1\nclass: minor\n"), 0o644)
+	unsigned := filepath.Join(t.TempDir(), "hello-1.0.1.tar.gz")
+	run("release", "build", src, "-o", unsigned)
+	run("release", "push", unsigned)
+	waitOut, err := f.ferry("deploy", "hello@1.0.1", "--selector", "site=ams", "--wait", "--timeout", "60s")
+	if err == nil || !strings.Contains(err.Error(), "2 of 2 node(s) gave up on hello@1.0.1") || !strings.Contains(waitOut, "unsigned") {
+		t.Fatalf("deploy --wait of an unsigned release: %s %v", waitOut, err)
+	}
+	for node := range dirs {
+		if got := current(node); got != "1.0.0" {
+			t.Fatalf("%s runs %q", node, got)
+		}
+	}
+
 	// Kill -9 mid-install: the old release stays whole; the restarted agent finishes the job.
 	bundle("1.1.0", 3<<20)
-	since = f.lastEvent()
+	since := f.lastEvent()
 	run("deploy", "hello@1.1.0", "--selector", "role=pinned")
 	downloads := filepath.Join(dirs["pinned"], "downloads")
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Millisecond) {
@@ -123,7 +139,7 @@ func TestDeployInstallsVerifiedReleases(t *testing.T) {
 	if got := current("pinned"); got != "1.1.0" {
 		t.Fatalf("after the restart the node runs %q", got)
 	}
-	evs, _ := f.admin.Events(context.Background(), 0, 10000)
+	evs, _ := f.admin.Events(context.Background(), since, 10000)
 	for _, e := range evs {
 		if e.Type == "app.failed" {
 			t.Errorf("an install that only had to resume reported a failure: %+v", e)

@@ -44,7 +44,7 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	if changed == nil {
 		changed = []string{}
 	}
-	writeJSON(w, http.StatusOK, api.Deployed{Release: req.Release, Nodes: changed})
+	writeJSON(w, http.StatusOK, api.Deployed{Release: req.Release, Nodes: changed, EventID: ev.ID})
 	return nil
 }
 

@@ -100,8 +100,8 @@ func (s *SQLite) SetApps(ctx context.Context, name string, apps []api.NodeApp, n
 				if b.Version != "" {
 					e.Data["from"] = b.Version
 				}
-			case a.Error != "" && (a.Error != b.Error || a.Pending != b.Pending):
-				e = api.Event{Type: "app.failed", Data: map[string]any{"app": a.App, "version": a.Pending, "error": a.Error}}
+			case a.Error != "" && (a.Error != b.Error || a.Pending != b.Pending || a.Retry != b.Retry):
+				e = api.Event{Type: "app.failed", Data: map[string]any{"app": a.App, "version": a.Pending, "error": a.Error, "retry": a.Retry}}
 			default:
 				continue
 			}
