@@ -96,6 +96,21 @@ func (s *Server) agentSync(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
+	if err := s.heartbeat(r.Context(), node, req, protocolOf(r)); err != nil {
+		return err
+	}
+	reply, err := s.awaitDesired(r.Context(), node, req.Generation)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, reply)
+	return nil
+}
+
+// heartbeat records what one Sync says, whether it came as a request or a stream frame: the
+// node is alive, and its facts and app report when it sent them. A malformed report is refused
+// before anything is recorded.
+func (s *Server) heartbeat(ctx context.Context, node string, req api.Sync, protocol int) error {
 	if req.Apps != nil {
 		if err := validApps(*req.Apps); err != nil {
 			return err
@@ -103,26 +118,21 @@ func (s *Server) agentSync(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.metrics.heartbeats.Inc()
 	if back, _ := s.det.Heartbeat(node, s.clk.Now()); back {
-		s.setStatus(r.Context(), node, api.StatusUp)
+		s.setStatus(ctx, node, api.StatusUp)
 	}
 	if req.Facts != nil {
-		req.Facts.Protocol = protocolOf(r)
-		if err := s.store.SetFacts(r.Context(), node, *req.Facts); err != nil {
+		req.Facts.Protocol = protocol
+		if err := s.store.SetFacts(ctx, node, *req.Facts); err != nil {
 			return err
 		}
 	}
 	if req.Apps != nil {
-		evs, err := s.store.SetApps(r.Context(), node, *req.Apps, s.clk.Now().UTC())
+		evs, err := s.store.SetApps(ctx, node, *req.Apps, s.clk.Now().UTC())
 		if err != nil {
 			return err
 		}
 		s.published(evs...)
 	}
-	reply, err := s.awaitDesired(r.Context(), node, req.Generation)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, reply)
 	return nil
 }
 
