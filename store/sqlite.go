@@ -566,6 +566,29 @@ func assignments(ctx context.Context, q querier, where string, args ...any) (map
 	return out, rows.Err()
 }
 
+// fillAssigned fills the assignments of nodes: one query per node for a few, one query for the
+// whole fleet for many.
+func fillAssigned(ctx context.Context, q querier, nodes []api.Node) error {
+	if len(nodes) <= 64 {
+		for i := range nodes {
+			if err := assignedOf(ctx, q, &nodes[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	all, err := assignments(ctx, q, "")
+	if err != nil {
+		return err
+	}
+	for i := range nodes {
+		if a := all[nodes[i].Name]; a != nil {
+			nodes[i].Assigned = a
+		}
+	}
+	return nil
+}
+
 // assignedOf fills one node's assignments.
 func assignedOf(ctx context.Context, q querier, n *api.Node) error {
 	m, err := assignments(ctx, q, ` WHERE a.node = ?`, n.Name)
@@ -724,12 +747,9 @@ func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[strin
 			evs = append(evs, ev)
 			n.Labels = m
 			n.Generation++
-			if err := assignedOf(ctx, tx, &n); err != nil {
-				return err
-			}
 			changed = append(changed, n)
 		}
-		return nil
+		return fillAssigned(ctx, tx, changed)
 	})
 	if err != nil {
 		return nil, nil, err

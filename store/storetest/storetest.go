@@ -410,20 +410,42 @@ func testAssignments(t *testing.T, s store.Store) {
 		t.Fatalf("ChangeLabels = %+v %v", nodes, err)
 	}
 
+	// So does a change to many nodes at once (filled in bulk).
+	many := []string{"n1", "n2"}
+	for i := 0; i < 70; i++ {
+		many = append(many, enroll(t, s, "ams", fmt.Sprintf("m%02d", i)).Name)
+	}
+	nodes, _, err = s.ChangeLabels(ctx, many, map[string]string{"rack": "r9"}, nil, t0)
+	if err != nil || len(nodes) != len(many) {
+		t.Fatalf("bulk ChangeLabels = %d nodes, %v", len(nodes), err)
+	}
+	for _, n := range nodes {
+		want := map[string]string{"n1": "1.0.0", "n2": "1.1.0"}[n.Name]
+		if (want == "") != (len(n.Assigned) == 0) || (want != "" && n.Assigned[0].Version != want) {
+			t.Fatalf("bulk ChangeLabels: %s assigned %+v", n.Name, n.Assigned)
+		}
+	}
+	n1.Generation++
+	n2.Generation++
+
 	// Withdrawal marks the assignment and moves only the assigned nodes' generation.
 	_, touched, err := s.Withdraw(ctx, "hello", "1.1.0", "bad", t0)
 	if err != nil || fmt.Sprint(touched) != "[n2]" {
 		t.Fatalf("Withdraw touched %v %v", touched, err)
 	}
 	all, err := s.Nodes(ctx)
-	if err != nil || len(all) != 2 {
-		t.Fatal(all, err)
+	if err != nil || len(all) != len(many) {
+		t.Fatal(len(all), err)
 	}
-	if all[0].Generation != n1.Generation+1 || all[0].Assigned[0].Withdrawn != "" {
-		t.Fatalf("n1 after withdrawal of another release: %+v", all[0])
+	byName := map[string]api.Node{}
+	for _, n := range all {
+		byName[n.Name] = n
 	}
-	if all[1].Generation != n2.Generation+4 || all[1].Assigned[0].Withdrawn != "bad" {
-		t.Fatalf("n2 after withdrawal: %+v", all[1])
+	if n := byName["n1"]; n.Generation != n1.Generation+1 || n.Assigned[0].Withdrawn != "" {
+		t.Fatalf("n1 after withdrawal of another release: %+v", n)
+	}
+	if n := byName["n2"]; n.Generation != n2.Generation+4 || n.Assigned[0].Withdrawn != "bad" {
+		t.Fatalf("n2 after withdrawal: %+v", n)
 	}
 	if _, _, err := s.Assign(ctx, []string{"n1"}, "hello", "1.1.0", t0); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("assign a withdrawn release: %v", err)
