@@ -273,6 +273,9 @@ func (a *Agent) step(ctx context.Context) error {
 	a.mu.Lock()
 	fresh := a.freshSession
 	a.mu.Unlock()
+	if a.api.Protocol >= 2 {
+		return a.stream(ctx, sess, fresh)
+	}
 	if err := a.sync(ctx, sess.Token, fresh); err != nil {
 		return err
 	}

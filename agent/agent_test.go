@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -95,7 +96,7 @@ func TestProtocolMismatchRetriesSlowly(t *testing.T) {
 		}
 	}
 	waitFor(func() bool { return clk.Pending() == 1 }, "the agent to wait after the first refusal")
-	if n := strings.Count(logs.String(), "protocol 2 is not supported"); n != 1 {
+	if n := strings.Count(logs.String(), fmt.Sprintf("protocol %d is not supported", api.MaxProtocol+1)); n != 1 {
 		t.Fatalf("want one logged refusal, got %d:\n%s", n, logs.String())
 	}
 	clk.Advance(59 * time.Second)
@@ -158,4 +159,20 @@ func TestClockSkewDoesNotChurnSessions(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// An agent of protocol 1 long-polls instead of streaming, and still gets its desired state
+// pushed and its installs done: the server speaks both.
+func TestProtocol1AgentStillServed(t *testing.T) {
+	r := newRig(t)
+	n := r.start("old", t.TempDir(), agent.Config{Protocol: 1})
+	r.push("1.0.0", true)
+	r.deploy("hello@1.0.0", "site=ams")
+	r.waitApp("old", installed("1.0.0"))
+	if running(t, n) != "1.0.0" {
+		t.Fatalf("current is %q", running(t, n))
+	}
+	if node, _ := r.admin.Node(r.ctx, "old"); node.Facts.Protocol != 1 {
+		t.Fatalf("node reports protocol %d", node.Facts.Protocol)
+	}
 }

@@ -11,9 +11,12 @@ import (
 const (
 	ProtocolHeader = "Ferry-Protocol"
 	MinProtocol    = 1
-	MaxProtocol    = 1
-	// Protocol is the version this build's agent speaks.
-	Protocol = 1
+	MaxProtocol    = 2
+	// Protocol is the version this build's agent speaks: 2 holds one stream per agent
+	// (GET /v1/agent/stream); 1 long-polls POST /v1/agent/sync.
+	Protocol = 2
+	// StreamUpgrade is the Upgrade token of an agent stream.
+	StreamUpgrade = "ferry-stream"
 )
 
 // Node statuses.
@@ -29,9 +32,11 @@ const (
 	RoleViewer = "viewer"
 )
 
-// Error is the body of every non-2xx answer.
+// Error is the body of every non-2xx answer, and the last frame of a stream the server ends
+// for a reason the agent should know; Code is then the HTTP status the same refusal would have.
 type Error struct {
 	Error string `json:"error"`
+	Code  int    `json:"code,omitempty"`
 }
 
 // Site is a place nodes live.

@@ -16,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
@@ -515,3 +516,72 @@ func (c *Client) Deploy(ctx context.Context, req api.Deploy) (api.Deployed, erro
 	var out api.Deployed
 	return out, c.do(ctx, "POST", "/v1/deploy", c.token, req, &out)
 }
+
+// Stream is an agent's protocol-2 stream: it sends api.Sync frames and receives api.SyncReply
+// frames, each a line of JSON.
+type Stream struct {
+	rwc io.ReadWriteCloser
+	br  *bufio.Reader
+	wmu sync.Mutex
+}
+
+// OpenStream upgrades a connection to an agent stream with the session token.
+func (c *Client) OpenStream(ctx context.Context, session string) (*Stream, error) {
+	req, err := c.request(ctx, "GET", "/v1/agent/stream", session, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", api.StreamUpgrade)
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base, unwrapURL(err))
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer resp.Body.Close()
+		return nil, readError(resp)
+	}
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		return nil, errors.New("the server upgraded the stream, but the connection is not writable")
+	}
+	return &Stream{rwc: rwc, br: bufio.NewReaderSize(rwc, 4096)}, nil
+}
+
+// Send writes one frame.
+func (s *Stream) Send(req api.Sync) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_, err = s.rwc.Write(append(b, '\n'))
+	return err
+}
+
+// Recv reads the next frame. A frame that is an API error (the server refusing the stream)
+// comes back as an *Error.
+func (s *Stream) Recv() (api.SyncReply, error) {
+	var out api.SyncReply
+	line, err := s.br.ReadBytes('\n')
+	if err != nil {
+		return out, err
+	}
+	var e api.Error
+	if json.Unmarshal(line, &e) == nil && e.Error != "" {
+		code := e.Code
+		if code == 0 {
+			code = http.StatusBadRequest
+		}
+		return out, &Error{Status: code, Message: e.Error}
+	}
+	if err := json.Unmarshal(line, &out); err != nil {
+		return out, fmt.Errorf("bad frame from the server: %w", err)
+	}
+	return out, nil
+}
+
+// Close ends the stream; a Recv blocked on it returns.
+func (s *Stream) Close() error { return s.rwc.Close() }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"sync"
+	"time"
 
 	"github.com/ferryhq/ferry/api"
 )
@@ -10,18 +11,22 @@ import (
 // whether the node may talk, and its desired state with a channel that closes when that
 // state changes. The store stays the source of truth; the hub is rebuilt from it at start.
 type hub struct {
-	mu    sync.RWMutex
-	nodes map[string]*hubNode
+	mu       sync.RWMutex
+	nodes    map[string]*hubNode
+	interval time.Duration // the heartbeat interval pushes tell agents
 }
 
 type hubNode struct {
 	site    string
 	status  string
 	desired api.Desired
-	changed chan struct{} // closed and replaced on every new generation
+	changed chan struct{} // closed and replaced on every new generation (protocol 1 waiters)
+	stream  *stream       // the agent's open stream (protocol 2), if any
 }
 
-func newHub() *hub { return &hub{nodes: map[string]*hubNode{}} }
+func newHub(interval time.Duration) *hub {
+	return &hub{nodes: map[string]*hubNode{}, interval: interval}
+}
 
 // put records a node's current state from the store, waking its waiters if the generation moved.
 func (h *hub) put(n api.Node) {
@@ -30,6 +35,9 @@ func (h *hub) put(n api.Node) {
 	if n.Status == api.StatusRevoked {
 		if old, ok := h.nodes[n.Name]; ok {
 			close(old.changed)
+			if old.stream != nil {
+				old.stream.conn.Close()
+			}
 			delete(h.nodes, n.Name)
 		}
 		return
@@ -41,13 +49,41 @@ func (h *hub) put(n api.Node) {
 	hn := &hubNode{site: n.Site, status: n.Status, changed: make(chan struct{}),
 		desired: api.Desired{Generation: n.Generation, Labels: n.Labels, Apps: n.Assigned}}
 	if ok {
+		hn.stream = old.stream
 		if old.desired.Generation == n.Generation {
 			hn.changed = old.changed
 		} else {
 			close(old.changed)
+			if hn.stream != nil {
+				hn.stream.push(hn.desired, h.interval)
+			}
 		}
 	}
 	h.nodes[n.Name] = hn
+}
+
+// attach makes st the node's stream, ending any earlier one; false if the node is gone.
+func (h *hub) attach(name string, st *stream) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n, ok := h.nodes[name]
+	if !ok {
+		return false
+	}
+	if n.stream != nil {
+		n.stream.conn.Close()
+	}
+	n.stream = st
+	return true
+}
+
+// detach forgets st when it is still the node's stream.
+func (h *hub) detach(name string, st *stream) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n, ok := h.nodes[name]; ok && n.stream == st {
+		n.stream = nil
+	}
 }
 
 // remove drops a node (revoked or its site removed) and wakes its waiters so they see it gone.

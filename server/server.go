@@ -58,6 +58,10 @@ type Server struct {
 	mux         *http.ServeMux
 	routes      []route
 	ready       chan struct{}
+	// serveCtx is Serve's context: agent streams outlive the request that opened them and end
+	// with it; streams counts them so Serve can wait for them before closing the store.
+	serveCtx context.Context
+	streams  sync.WaitGroup
 
 	// AdminToken is the admin API token, as written to DataDir/admin.token.
 	AdminToken string
@@ -119,7 +123,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		clk:    cfg.Clock,
 		log:    cfg.Logger,
 		det:    liveness.New(cfg.HeartbeatGrace),
-		hub:    newHub(),
+		hub:    newHub(cfg.HeartbeatInterval),
 		events: newBroker(),
 		mux:    http.NewServeMux(),
 		ready:  make(chan struct{}),
@@ -232,6 +236,7 @@ func (s *Server) routesInit() {
 	s.handle("POST /v1/agent/session", agentEnroll, s.agentSession)
 	s.handle("POST /v1/agent/sync", agentSession, s.agentSync)
 	s.handle("GET /v1/agent/keys", agentSession, s.agentKeys)
+	s.handle("GET /v1/agent/stream", agentSession, s.agentStream)
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, api.Error{Error: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)})
@@ -280,6 +285,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
+	s.serveCtx = ctx
 	loops, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -301,6 +307,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	stop()
 	wg.Wait()
+	s.streams.Wait()
 	s.flush(context.Background())
 	if cerr := s.store.Close(); err == nil || errors.Is(err, http.ErrServerClosed) {
 		err = cerr

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -219,7 +220,7 @@ func TestDownAndUpOnFakeClock(t *testing.T) {
 
 func TestAgentProtocolSkew(t *testing.T) {
 	h := start(t, Config{})
-	for _, v := range []string{"", "0", "2", "x"} {
+	for _, v := range []string{"", "0", strconv.Itoa(api.MaxProtocol + 1), "x"} {
 		req, _ := http.NewRequest("POST", h.addr+"/v1/agent/challenge", strings.NewReader(`{"node":"a"}`))
 		if v != "" {
 			req.Header.Set(api.ProtocolHeader, v)

@@ -1,0 +1,124 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/clock"
+)
+
+// stream holds the agent's protocol-2 stream for the life of a session: a heartbeat frame every
+// interval, the app report as soon as it changes, and the desired state whenever the server
+// pushes it. It returns nil when the session is about to expire (the caller opens a new one)
+// or ctx ends, and an error when the stream breaks or the server stops answering.
+func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool) error {
+	st, err := a.api.OpenStream(ctx, sess.Token)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	replies := make(chan api.SyncReply)
+	broken := make(chan error, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				broken <- err
+				return
+			}
+			select {
+			case replies <- r:
+			case <-done:
+				return
+			}
+		}
+	}()
+
+	send := func(withFacts bool) error {
+		select {
+		case <-a.poke: // this frame carries the report that poke announced
+		default:
+		}
+		a.mu.Lock()
+		req := api.Sync{Generation: a.desired.Generation}
+		sent := a.reportVer
+		if a.reportDirty || withFacts {
+			r := append([]api.NodeApp{}, a.report...)
+			req.Apps = &r
+		}
+		a.mu.Unlock()
+		if withFacts {
+			f := gatherFacts(a.cfg.DataDir)
+			req.Facts = &f
+		}
+		if err := st.Send(req); err != nil {
+			return err
+		}
+		if req.Apps != nil {
+			a.mu.Lock()
+			if a.reportVer == sent {
+				a.reportDirty = false
+			}
+			a.mu.Unlock()
+		}
+		return nil
+	}
+	if err := send(fresh); err != nil {
+		return err
+	}
+	interval := 10 * time.Second // until the server says
+	unanswered := a.clk.Now()    // when the oldest unanswered frame went out; zero when none
+	hb := a.clk.NewTimer(interval)
+	renew := a.clk.NewTimer(sess.ExpiresAt.Add(-time.Minute).Sub(a.clk.Now()))
+	defer func() { hb.Stop(); renew.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-broken:
+			return err
+		case <-renew.C():
+			return nil
+		case r := <-replies:
+			if fresh {
+				fresh = false
+				a.mu.Lock()
+				a.freshSession = false
+				a.mu.Unlock()
+			}
+			unanswered = time.Time{}
+			if r.Desired != nil {
+				a.apply(*r.Desired)
+			}
+			if d := time.Duration(r.HeartbeatInterval); d > 0 && d != interval {
+				interval = d
+				hb = restart(a.clk, hb, interval)
+			}
+		case <-a.poke:
+			if err := send(false); err != nil {
+				return err
+			}
+		case <-hb.C():
+			if !unanswered.IsZero() && a.clk.Now().Sub(unanswered) > 2*interval {
+				return errors.New("the server stopped answering on the stream")
+			}
+			if err := send(false); err != nil {
+				return err
+			}
+			if unanswered.IsZero() {
+				unanswered = a.clk.Now()
+			}
+			hb = a.clk.NewTimer(interval)
+		}
+	}
+}
+
+// restart replaces a timer with one for d.
+func restart(clk clock.Clock, t clock.Timer, d time.Duration) clock.Timer {
+	t.Stop()
+	return clk.NewTimer(d)
+}
