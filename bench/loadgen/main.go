@@ -1,6 +1,7 @@
 // Command loadgen is Ferry's load harness for the agent protocol. It starts a real `ferry
 // server` in another process, runs N virtual agents in this one that speak the real protocol
-// over loopback (enroll, challenge, session, sync), and reports the server's CPU time per
+// over loopback (enroll, challenge, session, then a stream with -protocol 2, the default, or
+// long-polled syncs with -protocol 1), and reports the server's CPU time per
 // heartbeat, its resident memory per connected agent, and desired-state push latency (a label
 // change on every node → every agent holds the new generation).
 //
@@ -39,8 +40,9 @@ func main() {
 	window := flag.Duration("window", 30*time.Second, "steady-state window for CPU per heartbeat")
 	pushes := flag.Int("pushes", 5, "label changes to time")
 	bin := flag.String("ferry", "", "ferry binary (default: build ./cmd/ferry)")
+	protocol := flag.Int("protocol", api.Protocol, "agent protocol: 2 streams, 1 long-polls")
 	flag.Parse()
-	if err := run(*agents, *interval, *window, *pushes, *bin); err != nil {
+	if err := run(*agents, *interval, *window, *pushes, *protocol, *bin); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
@@ -56,7 +58,7 @@ type vagent struct {
 	got map[int64]time.Time
 }
 
-func run(n int, interval, window time.Duration, pushes int, bin string) error {
+func run(n int, interval, window time.Duration, pushes, protocol int, bin string) error {
 	dir, err := os.MkdirTemp("", "ferry-loadgen-")
 	if err != nil {
 		return err
@@ -100,6 +102,7 @@ func run(n int, interval, window time.Duration, pushes int, bin string) error {
 	tr := &http.Transport{MaxIdleConnsPerHost: n + 100, MaxConnsPerHost: 0, IdleConnTimeout: time.Hour}
 	ac, _ := client.New(addr, "")
 	ac.HTTP = &http.Client{Transport: tr}
+	ac.Protocol = protocol
 
 	agents := make([]*vagent, n)
 	start := time.Now()
@@ -125,15 +128,70 @@ func run(n int, interval, window time.Duration, pushes int, bin string) error {
 	}
 	fmt.Printf("enrolled %d agents in %v\n", n, time.Since(start).Round(time.Millisecond))
 
-	var syncs atomic.Int64
+	var syncs atomic.Int64    // heartbeats sent
+	var answered atomic.Int64 // agents that have had a first answer
 	var errs atomic.Int64
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
+	record := func(a *vagent, r api.SyncReply) {
+		if r.Desired != nil {
+			now := time.Now()
+			a.mu.Lock()
+			a.got[r.Desired.Generation] = now
+			a.mu.Unlock()
+			a.gen.Store(r.Desired.Generation)
+		}
+	}
 	for _, a := range agents {
 		wg.Add(1)
+		if protocol >= 2 {
+			// One stream per agent: a heartbeat frame every interval, answers and pushes back.
+			go func() {
+				defer wg.Done()
+				st, err := ac.OpenStream(runCtx, a.sess)
+				if err != nil {
+					errs.Add(1)
+					return
+				}
+				stop := context.AfterFunc(runCtx, func() { st.Close() })
+				defer stop()
+				go func() {
+					first := true
+					for {
+						r, err := st.Recv()
+						if err != nil {
+							if runCtx.Err() == nil {
+								errs.Add(1)
+							}
+							return
+						}
+						if first {
+							answered.Add(1)
+							first = false
+						}
+						record(a, r)
+					}
+				}()
+				tick := time.NewTicker(interval)
+				defer tick.Stop()
+				for {
+					if err := st.Send(api.Sync{Generation: a.gen.Load()}); err != nil {
+						return
+					}
+					syncs.Add(1)
+					select {
+					case <-runCtx.Done():
+						return
+					case <-tick.C:
+					}
+				}
+			}()
+			continue
+		}
 		go func() {
 			defer wg.Done()
+			first := true
 			for runCtx.Err() == nil {
 				r, err := ac.Sync(runCtx, a.sess, api.Sync{Generation: a.gen.Load()})
 				if err != nil {
@@ -144,18 +202,19 @@ func run(n int, interval, window time.Duration, pushes int, bin string) error {
 					continue
 				}
 				syncs.Add(1)
-				if r.Desired != nil {
-					now := time.Now()
-					a.mu.Lock()
-					a.got[r.Desired.Generation] = now
-					a.mu.Unlock()
-					a.gen.Store(r.Desired.Generation)
+				if first {
+					answered.Add(1)
+					first = false
 				}
+				record(a, r)
 			}
 		}()
 	}
 	// Let every agent connect and the first round of syncs settle.
-	for syncs.Load() < int64(n) {
+	for answered.Load() < int64(n) {
+		if errs.Load() > 0 {
+			return fmt.Errorf("%d agents failed to connect", errs.Load())
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(interval + 2*time.Second)
@@ -207,13 +266,13 @@ func run(n int, interval, window time.Duration, pushes int, bin string) error {
 	stop()
 	slices.Sort(lats)
 
-	fmt.Printf("\n== ferry loadgen: %d agents, heartbeat interval %v, %d CPUs (%s), %s\n", n, interval, runtime.NumCPU(), cpuModel(), runtime.Version())
+	fmt.Printf("\n== ferry loadgen: %d agents (protocol %d), heartbeat interval %v, %d CPUs (%s), %s\n", n, protocol, interval, runtime.NumCPU(), cpuModel(), runtime.Version())
 	fmt.Printf("heartbeats in %v window: %d (%.0f/s), server CPU %.2fs → %.1f µs per heartbeat (target ≤ 25)\n",
 		t1.Sub(t0).Round(time.Second), beats, float64(beats)/t1.Sub(t0).Seconds(), cpuSec, cpuSec*1e6/float64(beats))
 	fmt.Printf("server RSS: %.1f MiB before agents, %.1f MiB with %d connected → %.1f KiB per agent (target ≤ 16)\n",
 		float64(rssBase)/(1<<20), float64(rssNow)/(1<<20), n, float64(rssNow-rssBase)/1024/float64(n))
 	fmt.Printf("push latency over %d pushes: p50 %v p99 %v (target p99 ≤ 1s)\n", pushes, pct(lats, 50), pct(lats, 99))
-	fmt.Printf("sync errors: %d\n", errs.Load())
+	fmt.Printf("agent errors: %d\n", errs.Load())
 	return nil
 }
 
