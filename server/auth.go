@@ -173,30 +173,40 @@ func (s *Server) issueSession(node string) api.Session {
 		ExpiresIn: api.Duration(exp.Sub(now).Truncate(time.Second))}
 }
 
+var errBadSession = errorf(http.StatusUnauthorized, "invalid or expired agent session; open a new one")
+
 func (s *Server) verifySession(tok string) (string, error) {
-	bad := errorf(http.StatusUnauthorized, "invalid or expired agent session; open a new one")
+	node, exp, err := s.session(tok)
+	if err != nil || !s.clk.Now().Before(exp) {
+		return "", errBadSession
+	}
+	return node, nil
+}
+
+// session checks a session token's HMAC and returns its node and expiry.
+func (s *Server) session(tok string) (string, time.Time, error) {
 	rest, ok := strings.CutPrefix(tok, "ferry_s_")
 	if !ok {
-		return "", bad
+		return "", time.Time{}, errBadSession
 	}
 	i := strings.LastIndexByte(rest, '.')
 	if i < 0 {
-		return "", bad
+		return "", time.Time{}, errBadSession
 	}
 	payload, sig := rest[:i], rest[i+1:]
 	if !hmac.Equal([]byte(sig), []byte(s.mac("session", payload))) {
-		return "", bad
+		return "", time.Time{}, errBadSession
 	}
 	enc, expS, _ := strings.Cut(payload, ".")
 	exp, err := strconv.ParseInt(expS, 10, 64)
-	if err != nil || !s.clk.Now().Before(time.Unix(exp, 0)) {
-		return "", bad
+	if err != nil {
+		return "", time.Time{}, errBadSession
 	}
 	node, err := base64.RawURLEncoding.DecodeString(enc)
 	if err != nil {
-		return "", bad
+		return "", time.Time{}, errBadSession
 	}
-	return string(node), nil
+	return string(node), time.Unix(exp, 0), nil
 }
 
 func (s *Server) mac(purpose, payload string) string {

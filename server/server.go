@@ -357,9 +357,12 @@ func (s *Server) setStatus(ctx context.Context, name, status string) {
 }
 
 // flushLoop persists last-seen times in batches, once per heartbeat interval.
+// flushLoop persists last-seen times in batches, at most once a minute: they matter only after
+// a restart (live reads take them from the detector), and writing every node's row every
+// interval would cost more than the heartbeats themselves.
 func (s *Server) flushLoop(ctx context.Context) {
 	for {
-		t := s.clk.NewTimer(s.cfg.HeartbeatInterval)
+		t := s.clk.NewTimer(max(s.cfg.HeartbeatInterval, time.Minute))
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -95,7 +95,9 @@ func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The stream runs in a goroutine of its own so that this one, and with it net/http's
 	// buffers and request state for the connection, can end.
-	token, proto := bearer(r), protocolOf(r)
+	// The session was checked to open the stream; frames only need its expiry checked.
+	_, expires, _ := s.session(bearer(r))
+	proto := protocolOf(r)
 	s.streams.Add(1)
 	go func() {
 		defer s.streams.Done()
@@ -103,14 +105,14 @@ func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 		defer s.hub.detach(node, st)
 		s.metrics.agentConnections.Inc()
 		defer s.metrics.agentConnections.Dec()
-		s.serveStream(s.serveCtx, node, token, proto, st, bufio.NewReaderSize(in, 512))
+		s.serveStream(s.serveCtx, node, expires, proto, st, bufio.NewReaderSize(in, 512))
 	}()
 	return nil
 }
 
 // serveStream reads an agent's frames until the stream breaks, the agent falls silent past the
 // grace period, its session expires or it is revoked.
-func (s *Server) serveStream(ctx context.Context, node, token string, proto int, st *stream, br *bufio.Reader) {
+func (s *Server) serveStream(ctx context.Context, node string, expires time.Time, proto int, st *stream, br *bufio.Reader) {
 	stop := context.AfterFunc(ctx, func() { st.conn.Close() })
 	defer stop()
 	for {
@@ -122,8 +124,8 @@ func (s *Server) serveStream(ctx context.Context, node, token string, proto int,
 			}
 			return
 		}
-		if _, err := s.verifySession(token); err != nil {
-			s.refuse(st, err)
+		if !s.clk.Now().Before(expires) {
+			s.refuse(st, errBadSession)
 			return
 		}
 		var req api.Sync
