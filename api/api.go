@@ -262,11 +262,16 @@ type BulletinApp struct {
 
 // Event is one append-only record of a state change.
 type Event struct {
-	ID      int64          `json:"id"`
-	Time    time.Time      `json:"time"`
-	Type    string         `json:"type"`
-	Subject string         `json:"subject"`
-	Data    map[string]any `json:"data,omitempty"`
+	ID      int64     `json:"id"`
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	Subject string    `json:"subject"`
+	// Actor is who caused it: "token:<id>" (Role says the token's role), "node:<name>" or
+	// "system"; Source is the address the request came from.
+	Actor  string         `json:"actor"`
+	Role   string         `json:"role,omitempty"`
+	Source string         `json:"source,omitempty"`
+	Data   map[string]any `json:"data,omitempty"`
 }
 
 // Enroll is an agent's first request: it trades a one-off enrollment token for an identity

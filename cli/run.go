@@ -50,6 +50,7 @@ func (e *env) serverCmd() *cobra.Command {
 	f.DurationVar(&cfg.HeartbeatGrace, "heartbeat-grace", 0, "silence after which a node is down (default 3 × interval)")
 	f.DurationVar(&cfg.BlobGCGrace, "blob-gc-grace", time.Hour, "keep a blob no release refers to this long after its last write")
 	f.Int64Var(&cfg.MaxBundleSize, "max-bundle-size", 2<<30, "largest bundle a push may send, in bytes")
+	f.Int64Var(&cfg.MaxUnpackedSize, "max-unpacked-size", 0, "largest total size of the files a pushed bundle unpacks to, in bytes (default 4 GiB)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

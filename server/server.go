@@ -35,6 +35,9 @@ type Config struct {
 	HeartbeatGrace time.Duration
 	// MaxBundleSize bounds a pushed bundle (default 2 GiB).
 	MaxBundleSize int64
+	// MaxUnpackedSize bounds the total size of the files a pushed bundle unpacks to
+	// (default release.DefaultMaxUnpacked).
+	MaxUnpackedSize int64
 	// BlobGCGrace is how long an unreferenced blob is kept after its last write (default 1h).
 	BlobGCGrace time.Duration
 	Clock       clock.Clock
