@@ -17,7 +17,7 @@ const module = "github.com/ferryhq/ferry"
 // to the server through the client package alone.
 func TestImportDirection(t *testing.T) {
 	forbidden := []string{module + "/server", module + "/store", module + "/web"}
-	for _, pkg := range []string{"./agent", "./client", "./api", "./labels", "./clock"} {
+	for _, pkg := range []string{"./agent", "./client", "./api", "./labels", "./clock", "./pki"} {
 		out, err := exec.Command("go", "list", "-deps", pkg).Output()
 		if err != nil {
 			t.Fatal(err)
