@@ -166,14 +166,28 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
-const insertEvent = `INSERT INTO events (time, type, subject, data) VALUES (?, ?, ?, ?)`
+const insertEvent = `INSERT INTO events (time, type, subject, data, actor, role, source) VALUES (?, ?, ?, ?, ?, ?, ?)`
 
+// withActor sets e's actor to the one ctx carries (System when none), replacing whatever e held:
+// the actor of an event is always that of the request that wrote it.
+func withActor(ctx context.Context, e api.Event) api.Event {
+	a := ActorFrom(ctx)
+	e.Actor, e.Role, e.Source = a.ID, a.Role, a.Source
+	return e
+}
+
+// insertEventArgs returns the arguments of insertEvent for e.
+func insertEventArgs(e api.Event) []any {
+	return []any{ts(e.Time), e.Type, e.Subject, mustJSON(e.Data), e.Actor, e.Role, e.Source}
+}
+
+// appendEvent writes e, with the actor of ctx, and returns it as stored.
 func appendEvent(ctx context.Context, tx *sql.Tx, e api.Event) (api.Event, error) {
 	if e.Data == nil {
 		e.Data = map[string]any{}
 	}
-	res, err := tx.ExecContext(ctx, insertEvent,
-		ts(e.Time), e.Type, e.Subject, mustJSON(e.Data))
+	e = withActor(ctx, e)
+	res, err := tx.ExecContext(ctx, insertEvent, insertEventArgs(e)...)
 	if err != nil {
 		return e, err
 	}
@@ -736,8 +750,8 @@ func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[strin
 			if _, err := upd.ExecContext(ctx, after, name); err != nil {
 				return err
 			}
-			ev := api.Event{Time: now.UTC(), Type: "node.labeled", Subject: name, Data: map[string]any{"labels": m}}
-			res, err := ins.ExecContext(ctx, ts(ev.Time), ev.Type, ev.Subject, mustJSON(ev.Data))
+			ev := withActor(ctx, api.Event{Time: now.UTC(), Type: "node.labeled", Subject: name, Data: map[string]any{"labels": m}})
+			res, err := ins.ExecContext(ctx, insertEventArgs(ev)...)
 			if err != nil {
 				return err
 			}
@@ -791,7 +805,7 @@ func (s *SQLite) TouchNodes(ctx context.Context, seen map[string]time.Time) erro
 	})
 }
 
-// AppendEvent appends one event.
+// AppendEvent appends one event, recording the actor of ctx.
 func (s *SQLite) AppendEvent(ctx context.Context, e api.Event) (api.Event, error) {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -803,7 +817,7 @@ func (s *SQLite) AppendEvent(ctx context.Context, e api.Event) (api.Event, error
 
 // Events reads the log after since.
 func (s *SQLite) Events(ctx context.Context, since int64, limit int) ([]api.Event, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, time, type, subject, data FROM events WHERE id > ? ORDER BY id LIMIT ?`, since, limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT id, time, type, subject, data, actor, role, source FROM events WHERE id > ? ORDER BY id LIMIT ?`, since, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -812,7 +826,7 @@ func (s *SQLite) Events(ctx context.Context, since int64, limit int) ([]api.Even
 	for rows.Next() {
 		var e api.Event
 		var t, data string
-		if err := rows.Scan(&e.ID, &t, &e.Type, &e.Subject, &data); err != nil {
+		if err := rows.Scan(&e.ID, &t, &e.Type, &e.Subject, &data, &e.Actor, &e.Role, &e.Source); err != nil {
 			return nil, err
 		}
 		e.Time = parseTS(t)

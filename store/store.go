@@ -22,6 +22,10 @@ var (
 )
 
 // Store is the durable state of one Ferry control plane.
+//
+// Every event a method writes records the actor of the method's context (ActorFrom: System
+// when the context carries none) in its Actor, Role and Source, both in the events the method
+// returns and in the log Events reads.
 type Store interface {
 	Close() error
 
@@ -98,6 +102,7 @@ type Store interface {
 	// newly failed.
 	SetApps(ctx context.Context, name string, apps []api.NodeApp, now time.Time) ([]api.Event, error)
 
+	// AppendEvent appends e; its Actor, Role and Source are those of ctx, whatever e held.
 	AppendEvent(ctx context.Context, e api.Event) (api.Event, error)
 	// Events returns up to limit events with id > since, oldest first.
 	Events(ctx context.Context, since int64, limit int) ([]api.Event, error)

@@ -24,6 +24,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"NodeStatus", testNodeStatus},
 		{"Labels", testLabels},
 		{"Events", testEvents},
+		{"EventActor", testEventActor},
 		{"Secret", testSecret},
 		{"Keys", testKeys},
 		{"Releases", testReleases},
@@ -228,6 +229,155 @@ func testEvents(t *testing.T, s store.Store) {
 	evs, err := s.Events(ctx, ids[1], 2)
 	if err != nil || len(evs) != 2 || evs[0].ID != ids[2] || evs[1].Data["i"] != float64(3) || !evs[0].Time.Equal(t0) {
 		t.Fatalf("Events = %+v %v", evs, err)
+	}
+}
+
+// Every event a write records carries the actor of the write's context, in what the write
+// returns and in the log; a context without one is the system's.
+func testEventActor(t *testing.T, s store.Store) {
+	admin := store.Actor{ID: "token:abc", Role: "admin", Source: "127.0.0.1:5555"}
+	node := store.Actor{ID: "node:n1", Source: "10.0.0.7:40000"}
+	actx := store.WithActor(context.Background(), admin)
+	nctx := store.WithActor(context.Background(), node)
+	plain := context.Background()
+	want := map[int64]store.Actor{} // event id -> actor
+	got := func(a store.Actor, evs ...api.Event) {
+		t.Helper()
+		for _, ev := range evs {
+			if ev.ID == 0 || ev.Type == "" {
+				t.Fatalf("no event returned: %+v", ev)
+			}
+			if ev.Actor != a.ID || ev.Role != a.Role || ev.Source != a.Source {
+				t.Fatalf("%s event of %s: actor %q role %q source %q, want %+v", ev.Type, ev.Subject, ev.Actor, ev.Role, ev.Source, a)
+			}
+			if _, dup := want[ev.ID]; dup {
+				t.Fatalf("event id %d returned twice", ev.ID)
+			}
+			want[ev.ID] = a
+		}
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Every write that records events, under an operator's context.
+	ev, err := s.CreateSite(actx, api.Site{Name: "ams", Tier: 1, CreatedAt: t0})
+	must(err)
+	got(admin, ev)
+	ev, err = s.CreateSite(actx, api.Site{Name: "gva", Tier: 2, CreatedAt: t0})
+	must(err)
+	got(admin, ev)
+	for _, id := range []string{"e1", "e2"} {
+		ev, err = s.CreateToken(actx, store.TokenRecord{ID: id, SecretHash: "h", Kind: store.KindEnroll, Site: "ams", CreatedAt: t0})
+		must(err)
+		got(admin, ev)
+	}
+	ev, err = s.CreateToken(actx, store.TokenRecord{ID: "e3", SecretHash: "h", Kind: store.KindEnroll, Site: "gva", CreatedAt: t0})
+	must(err)
+	got(admin, ev)
+	_, ev, err = s.EnrollNode(actx, "e1", "h", store.NodeRecord{Name: "n1", PublicKey: "pk-n1"}, t0)
+	must(err)
+	got(admin, ev)
+	_, ev, err = s.EnrollNode(actx, "e2", "h", store.NodeRecord{Name: "n2", PublicKey: "pk-n2"}, t0)
+	must(err)
+	got(admin, ev)
+	_, ev, err = s.EnrollNode(actx, "e3", "h", store.NodeRecord{Name: "g1", PublicKey: "pk-g1"}, t0)
+	must(err)
+	got(admin, ev)
+	_, evs, err := s.ChangeLabels(actx, []string{"n1", "n2"}, map[string]string{"zone": "a"}, nil, t0)
+	must(err)
+	if len(evs) != 2 {
+		t.Fatalf("ChangeLabels events: %+v", evs)
+	}
+	got(admin, evs...)
+	ev, err = s.TrustKey(actx, api.SigningKey{ID: "0123456789ABCDEF", PublicKey: "RWQ-key", CreatedAt: t0})
+	must(err)
+	got(admin, ev)
+	ev, err = s.RevokeKey(actx, "0123456789ABCDEF", t0)
+	must(err)
+	got(admin, ev)
+	ev, err = s.SetAllowUnsigned(actx, "unstable", true, t0)
+	must(err)
+	got(admin, ev)
+	ev, err = s.SetAllowUnsigned(actx, "preview", true, t0)
+	must(err)
+	got(admin, ev)
+	_, ev, _, err = s.PutRelease(actx, api.Release{App: "hello", Version: "1.0.0", Class: "minor", SHA256: "a1", CreatedAt: t0, Manifest: map[string]any{}})
+	must(err)
+	got(admin, ev)
+	ev, err = s.CreateChannel(actx, api.ChannelCreate{Name: "canary", After: "preview"}, t0)
+	must(err)
+	got(admin, ev)
+	ev, err = s.Promote(actx, "hello", "1.0.0", "preview", false, t0)
+	must(err)
+	got(admin, ev)
+	_, ev, err = s.Republish(actx, "hello", "1.0.0", "1.0.1", t0)
+	must(err)
+	got(admin, ev)
+	_, ev, err = s.Assign(actx, []string{"n1", "n2"}, "hello", "1.0.1", t0)
+	must(err)
+	got(admin, ev)
+	ev, _, err = s.Withdraw(actx, "hello", "1.0.0", "bad", t0)
+	must(err)
+	got(admin, ev)
+	ev, err = s.DeleteToken(actx, "e1", t0)
+	must(err)
+	got(admin, ev)
+	ev, err = s.RevokeNode(actx, "n2", t0)
+	must(err)
+	got(admin, ev)
+	evs, err = s.DeleteSite(actx, "gva", true, t0)
+	must(err)
+	if len(evs) != 2 {
+		t.Fatalf("DeleteSite events: %+v", evs)
+	}
+	got(admin, evs...)
+	ev, err = s.AppendEvent(actx, api.Event{Time: t0, Type: "test", Subject: "x"})
+	must(err)
+	got(admin, ev)
+
+	// A node's own report is the node's.
+	evs, err = s.SetApps(nctx, "n1", []api.NodeApp{{App: "hello", Version: "1.0.1", SHA256: "a1"}}, t0)
+	must(err)
+	if len(evs) != 1 {
+		t.Fatalf("SetApps events: %+v", evs)
+	}
+	got(node, evs...)
+
+	// Without an actor, the system; an actor set on the event itself does not count.
+	ev, changed, err := s.SetNodeStatus(plain, "n1", api.StatusDown, t0)
+	must(err)
+	if !changed {
+		t.Fatal("SetNodeStatus: not changed")
+	}
+	got(store.System, ev)
+	_, evs, err = s.ChangeLabels(plain, []string{"n1"}, map[string]string{"zone": "b"}, nil, t0)
+	must(err)
+	got(store.System, evs...)
+	ev, err = s.AppendEvent(plain, api.Event{Time: t0, Type: "blob.collected", Subject: "sha256:aa", Actor: "token:forged", Role: "admin", Source: "1.2.3.4:5"})
+	must(err)
+	got(store.System, ev)
+	ev, err = s.AppendEvent(store.WithActor(plain, store.Actor{}), api.Event{Time: t0, Type: "test", Subject: "y"})
+	must(err)
+	got(store.System, ev)
+
+	// The log holds exactly the events the writes returned, with the same actors.
+	log, err := s.Events(plain, 0, 1000)
+	must(err)
+	if len(log) != len(want) {
+		t.Fatalf("log has %d events, the writes returned %d", len(log), len(want))
+	}
+	for _, e := range log {
+		a, ok := want[e.ID]
+		if !ok {
+			t.Fatalf("event %d (%s %s) in the log was not returned by its write", e.ID, e.Type, e.Subject)
+		}
+		if e.Actor != a.ID || e.Role != a.Role || e.Source != a.Source {
+			t.Fatalf("logged %s event of %s: actor %q role %q source %q, want %+v", e.Type, e.Subject, e.Actor, e.Role, e.Source, a)
+		}
 	}
 }
 
