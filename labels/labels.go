@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -13,6 +14,22 @@ var (
 	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	labelValue = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$`)
 )
+
+// Length bounds of names (DNS labels, label keys) and label values, in bytes. The patterns
+// above enforce them too; they are checked first so that an error never echoes a huge input.
+const (
+	MaxNameLen  = 63
+	MaxValueLen = 63
+)
+
+// clip quotes s for an error message, cut to its first 64 bytes so that a huge input is not
+// echoed back whole.
+func clip(s string) string {
+	if len(s) <= 64 {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:64]) + "..."
+}
 
 // Implicit label keys: every node carries them, derived from its site; they cannot be set.
 const (
@@ -23,6 +40,9 @@ const (
 // CheckName reports whether s is a valid name for a site, node or label key: a DNS label
 // (RFC 1123: lower-case letters, digits and '-', 1 to 63 characters, no '-' at either end).
 func CheckName(kind, s string) error {
+	if len(s) > MaxNameLen {
+		return fmt.Errorf("invalid %s %s: %d characters; at most %d", kind, clip(s), len(s), MaxNameLen)
+	}
 	if !dnsLabel.MatchString(s) {
 		return fmt.Errorf("invalid %s %q: use 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit", kind, s)
 	}
@@ -32,17 +52,28 @@ func CheckName(kind, s string) error {
 // CheckValue reports whether v is a valid label value (Kubernetes rules: up to 63 characters of
 // letters, digits, '-', '_' and '.', starting and ending with a letter or digit; may be empty).
 func CheckValue(key, v string) error {
+	if len(v) > MaxValueLen {
+		return fmt.Errorf("invalid value %s for label %q: %d characters; at most %d", clip(v), key, len(v), MaxValueLen)
+	}
 	if !labelValue.MatchString(v) {
 		return fmt.Errorf("invalid value %q for label %q: use up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", v, key)
 	}
 	return nil
 }
 
+// MaxLabels bounds the labels one node carries (its implicit site and tier not counted).
+// With keys and values of at most 63 characters each, a node's label set stays under 9 KB.
+const MaxLabels = 64
+
 // Set is a node's labels.
 type Set map[string]string
 
-// Validate checks every key and value; implicit keys may not be set by hand.
+// Validate checks the number of labels (at most MaxLabels) and every key and value; implicit
+// keys may not be set by hand.
 func (s Set) Validate() error {
+	if len(s) > MaxLabels {
+		return fmt.Errorf("%d labels given; a node carries at most %d", len(s), MaxLabels)
+	}
 	for _, k := range s.Keys() {
 		if err := CheckName("label key", k); err != nil {
 			return err
@@ -93,10 +124,10 @@ func ParseSet(parts ...string) (Set, error) {
 			}
 			k, v, ok := strings.Cut(kv, "=")
 			if !ok {
-				return nil, fmt.Errorf("invalid label %q: want key=value", kv)
+				return nil, fmt.Errorf("invalid label %s: want key=value", clip(kv))
 			}
 			if _, dup := s[k]; dup {
-				return nil, fmt.Errorf("label %q given twice", k)
+				return nil, fmt.Errorf("label %s given twice", clip(k))
 			}
 			s[k] = v
 		}
@@ -137,7 +168,7 @@ func ParseSelector(s string) (Selector, error) {
 	for _, term := range strings.Split(s, ",") {
 		term = strings.TrimSpace(term)
 		if term == "" {
-			return nil, fmt.Errorf("invalid selector %q: empty term", s)
+			return nil, fmt.Errorf("invalid selector %s: empty term", clip(s))
 		}
 		var r Requirement
 		switch {
@@ -156,10 +187,10 @@ func ParseSelector(s string) (Selector, error) {
 			r = Requirement{Key: term, Op: Exists}
 		}
 		if err := CheckName("selector key", r.Key); err != nil {
-			return nil, fmt.Errorf("invalid selector %q: %v", s, err)
+			return nil, fmt.Errorf("invalid selector %s: %v", clip(s), err)
 		}
 		if err := CheckValue(r.Key, r.Value); err != nil {
-			return nil, fmt.Errorf("invalid selector %q: %v", s, err)
+			return nil, fmt.Errorf("invalid selector %s: %v", clip(s), err)
 		}
 		sel = append(sel, r)
 	}

@@ -1,6 +1,8 @@
 package labels
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -116,4 +118,67 @@ func FuzzParseSet(f *testing.F) {
 			t.Fatalf("round trip of %q failed: %v", set.String(), err)
 		}
 	})
+}
+
+func TestMaxLabels(t *testing.T) {
+	full := Set{}
+	for i := 0; i < MaxLabels; i++ {
+		full[fmt.Sprintf("k%d", i)] = "v"
+	}
+	if err := full.Validate(); err != nil {
+		t.Fatalf("%d labels: %v", MaxLabels, err)
+	}
+	over := Set{"one-more": "v"}
+	for k, v := range full {
+		over[k] = v
+	}
+	err := over.Validate()
+	if err == nil || !strings.Contains(err.Error(), "at most 64") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("%d labels: got %v, want a one-line error naming the limit", len(over), err)
+	}
+	// What the outside probe sent: 10,000 labels in one call.
+	parts := make([]string, 10000)
+	for i := range parts {
+		parts[i] = fmt.Sprintf("k%d=v", i)
+	}
+	if _, err := ParseSet(strings.Join(parts, ",")); err == nil {
+		t.Fatal("ParseSet accepted 10,000 labels")
+	}
+}
+
+func TestLengthBounds(t *testing.T) {
+	max := strings.Repeat("a", MaxValueLen)
+	if err := CheckValue("k", max); err != nil {
+		t.Errorf("%d-character value: %v", MaxValueLen, err)
+	}
+	if err := (Set{strings.Repeat("k", MaxNameLen): max}).Validate(); err != nil {
+		t.Errorf("longest key and value: %v", err)
+	}
+	huge := strings.Repeat("a", 1<<20)
+	for name, err := range map[string]error{
+		"value of 64":  CheckValue("k", max+"a"),
+		"name of 64":   CheckName("name", strings.Repeat("a", MaxNameLen+1)),
+		"huge value":   CheckValue("k", huge),
+		"huge name":    CheckName("name", huge),
+		"huge key":     Set{huge: "v"}.Validate(),
+		"huge in set":  Set{"k": huge}.Validate(),
+		"huge in sel":  func() error { _, err := ParseSelector("k=" + huge); return err }(),
+		"huge sel key": func() error { _, err := ParseSelector(huge); return err }(),
+	} {
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if len(err.Error()) > 300 {
+			t.Errorf("%s: error of %d bytes echoes the input", name, len(err.Error()))
+		}
+	}
+}
+
+func TestParseSetErrorsAreShort(t *testing.T) {
+	huge := strings.Repeat("a", 1<<20)
+	for _, in := range []string{huge, huge + "=1," + huge + "=2", "k=" + huge} {
+		_, err := ParseSet(in)
+		if err == nil || len(err.Error()) > 300 {
+			t.Errorf("ParseSet of %d bytes: error %.80q... (%d bytes)", len(in), err, len(fmt.Sprint(err)))
+		}
+	}
 }
