@@ -215,6 +215,36 @@ func (s *SQLite) Secret(ctx context.Context) ([]byte, error) {
 	return hex.DecodeString(v)
 }
 
+// SpendNonce records a nonce as spent until expires; false when it already is. Each call also
+// deletes up to MaxPurgedNonces records that expired before now, oldest first, through the
+// index on expires_at.
+func (s *SQLite) SpendNonce(ctx context.Context, nonce string, expires, now time.Time) (bool, error) {
+	if nonce == "" || len(nonce) > MaxNonceLen {
+		return false, fmt.Errorf("nonce of %d bytes: want 1 to %d", len(nonce), MaxNonceLen)
+	}
+	spent := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM spent_nonces WHERE nonce IN
+			(SELECT nonce FROM spent_nonces WHERE expires_at < ? ORDER BY expires_at LIMIT ?)`, now.UnixNano(), MaxPurgedNonces); err != nil {
+			return err
+		}
+		// A record that expired but was not purged yet no longer counts.
+		res, err := tx.ExecContext(ctx, `INSERT INTO spent_nonces (nonce, expires_at) VALUES (?, ?)
+			ON CONFLICT (nonce) DO UPDATE SET expires_at = excluded.expires_at WHERE spent_nonces.expires_at < ?`,
+			nonce, expires.UnixNano(), now.UnixNano())
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		spent = n == 1
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	return spent, nil
+}
+
 // CreateSite adds a site.
 func (s *SQLite) CreateSite(ctx context.Context, site api.Site) (api.Event, error) {
 	var ev api.Event

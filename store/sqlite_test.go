@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferryhq/ferry/store"
 	"github.com/ferryhq/ferry/store/storetest"
@@ -89,5 +90,108 @@ func TestSQLiteEventActorMigration(t *testing.T) {
 	evs, err := s.Events(ctx, 0, 10)
 	if err != nil || len(evs) != 1 || evs[0].Actor != "system" || evs[0].Role != "" || evs[0].Source != "" {
 		t.Fatalf("Events = %+v %v", evs, err)
+	}
+}
+
+func openFile(t *testing.T, file string) *store.SQLite {
+	t.Helper()
+	s, err := store.OpenSQLite(context.Background(), file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// A spent nonce stays spent across a restart.
+func TestSQLiteSpentNonceSurvivesReopen(t *testing.T) {
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "ferry.db")
+	now := time.Now()
+	s := openFile(t, file)
+	if ok, err := s.SpendNonce(ctx, "challenge-1", now.Add(time.Minute), now); err != nil || !ok {
+		t.Fatalf("first spend: %v %v", ok, err)
+	}
+	s.Close()
+	s = openFile(t, file)
+	defer s.Close()
+	if ok, err := s.SpendNonce(ctx, "challenge-1", now.Add(time.Minute), now.Add(time.Second)); err != nil || ok {
+		t.Fatalf("spend after reopen: %v %v; want false", ok, err)
+	}
+	if ok, err := s.SpendNonce(ctx, "challenge-2", now.Add(time.Minute), now.Add(time.Second)); err != nil || !ok {
+		t.Fatalf("another nonce after reopen: %v %v", ok, err)
+	}
+}
+
+// Expired nonces are deleted, oldest first, at most store.MaxPurgedNonces per call.
+func TestSQLiteSpentNoncesPurged(t *testing.T) {
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "ferry.db")
+	s := openFile(t, file)
+	defer s.Close()
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	const old = 2*store.MaxPurgedNonces + 44
+	for i := 0; i < old; i++ {
+		// The first ones spent expire last, so oldest first is not insertion order.
+		if ok, err := s.SpendNonce(ctx, fmt.Sprintf("old%04d", i), t0.Add(time.Duration(old-i)*time.Millisecond), t0); err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+	}
+	db, err := sql.Open("sqlite", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	count := func() int {
+		t.Helper()
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM spent_nonces`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(); n != old {
+		t.Fatalf("%d spent nonces recorded, want %d", n, old)
+	}
+	later := t0.Add(time.Hour)
+	if ok, err := s.SpendNonce(ctx, "new1", later.Add(time.Minute), later); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if n := count(); n != old-store.MaxPurgedNonces+1 {
+		t.Fatalf("after one purge: %d records, want %d", n, old-store.MaxPurgedNonces+1)
+	}
+	// The ones left are those that expire last: the first spent.
+	var maxLeft string
+	db.QueryRow(`SELECT max(nonce) FROM spent_nonces WHERE nonce LIKE 'old%'`).Scan(&maxLeft)
+	if want := fmt.Sprintf("old%04d", old-store.MaxPurgedNonces-1); maxLeft != want {
+		t.Fatalf("newest expired nonce left is %s, want %s", maxLeft, want)
+	}
+	// An expired record that this call does not get to purge does not count either.
+	if ok, err := s.SpendNonce(ctx, "old0000", later.Add(time.Minute), later); err != nil || !ok {
+		t.Fatalf("spend of an expired, unpurged nonce: %v %v; want true", ok, err)
+	}
+	if n := count(); n != old-2*store.MaxPurgedNonces+1 {
+		t.Fatalf("after the second purge: %d records, want %d", n, old-2*store.MaxPurgedNonces+1)
+	}
+	if ok, err := s.SpendNonce(ctx, "old0000", later.Add(time.Minute), later); err != nil || ok {
+		t.Fatalf("second spend of a revived nonce: %v %v; want false", ok, err)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("after the third purge: %d records, want the 2 live ones", n)
+	}
+	// The purge uses the index on expires_at.
+	var plan string
+	rows, err := db.Query(`EXPLAIN QUERY PLAN SELECT nonce FROM spent_nonces WHERE expires_at < 0 ORDER BY expires_at LIMIT 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		rows.Scan(&id, &parent, &unused, &detail)
+		plan += detail + "\n"
+	}
+	rows.Close()
+	if !strings.Contains(plan, "spent_nonces_expires") {
+		t.Fatalf("purge query plan does not use the index:\n%s", plan)
 	}
 }

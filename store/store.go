@@ -104,9 +104,22 @@ type Store interface {
 
 	// AppendEvent appends e; its Actor, Role and Source are those of ctx, whatever e held.
 	AppendEvent(ctx context.Context, e api.Event) (api.Event, error)
+
+	// SpendNonce records nonce as spent until expires and returns true, or returns false when
+	// it is already spent (and its record has not expired by now). It also forgets the oldest
+	// records that expired before now, at most MaxPurgedNonces of them per call (so the log
+	// of spent nonces cannot outgrow the rate of spending). An empty nonce or one longer than
+	// MaxNonceLen bytes is an error.
+	SpendNonce(ctx context.Context, nonce string, expires, now time.Time) (bool, error)
 	// Events returns up to limit events with id > since, oldest first.
 	Events(ctx context.Context, since int64, limit int) ([]api.Event, error)
 }
+
+// Limits of SpendNonce.
+const (
+	MaxNonceLen     = 256
+	MaxPurgedNonces = 256
+)
 
 // TokenRecord is a token as stored: the secret itself is never kept, only its hash.
 type TokenRecord struct {

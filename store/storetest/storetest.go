@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Labels", testLabels},
 		{"Events", testEvents},
 		{"EventActor", testEventActor},
+		{"SpendNonce", testSpendNonce},
 		{"Secret", testSecret},
 		{"Keys", testKeys},
 		{"Releases", testReleases},
@@ -378,6 +381,64 @@ func testEventActor(t *testing.T, s store.Store) {
 		if e.Actor != a.ID || e.Role != a.Role || e.Source != a.Source {
 			t.Fatalf("logged %s event of %s: actor %q role %q source %q, want %+v", e.Type, e.Subject, e.Actor, e.Role, e.Source, a)
 		}
+	}
+}
+
+// A nonce is spent once until it expires; spending it again is refused, also by a concurrent
+// spender; expired records are forgotten.
+func testSpendNonce(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	exp := t0.Add(time.Minute)
+	spend := func(nonce string, expires, now time.Time, want bool) {
+		t.Helper()
+		if ok, err := s.SpendNonce(ctx, nonce, expires, now); err != nil || ok != want {
+			t.Fatalf("SpendNonce(%.20q, expires %s, now %s) = %v, %v; want %v", nonce, expires.Format(time.RFC3339Nano), now.Format(time.RFC3339Nano), ok, err, want)
+		}
+	}
+	spend("n1", exp, t0, true)
+	spend("n1", exp, t0, false)
+	spend("n1", exp.Add(time.Hour), t0.Add(time.Second), false)
+	spend("n2", exp, t0, true)
+	// Still spent at the instant it expires; forgotten just after.
+	spend("n1", exp.Add(time.Minute), exp, false)
+	spend("n1", exp.Add(time.Minute), exp.Add(time.Nanosecond), true)
+	spend("n1", exp.Add(time.Minute), exp.Add(time.Second), false)
+	spend("n2", exp.Add(time.Minute), exp.Add(time.Second), true)
+
+	long := strings.Repeat("x", store.MaxNonceLen)
+	spend(long, exp, t0, true)
+	spend(long, exp, t0, false)
+	for _, bad := range []string{"", long + "x"} {
+		if ok, err := s.SpendNonce(ctx, bad, exp, t0); err == nil || ok {
+			t.Fatalf("SpendNonce of %d bytes = %v, %v; want an error", len(bad), ok, err)
+		}
+	}
+
+	// Of many concurrent spenders of one nonce, exactly one succeeds.
+	const n = 16
+	var wg sync.WaitGroup
+	results := make(chan bool, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := s.SpendNonce(ctx, "race", exp, t0)
+			if err != nil {
+				t.Error(err)
+			}
+			results <- ok
+		}()
+	}
+	wg.Wait()
+	close(results)
+	won := 0
+	for ok := range results {
+		if ok {
+			won++
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d of %d concurrent spends of one nonce succeeded", won, n)
 	}
 }
 
