@@ -116,10 +116,14 @@ func inside(name, target string) bool {
 	return p != ".." && !strings.HasPrefix(p, "../")
 }
 
-// Limits bound what Read accepts.
+// DefaultMaxUnpacked is the total size of file contents a bundle may hold when
+// Limits.MaxUnpacked is zero.
+const DefaultMaxUnpacked int64 = 4 << 30
+
+// Limits bound what Read and Unpack accept; a zero field takes its default.
 type Limits struct {
 	MaxEntries  int   // default 100,000
-	MaxUnpacked int64 // total bytes of file contents; default 8 GiB
+	MaxUnpacked int64 // total bytes of file contents; default DefaultMaxUnpacked (4 GiB)
 }
 
 // Read checks a bundle from r without unpacking it to disk and returns its manifest. It refuses
@@ -136,7 +140,7 @@ func walk(r io.Reader, lim Limits, fn entryFunc) (*Manifest, error) {
 		lim.MaxEntries = 100_000
 	}
 	if lim.MaxUnpacked == 0 {
-		lim.MaxUnpacked = 8 << 30
+		lim.MaxUnpacked = DefaultMaxUnpacked
 	}
 	gz, err := gzip.NewReader(r)
 	if err != nil {

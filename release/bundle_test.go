@@ -151,6 +151,18 @@ func TestReadRefusesHostileBundles(t *testing.T) {
 	}
 }
 
+// With no limit given, a bundle may hold DefaultMaxUnpacked (4 GiB) of file contents.
+func TestDefaultMaxUnpacked(t *testing.T) {
+	if DefaultMaxUnpacked != 4<<30 {
+		t.Fatalf("DefaultMaxUnpacked = %d", DefaultMaxUnpacked)
+	}
+	var buf bytes.Buffer
+	gzBundle(t, &buf, &tar.Header{Name: "big", Typeflag: tar.TypeReg, Size: DefaultMaxUnpacked - int64(len(good)) + 1, Mode: 0o644})
+	if _, err := Read(bytes.NewReader(buf.Bytes()), Limits{}); err == nil || !strings.Contains(err.Error(), "more than 4294967296 bytes") {
+		t.Fatalf("Read = %v, want the 4 GiB default", err)
+	}
+}
+
 func FuzzRead(f *testing.F) {
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
