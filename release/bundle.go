@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -52,6 +53,7 @@ func Build(dir string, w io.Writer) (*Manifest, string, error) {
 		return nil, "", err
 	}
 	sort.Strings(paths)
+	t := newTree(math.MaxInt)
 	h := sha256.New()
 	gz, _ := gzip.NewWriterLevel(io.MultiWriter(w, h), gzip.BestCompression)
 	tw := tar.NewWriter(gz)
@@ -83,6 +85,9 @@ func Build(dir string, w io.Writer) (*Manifest, string, error) {
 		default:
 			return nil, "", fmt.Errorf("%s: only files, directories and symlinks can go in a bundle", name)
 		}
+		if err := t.add(name, hdr.Typeflag, hdr.Linkname); err != nil {
+			return nil, "", err
+		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, "", err
 		}
@@ -97,6 +102,9 @@ func Build(dir string, w io.Writer) (*Manifest, string, error) {
 				return nil, "", fmt.Errorf("%s changed while bundling: %w", name, err)
 			}
 		}
+	}
+	if err := t.checkLinks(); err != nil {
+		return nil, "", err
 	}
 	if err := tw.Close(); err != nil {
 		return nil, "", err
@@ -122,13 +130,18 @@ const DefaultMaxUnpacked int64 = 4 << 30
 
 // Limits bound what Read and Unpack accept; a zero field takes its default.
 type Limits struct {
-	MaxEntries  int   // default 100,000
-	MaxUnpacked int64 // total bytes of file contents; default DefaultMaxUnpacked (4 GiB)
+	// Files, directories (counting those only implied by the names under them) and links;
+	// default 100,000.
+	MaxEntries int
+	// Total bytes of file contents; default DefaultMaxUnpacked (4 GiB).
+	MaxUnpacked int64
 }
 
 // Read checks a bundle from r without unpacking it to disk and returns its manifest. It refuses
 // corrupt gzip or tar, a missing or oversized manifest, entries that are absolute or climb out
-// with "..", duplicates, symlinks or hard links leading outside, and devices, FIFOs and sockets.
+// with "..", duplicates, entries under a symlink or a file, symlinks that lead outside (followed
+// through the bundle's other symlinks, as the kernel would), hard links to anything but an
+// earlier file, and devices, FIFOs and sockets.
 func Read(r io.Reader, lim Limits) (*Manifest, error) { return walk(r, lim, nil) }
 
 // entryFunc receives each entry that passed the checks, with its cleaned name and content.
@@ -148,10 +161,10 @@ func walk(r io.Reader, lim Limits, fn entryFunc) (*Manifest, error) {
 	}
 	gz.Multistream(false)
 	tr := tar.NewReader(gz)
-	seen := map[string]byte{}
+	t := newTree(lim.MaxEntries)
 	var manifest []byte
 	var total int64
-	for n := 0; ; n++ {
+	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -159,17 +172,13 @@ func walk(r io.Reader, lim Limits, fn entryFunc) (*Manifest, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bundle is corrupt: %v", err)
 		}
-		if n >= lim.MaxEntries {
-			return nil, fmt.Errorf("bundle has more than %d entries", lim.MaxEntries)
-		}
 		name, err := entryName(hdr.Name)
 		if err != nil {
 			return nil, err
 		}
-		if _, dup := seen[name]; dup {
-			return nil, fmt.Errorf("bundle entry %q appears twice", name)
+		if err := t.add(name, hdr.Typeflag, hdr.Linkname); err != nil {
+			return nil, err
 		}
-		seen[name] = hdr.Typeflag
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 		case tar.TypeReg:
@@ -194,7 +203,7 @@ func walk(r io.Reader, lim Limits, fn entryFunc) (*Manifest, error) {
 			}
 		case tar.TypeLink:
 			target, err := entryName(hdr.Linkname)
-			if err != nil || seen[target] != tar.TypeReg {
+			if err != nil || t.typeOf(target) != tar.TypeReg {
 				return nil, fmt.Errorf("bundle entry %q is a hard link to %q, which is not an earlier file of the bundle", name, hdr.Linkname)
 			}
 		default:
@@ -213,6 +222,9 @@ func walk(r io.Reader, lim Limits, fn entryFunc) (*Manifest, error) {
 	// Drain the gzip stream so a truncated or corrupt trailer is noticed too.
 	if _, err := io.Copy(io.Discard, gz); err != nil {
 		return nil, fmt.Errorf("bundle is corrupt: %v", err)
+	}
+	if err := t.checkLinks(); err != nil {
+		return nil, err
 	}
 	if manifest == nil {
 		return nil, fmt.Errorf("bundle has no %s at its root", ManifestName)

@@ -86,7 +86,7 @@ type entry struct {
 	typ              byte
 }
 
-func tarball(t *testing.T, entries ...entry) []byte {
+func tarball(t testing.TB, entries ...entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
@@ -173,6 +173,8 @@ func FuzzRead(f *testing.F) {
 	gz.Close()
 	f.Add(buf.Bytes())
 	f.Add([]byte{0x1f, 0x8b, 8, 0})
+	f.Add(escapeChain(f))
+	f.Add(libraryChain(f))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Read(bytes.NewReader(b), Limits{MaxEntries: 1000, MaxUnpacked: 1 << 20})
 		if err != nil {

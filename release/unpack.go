@@ -11,7 +11,9 @@ import (
 // Unpack checks a bundle as Read does and writes its tree into dir, which must exist and be
 // empty. Files are written through an os.Root, so no entry can reach outside dir, even through
 // a symlink an earlier entry made; each file is synced before Unpack returns. On error dir
-// holds a partial tree: callers unpack into a scratch directory and rename it into place.
+// holds a partial tree, or a whole one when a symlink is refused at the end (where a link
+// resolves is only known once every link is read): callers unpack into a scratch directory
+// and rename it into place.
 func Unpack(r io.Reader, dir string, lim Limits) (*Manifest, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {

@@ -83,6 +83,8 @@ func FuzzUnpack(f *testing.F) {
 	var buf bytes.Buffer
 	Build(writeTreeF(f), &buf)
 	f.Add(buf.Bytes())
+	f.Add(escapeChain(f))
+	f.Add(libraryChain(f))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		parent := t.TempDir()
 		dst := filepath.Join(parent, "root")
