@@ -45,7 +45,7 @@ func (e *env) channelCmd() *cobra.Command {
 			if e.json() {
 				return e.printJSON(ch)
 			}
-			fmt.Fprintf(e.stdout, "channel %s created after %s\n", ch.Name, req.After)
+			e.printf("channel %s created after %s\n", ch.Name, req.After)
 			return nil
 		},
 	}
@@ -71,7 +71,7 @@ func (e *env) channelCmd() *cobra.Command {
 			if e.json() {
 				return e.printJSON(ch)
 			}
-			fmt.Fprintf(e.stdout, "channel %s: allow_unsigned=%t\n", ch.Name, ch.AllowUnsigned)
+			e.printf("channel %s: allow_unsigned=%t\n", ch.Name, ch.AllowUnsigned)
 			return nil
 		},
 	}
@@ -98,7 +98,7 @@ func (e *env) channelCmd() *cobra.Command {
 			if e.json() {
 				return e.printJSON(ch)
 			}
-			fmt.Fprintf(e.stdout, "channel %s (position %d)\ncandidates: %s\nreleases:   %s\n\n", ch.Name, ch.Position, dash(candidates(ch.Candidates)), dash(strings.Join(ch.Releases, " ")))
+			e.printf("channel %s (position %d)\ncandidates: %s\nreleases:   %s\n\n", ch.Name, ch.Position, dash(candidates(ch.Candidates)), dash(strings.Join(ch.Releases, " ")))
 			rows := [][]string{}
 			for _, h := range ch.History {
 				rows = append(rows, []string{h.Time.Local().Format(time.RFC3339), h.Action, h.Release, dash(h.Reason)})
@@ -149,7 +149,7 @@ func (e *env) releaseLifecycleCmds() []*cobra.Command {
 			if e.json() {
 				return e.printJSON(rel)
 			}
-			fmt.Fprintf(e.stdout, "%s@%s is in %s\n", rel.App, rel.Version, strings.Join(rel.Channels, ", "))
+			e.printf("%s@%s is in %s\n", rel.App, rel.Version, strings.Join(rel.Channels, ", "))
 			return nil
 		},
 	}
@@ -179,7 +179,7 @@ func (e *env) releaseLifecycleCmds() []*cobra.Command {
 			if e.json() {
 				return e.printJSON(rel)
 			}
-			fmt.Fprintf(e.stdout, "%s@%s withdrawn: %s\n", rel.App, rel.Version, rel.Withdrawn)
+			e.printf("%s@%s withdrawn: %s\n", rel.App, rel.Version, rel.Withdrawn)
 			return nil
 		},
 	}
@@ -208,7 +208,7 @@ func (e *env) releaseLifecycleCmds() []*cobra.Command {
 			if e.json() {
 				return e.printJSON(rel)
 			}
-			fmt.Fprintf(e.stdout, "%s@%s published with the content of %s (sha256:%s) in %s\n", rel.App, rel.Version, ver, rel.SHA256, strings.Join(rel.Channels, ", "))
+			e.printf("%s@%s published with the content of %s (sha256:%s) in %s\n", rel.App, rel.Version, ver, rel.SHA256, strings.Join(rel.Channels, ", "))
 			return nil
 		},
 	}
@@ -244,7 +244,7 @@ func (e *env) bulletinCmd() *cobra.Command {
 				return e.printJSON(b)
 			}
 			if runs != "" {
-				fmt.Fprintf(e.stdout, "sites running %s: %s\n", runs, dash(strings.Join(b.RunsSites, " ")))
+				e.printf("sites running %s: %s\n", runs, dash(strings.Join(b.RunsSites, " ")))
 				return nil
 			}
 			rows := [][]string{}

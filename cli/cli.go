@@ -160,12 +160,21 @@ func (e *env) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// table prints aligned columns.
+// table prints aligned columns. Every cell goes through safe: cells hold what the server sent,
+// and a control character in one would reach the terminal (or a tab or newline break the
+// columns).
 func (e *env) table(header []string, rows [][]string) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	line := func(cells []string) {
+		clean := make([]string, len(cells))
+		for i, c := range cells {
+			clean[i] = safe(c)
+		}
+		fmt.Fprintln(tw, strings.Join(clean, "\t"))
+	}
+	line(header)
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		line(r)
 	}
 	return tw.Flush()
 }

@@ -53,10 +53,10 @@ func (e *env) deployCmd() *cobra.Command {
 				return e.printJSON(res)
 			}
 			if !e.json() {
-				fmt.Fprintf(e.stdout, "%s assigned to %d node(s)\n", res.Release, len(res.Nodes))
+				e.printf("%s assigned to %d node(s)\n", res.Release, len(res.Nodes))
 			}
 			if !wait {
-				fmt.Fprintln(e.stdout, "follow with: ferry events --follow, or deploy with --wait")
+				e.printf("follow with: ferry events --follow, or deploy with --wait\n")
 				return nil
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
@@ -97,7 +97,7 @@ func (e *env) awaitInstalls(ctx context.Context, c *client.Client, res api.Deplo
 	total := len(pending)
 	say := func(format string, args ...any) {
 		if !e.json() {
-			fmt.Fprintf(e.stdout, format+"\n", args...)
+			e.printf(format+"\n", args...)
 		}
 	}
 	done := func(node string, ok bool, why string) {
@@ -131,7 +131,7 @@ func (e *env) awaitInstalls(ctx context.Context, c *client.Client, res api.Deplo
 			case ev.Type == "app.installed":
 				done(ev.Subject, true, "")
 			case ev.Type == "app.failed" && ev.Data["retry"] == true:
-				say("%s: %s; retrying", ev.Subject, ev.Data["error"])
+				say("%s: %s; retrying", ev.Subject, fmt.Sprint(ev.Data["error"]))
 			case ev.Type == "app.failed":
 				done(ev.Subject, false, fmt.Sprint(ev.Data["error"]))
 			}
@@ -151,9 +151,9 @@ func (e *env) awaitInstalls(ctx context.Context, c *client.Client, res api.Deplo
 	case err != nil && !errors.Is(err, finished) && !errors.Is(err, context.DeadlineExceeded):
 		return out, err
 	case len(out.Waiting) > 0:
-		return out, fmt.Errorf("timed out: %d of %d node(s) installed %s; still waiting on %s", len(out.Installed), total, res.Release, strings.Join(out.Waiting, ", "))
+		return out, fmt.Errorf("timed out: %d of %d node(s) installed %s; still waiting on %s", len(out.Installed), total, safe(res.Release), safe(strings.Join(out.Waiting, ", ")))
 	case len(out.Failed) > 0:
-		return out, fmt.Errorf("%d of %d node(s) gave up on %s: %s", len(out.Failed), total, res.Release, strings.Join(out.Failed, ", "))
+		return out, fmt.Errorf("%d of %d node(s) gave up on %s: %s", len(out.Failed), total, safe(res.Release), safe(strings.Join(out.Failed, ", ")))
 	}
 	return out, nil
 }

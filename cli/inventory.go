@@ -45,7 +45,7 @@ func (e *env) siteCmd() *cobra.Command {
 			if e.json() {
 				return e.printJSON(s)
 			}
-			fmt.Fprintf(e.stdout, "site %s added (tier %d)\n", s.Name, s.Tier)
+			e.printf("site %s added (tier %d)\n", s.Name, s.Tier)
 			return nil
 		},
 	}
@@ -96,7 +96,7 @@ func (e *env) siteCmd() *cobra.Command {
 			if err := c.RemoveSite(cmd.Context(), a[0], force); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "site %s removed\n", a[0])
+			e.printf("site %s removed\n", a[0])
 			return nil
 		},
 	}
@@ -143,7 +143,7 @@ func (e *env) tokenCmd() *cobra.Command {
 			if e.json() {
 				return e.printJSON(t)
 			}
-			fmt.Fprintln(e.stdout, t.Secret)
+			e.printf("%s\n", t.Secret)
 			return nil
 		},
 	}
@@ -177,7 +177,7 @@ func (e *env) tokenCmd() *cobra.Command {
 			if err := c.RevokeToken(cmd.Context(), a[0]); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "token %s revoked\n", a[0])
+			e.printf("token %s revoked\n", a[0])
 			return nil
 		},
 	}
@@ -243,7 +243,7 @@ func (e *env) nodeCmd() *cobra.Command {
 			if err := c.RemoveNode(cmd.Context(), a[0]); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "node %s revoked\n", a[0])
+			e.printf("node %s revoked\n", a[0])
 			return nil
 		},
 	}
@@ -279,7 +279,7 @@ func (e *env) nodeCmd() *cobra.Command {
 			if e.json() {
 				return e.printJSON(res)
 			}
-			fmt.Fprintf(e.stdout, "%d node(s) relabelled\n", len(res.Nodes))
+			e.printf("%d node(s) relabelled\n", len(res.Nodes))
 			return nil
 		},
 	}

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -51,7 +50,7 @@ func (e *env) releaseCmd() *cobra.Command {
 			if err := os.Rename(tmp.Name(), out); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "%s@%s → %s (sha256:%s)\n", m.App, m.Version, out, sum)
+			e.printf("%s@%s → %s (sha256:%s)\n", m.App, m.Version, out, sum)
 			return nil
 		},
 	}
@@ -107,7 +106,7 @@ func (e *env) releasePushCmd() *cobra.Command {
 			if rel.SignedBy != "" {
 				signed = "signed by " + rel.SignedBy
 			}
-			fmt.Fprintf(e.stdout, "%s@%s pushed (sha256:%s, %s) to %s\n", rel.App, rel.Version, rel.SHA256, signed, strings.Join(rel.Channels, ", "))
+			e.printf("%s@%s pushed (sha256:%s, %s) to %s\n", rel.App, rel.Version, rel.SHA256, signed, strings.Join(rel.Channels, ", "))
 			return nil
 		},
 	}
