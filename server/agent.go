@@ -25,6 +25,9 @@ func (s *Server) agentEnroll(w http.ResponseWriter, r *http.Request) error {
 	if err := labels.Set(req.Labels).Validate(); err != nil {
 		return errorf(http.StatusBadRequest, "%v", err)
 	}
+	if err := validFacts(req.Facts); err != nil {
+		return err
+	}
 	id, ok := splitToken(req.Token, prefixEnroll)
 	if !ok {
 		return errorf(http.StatusUnauthorized, "not an enrollment token; create one with ferry token create --site SITE")
@@ -113,6 +116,11 @@ func (s *Server) agentSync(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) heartbeat(ctx context.Context, node string, req api.Sync, protocol int) error {
 	if req.Apps != nil {
 		if err := validApps(*req.Apps); err != nil {
+			return err
+		}
+	}
+	if req.Facts != nil {
+		if err := validFacts(*req.Facts); err != nil {
 			return err
 		}
 	}
