@@ -1,6 +1,12 @@
 // Package blobstore keeps release bundles content-addressed by sha256 in a directory: each blob
 // is written to a temporary file while it is hashed, synced, and renamed into place, so a blob
 // is either whole under its address or absent — an interrupted upload leaves nothing behind.
+//
+// Writing is two phases: Stage streams and hashes without a lock (the address is known only at
+// the end), then Commit, under the per-address lock of Lock, renames the staged file into place
+// or drops it when the blob is already there. Whoever removes a blob holds the same lock across
+// deciding and removing, so a blob that someone has just committed and referenced under the lock
+// is never taken away. Directories are 0700 and files 0600, whatever the umask.
 package blobstore
 
 import (
@@ -12,29 +18,63 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"time"
 )
 
 // Store is a blob directory.
 type Store struct {
 	dir string
+
+	mu    sync.Mutex
+	locks map[string]*sumLock
+}
+
+// sumLock is the mutex of one blob address, kept in Store.locks while anyone holds or waits for it.
+type sumLock struct {
+	mu   sync.Mutex
+	refs int // holders and waiters
 }
 
 var hexSum = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
+// Modes of everything the store writes, whatever the umask: only the server's user may read
+// bundles that are not yet released, or any directory of the store.
+const (
+	dirMode  os.FileMode = 0o700
+	fileMode os.FileMode = 0o600
+)
+
 // Open returns the blob store rooted at dir, creating it, and clears temporary files that an
-// earlier process left when it was killed mid-upload.
+// earlier process left when it was killed mid-upload. It also brings the modes of the store's
+// directories to 0700, for stores that earlier versions created more open.
 func Open(dir string) (*Store, error) {
-	for _, d := range []string{filepath.Join(dir, "sha256"), filepath.Join(dir, "tmp")} {
-		if err := os.MkdirAll(d, 0o750); err != nil {
+	for _, d := range []string{dir, filepath.Join(dir, "sha256"), filepath.Join(dir, "tmp")} {
+		if err := mkdir(d); err != nil {
 			return nil, err
+		}
+	}
+	shards, _ := filepath.Glob(filepath.Join(dir, "sha256", "*"))
+	for _, d := range shards {
+		if fi, err := os.Lstat(d); err == nil && fi.IsDir() && fi.Mode().Perm() != dirMode {
+			if err := os.Chmod(d, dirMode); err != nil {
+				return nil, err
+			}
 		}
 	}
 	tmps, _ := filepath.Glob(filepath.Join(dir, "tmp", "*"))
 	for _, t := range tmps {
 		os.Remove(t)
 	}
-	return &Store{dir: dir}, nil
+	return &Store{dir: dir, locks: map[string]*sumLock{}}, nil
+}
+
+// mkdir creates d (and its missing parents) and sets its mode to 0700, not relying on the umask.
+func mkdir(d string) error {
+	if err := os.MkdirAll(d, dirMode); err != nil {
+		return err
+	}
+	return os.Chmod(d, dirMode)
 }
 
 // ValidSum reports whether s is a lower-case hex sha256.
@@ -45,48 +85,129 @@ func (s *Store) Path(sum string) string {
 	return filepath.Join(s.dir, "sha256", sum[:2], sum)
 }
 
-// Put stores what r yields and returns its sha256, its size and whether the blob is new. On any
-// read error (a dropped connection, a size limit) nothing is stored.
-func (s *Store) Put(r io.Reader) (sum string, size int64, created bool, err error) {
+// Lock takes the lock of the blob address sum and returns its release, which may be called more
+// than once. Committing a staged blob happens under it, and so must everything that decides from
+// a blob's presence or references whether to remove it: whoever holds the lock of a sum sees the
+// blob and its references hold still. Locks of different sums are independent.
+func (s *Store) Lock(sum string) (unlock func()) {
+	s.mu.Lock()
+	if s.locks == nil {
+		s.locks = map[string]*sumLock{}
+	}
+	l := s.locks[sum]
+	if l == nil {
+		l = &sumLock{}
+		s.locks[sum] = l
+	}
+	l.refs++
+	s.mu.Unlock()
+	l.mu.Lock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Unlock()
+			s.mu.Lock()
+			if l.refs--; l.refs == 0 {
+				delete(s.locks, sum)
+			}
+			s.mu.Unlock()
+		})
+	}
+}
+
+// Staged is an upload written whole to a temporary file and hashed, not yet under its address.
+// Commit puts it in place; Discard drops it. One of them must be called.
+type Staged struct {
+	Sum  string // sha256, lower-case hex
+	Size int64
+
+	s   *Store
+	tmp string // "" once committed or discarded
+}
+
+// Stage writes what r yields to a temporary file while hashing it, and syncs it. It takes no
+// lock: the address is known only at the end. On any read error (a dropped connection, a size
+// limit) nothing is left behind.
+func (s *Store) Stage(r io.Reader) (*Staged, error) {
 	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "upload-*")
 	if err != nil {
-		return "", 0, false, err
+		return nil, err
 	}
+	ok := false
 	defer func() {
-		if tmp != nil {
+		if !ok {
 			tmp.Close()
 			os.Remove(tmp.Name())
 		}
 	}()
+	if err := tmp.Chmod(fileMode); err != nil {
+		return nil, err
+	}
 	h := sha256.New()
-	size, err = io.Copy(io.MultiWriter(tmp, h), r)
+	size, err := io.Copy(io.MultiWriter(tmp, h), r)
+	if err != nil {
+		return nil, err
+	}
+	if err := tmp.Sync(); err != nil {
+		return nil, err
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return &Staged{Sum: hex.EncodeToString(h.Sum(nil)), Size: size, s: s, tmp: tmp.Name()}, nil
+}
+
+// Commit puts the staged blob under its address, unless the same bytes are there already: then
+// the staged copy is dropped and the stored blob touched, so that a collector counting age from
+// the last write does not take it mid-push. created reports whether this commit made the blob.
+// The caller must hold Lock(st.Sum).
+func (st *Staged) Commit() (created bool, err error) {
+	if st.tmp == "" {
+		return false, errors.New("blobstore: staged blob already committed or discarded")
+	}
+	final := st.s.Path(st.Sum)
+	if _, err := os.Stat(final); err == nil {
+		now := time.Now()
+		os.Chtimes(final, now, now)
+		st.Discard()
+		return false, nil
+	}
+	if err := mkdir(filepath.Dir(final)); err != nil {
+		st.Discard()
+		return false, err
+	}
+	if err := os.Rename(st.tmp, final); err != nil {
+		st.Discard()
+		return false, err
+	}
+	st.tmp = ""
+	syncDir(filepath.Dir(final))
+	return true, nil
+}
+
+// Discard drops the staged file; it does nothing after Commit or a first Discard.
+func (st *Staged) Discard() {
+	if st.tmp != "" {
+		os.Remove(st.tmp)
+		st.tmp = ""
+	}
+}
+
+// Put stores what r yields and returns its sha256, its size and whether the blob is new: Stage,
+// then Commit under the lock of the sum. On any read error nothing is stored.
+func (s *Store) Put(r io.Reader) (sum string, size int64, created bool, err error) {
+	st, err := s.Stage(r)
 	if err != nil {
 		return "", 0, false, err
 	}
-	if err := tmp.Sync(); err != nil {
+	unlock := s.Lock(st.Sum)
+	defer unlock()
+	created, err = st.Commit()
+	if err != nil {
 		return "", 0, false, err
 	}
-	if err := tmp.Close(); err != nil {
-		return "", 0, false, err
-	}
-	sum = hex.EncodeToString(h.Sum(nil))
-	final := s.Path(sum)
-	if _, err := os.Stat(final); err == nil {
-		// The same bytes are already here; the deferred cleanup drops ours. Touch the blob so a
-		// collector that counts age from the last write does not take it mid-push.
-		now := time.Now()
-		os.Chtimes(final, now, now)
-		return sum, size, false, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
-		return "", 0, false, err
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return "", 0, false, err
-	}
-	tmp = nil
-	syncDir(filepath.Dir(final))
-	return sum, size, true, nil
+	return st.Sum, st.Size, created, nil
 }
 
 // Blob is a stored blob as listed.
@@ -125,7 +246,20 @@ func (s *Store) Open(sum string) (*os.File, error) {
 	return f, err
 }
 
-// Remove deletes a blob.
+// Stat describes a stored blob; the error wraps os.ErrNotExist when there is none.
+func (s *Store) Stat(sum string) (Blob, error) {
+	if !ValidSum(sum) {
+		return Blob{}, fmt.Errorf("invalid blob address %q", sum)
+	}
+	fi, err := os.Stat(s.Path(sum))
+	if err != nil {
+		return Blob{}, err
+	}
+	return Blob{Sum: sum, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// Remove deletes a blob. Whoever decides that a blob may go must hold Lock(sum) from that
+// decision through Remove.
 func (s *Store) Remove(sum string) error {
 	if !ValidSum(sum) {
 		return fmt.Errorf("invalid blob address %q", sum)

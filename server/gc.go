@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/blobstore"
 )
 
 // downloads counts the blob downloads in progress, so the collector never removes a blob that
@@ -38,9 +39,18 @@ func (d *downloads) busy(sum string) bool {
 }
 
 // CollectBlobs removes blobs that no release refers to and that were last written more than
-// the grace period ago (a push stores its blob before the release is recorded), unless they are
-// being downloaded. It returns the removed sums.
+// the grace period ago, unless they are being downloaded. It returns the removed sums.
+//
+// The listing is only a first cut: each candidate is decided again under the blob store's lock
+// of its sum, with the references read afresh, since a push of the same bytes may have committed
+// the blob and recorded a release meanwhile — and a push does both under that lock.
 func (s *Server) CollectBlobs(ctx context.Context) ([]string, error) {
+	return s.collectBlobs(ctx, nil)
+}
+
+// collectBlobs is CollectBlobs; beforeLock, when set, runs for each candidate after the listing
+// and before its lock is taken (for tests).
+func (s *Server) collectBlobs(ctx context.Context, beforeLock func(sum string)) ([]string, error) {
 	blobs, err := s.blobs.List()
 	if err != nil {
 		return nil, err
@@ -52,20 +62,54 @@ func (s *Server) CollectBlobs(ctx context.Context) ([]string, error) {
 	now := s.clk.Now()
 	var removed []string
 	for _, b := range blobs {
-		if refs[b.Sum] || now.Sub(b.ModTime) < s.cfg.BlobGCGrace || s.downloading.busy(b.Sum) {
+		if !s.collectable(b, refs, now) {
 			continue
 		}
-		if err := s.blobs.Remove(b.Sum); err != nil {
-			s.log.Warn("remove unreferenced blob", "sha256", b.Sum, "err", err)
+		if beforeLock != nil {
+			beforeLock(b.Sum)
+		}
+		gone, size, err := s.collectBlob(ctx, b.Sum, now)
+		if err != nil {
+			return removed, err
+		}
+		if !gone {
 			continue
 		}
 		removed = append(removed, b.Sum)
-		ev, err := s.store.AppendEvent(ctx, api.Event{Time: now.UTC(), Type: "blob.collected", Subject: "sha256:" + b.Sum, Data: map[string]any{"size": b.Size}})
+		ev, err := s.store.AppendEvent(ctx, api.Event{Time: now.UTC(), Type: "blob.collected", Subject: "sha256:" + b.Sum, Data: map[string]any{"size": size}})
 		if err == nil {
 			s.published(ev)
 		}
 	}
 	return removed, nil
+}
+
+// collectable reports whether a blob may be removed: unreferenced, older than the grace period
+// (counted from its last write) and not being downloaded.
+func (s *Server) collectable(b blobstore.Blob, refs map[string]bool, now time.Time) bool {
+	return !refs[b.Sum] && now.Sub(b.ModTime) >= s.cfg.BlobGCGrace && !s.downloading.busy(b.Sum)
+}
+
+// collectBlob removes the blob sum if, looked at again under its lock, it is still collectable.
+// An error is the store's: the collection stops there.
+func (s *Server) collectBlob(ctx context.Context, sum string, now time.Time) (removed bool, size int64, err error) {
+	defer s.blobs.Lock(sum)()
+	b, err := s.blobs.Stat(sum)
+	if err != nil {
+		return false, 0, nil // gone meanwhile
+	}
+	refs, err := s.store.ReferencedBlobs(ctx)
+	if err != nil {
+		return false, 0, err
+	}
+	if !s.collectable(b, refs, now) {
+		return false, 0, nil
+	}
+	if err := s.blobs.Remove(sum); err != nil {
+		s.log.Warn("remove unreferenced blob", "sha256", sum, "err", err)
+		return false, 0, nil
+	}
+	return true, b.Size, nil
 }
 
 // gcLoop collects blobs every quarter of the grace period.

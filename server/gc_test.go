@@ -51,3 +51,41 @@ func TestCollectBlobs(t *testing.T) {
 	}
 	h.waitEvent(0, "blob.collected", "sha256:"+orphan)
 }
+
+// TestCollectBlobsRechecksUnderLock: a push of the same bytes as an old orphan blob commits and
+// records its release after the collector listed blobs and references but before it removes
+// the orphan. The collector decides again under the blob's lock and keeps it.
+func TestCollectBlobsRechecksUnderLock(t *testing.T) {
+	h := start(t, Config{BlobGCGrace: time.Hour})
+	ctx := context.Background()
+	sg := newSigner(t)
+	h.admin.TrustKey(ctx, api.KeyTrust{PublicKey: sg.pub()})
+	b := bundle(t, "hello", "1.0.0", "pushed while collecting")
+	sum, _, _, err := h.srv.blobs.Put(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(h.srv.blobs.Path(sum), old, old)
+
+	pushed := false
+	removed, err := h.srv.collectBlobs(ctx, func(candidate string) {
+		if candidate != sum {
+			return
+		}
+		if _, err := push(h, b, sg.sign(b)); err != nil {
+			t.Errorf("push during collection: %v", err)
+		}
+		pushed = true
+		// Aged again, so that only the fresh look at the references can keep it.
+		os.Chtimes(h.srv.blobs.Path(sum), old, old)
+	})
+	if err != nil || len(removed) != 0 || !pushed {
+		t.Fatalf("collection removed %v (%v; pushed meanwhile: %v), want nothing", removed, err, pushed)
+	}
+	f, err := h.srv.blobs.Open(sum)
+	if err != nil {
+		t.Fatalf("the blob of a release recorded during collection was removed: %v", err)
+	}
+	f.Close()
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -21,9 +22,15 @@ import (
 // SignatureHeader carries the base64 of a bundle's .minisig file on a push.
 const SignatureHeader = "Ferry-Signature"
 
-// pushRelease streams a bundle into the blob store while hashing it, checks it (archive,
-// manifest, signature against the trusted keys) and records the release. Whatever fails, a blob
-// this push created is removed again: nothing is stored.
+// pushRelease streams a bundle into the blob store's staging area while hashing it, checks it
+// (archive, manifest, signature against the trusted keys) and records the release. A refused
+// push stores nothing.
+//
+// The staged blob is committed and the release recorded under the blob store's lock of the sum,
+// and a blob this push created is removed again, when recording fails, under that same lock. So
+// a concurrent push of the same bytes either commits before us (we find the blob and never
+// remove it) or after our removal (it puts its own copy in place): no release ever refers to a
+// removed blob. The collector takes the same lock before it removes anything.
 func (s *Server) pushRelease(w http.ResponseWriter, r *http.Request) error {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
@@ -53,9 +60,12 @@ func (s *Server) pushRelease(w http.ResponseWriter, r *http.Request) error {
 		checked <- c
 	}()
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBundleSize)
-	sum, size, created, putErr := s.blobs.Put(io.TeeReader(body, pw))
+	staged, putErr := s.blobs.Stage(io.TeeReader(body, pw))
 	pw.CloseWithError(putErr)
 	c := <-checked
+	if staged != nil {
+		defer staged.Discard() // unless committed
+	}
 	if putErr != nil && !errors.Is(putErr, errBundleRefused) {
 		var mbe *http.MaxBytesError
 		if errors.As(putErr, &mbe) {
@@ -63,15 +73,44 @@ func (s *Server) pushRelease(w http.ResponseWriter, r *http.Request) error {
 		}
 		return errorf(http.StatusBadRequest, "upload interrupted: %v", putErr)
 	}
-	rel, err := s.admitRelease(r, c, sum, size, sig)
+	if c.err != nil {
+		return c.err // refused by the checks: the staged copy is dropped, the store untouched
+	}
+	if staged == nil {
+		// The check passed without reading the whole upload: it cannot have, but store nothing.
+		return fmt.Errorf("bundle check ended before the upload: %w", putErr)
+	}
+	rel, err := s.commitRelease(r, c, staged, sig)
 	if err != nil {
-		if created {
-			s.blobs.Remove(sum)
-		}
 		return err
 	}
 	writeJSON(w, http.StatusCreated, rel)
 	return nil
+}
+
+// commitRelease puts a checked, staged blob in place and records its release, both under the
+// lock of the blob's sum. When recording fails and this push created the blob, the blob is
+// removed again — still under the lock, and only if no release refers to it after all (a
+// failure can come after the release was written, e.g. a cancelled request).
+func (s *Server) commitRelease(r *http.Request, c bundleCheck, staged *blobstore.Staged, sig []byte) (api.Release, error) {
+	defer s.blobs.Lock(staged.Sum)()
+	created, err := staged.Commit()
+	if err != nil {
+		return api.Release{}, err
+	}
+	rel, err := s.admitRelease(r, c, staged.Sum, staged.Size, sig)
+	if err != nil && created {
+		refs, rerr := s.store.ReferencedBlobs(context.WithoutCancel(r.Context()))
+		switch {
+		case rerr != nil:
+			s.log.Warn("refused push: keeping its blob for the collector", "sha256", staged.Sum, "err", rerr)
+		case !refs[staged.Sum]:
+			if rerr := s.blobs.Remove(staged.Sum); rerr != nil {
+				s.log.Warn("refused push: remove its blob", "sha256", staged.Sum, "err", rerr)
+			}
+		}
+	}
+	return rel, err
 }
 
 // errBundleRefused ends an upload whose bundle failed its checks.
