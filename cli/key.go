@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/signing"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 // keyDir is where ferry keeps the signing key pair: $FERRY_KEY_DIR, else ~/.config/ferry.
@@ -29,23 +31,37 @@ func (e *env) keyDir() string {
 func (e *env) keyCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "key", Short: "Make signing keys, and manage the keys the server trusts"}
 	var dir string
+	var noPassword bool
 	gen := &cobra.Command{
-		Use:   "gen [--dir DIR]",
-		Short: "Make a signing key pair (ferry.key, mode 0600, and ferry.pub); encrypted when FERRY_KEY_PASSWORD is set",
-		Args:  args(cobra.NoArgs),
+		Use:   "gen [--dir DIR] [--no-password]",
+		Short: "Make a signing key pair (ferry.key, mode 0600, encrypted with a password; and ferry.pub)",
+		Long: "Make a signing key pair: ferry.key, the secret key (mode 0600), and ferry.pub, the public key, in minisign's formats.\n" +
+			"The secret key is encrypted, as minisign does, with the password in $FERRY_KEY_PASSWORD, else one asked for twice on the terminal;\n" +
+			"--no-password stores it unencrypted (like minisign -G -W). Without a terminal, set FERRY_KEY_PASSWORD or pass --no-password.",
+		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
 				dir = e.keyDir()
 			}
-			pub, err := signing.GenerateKeyPair(dir, e.getenv("FERRY_KEY_PASSWORD"))
+			encrypted := false
+			pub, err := signing.GenerateKeyPairFunc(dir, func() (string, error) {
+				pw, err := e.newKeyPassword(cmd.Context(), noPassword)
+				encrypted = pw != ""
+				return pw, err
+			})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "wrote %s and %s\npublic key: %s\n", filepath.Join(dir, signing.SecretKeyFile), filepath.Join(dir, signing.PublicKeyFile), pub.String())
+			how := "unencrypted"
+			if encrypted {
+				how = "encrypted"
+			}
+			fmt.Fprintf(e.stdout, "wrote %s (%s) and %s\npublic key: %s\n", filepath.Join(dir, signing.SecretKeyFile), how, filepath.Join(dir, signing.PublicKeyFile), pub.String())
 			return nil
 		},
 	}
 	gen.Flags().StringVar(&dir, "dir", "", "directory for the key pair (default $FERRY_KEY_DIR or ~/.config/ferry)")
+	gen.Flags().BoolVar(&noPassword, "no-password", false, "store the secret key unencrypted (FERRY_KEY_PASSWORD is then ignored)")
 	var comment string
 	trust := &cobra.Command{
 		Use:   "trust PUBKEY-FILE|PUBKEY [--comment TEXT]",
@@ -121,7 +137,7 @@ func (e *env) releaseSignCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", a[0], err)
 			}
-			priv, err := signing.LoadSecretKey(keyFile, e.getenv("FERRY_KEY_PASSWORD"))
+			priv, err := signing.LoadSecretKeyFunc(keyFile, func() (string, error) { return e.keyPassword(cmd.Context(), keyFile) })
 			if err != nil {
 				return err
 			}
@@ -135,6 +151,82 @@ func (e *env) releaseSignCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&keyFile, "key", "", "secret key file (default: ferry.key in $FERRY_KEY_DIR or ~/.config/ferry)")
 	return cmd
+}
+
+// newKeyPassword is the password for a new secret key: none with --no-password, else
+// $FERRY_KEY_PASSWORD, else one typed twice on the terminal.
+func (e *env) newKeyPassword(ctx context.Context, noPassword bool) (string, error) {
+	if noPassword {
+		return "", nil
+	}
+	if pw := e.getenv("FERRY_KEY_PASSWORD"); pw != "" {
+		return pw, nil
+	}
+	if !stdinIsTerminal() {
+		return "", usagef("key gen: no password to encrypt the key with: set FERRY_KEY_PASSWORD, or pass --no-password for an unencrypted key")
+	}
+	pw, err := e.askPassword(ctx, "Password for the new key: ")
+	if err != nil {
+		return "", err
+	}
+	if pw == "" {
+		return "", usagef("key gen: empty password: type one, or pass --no-password for an unencrypted key")
+	}
+	again, err := e.askPassword(ctx, "The same password again: ")
+	if err != nil {
+		return "", err
+	}
+	if again != pw {
+		return "", errors.New("key gen: the passwords differ; no key written")
+	}
+	return pw, nil
+}
+
+// keyPassword is the password of the encrypted secret key in file: $FERRY_KEY_PASSWORD, else
+// one typed on the terminal.
+func (e *env) keyPassword(ctx context.Context, file string) (string, error) {
+	if pw := e.getenv("FERRY_KEY_PASSWORD"); pw != "" {
+		return pw, nil
+	}
+	if !stdinIsTerminal() {
+		return "", usagef("secret key %s is encrypted: set FERRY_KEY_PASSWORD (stdin is not a terminal to ask for it)", file)
+	}
+	return e.askPassword(ctx, "Password for "+file+": ")
+}
+
+// stdinIsTerminal reports whether ferry may ask for a password on stdin.
+func stdinIsTerminal() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
+
+// askPassword prompts on stderr and reads a line from the terminal on stdin without echoing it.
+// Ctrl-C (which cancels ctx) gives up at once, putting the terminal back as it was.
+func (e *env) askPassword(ctx context.Context, prompt string) (string, error) {
+	fd := int(os.Stdin.Fd())
+	state, err := term.GetState(fd)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprint(e.stderr, prompt)
+	type line struct {
+		b   []byte
+		err error
+	}
+	c := make(chan line, 1)
+	go func() {
+		b, err := term.ReadPassword(fd)
+		c <- line{b, err}
+	}()
+	select {
+	case l := <-c:
+		fmt.Fprintln(e.stderr)
+		if l.err != nil {
+			return "", fmt.Errorf("read password: %w", l.err)
+		}
+		return string(l.b), nil
+	case <-ctx.Done():
+		term.Restore(fd, state)
+		fmt.Fprintln(e.stderr)
+		return "", errors.New("interrupted")
+	}
 }
 
 // publicKeyArg reads a minisign public key given as a .pub file or as the key itself.

@@ -4,14 +4,20 @@
 package signing
 
 import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"aead.dev/minisign"
+	"golang.org/x/crypto/blake2b"
+	"golang.org/x/crypto/scrypt"
 )
 
 // File names of a key pair made by GenerateKeyPair.
@@ -20,19 +26,42 @@ const (
 	PublicKeyFile = "ferry.pub"
 )
 
-// GenerateKeyPair writes a new key pair into dir: the secret key (mode 0600, encrypted with
-// password; with an empty password it is stored unencrypted, as `minisign -G -W` does) and the
-// public key. It refuses to overwrite a key.
+// ErrWrongPassword is returned (wrapped, naming the key file) when a password does not decrypt
+// a secret key.
+var ErrWrongPassword = errors.New("wrong password")
+
+// GenerateKeyPair writes a new key pair into dir: the secret key, mode 0600 whatever the umask,
+// and the public key. The secret key is encrypted with password as `minisign -G` does; an empty
+// password is the caller's explicit choice of an unencrypted key, as `minisign -G -W` makes. It
+// refuses to overwrite a key.
 func GenerateKeyPair(dir, password string) (minisign.PublicKey, error) {
+	return GenerateKeyPairFunc(dir, func() (string, error) { return password, nil })
+}
+
+// GenerateKeyPairFunc is GenerateKeyPair asking for the password (by calling password) only once
+// dir is known to hold no key, so nobody types a password for a key that cannot be written.
+func GenerateKeyPairFunc(dir string, password func() (string, error)) (minisign.PublicKey, error) {
+	var pub minisign.PublicKey
+	secFile, pubFile := filepath.Join(dir, SecretKeyFile), filepath.Join(dir, PublicKeyFile)
+	for _, f := range []string{secFile, pubFile} {
+		if _, err := os.Lstat(f); err == nil {
+			return pub, fmt.Errorf("%s already exists; move it away to make a new key", f)
+		}
+	}
+	pw, err := password()
+	if err != nil {
+		return pub, err
+	}
 	pub, priv, err := minisign.GenerateKey(nil)
 	if err != nil {
 		return pub, err
 	}
 	var sec []byte
-	if password == "" {
+	if pw == "" {
 		sec, err = priv.MarshalText()
+		sec = append(sec, '\n')
 	} else {
-		sec, err = minisign.EncryptKey(password, priv)
+		sec, err = encryptKey(pw, priv, kdfCost())
 	}
 	if err != nil {
 		return pub, err
@@ -44,37 +73,182 @@ func GenerateKeyPair(dir, password string) (minisign.PublicKey, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return pub, err
 	}
-	secFile, pubFile := filepath.Join(dir, SecretKeyFile), filepath.Join(dir, PublicKeyFile)
-	for _, f := range []string{secFile, pubFile} {
-		if _, err := os.Stat(f); err == nil {
-			return pub, fmt.Errorf("%s already exists; move it away to make a new key", f)
-		}
-	}
-	if err := os.WriteFile(secFile, sec, 0o600); err != nil {
+	if err := writeNew(secFile, sec, 0o600); err != nil {
 		return pub, err
 	}
-	if err := os.WriteFile(pubFile, append(pubText, '\n'), 0o644); err != nil {
+	if err := writeNew(pubFile, append(pubText, '\n'), 0o644); err != nil {
+		os.Remove(secFile)
 		return pub, err
 	}
 	return pub, nil
 }
 
-// LoadSecretKey reads a minisign secret key (made by ferry or by minisign -G).
+// writeNew writes a file that must not exist yet. The mode is set explicitly, so the umask can
+// neither widen nor narrow it.
+func writeNew(name string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s already exists; move it away to make a new key", name)
+	}
+	if err != nil {
+		return err
+	}
+	err = f.Chmod(mode)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+	}
+	return err
+}
+
+// LoadSecretKey reads a minisign secret key (made by ferry or by minisign -G). An encrypted key
+// is decrypted with password; an empty password means the key must be unencrypted.
 func LoadSecretKey(file, password string) (minisign.PrivateKey, error) {
+	return LoadSecretKeyFunc(file, func() (string, error) {
+		if password == "" {
+			return "", fmt.Errorf("secret key %s is encrypted and no password was given", file)
+		}
+		return password, nil
+	})
+}
+
+// LoadSecretKeyFunc reads a minisign secret key, asking for the password (by calling password)
+// only when the key is encrypted. A password that does not decrypt the key gives an error that
+// wraps ErrWrongPassword and reads "wrong password for FILE".
+func LoadSecretKeyFunc(file string, password func() (string, error)) (minisign.PrivateKey, error) {
 	var k minisign.PrivateKey
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return k, err
 	}
-	if minisign.IsEncrypted(b) {
-		k, err = minisign.DecryptKey(password, b)
-	} else {
-		err = k.UnmarshalText(b)
+	if !minisign.IsEncrypted(b) {
+		if err := k.UnmarshalText(b); err != nil {
+			return k, fmt.Errorf("secret key %s: %v", file, err)
+		}
+		return k, nil
 	}
+	if err := checkEncryptedKey(b); err != nil {
+		return k, fmt.Errorf("secret key %s: %v", file, err)
+	}
+	pw, err := password()
 	if err != nil {
-		return k, fmt.Errorf("secret key %s: %v (set FERRY_KEY_PASSWORD if it is encrypted)", file, err)
+		return k, err
+	}
+	// The key is well formed, so the only way left to fail is a checksum that does not match
+	// what the password decrypts.
+	if k, err = minisign.DecryptKey(pw, b); err != nil {
+		return k, fmt.Errorf("%w for %s", ErrWrongPassword, file)
 	}
 	return k, nil
+}
+
+// The layout of a minisign secret key, once its base64 is decoded: signature algorithm "Ed",
+// KDF algorithm ("Sc" for scrypt, zero when unencrypted), checksum algorithm "B2", the scrypt
+// salt, opslimit and memlimit, then - encrypted by the KDF's key stream when there is one - the
+// key ID, the Ed25519 key and a BLAKE2b-256 checksum of "Ed", key ID and key.
+const (
+	keySize        = 158
+	keySaltAt      = 6
+	keyOpsAt       = 38
+	keyMemAt       = 46
+	keySecretAt    = 54
+	keyChecksumAt  = 126
+	maxScryptOps   = 1 << 25 // libsodium's sensitive limits, the most minisign asks for
+	maxScryptMem   = 1 << 30
+	encryptComment = "untrusted comment: minisign encrypted secret key\n"
+)
+
+// checkEncryptedKey checks what can be checked of an encrypted key without its password.
+func checkEncryptedKey(text []byte) error {
+	b, err := decodeKey(text)
+	if err != nil {
+		return err
+	}
+	if len(b) != keySize || string(b[0:2]) != "Ed" || string(b[2:4]) != "Sc" || string(b[4:6]) != "B2" {
+		return errors.New("not a minisign secret key")
+	}
+	if binary.LittleEndian.Uint64(b[keyOpsAt:]) > maxScryptOps || binary.LittleEndian.Uint64(b[keyMemAt:]) > maxScryptMem {
+		return errors.New("the key's scrypt cost is beyond minisign's limits")
+	}
+	return nil
+}
+
+// decodeKey decodes the base64 line of a minisign key file.
+func decodeKey(text []byte) ([]byte, error) {
+	s := strings.TrimSpace(string(text))
+	if c, rest, ok := strings.Cut(s, "\n"); ok && strings.HasPrefix(c, "untrusted comment:") {
+		s = rest
+	}
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	if err != nil {
+		return nil, errors.New("not a minisign secret key")
+	}
+	return b, nil
+}
+
+// scryptCost is a KDF cost: libsodium's opslimit and memlimit, written into the key, and the
+// scrypt parameters libsodium (and so minisign and aead.dev/minisign) derive from them.
+type scryptCost struct {
+	ops, mem uint64
+	n, r, p  int
+}
+
+var (
+	// sensitiveCost is what minisign itself uses: 1 GiB of memory and seconds of work, so a
+	// stolen key file resists guessing.
+	sensitiveCost = scryptCost{ops: 1 << 25, mem: 1 << 30, n: 1 << 20, r: 8, p: 1}
+	// interactiveCost is libsodium's least (16 MiB), for tests only.
+	interactiveCost = scryptCost{ops: 1 << 19, mem: 1 << 24, n: 1 << 14, r: 8, p: 1}
+)
+
+// keyKDF picks the cost of the keys ferry encrypts. Only tests change it, in the package or with
+// -ldflags '-X github.com/ferryhq/ferry/signing.keyKDF=interactive' in a test build of ferry;
+// decryption always uses the cost written in the key.
+var keyKDF = "sensitive"
+
+func kdfCost() scryptCost {
+	if keyKDF == "interactive" {
+		return interactiveCost
+	}
+	return sensitiveCost
+}
+
+// encryptKey encrypts priv with password in minisign's format. aead.dev/minisign's EncryptKey
+// writes the same bytes but always at the sensitive cost, which tests cannot afford.
+func encryptKey(password string, priv minisign.PrivateKey, c scryptCost) ([]byte, error) {
+	text, err := priv.MarshalText()
+	if err != nil {
+		return nil, err
+	}
+	b, err := decodeKey(text)
+	if err != nil || len(b) != keySize {
+		return nil, errors.New("minisign: unexpected private key encoding")
+	}
+	defer clear(b)
+	copy(b[2:4], "Sc")
+	if _, err := rand.Read(b[keySaltAt:keyOpsAt]); err != nil {
+		return nil, err
+	}
+	binary.LittleEndian.PutUint64(b[keyOpsAt:], c.ops)
+	binary.LittleEndian.PutUint64(b[keyMemAt:], c.mem)
+	sum := blake2b.Sum256(append([]byte("Ed"), b[keySecretAt:keyChecksumAt]...))
+	copy(b[keyChecksumAt:], sum[:])
+	stream, err := scrypt.Key([]byte(password), b[keySaltAt:keyOpsAt], c.n, c.r, c.p, keySize-keySecretAt)
+	if err != nil {
+		return nil, err
+	}
+	for i, x := range stream {
+		b[keySecretAt+i] ^= x
+	}
+	return []byte(encryptComment + base64.StdEncoding.EncodeToString(b) + "\n"), nil
 }
 
 // ParsePublicKey reads a public key given as the base64 key itself or as the text of a
