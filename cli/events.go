@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,14 +29,30 @@ func (e *env) eventsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			print := func(ev api.Event) error {
-				if e.json() {
-					return e.printJSON(ev)
-				}
-				_, err := fmt.Fprintf(e.stdout, "%d\t%s\t%s\t%s%s\n", ev.ID, ev.Time.Local().Format(time.RFC3339), ev.Type, ev.Subject, dataText(ev.Data))
-				return err
-			}
 			if follow {
+				// Streamed rows cannot be aligned with rows yet to come: they are tab-separated,
+				// each cell through safe as in a table.
+				header := true
+				line := func(cells []string) error {
+					clean := make([]string, len(cells))
+					for i, c := range cells {
+						clean[i] = safe(c)
+					}
+					_, err := fmt.Fprintln(e.stdout, strings.Join(clean, "\t"))
+					return err
+				}
+				print := func(ev api.Event) error {
+					if e.json() {
+						return e.printJSON(ev)
+					}
+					if header {
+						header = false
+						if err := line(eventHeader); err != nil {
+							return err
+						}
+					}
+					return line(eventRow(ev))
+				}
 				err := c.FollowEvents(cmd.Context(), since, print)
 				if errors.Is(err, context.Canceled) {
 					return nil
@@ -49,18 +66,36 @@ func (e *env) eventsCmd() *cobra.Command {
 			if e.json() {
 				return e.printJSON(evs)
 			}
-			for _, ev := range evs {
-				if err := print(ev); err != nil {
-					return err
-				}
+			rows := make([][]string, len(evs))
+			for i, ev := range evs {
+				rows[i] = eventRow(ev)
 			}
-			return nil
+			return e.table(eventHeader, rows)
 		},
 	}
 	cmd.Flags().Int64Var(&since, "since", 0, "only events after this id")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming new events")
 	cmd.Flags().IntVar(&limit, "limit", 1000, "at most this many events (without --follow)")
 	return cmd
+}
+
+var eventHeader = []string{"ID", "TIME", "TYPE", "SUBJECT", "ACTOR", "SOURCE", "DATA"}
+
+func eventRow(ev api.Event) []string {
+	return []string{strconv.FormatInt(ev.ID, 10), ev.Time.Local().Format(time.RFC3339), ev.Type, ev.Subject,
+		actorText(ev), dash(ev.Source), dataText(ev.Data)}
+}
+
+// actorText shows who caused an event: "token:abc (admin)", "node:ams-01" or "system"; "-" when
+// the server did not say (an older server).
+func actorText(ev api.Event) string {
+	switch {
+	case ev.Actor == "":
+		return "-"
+	case ev.Role != "":
+		return ev.Actor + " (" + ev.Role + ")"
+	}
+	return ev.Actor
 }
 
 func dataText(d map[string]any) string {
@@ -72,5 +107,5 @@ func dataText(d map[string]any) string {
 		v, _ := json.Marshal(d[k])
 		s += " " + k + "=" + strings.Trim(string(v), `"`)
 	}
-	return "\t" + s[1:]
+	return s[1:]
 }
