@@ -2,11 +2,9 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
 	"database/sql"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/labels"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -194,25 +193,6 @@ func appendEvent(ctx context.Context, tx *sql.Tx, e api.Event) (api.Event, error
 	e.ID, err = res.LastInsertId()
 	e.Time = e.Time.UTC()
 	return e, err
-}
-
-// Secret returns the server secret, creating it on first use.
-func (s *SQLite) Secret(ctx context.Context) ([]byte, error) {
-	var v string
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key='secret'`).Scan(&v)
-		if errors.Is(err, sql.ErrNoRows) {
-			b := make([]byte, 32)
-			rand.Read(b)
-			v = hex.EncodeToString(b)
-			_, err = tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('secret', ?)`, v)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return hex.DecodeString(v)
 }
 
 // SpendNonce records a nonce as spent until expires; false when it already is. Each call also
@@ -772,6 +752,11 @@ func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[strin
 			}
 			for _, k := range remove {
 				delete(m, k)
+			}
+			// Checked here, on the merged set inside the transaction, so concurrent changes
+			// cannot together pass the bound; a node already over it may still shrink.
+			if len(m) > labels.MaxLabels && len(m) > len(n.Labels) {
+				return fmt.Errorf("node %s would carry %d labels; at most %d: %w", name, len(m), labels.MaxLabels, ErrConflict)
 			}
 			after := mustJSON(m)
 			if after == before {

@@ -56,15 +56,14 @@ func TestSQLiteRefusesNewerSchema(t *testing.T) {
 	s.Close()
 }
 
-// Events written before the log recorded actors read as the system's.
-func TestSQLiteEventActorMigration(t *testing.T) {
-	ctx := context.Background()
-	file := filepath.Join(t.TempDir(), "ferry.db")
+// schemaAt makes a database at schema version upTo, by the embedded migrations alone.
+func schemaAt(t *testing.T, file string, upTo int) *sql.DB {
+	t.Helper()
 	db, err := sql.Open("sqlite", file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for v := 1; v <= 6; v++ {
+	for v := 1; v <= upTo; v++ {
 		names, _ := filepath.Glob(fmt.Sprintf("migrations/%04d_*.sql", v))
 		if len(names) != 1 {
 			t.Fatalf("migration %d: %v", v, names)
@@ -77,7 +76,35 @@ func TestSQLiteEventActorMigration(t *testing.T) {
 			t.Fatalf("migration %d: %v", v, err)
 		}
 	}
-	if _, err := db.Exec(`INSERT INTO meta (key, value) VALUES ('schema_version', '6');
+	if _, err := db.Exec(`INSERT INTO meta (key, value) VALUES ('schema_version', ?)`, fmt.Sprint(upTo)); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// A database from before the cluster key loses the session secret it held.
+func TestSQLiteSecretLeavesTheDatabase(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "ferry.db")
+	db := schemaAt(t, file, 8)
+	if _, err := db.Exec(`INSERT INTO meta (key, value) VALUES ('secret', 'c0ffee')`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	openFile(t, file).Close()
+	db, _ = sql.Open("sqlite", file)
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM meta WHERE key = 'secret'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the database still holds the secret: %d %v", n, err)
+	}
+}
+
+// Events written before the log recorded actors read as the system's.
+func TestSQLiteEventActorMigration(t *testing.T) {
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "ferry.db")
+	db := schemaAt(t, file, 6)
+	if _, err := db.Exec(`
 		INSERT INTO events (time, type, subject, data) VALUES ('2026-05-01T12:00:00Z', 'site.added', 'ams', '{}')`); err != nil {
 		t.Fatal(err)
 	}

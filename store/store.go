@@ -29,9 +29,6 @@ var (
 type Store interface {
 	Close() error
 
-	// Secret returns the server's random secret (for session tokens and nonces), made on first use.
-	Secret(ctx context.Context) ([]byte, error)
-
 	CreateSite(ctx context.Context, s api.Site) (api.Event, error)
 	Sites(ctx context.Context) ([]api.Site, error)
 	Site(ctx context.Context, name string) (api.Site, error)
@@ -54,7 +51,8 @@ type Store interface {
 	SetNodeStatus(ctx context.Context, name, status string, now time.Time) (api.Event, bool, error)
 	RevokeNode(ctx context.Context, name string, now time.Time) (api.Event, error)
 	// ChangeLabels applies set/remove to each named node, bumps the generation of those that
-	// changed and returns them with their new state.
+	// changed and returns them with their new state. A change that would leave a node with more
+	// than labels.MaxLabels labels fails whole with ErrConflict.
 	ChangeLabels(ctx context.Context, names []string, set map[string]string, remove []string, now time.Time) ([]api.Node, []api.Event, error)
 	SetFacts(ctx context.Context, name string, f api.Facts) error
 	// TouchNodes records last-seen times in one batch.

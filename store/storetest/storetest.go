@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/labels"
 	"github.com/ferryhq/ferry/store"
 )
 
@@ -28,7 +29,6 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Events", testEvents},
 		{"EventActor", testEventActor},
 		{"SpendNonce", testSpendNonce},
-		{"Secret", testSecret},
 		{"Keys", testKeys},
 		{"Releases", testReleases},
 		{"Channels", testChannels},
@@ -211,6 +211,24 @@ func testLabels(t *testing.T, s store.Store) {
 	}
 	if n, _ := s.Node(ctx, "n1"); n.Labels["zone"] != "b" || n.Generation != 2 {
 		t.Fatalf("failed change was partly applied: %+v", n)
+	}
+	// A node carries at most labels.MaxLabels: changes that would pass it fail whole, in
+	// however many calls they come.
+	many := func(prefix string, n int) map[string]string {
+		m := map[string]string{}
+		for i := 0; i < n; i++ {
+			m[fmt.Sprintf("%s%d", prefix, i)] = "x"
+		}
+		return m
+	}
+	if _, _, err := s.ChangeLabels(ctx, []string{"n1", "n2"}, many("a", labels.MaxLabels-2), nil, t0); err != nil {
+		t.Fatalf("labels up to the bound: %v", err)
+	}
+	if _, _, err := s.ChangeLabels(ctx, []string{"n2", "n1"}, many("b", 2), nil, t0); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("labels past the bound: %v", err)
+	}
+	if n, _ := s.Node(ctx, "n2"); len(n.Labels) > labels.MaxLabels || n.Labels["b0"] != "" {
+		t.Fatalf("a change past the bound was partly applied: %d labels", len(n.Labels))
 	}
 }
 
@@ -439,18 +457,6 @@ func testSpendNonce(t *testing.T, s store.Store) {
 	}
 	if won != 1 {
 		t.Fatalf("%d of %d concurrent spends of one nonce succeeded", won, n)
-	}
-}
-
-func testSecret(t *testing.T, s store.Store) {
-	ctx := context.Background()
-	a, err := s.Secret(ctx)
-	if err != nil || len(a) != 32 {
-		t.Fatalf("Secret = %x %v", a, err)
-	}
-	b, _ := s.Secret(ctx)
-	if string(a) != string(b) {
-		t.Fatal("secret changed between calls")
 	}
 }
 
