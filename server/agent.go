@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/labels"
@@ -28,15 +29,18 @@ func (s *Server) agentEnroll(w http.ResponseWriter, r *http.Request) error {
 	if err := validFacts(req.Facts); err != nil {
 		return err
 	}
-	id, ok := splitToken(req.Token, prefixEnroll)
-	if !ok {
-		return errorf(http.StatusUnauthorized, "not an enrollment token; create one with ferry token create --site SITE")
+	// The token's CA pin, if the agent sent it along, is for the agent; the credential is the rest.
+	cred, _, err := api.SplitEnrollToken(req.Token)
+	if err != nil {
+		return errorf(http.StatusUnauthorized, "%v", err)
 	}
+	id, _ := splitToken(cred, prefixEnroll)
 	if err := verifyKeySig(req.PublicKey, api.EnrollMessage(req.Token, req.Name, req.PublicKey), req.Signature); err != nil {
 		return err
 	}
 	req.Facts.Protocol = protocolOf(r)
-	n, ev, err := s.store.EnrollNode(r.Context(), id, hashToken(req.Token), store.NodeRecord{
+	ctx := store.WithActor(r.Context(), store.Actor{ID: "node:" + req.Name, Source: sourceAddr(r)})
+	n, ev, err := s.store.EnrollNode(ctx, id, hashToken(cred), store.NodeRecord{
 		Name: req.Name, PublicKey: req.PublicKey, Labels: req.Labels, Facts: req.Facts,
 	}, s.clk.Now())
 	if err != nil {
@@ -76,7 +80,7 @@ func (s *Server) agentSession(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if err := s.spendChallenge(req.Node, req.Nonce); err != nil {
+	if err := s.spendChallenge(r.Context(), req.Node, req.Nonce); err != nil {
 		return err
 	}
 	n, err := s.store.Node(r.Context(), req.Node)
@@ -86,7 +90,7 @@ func (s *Server) agentSession(w http.ResponseWriter, r *http.Request) error {
 	if err := verifyKeySig(n.PublicKey, api.SessionMessage(req.Node, req.Nonce), req.Signature); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, s.issueSession(req.Node))
+	writeJSON(w, http.StatusOK, s.issueSession(req.Node, n.PublicKey))
 	return nil
 }
 
@@ -102,6 +106,8 @@ func (s *Server) agentSync(w http.ResponseWriter, r *http.Request) error {
 	if err := s.heartbeat(r.Context(), node, req, protocolOf(r)); err != nil {
 		return err
 	}
+	// The body is in; the hold may outlast the request read deadline, which would end it.
+	http.NewResponseController(w).SetReadDeadline(time.Time{})
 	reply, err := s.awaitDesired(r.Context(), node, req.Generation)
 	if err != nil {
 		return err

@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
@@ -87,37 +86,38 @@ func (s *Server) authorize(r *http.Request, acc access) error {
 			if err != nil {
 				return err
 			}
-			if !s.hub.active(node) {
-				return errorf(http.StatusUnauthorized, "node %s is revoked or unknown", node)
-			}
+			*r = *r.WithContext(store.WithActor(r.Context(), store.Actor{ID: "node:" + node, Source: sourceAddr(r)}))
 			return nil
 		}
 		return s.authorize(r, viewer)
 	case viewer, admin:
-		role, err := s.operatorRole(r.Context(), bearer(r))
+		tok := bearer(r)
+		role, err := s.operatorRole(r.Context(), tok)
 		if err != nil {
 			return err
 		}
 		if acc == admin && role != api.RoleAdmin {
 			return errorf(http.StatusForbidden, "this token has role %s; the request needs an admin token", role)
 		}
-		*r = *r.WithContext(context.WithValue(r.Context(), ctxRole, role))
+		id, _ := splitToken(tok, prefixOperator)
+		ctx := context.WithValue(r.Context(), ctxRole, role)
+		*r = *r.WithContext(store.WithActor(ctx, store.Actor{ID: "token:" + id, Role: role, Source: sourceAddr(r)}))
 		return nil
 	case agentEnroll, agentSession:
 		if err := checkProtocol(r); err != nil {
 			return err
 		}
 		if acc == agentEnroll {
+			// The credential is in the body; the handler names the node once it is proven.
+			*r = *r.WithContext(store.WithActor(r.Context(), store.Actor{ID: "anonymous", Source: sourceAddr(r)}))
 			return nil
 		}
 		node, err := s.verifySession(bearer(r))
 		if err != nil {
 			return err
 		}
-		if !s.hub.active(node) {
-			return errorf(http.StatusUnauthorized, "node %s is revoked or unknown; enroll it again with a new token", node)
-		}
-		*r = *r.WithContext(context.WithValue(r.Context(), ctxNode, node))
+		ctx := context.WithValue(r.Context(), ctxNode, node)
+		*r = *r.WithContext(store.WithActor(ctx, store.Actor{ID: "node:" + node, Source: sourceAddr(r)}))
 		return nil
 	}
 	return errorf(http.StatusForbidden, "forbidden")
@@ -160,53 +160,77 @@ func checkProtocol(r *http.Request) error {
 	return nil
 }
 
-// Session tokens are stateless: node, expiry and an HMAC under the server secret, so checking
-// one costs a hash and no store read, and they stay valid across restarts and replicas until
-// they expire. Revocation is enforced by the node cache on every request.
+// Session tokens are stateless: node, the fingerprint of the key it enrolled with, expiry and an
+// HMAC under the cluster key, so checking one costs a hash and a map read, and they stay valid
+// across restarts and replicas until they expire. The fingerprint binds a session to one
+// enrollment: once a node is revoked and its name enrolled again with another key, the old
+// identity's sessions are refused. Revocation itself is enforced by the node cache on every
+// request.
 const sessionTTL = time.Hour
 
-func (s *Server) issueSession(node string) api.Session {
+func (s *Server) issueSession(node, publicKey string) api.Session {
 	now := s.clk.Now()
 	exp := now.Add(sessionTTL).Truncate(time.Second)
-	payload := base64.RawURLEncoding.EncodeToString([]byte(node)) + "." + strconv.FormatInt(exp.Unix(), 10)
+	payload := base64.RawURLEncoding.EncodeToString([]byte(node)) + "." + keyFingerprint(publicKey) + "." + strconv.FormatInt(exp.Unix(), 10)
 	return api.Session{Token: "ferry_s_" + payload + "." + s.mac("session", payload), ExpiresAt: exp,
 		ExpiresIn: api.Duration(exp.Sub(now).Truncate(time.Second))}
 }
 
+// keyFingerprint names a node key in session tokens: 16 bytes of its SHA-256.
+func keyFingerprint(publicKey string) string {
+	h := sha256.Sum256([]byte(publicKey))
+	return base64.RawURLEncoding.EncodeToString(h[:16])
+}
+
 var errBadSession = errorf(http.StatusUnauthorized, "invalid or expired agent session; open a new one")
 
+// verifySession checks a session token against the cluster key, the clock and the node's
+// current enrollment, and returns the node.
 func (s *Server) verifySession(tok string) (string, error) {
-	node, exp, err := s.session(tok)
-	if err != nil || !s.clk.Now().Before(exp) {
+	node, fp, exp, err := s.session(tok)
+	if err != nil || !s.liveSession(exp) {
 		return "", errBadSession
+	}
+	if !s.hub.enrolledWith(node, fp) {
+		return "", errorf(http.StatusUnauthorized, "node %s is revoked, unknown or enrolled again with another key; enroll it again with a new token", node)
 	}
 	return node, nil
 }
 
-// session checks a session token's HMAC and returns its node and expiry.
-func (s *Server) session(tok string) (string, time.Time, error) {
+// liveSession reports whether a session expiring at exp may be used now. However far ahead its
+// token says it expires, a session lives at most sessionTTL on the server's clock.
+func (s *Server) liveSession(exp time.Time) bool {
+	now := s.clk.Now()
+	return now.Before(exp) && !exp.After(now.Add(sessionTTL))
+}
+
+// session checks a session token's HMAC and returns its node, key fingerprint and expiry.
+func (s *Server) session(tok string) (node, fp string, exp time.Time, err error) {
 	rest, ok := strings.CutPrefix(tok, "ferry_s_")
-	if !ok {
-		return "", time.Time{}, errBadSession
+	if !ok || len(rest) > 512 {
+		return "", "", time.Time{}, errBadSession
 	}
 	i := strings.LastIndexByte(rest, '.')
 	if i < 0 {
-		return "", time.Time{}, errBadSession
+		return "", "", time.Time{}, errBadSession
 	}
 	payload, sig := rest[:i], rest[i+1:]
 	if !hmac.Equal([]byte(sig), []byte(s.mac("session", payload))) {
-		return "", time.Time{}, errBadSession
+		return "", "", time.Time{}, errBadSession
 	}
-	enc, expS, _ := strings.Cut(payload, ".")
-	exp, err := strconv.ParseInt(expS, 10, 64)
+	parts := strings.Split(payload, ".")
+	if len(parts) != 3 {
+		return "", "", time.Time{}, errBadSession
+	}
+	unix, err := strconv.ParseInt(parts[2], 10, 64)
 	if err != nil {
-		return "", time.Time{}, errBadSession
+		return "", "", time.Time{}, errBadSession
 	}
-	node, err := base64.RawURLEncoding.DecodeString(enc)
+	name, err := base64.RawURLEncoding.DecodeString(parts[0])
 	if err != nil {
-		return "", time.Time{}, errBadSession
+		return "", "", time.Time{}, errBadSession
 	}
-	return string(node), time.Unix(exp, 0), nil
+	return string(name), parts[1], time.Unix(unix, 0), nil
 }
 
 func (s *Server) mac(purpose, payload string) string {
@@ -216,7 +240,8 @@ func (s *Server) mac(purpose, payload string) string {
 }
 
 // Challenges are stateless too (random, node, expiry, HMAC), and single-use: a spent nonce is
-// remembered until it expires.
+// recorded in the store until it expires, so neither a restart nor another replica honours it
+// again.
 const challengeTTL = time.Minute
 
 func (s *Server) issueChallenge(node string) api.Challenge {
@@ -228,7 +253,7 @@ func (s *Server) issueChallenge(node string) api.Challenge {
 	return api.Challenge{Nonce: payload + "." + s.mac("challenge:"+node, payload), ExpiresAt: exp.Truncate(time.Second)}
 }
 
-func (s *Server) spendChallenge(node, nonce string) error {
+func (s *Server) spendChallenge(ctx context.Context, node, nonce string) error {
 	bad := errorf(http.StatusUnauthorized, "invalid, expired or already used challenge; ask for a new one")
 	payload, sig, ok := strings.Cut(nonce, ".")
 	if !ok || !hmac.Equal([]byte(sig), []byte(s.mac("challenge:"+node, payload))) {
@@ -243,36 +268,14 @@ func (s *Server) spendChallenge(node, nonce string) error {
 	if !now.Before(exp) {
 		return bad
 	}
-	if !s.spent.add(payload, exp, now) {
+	fresh, err := s.store.SpendNonce(ctx, payload, exp, now)
+	if err != nil {
+		return err
+	}
+	if !fresh {
 		return bad
 	}
 	return nil
-}
-
-// spentSet remembers used nonces until they expire.
-type spentSet struct {
-	mu sync.Mutex
-	m  map[string]time.Time
-}
-
-func (p *spentSet) add(nonce string, exp, now time.Time) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.m == nil {
-		p.m = map[string]time.Time{}
-	}
-	if _, used := p.m[nonce]; used {
-		return false
-	}
-	if len(p.m) > 1024 {
-		for k, e := range p.m {
-			if !now.Before(e) {
-				delete(p.m, k)
-			}
-		}
-	}
-	p.m[nonce] = exp
-	return true
 }
 
 // verifyKeySig checks an ed25519 signature given as base64 strings.

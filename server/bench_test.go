@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
-	"github.com/ferryhq/ferry/client"
 )
 
 // BenchmarkHeartbeat measures one agent sync round trip on loopback, with the hold cut to
@@ -21,7 +20,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 	h.site("ams", 1)
 	tok := h.enrollToken("ams", 1)
 	req, priv := signed(t, tok, "n1")
-	ac, _ := client.New(h.addr, "")
+	ac := h.client("")
 	ac.HTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	ctx := context.Background()
 	if _, err := ac.Enroll(ctx, req); err != nil {

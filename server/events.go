@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/store"
 )
 
 // listEvents returns the log after ?since, or with ?follow=true streams it as server-sent
@@ -51,6 +52,16 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, since int6
 	if !ok {
 		return errorf(http.StatusInternalServerError, "streaming unsupported")
 	}
+	// Each open stream holds a connection and buffers: bound them per token.
+	who := store.ActorFrom(r.Context()).ID
+	if !s.follows.take(who, s.cfg.MaxFollowers) {
+		return &httpError{code: http.StatusTooManyRequests, retryAfter: "5",
+			msg: fmt.Sprintf("this token already follows the event log %d times; close a follower first", s.cfg.MaxFollowers)}
+	}
+	defer s.follows.release(who)
+	// A follower stays for as long as it likes: lift the request read deadline, or the server
+	// would end the stream when it passes.
+	http.NewResponseController(w).SetReadDeadline(time.Time{})
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)

@@ -36,7 +36,7 @@ func TestEnrollRefusesBadFacts(t *testing.T) {
 	h := start(t, Config{Clock: clk})
 	ctx := context.Background()
 	h.site("ams", 1)
-	ac, _ := client.New(h.addr, "")
+	ac := h.client("")
 	tok := h.enrollToken("ams", 1)
 	good := api.Facts{Hostname: "n1.ams.example.com", OS: "linux", Arch: "amd64", CPUs: 8,
 		MemoryBytes: 16 << 30, AgentVersion: api.Version}

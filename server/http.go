@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
@@ -22,6 +23,8 @@ const maxBody = 1 << 20
 type httpError struct {
 	code int
 	msg  string
+	// retryAfter, when set, is sent as Retry-After (seconds).
+	retryAfter string
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -64,6 +67,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &he):
 		code, msg = he.code, he.msg
+		if he.retryAfter != "" {
+			w.Header().Set("Retry-After", he.retryAfter)
+		}
 	case errors.As(err, &mbe):
 		code, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit)
 	case errors.Is(err, store.ErrNotFound):
@@ -167,22 +173,42 @@ func (s *statusRecorder) Flush() {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// handle registers a route with its access rule, metrics and error mapping.
+// handle registers a route with its access rule, metrics, access log and error mapping. The
+// public agent routes are rate-limited per source address before anything else is looked at.
 func (s *Server) handle(pattern string, acc access, h handlerFunc) {
 	s.routes = append(s.routes, route{pattern: pattern, access: acc})
 	hist := s.metrics.requestDuration
+	logLevel := slog.LevelInfo
+	if acc == public {
+		logLevel = slog.LevelDebug // probes and scrapes
+	}
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		if err := s.authorize(r, acc); err != nil {
-			s.writeError(rec, r, err)
-		} else if err := h(rec, r); err != nil {
+		err := error(nil)
+		if acc == agentEnroll {
+			err = s.limitPublic(r)
+		}
+		if err == nil {
+			err = s.authorize(r, acc)
+		}
+		if err == nil {
+			err = h(rec, r)
+		}
+		if err != nil {
 			s.writeError(rec, r, err)
 		}
 		code := rec.code
 		if code == 0 {
 			code = http.StatusOK
 		}
-		hist.WithLabelValues(pattern, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+		took := time.Since(start)
+		hist.WithLabelValues(pattern, strconv.Itoa(code)).Observe(took.Seconds())
+		a := store.ActorFrom(r.Context())
+		if a == store.System {
+			a = store.Actor{ID: "anonymous", Source: sourceAddr(r)}
+		}
+		s.log.Log(r.Context(), logLevel, "request", "method", r.Method, "route", pattern, "status", code,
+			"duration", took.Round(time.Microsecond), "actor", a.ID, "source", a.Source)
 	})
 }

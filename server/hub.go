@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/subtle"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ type hub struct {
 }
 
 type hubNode struct {
+	keyFP   string // fingerprint of the key the node enrolled with, which its sessions name
 	site    string
 	status  string
 	desired api.Desired
@@ -48,6 +50,11 @@ func (h *hub) put(n api.Node) {
 	}
 	hn := &hubNode{site: n.Site, status: n.Status, changed: make(chan struct{}),
 		desired: api.Desired{Generation: n.Generation, Labels: n.Labels, Apps: n.Assigned}}
+	if n.PublicKey != "" {
+		hn.keyFP = keyFingerprint(n.PublicKey)
+	} else if ok {
+		hn.keyFP = old.keyFP
+	}
 	if ok {
 		hn.stream = old.stream
 		if old.desired.Generation == n.Generation {
@@ -104,6 +111,14 @@ func (h *hub) active(name string) bool {
 	defer h.mu.RUnlock()
 	_, ok := h.nodes[name]
 	return ok
+}
+
+// enrolledWith reports whether the node is active under the key with fingerprint fp.
+func (h *hub) enrolledWith(name, fp string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n, ok := h.nodes[name]
+	return ok && n.keyFP != "" && subtle.ConstantTimeCompare([]byte(n.keyFP), []byte(fp)) == 1
 }
 
 // watch returns the node's desired state and a channel closed when it changes.

@@ -59,7 +59,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			req.Header.Set("Content-Type", c.ctype)
 		}
 		req.Header.Set("Authorization", "Bearer "+h.srv.AdminToken)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := h.http.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -161,6 +161,10 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	s.published(ev)
 	out := tokenJSON(rec)
 	out.Secret = secret
+	if rec.Kind == store.KindEnroll && s.CAPin != "" {
+		// The agent given this token trusts exactly this server's CA (api.SplitEnrollToken).
+		out.Secret += "." + s.CAPin
+	}
 	writeJSON(w, http.StatusCreated, out)
 	return nil
 }

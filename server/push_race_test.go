@@ -83,7 +83,7 @@ func TestPushRaceKeepsReferencedBlobs(t *testing.T) {
 	for _, rel := range rels {
 		req, _ := http.NewRequest("GET", h.addr+"/v1/blobs/sha256:"+rel.SHA256, nil)
 		req.Header.Set("Authorization", "Bearer "+h.srv.AdminToken)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := h.http.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

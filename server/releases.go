@@ -55,11 +55,11 @@ func (s *Server) pushRelease(w http.ResponseWriter, r *http.Request) error {
 	pr, pw := io.Pipe()
 	checked := make(chan bundleCheck, 1)
 	go func() {
-		c := checkBundle(pr, sig, trusted)
+		c := checkBundle(pr, sig, trusted, release.Limits{MaxUnpacked: s.cfg.MaxUnpackedSize})
 		pr.CloseWithError(errBundleRefused)
 		checked <- c
 	}()
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBundleSize)
+	body := http.MaxBytesReader(w, stretchReadDeadline(w, r.Body, s.cfg.ReadTimeout), s.cfg.MaxBundleSize)
 	staged, putErr := s.blobs.Stage(io.TeeReader(body, pw))
 	pw.CloseWithError(putErr)
 	c := <-checked
@@ -125,9 +125,9 @@ type bundleCheck struct {
 
 // checkBundle reads a bundle once, checking the archive and, when sig is set, the signature
 // against the trusted keys. It consumes r to the end unless the bundle is refused.
-func checkBundle(r io.Reader, sig []byte, trusted []minisign.PublicKey) bundleCheck {
+func checkBundle(r io.Reader, sig []byte, trusted []minisign.PublicKey, lim release.Limits) bundleCheck {
 	v := signing.NewVerifier(r)
-	m, err := release.Read(v, release.Limits{})
+	m, err := release.Read(v, lim)
 	if err != nil {
 		return bundleCheck{err: errorf(http.StatusBadRequest, "%v", err)}
 	}

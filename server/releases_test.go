@@ -118,7 +118,7 @@ func TestPushAndServeBlobs(t *testing.T) {
 		for k, v := range hdr {
 			req.Header.Set(k, v)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := h.http.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,14 +141,14 @@ func TestPushAndServeBlobs(t *testing.T) {
 	if resp, _ = get("", nil); resp.StatusCode != 401 {
 		t.Fatalf("blob without a token: %d", resp.StatusCode)
 	}
-	sess := h.srv.issueSession("ghost") // a session of a node that does not exist
+	sess := h.srv.issueSession("ghost", "key") // a session of a node that does not exist
 	if resp, _ = get(sess.Token, nil); resp.StatusCode != 401 {
 		t.Fatalf("blob with a session of an unknown node: %d", resp.StatusCode)
 	}
 	h.site("ams", 1)
 	a, _ := h.runAgent("n1", h.enrollToken("ams", 1), "")
 	waitGeneration(t, a, 1)
-	if resp, _ = get(h.srv.issueSession("n1").Token, nil); resp.StatusCode != 200 {
+	if resp, _ = get(h.srv.issueSession("n1", a.PublicKey()).Token, nil); resp.StatusCode != 200 {
 		t.Fatalf("blob with an agent session: %d", resp.StatusCode)
 	}
 	if resp, _ = get(h.srv.AdminToken, map[string]string{}); resp.StatusCode != 200 {
@@ -209,7 +209,7 @@ func TestPushRefusalsStoreNothing(t *testing.T) {
 	req, _ := http.NewRequest("POST", h.addr+"/v1/releases", bytes.NewReader(next))
 	req.Header.Set("Authorization", "Bearer "+h.srv.AdminToken)
 	req.Header.Set("Content-Type", "text/plain")
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 415 {
+	if resp, err := h.http.Do(req); err != nil || resp.StatusCode != 415 {
 		t.Fatalf("wrong content type: %v %v", resp.StatusCode, err)
 	}
 	if got := lastEventID(t, h.admin); got != before {

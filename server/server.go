@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,8 +41,33 @@ type Config struct {
 	MaxUnpackedSize int64
 	// BlobGCGrace is how long an unreferenced blob is kept after its last write (default 1h).
 	BlobGCGrace time.Duration
-	Clock       clock.Clock
-	Logger      *slog.Logger
+
+	// Listen and Advertise are the addresses and names the server is reached by; the
+	// certificate it makes for itself carries them.
+	Listen    string
+	Advertise []string
+	// TLSCert and TLSKey are the operator's own certificate (followed by its chain) and key;
+	// without them the server makes a CA and a certificate under DataDir/tls on first start.
+	TLSCert, TLSKey string
+	// ClientCA, when set, requires agents and operators to present certificates from that CA.
+	ClientCA string
+	// InsecureHTTP serves plain HTTP, for a TLS-terminating proxy in front.
+	InsecureHTTP bool
+	// ClusterKey is the file holding the secret that signs agent sessions and challenges
+	// (default DataDir/cluster.key); replicas share it.
+	ClusterKey string
+	// PublicRate and PublicBurst limit requests per source address to the public agent routes
+	// (enroll, challenge, session); defaults 20/s and 100.
+	PublicRate  float64
+	PublicBurst int
+	// MaxFollowers bounds the event streams one operator token may hold open (default 16).
+	MaxFollowers int
+	// ReadTimeout bounds how long a client may take to send a whole request (default 30s);
+	// streaming routes lift or stretch it.
+	ReadTimeout time.Duration
+
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // Server is one control-plane process.
@@ -55,7 +81,6 @@ type Server struct {
 	det         *liveness.Detector
 	hub         *hub
 	events      *broker
-	spent       spentSet
 	downloading downloads
 	metrics     *metrics
 	mux         *http.ServeMux
@@ -66,8 +91,15 @@ type Server struct {
 	serveCtx context.Context
 	streams  sync.WaitGroup
 
+	tls     *tls.Config
+	limits  *addrLimits
+	follows followerCounts
+
 	// AdminToken is the admin API token, as written to DataDir/admin.token.
 	AdminToken string
+	// CAPin is the pin enrollment tokens carry (empty over plain HTTP); CAFile is the CA the
+	// server made for itself, which operators point FERRY_CACERT at (empty with --tls-cert).
+	CAPin, CAFile string
 }
 
 // New opens the store, makes the admin token on first start and loads the fleet into memory.
@@ -96,8 +128,35 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("--data is required: the directory for the database and admin token")
 	}
+	if cfg.PublicRate <= 0 {
+		cfg.PublicRate = 20
+	}
+	if cfg.PublicBurst <= 0 {
+		cfg.PublicBurst = 100
+	}
+	if cfg.MaxFollowers <= 0 {
+		cfg.MaxFollowers = 16
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 30 * time.Second
+	}
+	if cfg.ClusterKey == "" {
+		cfg.ClusterKey = filepath.Join(cfg.DataDir, "cluster.key")
+	}
+	// The data directory holds credentials: only the server's user may enter it.
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	secret, err := loadClusterKey(cfg.ClusterKey)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, pin, caFile, err := serverTLS(cfg)
+	if err != nil {
+		return nil, err
 	}
 	var st store.Store
 	switch {
@@ -105,6 +164,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		file := strings.TrimPrefix(cfg.DB, "sqlite:")
 		if file == "" {
 			file = filepath.Join(cfg.DataDir, "ferry.db")
+		}
+		if err := privateFiles(file, file+"-wal", file+"-shm"); err != nil {
+			return nil, err
 		}
 		s, err := store.OpenSQLite(ctx, file)
 		if err != nil {
@@ -130,6 +192,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		events: newBroker(),
 		mux:    http.NewServeMux(),
 		ready:  make(chan struct{}),
+		secret: secret,
+		tls:    tlsCfg,
+		CAPin:  pin,
+		CAFile: caFile,
+		limits: newAddrLimits(cfg.PublicRate, cfg.PublicBurst),
 	}
 	s.metrics = newMetrics(s.hub)
 	if err := s.load(ctx); err != nil {
@@ -141,10 +208,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 }
 
 func (s *Server) load(ctx context.Context) error {
-	var err error
-	if s.secret, err = s.store.Secret(ctx); err != nil {
-		return fmt.Errorf("load server secret: %w", err)
-	}
 	if err := s.ensureAdminToken(ctx); err != nil {
 		return err
 	}
@@ -281,12 +344,18 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 
 // Serve runs the server on l until ctx ends, then shuts down gracefully and closes the store.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	if s.tls != nil {
+		l = tls.NewListener(l, s.tls)
+	}
 	hs := &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// A whole request, body included, must arrive within this; the routes that stream
+		// (agent streams, event followers, pushes) lift or stretch it themselves.
+		ReadTimeout: s.cfg.ReadTimeout,
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
 	s.serveCtx = ctx
 	loops, stop := context.WithCancel(context.Background())
@@ -299,7 +368,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
-	s.log.Info("serving", "addr", l.Addr().String(), "heartbeat_interval", s.cfg.HeartbeatInterval, "heartbeat_grace", s.cfg.HeartbeatGrace)
+	s.log.Info("serving", "addr", l.Addr().String(), "tls", s.tls != nil, "client_certs", s.cfg.ClientCA != "", "heartbeat_interval", s.cfg.HeartbeatInterval, "heartbeat_grace", s.cfg.HeartbeatGrace)
 	var err error
 	select {
 	case err = <-errc:

@@ -19,6 +19,7 @@ import (
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/pki"
 )
 
 type harness struct {
@@ -26,7 +27,22 @@ type harness struct {
 	srv   *Server
 	addr  string
 	admin *client.Client
-	stop  func()
+	// http makes raw requests to the server, trusting its CA.
+	http *http.Client
+	stop func()
+}
+
+// client is an API client of the server with tok (none when empty), trusting its CA.
+func (h *harness) client(tok string) *client.Client {
+	h.t.Helper()
+	c, err := client.New(h.addr, tok)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := c.UseTLS(pki.ClientOptions{CAFile: h.srv.CAFile}); err != nil {
+		h.t.Fatal(err)
+	}
+	return c
 }
 
 func start(t *testing.T, cfg Config) *harness {
@@ -48,8 +64,9 @@ func start(t *testing.T, cfg Config) *harness {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, l) }()
-	h := &harness{t: t, srv: srv, addr: "http://" + l.Addr().String()}
-	h.admin, _ = client.New(h.addr, srv.AdminToken)
+	h := &harness{t: t, srv: srv, addr: srv.Scheme() + "://" + l.Addr().String()}
+	h.admin = h.client(srv.AdminToken)
+	h.http = h.admin.HTTP
 	stopped := false
 	h.stop = func() {
 		if !stopped {
@@ -225,7 +242,7 @@ func TestAgentProtocolSkew(t *testing.T) {
 		if v != "" {
 			req.Header.Set(api.ProtocolHeader, v)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := h.http.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,7 +266,7 @@ func TestEnrollmentRefusals(t *testing.T) {
 	h := start(t, Config{Clock: clk})
 	ctx := context.Background()
 	h.site("ams", 1)
-	ac, _ := client.New(h.addr, "")
+	ac := h.client("")
 	tok := h.enrollToken("ams", 1)
 
 	before := lastEventID(t, h.admin)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/store"
 )
 
 // Agent protocol 2: instead of one held HTTP request per heartbeat interval, an agent upgrades
@@ -96,8 +97,10 @@ func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 	// The stream runs in a goroutine of its own so that this one, and with it net/http's
 	// buffers and request state for the connection, can end.
 	// The session was checked to open the stream; frames only need its expiry checked.
-	_, expires, _ := s.session(bearer(r))
+	_, _, expires, _ := s.session(bearer(r))
 	proto := protocolOf(r)
+	// What the stream records is the node's doing, from the address it connected from.
+	ctx := store.WithActor(s.serveCtx, store.ActorFrom(r.Context()))
 	s.streams.Add(1)
 	go func() {
 		defer s.streams.Done()
@@ -105,7 +108,7 @@ func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 		defer s.hub.detach(node, st)
 		s.metrics.agentConnections.Inc()
 		defer s.metrics.agentConnections.Dec()
-		s.serveStream(s.serveCtx, node, expires, proto, st, bufio.NewReaderSize(in, 512))
+		s.serveStream(ctx, node, expires, proto, st, bufio.NewReaderSize(in, 512))
 	}()
 	return nil
 }

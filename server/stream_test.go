@@ -19,7 +19,7 @@ import (
 func rawAgent(t *testing.T, h *harness, site, name string) (*client.Client, func() api.Session) {
 	t.Helper()
 	ctx := context.Background()
-	ac, _ := client.New(h.addr, "")
+	ac := h.client("")
 	req, priv := signed(t, h.enrollToken(site, 1), name)
 	if _, err := ac.Enroll(ctx, req); err != nil {
 		t.Fatal(err)
