@@ -24,6 +24,7 @@ import (
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/labels"
+	"github.com/ferryhq/ferry/pki"
 	"github.com/ferryhq/ferry/signing"
 )
 
@@ -44,16 +45,22 @@ type Config struct {
 	TrustedKeys []string
 	// AllowUnsigned lets the agent install unsigned releases (from allow_unsigned channels).
 	AllowUnsigned bool
+	// CACert verifies the server against this CA file (operator PKI) instead of the system's
+	// roots; the CA pin an enrollment token carries is checked as well.
+	CACert string
+	// ClientCert and ClientKey are the node's certificate for servers that require one.
+	ClientCert, ClientKey string
 }
 
 // Agent is one node's agent.
 type Agent struct {
-	cfg Config
-	clk clock.Clock
-	log *slog.Logger
-	key ed25519.PrivateKey
-	pub string
-	api *client.Client
+	cfg   Config
+	caPin string // the server CA's pin, from the enrollment token
+	clk   clock.Clock
+	log   *slog.Logger
+	key   ed25519.PrivateKey
+	pub   string
+	api   *client.Client
 
 	inst *installer
 	// failed remembers, per app, the assignment that last failed and why; one that failed for
@@ -118,6 +125,22 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The CA pin comes with the enrollment token and is kept with the identity, so the agent
+	// trusts exactly the CA of the server it enrolled with, from its first byte on.
+	var pin string
+	switch {
+	case id != nil:
+		pin = id.CAPin
+	case cfg.Token != "":
+		cred, p, err := api.SplitEnrollToken(cfg.Token)
+		if err != nil {
+			return nil, fmt.Errorf("--token: %v", err)
+		}
+		cfg.Token, pin = cred, p
+	}
+	if err := c.UseTLS(pki.ClientOptions{CAFile: cfg.CACert, Pin: pin, CertFile: cfg.ClientCert, KeyFile: cfg.ClientKey}); err != nil {
+		return nil, err
+	}
 	if cfg.Protocol != 0 {
 		c.Protocol = cfg.Protocol
 	}
@@ -130,7 +153,7 @@ func New(cfg Config) (*Agent, error) {
 		}
 		pinned = append(pinned, pub)
 	}
-	a := &Agent{cfg: cfg, clk: cfg.Clock, key: key, api: c, id: id, changed: make(chan struct{}),
+	a := &Agent{cfg: cfg, clk: cfg.Clock, key: key, api: c, id: id, changed: make(chan struct{}), caPin: pin,
 		pub:    base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)),
 		failed: map[string]failure{}, poke: make(chan struct{}, 1), online: make(chan struct{}),
 		reconnected: make(chan struct{}, 1)}
@@ -159,6 +182,9 @@ func New(cfg Config) (*Agent, error) {
 	a.setReport(a.observe(a.desired))
 	return a, nil
 }
+
+// PublicKey is the node's ed25519 public key, base64.
+func (a *Agent) PublicKey() string { return a.pub }
 
 func (a *Agent) sessionToken() string {
 	a.mu.Lock()
@@ -229,7 +255,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.session = api.Session{}
 		a.mu.Unlock()
 		wait := bo.next()
+		var pinErr *pki.PinError
 		switch client.StatusOf(err) {
+		case 0:
+			if errors.As(err, &pinErr) {
+				a.log.Error("refusing the server: its certificate chain does not hold the CA pinned at enrollment; if the server's CA was replaced on purpose, enroll this node again", "err", err, "retry_in", wait.Round(time.Millisecond))
+			} else {
+				a.log.Warn("server unreachable or failing; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
+			}
 		case http.StatusUpgradeRequired:
 			// The server speaks other protocol versions: say so, and retry slowly in case it is
 			// upgraded or downgraded to meet us.
@@ -306,7 +339,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 	default:
 		return err
 	}
-	id := &identity{Node: res.Node, Site: res.Site, Server: a.api.Addr(), PublicKey: a.pub, EnrolledAt: a.clk.Now().UTC()}
+	id := &identity{Node: res.Node, Site: res.Site, Server: a.api.Addr(), PublicKey: a.pub, CAPin: a.caPin, EnrolledAt: a.clk.Now().UTC()}
 	if err := saveJSON(filepath.Join(a.cfg.DataDir, identityFile), id); err != nil {
 		return fatalError{fmt.Errorf("save identity: %w", err)}
 	}

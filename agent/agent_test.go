@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/pki"
 	"github.com/ferryhq/ferry/server"
 )
 
@@ -52,8 +52,11 @@ func startServer(t *testing.T, ctx context.Context, cfg server.Config) (string, 
 		t.Fatal(err)
 	}
 	go srv.Serve(ctx, l)
-	addr := "http://" + l.Addr().String()
+	addr := "https://" + l.Addr().String()
 	admin, _ := client.New(addr, srv.AdminToken)
+	if err := admin.UseTLS(pki.ClientOptions{CAFile: srv.CAFile}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := admin.AddSite(ctx, client.SiteAdd{Name: "ams", Tier: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +149,7 @@ func TestClockSkewDoesNotChurnSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(2)
-	resp, err := http.Get(addr + "/metrics")
+	resp, err := admin.HTTP.Get(addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,10 +16,13 @@ import (
 // identity is what makes a node itself across restarts: its key pair (the private half never
 // leaves the data dir) and the name and server it enrolled with.
 type identity struct {
-	Node       string    `json:"node"`
-	Site       string    `json:"site"`
-	Server     string    `json:"server"`
-	PublicKey  string    `json:"public_key"`
+	Node      string `json:"node"`
+	Site      string `json:"site"`
+	Server    string `json:"server"`
+	PublicKey string `json:"public_key"`
+	// CAPin is the pin of the server's CA the enrollment token carried; the agent refuses a
+	// server whose chain does not hold that CA.
+	CAPin      string    `json:"ca_pin,omitempty"`
 	EnrolledAt time.Time `json:"enrolled_at"`
 }
 

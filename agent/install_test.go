@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/pki"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/server"
 	"github.com/ferryhq/ferry/signing"
@@ -56,8 +56,11 @@ func (r *rig) serve(listen string) {
 	go func() { defer close(done); srv.Serve(ctx, l) }()
 	r.stop = func() { cancel(); <-done }
 	r.t.Cleanup(r.stop)
-	r.addr = "http://" + l.Addr().String()
+	r.addr = "https://" + l.Addr().String()
 	r.admin, _ = client.New(r.addr, srv.AdminToken)
+	if err := r.admin.UseTLS(pki.ClientOptions{CAFile: srv.CAFile}); err != nil {
+		r.t.Fatal(err)
+	}
 }
 
 func newRig(t *testing.T) *rig {
@@ -339,7 +342,7 @@ func TestInstallResumesDownload(t *testing.T) {
 	if running(t, n) != "1.0.0" {
 		t.Fatalf("current is %q", running(t, n))
 	}
-	resp, err := http.Get(r.addr + "/metrics")
+	resp, err := r.admin.HTTP.Get(r.addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +397,7 @@ func TestInstallRetriesWhenServerReturns(t *testing.T) {
 			t.Fatalf("the agent is not waiting to retry (%d timers)", clk.Pending())
 		}
 	}
-	r.serve(strings.TrimPrefix(r.addr, "http://"))
+	r.serve(strings.TrimPrefix(r.addr, "https://"))
 	clk.Advance(300 * time.Millisecond) // the sync retry (≤ 200ms), not the install retry (≥ 500ms)
 	r.waitApp("n1", installed("1.0.0"))
 	if running(t, n) != "1.0.0" {

@@ -15,11 +15,12 @@ import (
 	"text/tabwriter"
 
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/pki"
 	"github.com/spf13/cobra"
 )
 
 // DefaultAddr is where the CLI finds the server when FERRY_ADDR is not set.
-const DefaultAddr = "http://127.0.0.1:7700"
+const DefaultAddr = "https://127.0.0.1:7700"
 
 // UsageError is a mistake in how ferry was called; it exits with status 2.
 type UsageError struct{ Err error }
@@ -49,10 +50,13 @@ type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 
-	addr      string
-	token     string
-	tokenFile string
-	output    string
+	addr       string
+	token      string
+	tokenFile  string
+	output     string
+	caCert     string
+	clientCert string
+	clientKey  string
 }
 
 // Run executes ferry with args (without the program name), printing to stdout and stderr.
@@ -90,6 +94,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	pf.StringVar(&e.token, "token", "", "API token (default $FERRY_TOKEN)")
 	pf.StringVar(&e.tokenFile, "token-file", "", "file holding the API token")
 	pf.StringVarP(&e.output, "output", "o", "table", "output format of list and show verbs: table or json")
+	pf.StringVar(&e.caCert, "ca-cert", "", "CA file that verifies the server (default $FERRY_CACERT, else the system's roots)")
+	pf.StringVar(&e.clientCert, "client-cert", "", "client certificate for servers that require one (default $FERRY_CLIENT_CERT)")
+	pf.StringVar(&e.clientKey, "client-key", "", "key of --client-cert (default $FERRY_CLIENT_KEY)")
 
 	root.AddCommand(
 		e.serverCmd(), e.agentCmd(), e.devCmd(),
@@ -126,7 +133,25 @@ func (e *env) client() (*client.Client, error) {
 	if err != nil {
 		return nil, UsageError{err}
 	}
+	if err := c.UseTLS(e.tlsOptions()); err != nil {
+		return nil, UsageError{err}
+	}
 	return c, nil
+}
+
+// tlsOptions are the CA file and client certificate from flags, else the environment.
+func (e *env) tlsOptions() pki.ClientOptions {
+	pick := func(flag, env string) string {
+		if flag != "" {
+			return flag
+		}
+		return e.getenv(env)
+	}
+	return pki.ClientOptions{
+		CAFile:   pick(e.caCert, "FERRY_CACERT"),
+		CertFile: pick(e.clientCert, "FERRY_CLIENT_CERT"),
+		KeyFile:  pick(e.clientKey, "FERRY_CLIENT_KEY"),
+	}
 }
 
 // serverAddr is --server, else $FERRY_ADDR, else the default.

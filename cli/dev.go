@@ -14,6 +14,7 @@ import (
 	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/pki"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/server"
 	"github.com/ferryhq/ferry/signing"
@@ -75,7 +76,7 @@ func (e *env) runDev(ctx context.Context, nAgents, nSites int, dataDir, listen s
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another ferry running? try --listen 127.0.0.1:0)", listen, err)
 	}
-	srv, err := server.New(ctx, server.Config{DataDir: dataDir, Logger: log.With("part", "server")})
+	srv, err := server.New(ctx, server.Config{DataDir: dataDir, Listen: l.Addr().String(), Logger: log.With("part", "server")})
 	if err != nil {
 		l.Close()
 		return err
@@ -84,10 +85,13 @@ func (e *env) runDev(ctx context.Context, nAgents, nSites int, dataDir, listen s
 	defer stopSrv()
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(srvCtx, l) }()
-	addr := "http://" + l.Addr().String()
+	addr := srv.Scheme() + "://" + l.Addr().String()
 
 	c, err := client.New(addr, srv.AdminToken)
 	if err != nil {
+		return err
+	}
+	if err := c.UseTLS(pki.ClientOptions{CAFile: srv.CAFile}); err != nil {
 		return err
 	}
 	agents, err := e.devAgents(ctx, c, nAgents, nSites, dataDir, log)
@@ -106,7 +110,7 @@ func (e *env) runDev(ctx context.Context, nAgents, nSites int, dataDir, listen s
   token   %s
 
 Try, in another terminal:
-  export FERRY_ADDR=%s FERRY_TOKEN=$(cat %s)
+  export FERRY_ADDR=%s FERRY_TOKEN=$(cat %s) FERRY_CACERT=%s
   ferry node list
   ferry release list                                 # a signed demo release, hello@1.0.0
   ferry deploy hello@1.0.0 --selector role=mirror    # the agents verify it, then install it
@@ -114,7 +118,7 @@ Try, in another terminal:
   ferry events --follow
 
 Ctrl-C stops everything.
-`, nAgents, nSites, addr, dataDir, srv.AdminToken, addr, tokenFile, demoSites[0].Name+"-01")
+`, nAgents, nSites, addr, dataDir, srv.AdminToken, addr, tokenFile, srv.CAFile, demoSites[0].Name+"-01")
 
 	var wg sync.WaitGroup
 	agentCtx, stopAgents := context.WithCancel(ctx)

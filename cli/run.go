@@ -2,8 +2,11 @@ package cli
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ferryhq/ferry/agent"
@@ -15,7 +18,7 @@ import (
 
 func (e *env) serverCmd() *cobra.Command {
 	var cfg server.Config
-	var listen, logLevel string
+	var listen, logLevel, publicRate string
 	cmd := &cobra.Command{
 		Use:   "server --data DIR [--listen ADDR] [--db URL]",
 		Short: "Run the control plane",
@@ -29,6 +32,10 @@ func (e *env) serverCmd() *cobra.Command {
 				return err
 			}
 			cfg.Logger = log
+			if cfg.PublicRate, err = parseRate(publicRate); err != nil {
+				return err
+			}
+			cfg.Listen = listen
 			l, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", listen, err)
@@ -38,7 +45,13 @@ func (e *env) serverCmd() *cobra.Command {
 				l.Close()
 				return err
 			}
+			if cfg.InsecureHTTP {
+				log.Warn("serving plain HTTP (--insecure-http): tokens travel in the clear unless a TLS-terminating proxy is in front")
+			}
 			log.Info("admin token written", "file", cfg.DataDir+"/admin.token")
+			if srv.CAFile != "" {
+				log.Info("server CA made for this server; operators set FERRY_CACERT to it, agents need only their token", "file", srv.CAFile, "pin", srv.CAPin)
+			}
 			return srv.Serve(cmd.Context(), l)
 		},
 	}
@@ -52,7 +65,25 @@ func (e *env) serverCmd() *cobra.Command {
 	f.Int64Var(&cfg.MaxBundleSize, "max-bundle-size", 2<<30, "largest bundle a push may send, in bytes")
 	f.Int64Var(&cfg.MaxUnpackedSize, "max-unpacked-size", 0, "largest total size of the files a pushed bundle unpacks to, in bytes (default 4 GiB)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringSliceVar(&cfg.Advertise, "advertise", nil, "names and addresses agents and operators reach the server by, for its certificate (NAME,...)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate (with its chain) to serve instead of the one the server makes with its own CA")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "key of --tls-cert")
+	f.StringVar(&cfg.ClientCA, "client-ca", "", "require agents and operators to present certificates from this CA")
+	f.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP, for a TLS-terminating proxy in front")
+	f.StringVar(&cfg.ClusterKey, "cluster-key", "", "file of the secret that signs agent sessions, shared by replicas (default DATA/cluster.key)")
+	f.StringVar(&publicRate, "public-rate", "20/s", "requests per second each source address may make to the public agent routes")
+	f.IntVar(&cfg.PublicBurst, "public-burst", 100, "burst above --public-rate each source address may make")
+	f.IntVar(&cfg.MaxFollowers, "max-followers", 16, "event streams one operator token may hold open")
 	return cmd
+}
+
+// parseRate reads a rate given as "R" or "R/s".
+func parseRate(s string) (float64, error) {
+	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "/s"), 64)
+	if err != nil || v <= 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0, usagef("invalid --public-rate %q: want a positive rate like 20/s", s)
+	}
+	return v, nil
 }
 
 func (e *env) agentCmd() *cobra.Command {
@@ -91,6 +122,8 @@ func (e *env) agentCmd() *cobra.Command {
 			if cfg.Logger, err = e.logger(logLevel); err != nil {
 				return err
 			}
+			tlsOpts := e.tlsOptions()
+			cfg.CACert, cfg.ClientCert, cfg.ClientKey = tlsOpts.CAFile, tlsOpts.CertFile, tlsOpts.KeyFile
 			a, err := agent.New(cfg)
 			if err != nil {
 				return err

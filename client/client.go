@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/pki"
 )
 
 // Client calls one Ferry server.
@@ -48,6 +51,32 @@ func New(addr, token string) (*Client, error) {
 		Protocol: api.Protocol,
 		Clock:    clock.Real{},
 	}, nil
+}
+
+// UseTLS sets how the client trusts an https server and proves itself: a CA file, a CA pin, a
+// client certificate. Without it the system's roots are trusted.
+func (c *Client) UseTLS(o pki.ClientOptions) error {
+	if o.ServerName == "" {
+		if u, err := url.Parse(c.base); err == nil {
+			o.ServerName = u.Hostname()
+		}
+	}
+	cfg, err := pki.ClientConfig(o)
+	if err != nil {
+		return err
+	}
+	c.HTTP = &http.Client{Transport: Transport(cfg)}
+	return nil
+}
+
+// Transport is an HTTP/1.1 transport with the given TLS configuration: agent streams upgrade
+// their connection, which HTTP/2 cannot.
+func Transport(cfg *tls.Config) *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	return tr
 }
 
 // WaitForServer polls until a server that has just been started at addr answers with the token
@@ -141,7 +170,22 @@ func (c *Client) do(ctx context.Context, method, path, token string, in, out any
 	return nil
 }
 
+// unwrapURL drops net/http's "Get URL:" wrapping and says in one line what to do about the TLS
+// failures an operator can mend.
 func unwrapURL(err error) error {
+	var ua x509.UnknownAuthorityError
+	var pe *pki.PinError
+	var he x509.HostnameError
+	switch {
+	case errors.As(err, &pe):
+		return pe
+	case errors.As(err, &ua):
+		return errors.New("its certificate is not signed by a CA this machine trusts; set FERRY_CACERT (or --ca-cert) to the server's CA file (DATA/tls/ca.pem on the server)")
+	case errors.As(err, &he):
+		return fmt.Errorf("its certificate is not valid for this address (%v); use a name it carries, or restart the server with --advertise NAME", he)
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return errors.New("it speaks plain HTTP (started with --insecure-http); use an http:// address")
+	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		return ue.Err
