@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
-	"github.com/ferryhq/ferry/client"
 )
 
 // TestDeployInstallsVerifiedReleases: the operator path from a signed bundle to files on the
@@ -24,7 +23,7 @@ import (
 func TestDeployInstallsVerifiedReleases(t *testing.T) {
 	f := newFleet(t)
 	keyDir := t.TempDir()
-	env := append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f), "FERRY_KEY_DIR="+keyDir)
+	env := append(f.env(), "FERRY_KEY_DIR="+keyDir)
 	run := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(ferryBin, args...)
@@ -35,7 +34,7 @@ func TestDeployInstallsVerifiedReleases(t *testing.T) {
 		}
 		return string(out)
 	}
-	run("key", "gen")
+	run("key", "gen", "--no-password")
 	pub := filepath.Join(keyDir, "ferry.pub")
 	run("key", "trust", pub)
 	run("site", "add", "ams", "--tier", "1")
@@ -187,7 +186,7 @@ func throttle(t *testing.T, target string, rate int) string {
 			}()
 		}
 	}()
-	return "http://" + l.Addr().String()
+	return "https://" + l.Addr().String()
 }
 
 // TestDevDemo runs the README's first command, ferry dev, and walks its suggested path: the
@@ -195,7 +194,7 @@ func throttle(t *testing.T, target string, rate int) string {
 func TestDevDemo(t *testing.T) {
 	listen, data := freeAddr(t), t.TempDir()
 	dev := startProc(t, "dev", "--agents", "6", "--sites", "3", "--listen", listen, "--data", data)
-	f := &fleet{t: t, data: data, listen: listen, addr: "http://" + listen, server: dev}
+	f := &fleet{t: t, data: data, listen: listen, addr: "https://" + listen, server: dev}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if _, err := os.Stat(filepath.Join(data, "admin.token")); err == nil {
 			if out, err := f.ferry("release", "list", "-o", "json"); err == nil && strings.Contains(out, `"hello"`) {
@@ -208,7 +207,10 @@ func TestDevDemo(t *testing.T) {
 			t.Fatalf("the demo fleet did not come up:\n%s", dev.out.String())
 		}
 	}
-	f.admin, _ = client.New(f.addr, adminToken(f))
+	var err error
+	if f.admin, err = f.client(); err != nil {
+		t.Fatal(err)
+	}
 	since := f.lastEvent()
 	if out := f.mustFerry("deploy", "hello@1.0.0", "--selector", "role=mirror"); !strings.Contains(out, "assigned to 2 node(s)") {
 		t.Fatalf("deploy: %s", out)

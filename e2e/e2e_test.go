@@ -20,6 +20,7 @@ import (
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/pki"
 	"github.com/ferryhq/ferry/release"
 )
 
@@ -128,7 +129,7 @@ type fleet struct {
 
 func newFleet(t *testing.T, extra ...string) *fleet {
 	f := &fleet{t: t, data: t.TempDir(), listen: freeAddr(t), args: extra}
-	f.addr = "http://" + f.listen
+	f.addr = "https://" + f.listen
 	f.startServer()
 	return f
 }
@@ -138,9 +139,7 @@ func (f *fleet) startServer() {
 	f.server = startProc(f.t, append([]string{"server", "--data", f.data, "--listen", f.listen}, f.args...)...)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		tok, err := os.ReadFile(filepath.Join(f.data, "admin.token"))
-		if err == nil {
-			c, _ := client.New(f.addr, strings.TrimSpace(string(tok)))
+		if c, err := f.client(); err == nil {
 			if _, err := c.Sites(context.Background()); err == nil {
 				f.admin = c
 				return
@@ -156,7 +155,7 @@ func (f *fleet) startServer() {
 // ferry runs one CLI command against the fleet and returns stdout.
 func (f *fleet) ferry(args ...string) (string, error) {
 	cmd := exec.Command(ferryBin, args...)
-	cmd.Env = append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f))
+	cmd.Env = f.env()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -164,6 +163,27 @@ func (f *fleet) ferry(args ...string) (string, error) {
 		return stdout.String(), fmt.Errorf("ferry %s: %v: %s", strings.Join(args, " "), err, stderr.String())
 	}
 	return stdout.String(), nil
+}
+
+// client is an API client for the fleet with the admin token, trusting the server's own CA.
+func (f *fleet) client() (*client.Client, error) {
+	tok, err := os.ReadFile(filepath.Join(f.data, "admin.token"))
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(f.addr, strings.TrimSpace(string(tok)))
+	if err != nil {
+		return nil, err
+	}
+	return c, c.UseTLS(pki.ClientOptions{CAFile: f.caFile()})
+}
+
+// caFile is the CA the server made for itself.
+func (f *fleet) caFile() string { return filepath.Join(f.data, "tls", "ca.pem") }
+
+// env is the environment of a ferry CLI call against the fleet, as an operator sets it up.
+func (f *fleet) env() []string {
+	return append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f), "FERRY_CACERT="+f.caFile())
 }
 
 func adminToken(f *fleet) string {
@@ -290,7 +310,7 @@ func TestFleetLifecycle(t *testing.T) {
 func TestFollowAcrossRestart(t *testing.T) {
 	f := newFleet(t)
 	follower := exec.Command(ferryBin, "events", "--follow", "-o", "json")
-	follower.Env = append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f))
+	follower.Env = f.env()
 	stdout, _ := follower.StdoutPipe()
 	if err := follower.Start(); err != nil {
 		t.Fatal(err)
@@ -397,6 +417,10 @@ func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 
 func TestCLIErrorsAndExitCodes(t *testing.T) {
 	f := newFleet(t)
+	otherCA, err := pki.EnsureServerCert(t.TempDir(), []string{"127.0.0.1"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		args []string
 		code int
@@ -412,12 +436,15 @@ func TestCLIErrorsAndExitCodes(t *testing.T) {
 		{[]string{"site", "add", "Bad", "--tier", "1"}, 1, "invalid site name"},
 		{[]string{"--token", "wrong", "site", "list"}, 1, "invalid API token"},
 		{[]string{"--server", "http://127.0.0.1:1", "site", "list"}, 1, "cannot reach"},
+		{[]string{"--server", "http://" + f.listen, "site", "list"}, 1, "HTTPS server"},
+		{[]string{"--ca-cert", otherCA.CA, "site", "list"}, 1, "set FERRY_CACERT (or --ca-cert)"},
+		{[]string{"--ca-cert", filepath.Join(t.TempDir(), "nope.pem"), "site", "list"}, 2, "no such file"},
 		{[]string{"release", "build", "."}, 2, "-o FILE is required"},
 		{[]string{"release", "build", ".", "-o", filepath.Join(t.TempDir(), "b.tar.gz")}, 1, "no ferry.yaml"},
 	}
 	for _, c := range cases {
 		cmd := exec.Command(ferryBin, c.args...)
-		cmd.Env = append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f))
+		cmd.Env = f.env()
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		cmd.Run()
@@ -447,7 +474,7 @@ func TestAgentRefusedEnrollmentExits(t *testing.T) {
 func TestSigningKeys(t *testing.T) {
 	f := newFleet(t)
 	keyDir := t.TempDir()
-	cmd := exec.Command(ferryBin, "key", "gen", "--dir", keyDir)
+	cmd := exec.Command(ferryBin, "key", "gen", "--dir", keyDir, "--no-password")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("key gen: %v\n%s", err, out)
 	}
@@ -468,7 +495,7 @@ func TestSigningKeys(t *testing.T) {
 		t.Fatalf("key list:\n%s", out)
 	}
 	cmd = exec.Command(ferryBin, "key", "trust", "not-a-key")
-	cmd.Env = append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f))
+	cmd.Env = f.env()
 	if err := cmd.Run(); cmd.ProcessState.ExitCode() != 2 {
 		t.Fatalf("trust garbage: %v, exit %d", err, cmd.ProcessState.ExitCode())
 	}
@@ -479,7 +506,7 @@ func TestSigningKeys(t *testing.T) {
 func TestReleaseBuildSignPush(t *testing.T) {
 	f := newFleet(t)
 	keyDir := t.TempDir()
-	env := append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f), "FERRY_KEY_DIR="+keyDir)
+	env := append(f.env(), "FERRY_KEY_DIR="+keyDir)
 	run := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(ferryBin, args...)
@@ -490,7 +517,7 @@ func TestReleaseBuildSignPush(t *testing.T) {
 		}
 		return string(out)
 	}
-	run("key", "gen")
+	run("key", "gen", "--no-password")
 	run("key", "trust", filepath.Join(keyDir, "ferry.pub"))
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "ferry.yaml"), []byte("app: hello\nversion: 1.4.0\nclass: minor\nprocesses:\n  - {name: web, command: [bin/hello]}\n"), 0o644)
@@ -586,7 +613,7 @@ func TestKill9DuringPush(t *testing.T) {
 func TestChannelLifecycle(t *testing.T) {
 	f := newFleet(t)
 	keyDir := t.TempDir()
-	env := append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f), "FERRY_KEY_DIR="+keyDir)
+	env := append(f.env(), "FERRY_KEY_DIR="+keyDir)
 	run := func(args ...string) (string, error) {
 		cmd := exec.Command(ferryBin, args...)
 		cmd.Env = env
@@ -606,7 +633,7 @@ func TestChannelLifecycle(t *testing.T) {
 		}
 		return out
 	}
-	must("key", "gen")
+	must("key", "gen", "--no-password")
 	must("key", "trust", filepath.Join(keyDir, "ferry.pub"))
 	src := t.TempDir()
 	for _, v := range []string{"1.0.0", "1.1.0"} {
