@@ -58,21 +58,52 @@ type proc struct {
 	done chan struct{}
 }
 
+// syncBuf collects a child's output. The buffer is a field, not embedded: an embedded
+// bytes.Buffer's ReadFrom would let os/exec copy into it around the lock.
 type syncBuf struct {
-	mu sync.Mutex
-	bytes.Buffer
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	grew chan struct{} // closed and replaced at every write
 }
 
 func (b *syncBuf) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.Buffer.Write(p)
+	if b.grew != nil {
+		close(b.grew)
+	}
+	b.grew = make(chan struct{})
+	return b.buf.Write(p)
+}
+
+// waitFor waits until the output holds s; it fails the test after d.
+func (b *syncBuf) waitFor(t *testing.T, s string, d time.Duration) {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		b.mu.Lock()
+		found, grew := strings.Contains(b.buf.String(), s), b.grew
+		if grew == nil {
+			b.grew = make(chan struct{})
+			grew = b.grew
+		}
+		b.mu.Unlock()
+		if found {
+			return
+		}
+		select {
+		case <-grew:
+		case <-deadline.C:
+			t.Fatalf("output never said %q:\n%s", s, b.String())
+		}
+	}
 }
 
 func (b *syncBuf) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.Buffer.String()
+	return b.buf.String()
 }
 
 func startProc(t *testing.T, args ...string) *proc {
@@ -125,6 +156,8 @@ type fleet struct {
 	server *proc
 	admin  *client.Client
 	args   []string
+	// clientCert and clientKey, when set, are presented to a server that requires them.
+	clientCert, clientKey string
 }
 
 func newFleet(t *testing.T, extra ...string) *fleet {
@@ -175,7 +208,7 @@ func (f *fleet) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c, c.UseTLS(pki.ClientOptions{CAFile: f.caFile()})
+	return c, c.UseTLS(pki.ClientOptions{CAFile: f.caFile(), CertFile: f.clientCert, KeyFile: f.clientKey})
 }
 
 // caFile is the CA the server made for itself.
@@ -183,7 +216,11 @@ func (f *fleet) caFile() string { return filepath.Join(f.data, "tls", "ca.pem") 
 
 // env is the environment of a ferry CLI call against the fleet, as an operator sets it up.
 func (f *fleet) env() []string {
-	return append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f), "FERRY_CACERT="+f.caFile())
+	env := append(os.Environ(), "FERRY_ADDR="+f.addr, "FERRY_TOKEN="+adminToken(f), "FERRY_CACERT="+f.caFile())
+	if f.clientCert != "" {
+		env = append(env, "FERRY_CLIENT_CERT="+f.clientCert, "FERRY_CLIENT_KEY="+f.clientKey)
+	}
+	return env
 }
 
 func adminToken(f *fleet) string {
