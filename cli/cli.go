@@ -30,6 +30,10 @@ func (e UsageError) Unwrap() error { return e.Err }
 
 func usagef(format string, args ...any) error { return UsageError{fmt.Errorf(format, args...)} }
 
+// Message is the one line to print for Run's error, with any control characters a server put
+// in it made visible.
+func Message(err error) string { return "ferry: " + safe(err.Error()) }
+
 // ExitCode maps Run's error to the process exit status: 0 ok, 1 failure, 2 usage.
 func ExitCode(err error) int {
 	switch {

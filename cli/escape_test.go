@@ -140,3 +140,11 @@ func FuzzSafe(f *testing.F) {
 		}
 	})
 }
+
+// The one error line the binary prints shows a server's control characters, never obeys them.
+func TestMessageEscapes(t *testing.T) {
+	m := Message(errors.New("node \x1b]0;owned\x07 not found"))
+	if strings.ContainsAny(m, "\x1b\x07") || !strings.HasPrefix(m, "ferry: node ") {
+		t.Fatalf("Message = %q", m)
+	}
+}

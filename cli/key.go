@@ -83,7 +83,7 @@ func (e *env) keyCmd() *cobra.Command {
 			if e.json() {
 				return e.printJSON(k)
 			}
-			fmt.Fprintf(e.stdout, "key %s trusted\n", k.ID)
+			e.printf("key %s trusted\n", k.ID)
 			return nil
 		},
 	}
@@ -110,7 +110,7 @@ func (e *env) keyCmd() *cobra.Command {
 			if err := c.RevokeKey(cmd.Context(), a[0]); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "key %s revoked\n", a[0])
+			e.printf("key %s revoked\n", a[0])
 			return nil
 		},
 	}

@@ -16,7 +16,7 @@ func main() {
 	err := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "ferry: "+err.Error())
+		fmt.Fprintln(os.Stderr, cli.Message(err))
 	}
 	os.Exit(cli.ExitCode(err))
 }
