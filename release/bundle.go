@@ -172,6 +172,11 @@ func walk(r io.Reader, lim Limits, fn entryFunc) (*Manifest, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bundle is corrupt: %v", err)
 		}
+		// Linux refuses paths and link targets of PATH_MAX or more, so no installable bundle
+		// has them; refusing them here also bounds what the link check holds and walks.
+		if len(hdr.Name) >= maxPath || len(hdr.Linkname) >= maxPath {
+			return nil, fmt.Errorf("bundle entry %.64q…: names and link targets must be shorter than %d bytes", hdr.Name, maxPath)
+		}
 		name, err := entryName(hdr.Name)
 		if err != nil {
 			return nil, err
@@ -248,6 +253,9 @@ func entryName(raw string) (string, error) {
 	}
 	return name, nil
 }
+
+// maxPath is Linux's PATH_MAX: paths and link targets must be shorter.
+const maxPath = 4096
 
 // Sum returns the sha256 of b as hex (the content address of a bundle held in memory).
 func Sum(b []byte) string {

@@ -62,6 +62,8 @@ func TestReadResolvesSymlinkChains(t *testing.T) {
 			`bundle entry "f/x" is under "f", which is not a directory`},
 		{"link over a directory", tarball(t, man, entry{name: "a/b", body: "x"}, symlink("a", "c")),
 			`bundle entry "a" is not a directory, but earlier entries are under it`},
+		{"link target of PATH_MAX", tarball(t, man, symlink("long", strings.Repeat("a/", 2048))),
+			`bundle entry "long"…: names and link targets must be shorter than 4096 bytes`},
 	}
 	for _, c := range refused {
 		_, err := Read(bytes.NewReader(c.b), Limits{})
