@@ -6,15 +6,18 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -360,4 +363,58 @@ func TestEventsRecordTheirActor(t *testing.T) {
 	if len(want) > 0 {
 		t.Fatalf("no events of %v in %+v", want, evs)
 	}
+}
+
+// Every API request leaves one structured access log line saying who asked for what.
+func TestAccessLog(t *testing.T) {
+	var buf lockedBuffer
+	h := start(t, Config{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+	if _, err := h.admin.Sites(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.call("DELETE", "/v1/sites/nope", "")
+	adminID, _ := splitToken(h.srv.AdminToken, prefixOperator)
+	want := []map[string]any{
+		{"route": "GET /v1/sites", "method": "GET", "status": 200.0, "actor": "token:" + adminID, "source": "127.0.0.1"},
+		{"route": "DELETE /v1/sites/{name}", "method": "DELETE", "status": 401.0, "actor": "anonymous", "source": "127.0.0.1"},
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	for _, w := range want {
+		found := false
+		for _, l := range lines {
+			var rec map[string]any
+			if json.Unmarshal([]byte(l), &rec) != nil || rec["msg"] != "request" || rec["route"] != w["route"] {
+				continue
+			}
+			found = true
+			for k, v := range w {
+				if rec[k] != v {
+					t.Errorf("%s: %s = %v, want %v", w["route"], k, rec[k], v)
+				}
+			}
+			if _, ok := rec["duration"]; !ok {
+				t.Errorf("%s: no duration", w["route"])
+			}
+		}
+		if !found {
+			t.Errorf("no access log line for %s in:\n%s", w["route"], buf.String())
+		}
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
