@@ -68,10 +68,7 @@ func bearer(r *http.Request) string {
 
 type ctxKey int
 
-const (
-	ctxNode ctxKey = iota
-	ctxRole
-)
+const ctxNode ctxKey = 0
 
 // authorize checks the credential a route needs and leaves the caller's identity on the request
 // context for the handler.
@@ -100,8 +97,7 @@ func (s *Server) authorize(r *http.Request, acc access) error {
 			return errorf(http.StatusForbidden, "this token has role %s; the request needs an admin token", role)
 		}
 		id, _ := splitToken(tok, prefixOperator)
-		ctx := context.WithValue(r.Context(), ctxRole, role)
-		*r = *r.WithContext(store.WithActor(ctx, store.Actor{ID: "token:" + id, Role: role, Source: sourceAddr(r)}))
+		*r = *r.WithContext(store.WithActor(r.Context(), store.Actor{ID: "token:" + id, Role: role, Source: sourceAddr(r)}))
 		return nil
 	case agentEnroll, agentSession:
 		if err := checkProtocol(r); err != nil {

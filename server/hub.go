@@ -106,13 +106,6 @@ func (h *hub) setStatus(name, status string) {
 	}
 }
 
-func (h *hub) active(name string) bool {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	_, ok := h.nodes[name]
-	return ok
-}
-
 // enrolledWith reports whether the node is active under the key with fingerprint fp.
 func (h *hub) enrolledWith(name, fp string) bool {
 	h.mu.RLock()

@@ -196,7 +196,7 @@ func TestEnrollLabelPushAndRevoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitEvent(since, "node.revoked", "ams-01")
-	if h.srv.hub.active("ams-01") {
+	if _, _, ok := h.srv.hub.watch("ams-01"); ok {
 		t.Fatal("revoked node still active")
 	}
 	if nodes, _ := h.admin.Nodes(ctx, client.NodeQuery{}); len(nodes) != 0 {
