@@ -3,6 +3,8 @@ package api
 import (
 	"errors"
 	"strings"
+
+	"github.com/ferryhq/ferry/pki"
 )
 
 // EnrollPrefix starts every enrollment token.
@@ -27,7 +29,7 @@ func SplitEnrollToken(tok string) (cred, pin string, err error) {
 	if !ok || !tokenChars(id) || !tokenChars(secret) {
 		return "", "", errors.New("malformed enrollment token; copy it whole from ferry token create")
 	}
-	if dotted && !validPin(pin) {
+	if dotted && !pki.ValidPin(pin) {
 		return "", "", errors.New("malformed CA pin in the enrollment token; copy the token whole from ferry token create")
 	}
 	return cred, pin, nil
@@ -40,18 +42,6 @@ func tokenChars(s string) bool {
 	}
 	for _, c := range s {
 		if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
-			return false
-		}
-	}
-	return true
-}
-
-func validPin(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
 			return false
 		}
 	}

@@ -3,6 +3,8 @@ package api
 import (
 	"strings"
 	"testing"
+
+	"github.com/ferryhq/ferry/pki"
 )
 
 const pin = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -46,7 +48,7 @@ func FuzzSplitEnrollToken(f *testing.F) {
 		if !strings.HasPrefix(cred, EnrollPrefix) || strings.ContainsAny(cred, ". \n\x00") {
 			t.Fatalf("accepted %q with credential %q", tok, cred)
 		}
-		if p != "" && !validPin(p) {
+		if p != "" && !pki.ValidPin(p) {
 			t.Fatalf("accepted %q with pin %q", tok, p)
 		}
 		if p == "" && cred != tok || p != "" && cred+"."+p != tok {

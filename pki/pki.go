@@ -126,7 +126,7 @@ func makeCA(f Files, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error
 	if err := writeKey(f.CAKey, key); err != nil {
 		return nil, nil, err
 	}
-	if err := writeFile(f.CA, pemBlock("CERTIFICATE", der)); err != nil {
+	if err := WriteSecret(f.CA, pemBlock("CERTIFICATE", der)); err != nil {
 		return nil, nil, err
 	}
 	return cert, key, nil
@@ -163,7 +163,7 @@ func makeServerCert(f Files, ca *x509.Certificate, caKey *ecdsa.PrivateKey, host
 		return err
 	}
 	// The chain goes with the certificate, so a client holding only the pin finds the CA.
-	return writeFile(f.Cert, append(pemBlock("CERTIFICATE", der), pemBlock("CERTIFICATE", ca.Raw)...))
+	return WriteSecret(f.Cert, append(pemBlock("CERTIFICATE", der), pemBlock("CERTIFICATE", ca.Raw)...))
 }
 
 // covers reports whether the certificate names every host.
@@ -197,11 +197,12 @@ func writeKey(file string, key *ecdsa.PrivateKey) error {
 	if err != nil {
 		return err
 	}
-	return writeFile(file, pemBlock("PRIVATE KEY", der))
+	return WriteSecret(file, pemBlock("PRIVATE KEY", der))
 }
 
-// writeFile writes data through a synced temporary file and a rename, mode 0600.
-func writeFile(file string, data []byte) error {
+// WriteSecret writes key material: mode 0600 whatever the umask, through a synced temporary
+// file and a rename, so a crash leaves the old file or the new one, never half of either.
+func WriteSecret(file string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
 	if err != nil {
 		return err

@@ -98,7 +98,7 @@ func loadClusterKey(file string) ([]byte, error) {
 	if errors.Is(err, os.ErrNotExist) {
 		key := make([]byte, 32)
 		rand.Read(key)
-		if err := writePrivate(file, []byte(base64.StdEncoding.EncodeToString(key)+"\n")); err != nil {
+		if err := pki.WriteSecret(file, []byte(base64.StdEncoding.EncodeToString(key)+"\n")); err != nil {
 			return nil, fmt.Errorf("cluster key: %w", err)
 		}
 		return key, nil
@@ -118,31 +118,6 @@ func loadClusterKey(file string) ([]byte, error) {
 		return nil, fmt.Errorf("cluster key %s is not 32 or more base64 bytes", file)
 	}
 	return key, nil
-}
-
-// writePrivate writes a file of mode 0600 through a temporary file and a rename.
-func writePrivate(file string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
 }
 
 // privateFiles makes the database files 0600 before the store opens them: a new database is
