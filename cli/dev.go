@@ -197,6 +197,10 @@ func (e *env) devAgents(ctx context.Context, c *client.Client, nAgents, nSites i
 func devRelease(ctx context.Context, c *client.Client, dataDir string) error {
 	dir := filepath.Join(dataDir, "demo")
 	src := filepath.Join(dir, "hello")
+	// The demo directory holds the demo's signing key: only this user may enter it.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Join(src, "bin"), 0o755); err != nil {
 		return err
 	}
