@@ -194,10 +194,11 @@ func (s *Server) verifySession(tok string) (string, error) {
 }
 
 // liveSession reports whether a session expiring at exp may be used now. However far ahead its
-// token says it expires, a session lives at most sessionTTL on the server's clock.
+// token says it expires, a session lives at most sessionTTL on the server's clock (and a minute
+// more, for replicas whose clocks differ a little).
 func (s *Server) liveSession(exp time.Time) bool {
 	now := s.clk.Now()
-	return now.Before(exp) && !exp.After(now.Add(sessionTTL))
+	return now.Before(exp) && !exp.After(now.Add(sessionTTL+time.Minute))
 }
 
 // session checks a session token's HMAC and returns its node, key fingerprint and expiry.
