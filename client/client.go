@@ -80,22 +80,34 @@ func Transport(cfg *tls.Config) *http.Transport {
 }
 
 // WaitForServer polls until a server that has just been started at addr answers with the token
-// it wrote to tokenFile, and returns a client for it; it gives up when ctx ends.
-func WaitForServer(ctx context.Context, addr, tokenFile string) (*Client, error) {
+// it wrote to tokenFile, and returns a client for it; it gives up when ctx ends. An https server
+// is trusted as tlsOpts say; a CA file there may appear only while the server starts, so a
+// failure to load it is retried like an unanswered request.
+func WaitForServer(ctx context.Context, addr, tokenFile string, tlsOpts pki.ClientOptions) (*Client, error) {
+	var last error
 	for {
 		if b, err := os.ReadFile(tokenFile); err == nil {
 			c, err := New(addr, strings.TrimSpace(string(b)))
 			if err != nil {
 				return nil, err
 			}
-			if _, err := c.Sites(ctx); err == nil {
-				return c, nil
+			if strings.HasPrefix(addr, "https://") {
+				err = c.UseTLS(tlsOpts)
 			}
+			if err == nil {
+				if _, err = c.Sites(ctx); err == nil {
+					return c, nil
+				}
+			}
+			last = err
 		}
 		t := time.NewTimer(50 * time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			if last != nil {
+				return nil, fmt.Errorf("server at %s did not come up: %w (last try: %v)", addr, ctx.Err(), last)
+			}
 			return nil, fmt.Errorf("server at %s did not come up: %w", addr, ctx.Err())
 		case <-t.C:
 		}

@@ -3,27 +3,38 @@
 // throughput with 1, 16 and 64 concurrent clients against nginx serving the same file, in the
 // same run.
 //
-//	go run ./bench/blobs -size 1GiB
+// With -transport both (the default) there are two pairs: ferry started with --insecure-http
+// against nginx without TLS, and ferry serving TLS with the certificate it made for itself
+// against nginx serving TLS with that same certificate and key. The download clients trust the
+// ferry server's ca.pem. -cpuprofile DIR runs bench/profserver (the same server with a CPU
+// profile switch) and writes a profile of the server process for each ferry download.
+//
+//	go run ./bench/blobs -mib 1024
 package main
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/pki"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/signing"
 )
@@ -32,8 +43,30 @@ func main() {
 	sizeMiB := flag.Int("mib", 1024, "payload size in MiB")
 	clients := flag.String("clients", "1,16,64", "concurrent download clients")
 	rounds := flag.Int("rounds", 1, "downloads per client")
+	transport := flag.String("transport", "both", "plain (ferry --insecure-http against nginx without TLS), tls (both with TLS), or both")
+	profile := flag.String("cpuprofile", "", "directory for CPU profiles of ferry's server process, one per ferry download (runs bench/profserver)")
+	bin := flag.String("ferry", "", "server binary (default: build ./cmd/ferry, or ./bench/profserver with -cpuprofile)")
 	flag.Parse()
-	if err := run(int64(*sizeMiB)<<20, *clients, *rounds); err != nil {
+	var modes []string
+	switch *transport {
+	case "plain", "tls":
+		modes = []string{*transport}
+	case "both":
+		modes = []string{"plain", "tls"}
+	default:
+		fmt.Fprintln(os.Stderr, "blobs: -transport must be plain, tls or both")
+		os.Exit(2)
+	}
+	var ns []int
+	for _, cs := range strings.Split(*clients, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(cs))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "blobs: bad -clients entry %q\n", cs)
+			os.Exit(2)
+		}
+		ns = append(ns, n)
+	}
+	if err := run(int64(*sizeMiB)<<20, ns, *rounds, modes, *profile, *bin); err != nil {
 		fmt.Fprintln(os.Stderr, "blobs:", err)
 		os.Exit(1)
 	}
@@ -45,15 +78,108 @@ func freePort() string {
 	return l.Addr().String()
 }
 
-func run(size int64, clientList string, rounds int) error {
+// ferryServer is one ferry server process of the benchmark, plain or TLS.
+type ferryServer struct {
+	mode    string
+	cmd     *exec.Cmd
+	data    string
+	addr    string // base URL
+	admin   *client.Client
+	tls     *tls.Config // what the download clients trust: the server's own ca.pem
+	control string      // profserver's control port, when profiling
+	blob    string      // the pushed blob's file
+	push    time.Duration
+}
+
+func (f *ferryServer) stop() { f.cmd.Process.Kill(); f.cmd.Wait() }
+
+// startFerry starts a server in data: `ferry server --insecure-http` for plain, or the default
+// TLS with the CA and certificate it makes for itself under data/tls.
+func startFerry(bin, mode, data string, profiling bool) (*ferryServer, error) {
+	listen := freePort()
+	args := []string{"--data", data, "--listen", listen}
+	if !profiling {
+		args = append([]string{"server"}, append(args, "--log-level", "warn")...)
+	}
+	f := &ferryServer{mode: mode, data: data, addr: "https://" + listen}
+	if mode == "plain" {
+		args = append(args, "--insecure-http")
+		f.addr = "http://" + listen
+	}
+	if profiling {
+		f.control = freePort()
+		args = append(args, "--control", f.control)
+	}
+	f.cmd = exec.Command(bin, args...)
+	f.cmd.Stderr = os.Stderr
+	if err := f.cmd.Start(); err != nil {
+		return nil, err
+	}
+	caFile := filepath.Join(data, "tls", "ca.pem")
+	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	admin, err := client.WaitForServer(wctx, f.addr, filepath.Join(data, "admin.token"), pki.ClientOptions{CAFile: caFile})
+	cancel()
+	if err != nil {
+		f.stop()
+		return nil, err
+	}
+	f.admin = admin
+	if mode == "tls" {
+		if f.tls, err = pki.ClientConfig(pki.ClientOptions{CAFile: caFile}); err != nil {
+			f.stop()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// profile starts (file != "") or stops a CPU profile of a profserver.
+func (f *ferryServer) profile(file string) error {
+	if f.control == "" {
+		return nil
+	}
+	u := "http://" + f.control + "/stop"
+	if file != "" {
+		u = "http://" + f.control + "/start?file=" + url.QueryEscape(file)
+	}
+	resp, err := http.Post(u, "", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("profile control: %s: %s", resp.Status, b)
+	}
+	return nil
+}
+
+// measured is one download run: its time, the CPU the serving process (nginx: master and
+// workers) and this process (the clients) used meanwhile, and the TLS parameters negotiated.
+type measured struct {
+	took              time.Duration
+	serverCPU, ownCPU float64 // seconds
+	tlsParams         string
+}
+
+func run(size int64, ns []int, rounds int, modes []string, profile, bin string) error {
 	dir, err := os.MkdirTemp("", "ferry-bench-blobs-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "ferry")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/ferry").CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v: %s", err, out)
+	pkg := "./cmd/ferry"
+	if profile != "" {
+		pkg = "./bench/profserver"
+		if err := os.MkdirAll(profile, 0o755); err != nil {
+			return err
+		}
+	}
+	if bin == "" {
+		bin = filepath.Join(dir, "ferry")
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			return fmt.Errorf("build: %v: %s", err, out)
+		}
 	}
 
 	// A bundle with an incompressible payload, so its size is the payload's.
@@ -90,75 +216,134 @@ func run(size int64, clientList string, rounds int) error {
 	ddTime := time.Since(ddStart)
 	os.Remove(filepath.Join(dir, "dd.out"))
 
-	listen := freePort()
-	data := filepath.Join(dir, "data")
-	srv := exec.Command(bin, "server", "--data", data, "--listen", listen, "--log-level", "warn")
-	srv.Stderr = os.Stderr
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	addr := "http://" + listen
-	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	admin, err := client.WaitForServer(wctx, addr, filepath.Join(data, "admin.token"))
-	cancel()
-	if err != nil {
-		return err
-	}
+	// One ferry server per transport, each with its own data and its own push of the bundle.
 	ctx := context.Background()
-	if _, err := admin.TrustKey(ctx, api.KeyTrust{PublicKey: string(pub)}); err != nil {
-		return err
+	servers := map[string]*ferryServer{}
+	for _, mode := range modes {
+		f, err := startFerry(bin, mode, filepath.Join(dir, "data-"+mode), profile != "")
+		if err != nil {
+			return fmt.Errorf("%s server: %w", mode, err)
+		}
+		defer f.stop()
+		servers[mode] = f
+		if _, err := f.admin.TrustKey(ctx, api.KeyTrust{PublicKey: string(pub)}); err != nil {
+			return err
+		}
+		bf, _ := os.Open(bundle)
+		pushStart := time.Now()
+		rel, err := f.admin.PushRelease(ctx, bf, fi.Size(), sig)
+		f.push = time.Since(pushStart)
+		bf.Close()
+		if err != nil {
+			return fmt.Errorf("%s push: %w", mode, err)
+		}
+		f.blob = filepath.Join(f.data, "blobs", "sha256", rel.SHA256[:2], rel.SHA256)
 	}
-	f, _ := os.Open(bundle)
-	pushStart := time.Now()
-	rel, err := admin.PushRelease(ctx, f, fi.Size(), sig)
-	pushTime := time.Since(pushStart)
-	f.Close()
+
+	ng, err := startNginx(dir, servers)
 	if err != nil {
 		return err
 	}
-	blobPath := filepath.Join(data, "blobs", "sha256", rel.SHA256[:2], rel.SHA256)
+	defer ng.stop()
 
-	nginxAddr, stopNginx, err := startNginx(dir, blobPath)
-	if err != nil {
-		return err
-	}
-	defer stopNginx()
-
-	fmt.Printf("== ferry blob benchmark: %.0f MiB bundle, %d CPUs, %s\n", float64(fi.Size())/(1<<20), runtime.NumCPU(), runtime.Version())
+	fmt.Printf("== ferry blob benchmark: %.0f MiB bundle, %d CPUs (%s), %s\n", float64(fi.Size())/(1<<20), runtime.NumCPU(), cpuModel(), runtime.Version())
 	mbps := func(n int64, d time.Duration) float64 { return float64(n) / (1 << 20) / d.Seconds() }
-	fmt.Printf("push: %v → %.0f MiB/s (hash, fsync, verify archive and signature); dd with fsync: %v → %.0f MiB/s; ratio %.2f\n",
-		pushTime.Round(time.Millisecond), mbps(fi.Size(), pushTime), ddTime.Round(time.Millisecond), mbps(fi.Size(), ddTime), ddTime.Seconds()/pushTime.Seconds())
-	tok := strings.TrimSpace(readFile(filepath.Join(data, "admin.token")))
-	for _, cs := range strings.Split(clientList, ",") {
-		var n int
-		fmt.Sscan(cs, &n)
-		ft, err := download(addr+"/v1/blobs/sha256:"+rel.SHA256, tok, n, rounds, fi.Size())
-		if err != nil {
-			return err
-		}
-		nt, err := download("http://"+nginxAddr+"/blob", "", n, rounds, fi.Size())
-		if err != nil {
-			return err
-		}
+	fmt.Printf("dd with fsync: %v → %.0f MiB/s\n", ddTime.Round(time.Millisecond), mbps(fi.Size(), ddTime))
+	for _, mode := range modes {
+		f := servers[mode]
+		fmt.Printf("push (%s): %v → %.0f MiB/s (hash, fsync, verify archive and signature); ratio to dd %.2f\n",
+			mode, f.push.Round(time.Millisecond), mbps(fi.Size(), f.push), ddTime.Seconds()/f.push.Seconds())
+	}
+	type row struct{ ferry, nginx measured }
+	results := map[string]map[int]row{}
+	for _, n := range ns {
 		total := fi.Size() * int64(n*rounds)
-		fmt.Printf("download, %2d clients: ferry %.0f MiB/s, nginx %.0f MiB/s → ferry/nginx %.2f\n", n, mbps(total, ft), mbps(total, nt), nt.Seconds()/ft.Seconds())
+		gib := float64(total) / (1 << 30)
+		// The two servers of a pair take turns, and the pairs too, so drift on the machine
+		// touches both sides of a ratio alike.
+		for _, mode := range modes {
+			f := servers[mode]
+			tok := strings.TrimSpace(readFile(filepath.Join(f.data, "admin.token")))
+			if profile != "" {
+				if err := f.profile(filepath.Join(profile, fmt.Sprintf("ferry-%s-%dc.pprof", mode, n))); err != nil {
+					return err
+				}
+			}
+			fm, err := download(f.addr+"/v1/blobs/sha256:"+filepath.Base(f.blob), tok, n, rounds, fi.Size(), f.tls, f.cmd.Process.Pid)
+			if err != nil {
+				return err
+			}
+			if err := f.profile(""); err != nil {
+				return err
+			}
+			nm, err := download(ng.url[mode]+"/blob", "", n, rounds, fi.Size(), f.tls, ng.cmd.Process.Pid)
+			if err != nil {
+				return err
+			}
+			if results[mode] == nil {
+				results[mode] = map[int]row{}
+			}
+			results[mode][n] = row{fm, nm}
+			fmt.Printf("download (%s), %2d clients: ferry %.0f MiB/s, nginx %.0f MiB/s → ferry/nginx %.2f | CPU s/GiB: ferry %.2f (clients %.2f), nginx %.2f (clients %.2f)%s\n",
+				mode, n, mbps(total, fm.took), mbps(total, nm.took), nm.took.Seconds()/fm.took.Seconds(),
+				fm.serverCPU/gib, fm.ownCPU/gib, nm.serverCPU/gib, nm.ownCPU/gib, tlsNote(fm, nm))
+		}
+	}
+
+	// The side-by-side table, in BENCHMARKS.md's form.
+	fmt.Printf("\n| clients |")
+	for _, mode := range modes {
+		fmt.Printf(" ferry %[1]s | nginx %[1]s | ratio %[1]s |", mode)
+	}
+	if len(modes) == 2 {
+		fmt.Printf(" ferry TLS/plain |")
+	}
+	fmt.Printf("\n| ---: |%s", strings.Repeat(" ---: | ---: | ---: |", len(modes)))
+	if len(modes) == 2 {
+		fmt.Printf(" ---: |")
+	}
+	fmt.Println()
+	for _, n := range ns {
+		total := fi.Size() * int64(n*rounds)
+		fmt.Printf("| %d |", n)
+		for _, mode := range modes {
+			r := results[mode][n]
+			fmt.Printf(" %.0f MiB/s | %.0f MiB/s | %.2f × |", mbps(total, r.ferry.took), mbps(total, r.nginx.took), r.nginx.took.Seconds()/r.ferry.took.Seconds())
+		}
+		if len(modes) == 2 {
+			fmt.Printf(" %.2f × |", results["plain"][n].ferry.took.Seconds()/results["tls"][n].ferry.took.Seconds())
+		}
+		fmt.Println()
 	}
 	return nil
 }
+
+func tlsNote(f, n measured) string {
+	if f.tlsParams == "" {
+		return ""
+	}
+	return fmt.Sprintf(" | ferry %s, nginx %s", f.tlsParams, n.tlsParams)
+}
+
+// writerOnly hides a writer's ReadFrom, so io.CopyBuffer uses the buffer it is given.
+type writerOnly struct{ io.Writer }
 
 func readFile(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
 }
 
-// download fetches url with n concurrent clients, rounds times each, checking every length.
-func download(url, tok string, n, rounds int, size int64) (time.Duration, error) {
-	tr := &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true}
+// download fetches url with n concurrent clients, rounds times each, checking every length,
+// and measures the CPU the serving process pid (with its children) and this process used.
+func download(url, tok string, n, rounds int, size int64, tlsCfg *tls.Config, pid int) (measured, error) {
+	var m measured
+	tr := &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true, TLSClientConfig: tlsCfg}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
 	var wg sync.WaitGroup
+	var once sync.Once
 	errc := make(chan error, n)
+	srv0, own0 := treeCPU(pid), ownCPU()
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		wg.Add(1)
@@ -175,7 +360,14 @@ func download(url, tok string, n, rounds int, size int64) (time.Duration, error)
 					errc <- err
 					return
 				}
-				got, err := io.CopyBuffer(io.Discard, resp.Body, buf)
+				if resp.TLS != nil {
+					once.Do(func() {
+						m.tlsParams = tls.VersionName(resp.TLS.Version) + " " + tls.CipherSuiteName(resp.TLS.CipherSuite)
+					})
+				}
+				// Reads of 256 KiB: io.Discard's own ReadFrom would read 8 KiB at a time and
+				// make the clients, which share the two cores with the server, cost more.
+				got, err := io.CopyBuffer(writerOnly{io.Discard}, resp.Body, buf)
 				resp.Body.Close()
 				if err != nil || got != size {
 					errc <- fmt.Errorf("%s: got %d of %d bytes: %v", url, got, size, err)
@@ -185,13 +377,92 @@ func download(url, tok string, n, rounds int, size int64) (time.Duration, error)
 		}()
 	}
 	wg.Wait()
+	m.took = time.Since(start)
+	m.serverCPU, m.ownCPU = treeCPU(pid)-srv0, ownCPU()-own0
 	close(errc)
-	return time.Since(start), <-errc
+	return m, <-errc
 }
 
-// startNginx serves file as /blob with Debian's nginx on a loopback port, configured as a
-// static file server would be in production (sendfile on, no access log).
-func startNginx(dir, file string) (string, func(), error) {
+// treeCPU is the user+system time, in seconds, of process pid and its children (nginx's
+// workers), from /proc.
+func treeCPU(pid int) float64 {
+	ticks := procTicks(pid)
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil || child == pid {
+			continue
+		}
+		if ppid, t := procStat(child); ppid == pid {
+			ticks += t
+		}
+	}
+	return float64(ticks) / 100 // USER_HZ
+}
+
+func procTicks(pid int) int64 {
+	_, t := procStat(pid)
+	return t
+}
+
+// procStat reads a process's parent and user+system clock ticks from /proc/PID/stat.
+func procStat(pid int) (ppid int, ticks int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ppid, _ = strconv.Atoi(f[1])
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return ppid, u + st
+}
+
+// ownCPU is this process's user+system time in seconds.
+func ownCPU() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
+		}
+	}
+	return "unknown CPU"
+}
+
+// nginxServer is Debian's nginx serving each ferry server's blob file as /blob.
+type nginxServer struct {
+	cmd *exec.Cmd
+	url map[string]string // by mode
+}
+
+// stop asks the master for a fast shutdown (SIGTERM), which takes its workers with it; a
+// SIGKILL would leave the workers running, holding the ports and the CPU.
+func (n *nginxServer) stop() {
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { n.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		n.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// startNginx serves each ferry server's blob (hard-linked, so the page cache is shared) as
+// /blob with Debian's nginx on loopback ports, configured as a static file server would be in
+// production (sendfile on, no access log, one worker per CPU). Beside a TLS ferry, nginx serves
+// TLS with that server's own certificate chain and key (DATA/tls/server.pem and server.key).
+// nginx does not use sendfile on a TLS connection (no kernel TLS offload in this
+// configuration): it reads the file and writes records, as ferry does.
+func startNginx(dir string, servers map[string]*ferryServer) (*nginxServer, error) {
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		for _, p := range []string{"/usr/sbin/nginx"} {
@@ -201,14 +472,34 @@ func startNginx(dir, file string) (string, func(), error) {
 		}
 	}
 	if err != nil {
-		return "", nil, fmt.Errorf("nginx is needed as the reference: apt-get install nginx-light")
+		return nil, fmt.Errorf("nginx is needed as the reference: apt-get install nginx-light")
 	}
 	nd := filepath.Join(dir, "nginx")
-	os.MkdirAll(filepath.Join(nd, "www"), 0o755)
-	if err := os.Link(file, filepath.Join(nd, "www", "blob")); err != nil {
-		return "", nil, err
+	ng := &nginxServer{url: map[string]string{}}
+	var blocks strings.Builder
+	var addrs []string
+	for mode, f := range servers {
+		www := filepath.Join(nd, "www-"+mode)
+		os.MkdirAll(www, 0o755)
+		if err := os.Link(f.blob, filepath.Join(www, "blob")); err != nil {
+			return nil, err
+		}
+		addr := freePort()
+		addrs = append(addrs, addr)
+		if mode == "tls" {
+			ng.url[mode] = "https://" + addr
+			fmt.Fprintf(&blocks, `    server {
+        listen %s ssl;
+        ssl_certificate %s;
+        ssl_certificate_key %s;
+        root %s;
+    }
+`, addr, filepath.Join(f.data, "tls", "server.pem"), filepath.Join(f.data, "tls", "server.key"), www)
+		} else {
+			ng.url[mode] = "http://" + addr
+			fmt.Fprintf(&blocks, "    server { listen %s; root %s; }\n", addr, www)
+		}
 	}
-	addr := freePort()
 	conf := fmt.Sprintf(`worker_processes %d;
 daemon off;
 user root;
@@ -224,21 +515,22 @@ http {
     fastcgi_temp_path %[2]s/tmp;
     uwsgi_temp_path %[2]s/tmp;
     scgi_temp_path %[2]s/tmp;
-    server { listen %[3]s; root %[2]s/www; }
-}
-`, runtime.NumCPU(), nd, addr)
+%[3]s}
+`, runtime.NumCPU(), nd, blocks.String())
 	os.WriteFile(filepath.Join(nd, "nginx.conf"), []byte(conf), 0o644)
-	cmd := exec.Command(bin, "-c", filepath.Join(nd, "nginx.conf"), "-p", nd)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return "", nil, err
+	ng.cmd = exec.Command(bin, "-c", filepath.Join(nd, "nginx.conf"), "-p", nd)
+	ng.cmd.Stderr = os.Stderr
+	if err := ng.cmd.Start(); err != nil {
+		return nil, err
 	}
-	for i := 0; i < 200; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
+	for _, addr := range addrs {
+		for i := 0; i < 200; i++ {
+			if c, err := net.Dial("tcp", addr); err == nil {
+				c.Close()
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	return addr, func() { cmd.Process.Kill(); cmd.Wait() }, nil
+	return ng, nil
 }

@@ -5,8 +5,12 @@
 // heartbeat, its resident memory per connected agent, and desired-state push latency (a label
 // change on every node → every agent holds the new generation).
 //
+// With -transport both (the default) it runs the same scenario twice in one invocation, one
+// after the other: against a server started with --insecure-http, then against one serving TLS
+// with the CA it made for itself (the agents trust its ca.pem), and prints the two side by side.
+//
 //	go run ./bench/loadgen -agents 1000
-//	go run ./bench/loadgen -agents 10000
+//	go run ./bench/loadgen -agents 10000 -transport both
 package main
 
 import (
@@ -14,6 +18,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"flag"
 	"fmt"
@@ -32,6 +37,7 @@ import (
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/pki"
 )
 
 func main() {
@@ -41,11 +47,75 @@ func main() {
 	pushes := flag.Int("pushes", 5, "label changes to time")
 	bin := flag.String("ferry", "", "ferry binary (default: build ./cmd/ferry)")
 	protocol := flag.Int("protocol", api.Protocol, "agent protocol: 2 streams, 1 long-polls")
+	transport := flag.String("transport", "both", "plain (--insecure-http), tls, or both one after the other")
 	flag.Parse()
-	if err := run(*agents, *interval, *window, *pushes, *protocol, *bin); err != nil {
+	var modes []string
+	switch *transport {
+	case "plain", "tls":
+		modes = []string{*transport}
+	case "both":
+		modes = []string{"plain", "tls"}
+	default:
+		fmt.Fprintln(os.Stderr, "loadgen: -transport must be plain, tls or both")
+		os.Exit(2)
+	}
+	if err := run(*agents, *interval, *window, *pushes, *protocol, *bin, modes); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
+}
+
+// result is one scenario's measurements.
+type result struct {
+	mode         string
+	enroll       time.Duration
+	beats        int64
+	window       time.Duration
+	cpuSec       float64
+	rssBase, rss int64
+	p50, p99     time.Duration
+	errs         int64
+}
+
+func (r result) usPerBeat() float64        { return r.cpuSec * 1e6 / float64(r.beats) }
+func (r result) kibPerAgent(n int) float64 { return float64(r.rss-r.rssBase) / 1024 / float64(n) }
+
+func run(n int, interval, window time.Duration, pushes, protocol int, bin string, modes []string) error {
+	dir, err := os.MkdirTemp("", "ferry-loadgen-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if bin == "" {
+		bin = filepath.Join(dir, "ferry")
+		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/ferry").CombinedOutput(); err != nil {
+			return fmt.Errorf("build: %v: %s", err, out)
+		}
+	}
+	var results []result
+	for _, mode := range modes {
+		fmt.Printf("\n### %s\n", mode)
+		r, err := scenario(filepath.Join(dir, mode), bin, mode, n, interval, window, pushes, protocol)
+		if err != nil {
+			return fmt.Errorf("%s: %w", mode, err)
+		}
+		results = append(results, r)
+	}
+	fmt.Printf("\n== ferry loadgen: %d agents (protocol %d), heartbeat interval %v, %v window, %d pushes, %d CPUs (%s), %s\n",
+		n, protocol, interval, window, pushes, runtime.NumCPU(), cpuModel(), runtime.Version())
+	fmt.Printf("| transport | heartbeats/s | server CPU per heartbeat | server RSS per agent | push p50 | push p99 | agent errors |\n")
+	fmt.Printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, r := range results {
+		fmt.Printf("| %s | %.0f | %.1f µs | %.1f KiB | %v | %v | %d |\n", r.mode, float64(r.beats)/r.window.Seconds(),
+			r.usPerBeat(), r.kibPerAgent(n), r.p50, r.p99, r.errs)
+	}
+	fmt.Printf("| target | | ≤ 25 µs | ≤ 16 KiB | | ≤ 1 s at 10,000 | |\n")
+	if len(results) == 2 {
+		p, t := results[0], results[1]
+		fmt.Printf("tls/plain: CPU per heartbeat %.2f×, RSS per agent %.2f×, push p99 %.2f×\n",
+			t.usPerBeat()/p.usPerBeat(), t.kibPerAgent(n)/p.kibPerAgent(n), t.p99.Seconds()/p.p99.Seconds())
+	}
+	return nil
 }
 
 type vagent struct {
@@ -58,48 +128,60 @@ type vagent struct {
 	got map[int64]time.Time
 }
 
-func run(n int, interval, window time.Duration, pushes, protocol int, bin string) error {
-	dir, err := os.MkdirTemp("", "ferry-loadgen-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if bin == "" {
-		bin = filepath.Join(dir, "ferry")
-		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/ferry").CombinedOutput(); err != nil {
-			return fmt.Errorf("build: %v: %s", err, out)
-		}
-	}
+// scenario starts a server in dir, plain (--insecure-http) or TLS, runs n agents against it,
+// measures, and stops the server.
+func scenario(dir, bin, mode string, n int, interval, window time.Duration, pushes, protocol int) (result, error) {
+	res := result{mode: mode}
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	listen := l.Addr().String()
 	l.Close()
-	srv := exec.Command(bin, "server", "--data", filepath.Join(dir, "data"), "--listen", listen,
-		"--heartbeat-interval", interval.String(), "--log-level", "warn")
+	data := filepath.Join(dir, "data")
+	// n agents enroll from one address (127.0.0.1), so the per-address limit of the public agent
+	// routes (default 20/s, burst 100) is raised out of the way: it would pace the enrollment
+	// phase, which is not what this harness measures.
+	args := []string{"server", "--data", data, "--listen", listen,
+		"--heartbeat-interval", interval.String(), "--log-level", "warn",
+		"--public-rate", "100000/s", "--public-burst", "100000"}
+	addr := "https://" + listen
+	if mode == "plain" {
+		args = append(args, "--insecure-http")
+		addr = "http://" + listen
+	}
+	srv := exec.Command(bin, args...)
 	srv.Stderr = os.Stderr
 	if err := srv.Start(); err != nil {
-		return err
+		return res, err
 	}
 	defer func() { srv.Process.Kill(); srv.Wait() }()
 	pid := srv.Process.Pid
-	addr := "http://" + listen
+	caFile := filepath.Join(data, "tls", "ca.pem")
 
 	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	admin, err := client.WaitForServer(wctx, addr, filepath.Join(dir, "data", "admin.token"))
+	admin, err := client.WaitForServer(wctx, addr, filepath.Join(data, "admin.token"), pki.ClientOptions{CAFile: caFile})
 	cancel()
 	if err != nil {
-		return err
+		return res, err
 	}
 	ctx := context.Background()
 	if _, err := admin.AddSite(ctx, client.SiteAdd{Name: "bench", Tier: 2}); err != nil {
-		return err
+		return res, err
 	}
 	tok, err := admin.CreateToken(ctx, api.TokenCreate{Site: "bench", Uses: n})
 	if err != nil {
-		return err
+		return res, err
 	}
-	rssBase := rss(pid)
+	res.rssBase = rss(pid)
 
-	tr := &http.Transport{MaxIdleConnsPerHost: n + 100, MaxConnsPerHost: 0, IdleConnTimeout: time.Hour}
+	// One transport for both modes (HTTP/1.1: streams upgrade their connection); over TLS the
+	// agents trust the server's own CA, as an agent enrolled with the CA pin does.
+	var tlsCfg *tls.Config
+	if mode == "tls" {
+		if tlsCfg, err = pki.ClientConfig(pki.ClientOptions{CAFile: caFile}); err != nil {
+			return res, err
+		}
+	}
+	tr := client.Transport(tlsCfg)
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.IdleConnTimeout = 0, n+100, time.Hour
 	ac, _ := client.New(addr, "")
 	ac.HTTP = &http.Client{Transport: tr}
 	ac.Protocol = protocol
@@ -124,9 +206,10 @@ func run(n int, interval, window time.Duration, pushes, protocol int, bin string
 		agents[i] = a
 		return err
 	}); err != nil {
-		return fmt.Errorf("enroll: %w", err)
+		return res, fmt.Errorf("enroll: %w", err)
 	}
-	fmt.Printf("enrolled %d agents in %v\n", n, time.Since(start).Round(time.Millisecond))
+	res.enroll = time.Since(start)
+	fmt.Printf("enrolled %d agents in %v\n", n, res.enroll.Round(time.Millisecond))
 
 	var syncs atomic.Int64    // heartbeats sent
 	var answered atomic.Int64 // agents that have had a first answer
@@ -143,13 +226,19 @@ func run(n int, interval, window time.Duration, pushes, protocol int, bin string
 			a.gen.Store(r.Desired.Generation)
 		}
 	}
+	// At most 256 streams are being opened at once, so 10,000 TLS handshakes queue here rather
+	// than run into the client's 10 s handshake timeout on two shared cores; the measurements
+	// start once every agent has had its first answer.
+	opening := make(chan struct{}, 256)
 	for _, a := range agents {
 		wg.Add(1)
 		if protocol >= 2 {
 			// One stream per agent: a heartbeat frame every interval, answers and pushes back.
 			go func() {
 				defer wg.Done()
+				opening <- struct{}{}
 				st, err := ac.OpenStream(runCtx, a.sess)
+				<-opening
 				if err != nil {
 					errs.Add(1)
 					return
@@ -213,7 +302,7 @@ func run(n int, interval, window time.Duration, pushes, protocol int, bin string
 	// Let every agent connect and the first round of syncs settle.
 	for answered.Load() < int64(n) {
 		if errs.Load() > 0 {
-			return fmt.Errorf("%d agents failed to connect", errs.Load())
+			return res, fmt.Errorf("%d agents failed to connect", errs.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -232,7 +321,7 @@ func run(n int, interval, window time.Duration, pushes, protocol int, bin string
 		target := int64(1 + p)
 		t := time.Now()
 		if _, err := admin.Label(ctx, "", api.LabelChange{Selector: "site=bench", Set: map[string]string{"push": strconv.Itoa(p)}}); err != nil {
-			return err
+			return res, err
 		}
 		ack := time.Since(t)
 		deadline := time.Now().Add(60 * time.Second)
@@ -247,7 +336,7 @@ func run(n int, interval, window time.Duration, pushes, protocol int, bin string
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("push %d: %d agents never got generation %d", p, missing, target)
+				return res, fmt.Errorf("push %d: %d agents never got generation %d", p, missing, target)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -264,16 +353,18 @@ func run(n int, interval, window time.Duration, pushes, protocol int, bin string
 		time.Sleep(time.Second)
 	}
 	stop()
+	wg.Wait()
 	slices.Sort(lats)
 
-	fmt.Printf("\n== ferry loadgen: %d agents (protocol %d), heartbeat interval %v, %d CPUs (%s), %s\n", n, protocol, interval, runtime.NumCPU(), cpuModel(), runtime.Version())
-	fmt.Printf("heartbeats in %v window: %d (%.0f/s), server CPU %.2fs → %.1f µs per heartbeat (target ≤ 25)\n",
-		t1.Sub(t0).Round(time.Second), beats, float64(beats)/t1.Sub(t0).Seconds(), cpuSec, cpuSec*1e6/float64(beats))
-	fmt.Printf("server RSS: %.1f MiB before agents, %.1f MiB with %d connected → %.1f KiB per agent (target ≤ 16)\n",
-		float64(rssBase)/(1<<20), float64(rssNow)/(1<<20), n, float64(rssNow-rssBase)/1024/float64(n))
-	fmt.Printf("push latency over %d pushes: p50 %v p99 %v (target p99 ≤ 1s)\n", pushes, pct(lats, 50), pct(lats, 99))
-	fmt.Printf("agent errors: %d\n", errs.Load())
-	return nil
+	res.beats, res.window, res.cpuSec, res.rss = beats, t1.Sub(t0), cpuSec, rssNow
+	res.p50, res.p99, res.errs = pct(lats, 50), pct(lats, 99), errs.Load()
+	fmt.Printf("%s: heartbeats in %v window: %d (%.0f/s), server CPU %.2fs → %.1f µs per heartbeat (target ≤ 25)\n", mode,
+		res.window.Round(time.Second), beats, float64(beats)/res.window.Seconds(), cpuSec, res.usPerBeat())
+	fmt.Printf("%s: server RSS: %.1f MiB before agents, %.1f MiB with %d connected → %.1f KiB per agent (target ≤ 16)\n", mode,
+		float64(res.rssBase)/(1<<20), float64(rssNow)/(1<<20), n, res.kibPerAgent(n))
+	fmt.Printf("%s: push latency over %d pushes: p50 %v p99 %v (target p99 ≤ 1s)\n", mode, pushes, res.p50, res.p99)
+	fmt.Printf("%s: agent errors: %d\n", mode, res.errs)
+	return res, nil
 }
 
 func pct(d []time.Duration, p int) time.Duration {

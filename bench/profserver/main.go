@@ -1,0 +1,91 @@
+// Command profserver is `ferry server` (the same server package, defaults and listener) with a
+// CPU profile a benchmark harness starts and stops over a loopback control port, so the profile
+// covers exactly one measured phase of the server process and nothing of the load generator:
+//
+//	POST http://CONTROL/start?file=PATH   start a CPU profile into PATH
+//	POST http://CONTROL/stop              stop it and close PATH
+//
+// bench/blobs runs it instead of ferry with -cpuprofile DIR.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"sync"
+	"syscall"
+
+	"github.com/ferryhq/ferry/server"
+)
+
+func main() {
+	var cfg server.Config
+	flag.StringVar(&cfg.DataDir, "data", "", "directory for the database and admin.token")
+	flag.StringVar(&cfg.Listen, "listen", "127.0.0.1:7700", "address to serve the API on")
+	flag.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP")
+	control := flag.String("control", "127.0.0.1:7701", "loopback address of the profile control port")
+	flag.Parse()
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := run(cfg, *control); err != nil {
+		fmt.Fprintln(os.Stderr, "profserver:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg server.Config, control string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	cl, err := net.Listen("tcp", control)
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	var out *os.File
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /start", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if out != nil {
+			http.Error(w, "a profile is running", http.StatusConflict)
+			return
+		}
+		f, err := os.Create(r.URL.Query().Get("file"))
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		out = f
+	})
+	mux.HandleFunc("POST /stop", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if out == nil {
+			http.Error(w, "no profile is running", http.StatusConflict)
+			return
+		}
+		pprof.StopCPUProfile()
+		if err := out.Close(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+		out = nil
+	})
+	go http.Serve(cl, mux)
+	return srv.Serve(ctx, l)
+}
