@@ -21,7 +21,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +32,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/bench/internal/profctl"
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/pki"
 	"github.com/ferryhq/ferry/release"
@@ -45,6 +45,7 @@ func main() {
 	rounds := flag.Int("rounds", 1, "downloads per client")
 	transport := flag.String("transport", "both", "plain (ferry --insecure-http against nginx without TLS), tls (both with TLS), or both")
 	profile := flag.String("cpuprofile", "", "directory for CPU profiles of ferry's server process, one per ferry download (runs bench/profserver)")
+	readKiB := flag.Int("read-kib", 256, "bytes each download client reads at a time, in KiB; 0 lets io.Discard pick (8 KiB, as this harness did before)")
 	bin := flag.String("ferry", "", "server binary (default: build ./cmd/ferry, or ./bench/profserver with -cpuprofile)")
 	flag.Parse()
 	var modes []string
@@ -66,7 +67,7 @@ func main() {
 		}
 		ns = append(ns, n)
 	}
-	if err := run(int64(*sizeMiB)<<20, ns, *rounds, modes, *profile, *bin); err != nil {
+	if err := run(int64(*sizeMiB)<<20, ns, *rounds, modes, *profile, *bin, *readKiB<<10); err != nil {
 		fmt.Fprintln(os.Stderr, "blobs:", err)
 		os.Exit(1)
 	}
@@ -135,23 +136,13 @@ func startFerry(bin, mode, data string, profiling bool) (*ferryServer, error) {
 
 // profile starts (file != "") or stops a CPU profile of a profserver.
 func (f *ferryServer) profile(file string) error {
-	if f.control == "" {
+	switch {
+	case f.control == "":
 		return nil
+	case file == "":
+		return profctl.Stop(f.control)
 	}
-	u := "http://" + f.control + "/stop"
-	if file != "" {
-		u = "http://" + f.control + "/start?file=" + url.QueryEscape(file)
-	}
-	resp, err := http.Post(u, "", nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("profile control: %s: %s", resp.Status, b)
-	}
-	return nil
+	return profctl.Start(f.control, file)
 }
 
 // measured is one download run: its time, the CPU the serving process (nginx: master and
@@ -162,7 +153,7 @@ type measured struct {
 	tlsParams         string
 }
 
-func run(size int64, ns []int, rounds int, modes []string, profile, bin string) error {
+func run(size int64, ns []int, rounds int, modes []string, profile, bin string, readSize int) error {
 	dir, err := os.MkdirTemp("", "ferry-bench-blobs-")
 	if err != nil {
 		return err
@@ -246,7 +237,8 @@ func run(size int64, ns []int, rounds int, modes []string, profile, bin string) 
 	}
 	defer ng.stop()
 
-	fmt.Printf("== ferry blob benchmark: %.0f MiB bundle, %d CPUs (%s), %s\n", float64(fi.Size())/(1<<20), runtime.NumCPU(), cpuModel(), runtime.Version())
+	fmt.Printf("== ferry blob benchmark: %.0f MiB bundle, %d CPUs (%s), %s, clients read %s at a time\n",
+		float64(fi.Size())/(1<<20), runtime.NumCPU(), cpuModel(), runtime.Version(), readSizeName(readSize))
 	mbps := func(n int64, d time.Duration) float64 { return float64(n) / (1 << 20) / d.Seconds() }
 	fmt.Printf("dd with fsync: %v → %.0f MiB/s\n", ddTime.Round(time.Millisecond), mbps(fi.Size(), ddTime))
 	for _, mode := range modes {
@@ -269,14 +261,14 @@ func run(size int64, ns []int, rounds int, modes []string, profile, bin string) 
 					return err
 				}
 			}
-			fm, err := download(f.addr+"/v1/blobs/sha256:"+filepath.Base(f.blob), tok, n, rounds, fi.Size(), f.tls, f.cmd.Process.Pid)
+			fm, err := download(f.addr+"/v1/blobs/sha256:"+filepath.Base(f.blob), tok, n, rounds, fi.Size(), f.tls, f.cmd.Process.Pid, readSize)
 			if err != nil {
 				return err
 			}
 			if err := f.profile(""); err != nil {
 				return err
 			}
-			nm, err := download(ng.url[mode]+"/blob", "", n, rounds, fi.Size(), f.tls, ng.cmd.Process.Pid)
+			nm, err := download(ng.url[mode]+"/blob", "", n, rounds, fi.Size(), f.tls, ng.cmd.Process.Pid, readSize)
 			if err != nil {
 				return err
 			}
@@ -333,9 +325,17 @@ func readFile(p string) string {
 	return string(b)
 }
 
+func readSizeName(n int) string {
+	if n == 0 {
+		return "8 KiB (io.Discard)"
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
+
 // download fetches url with n concurrent clients, rounds times each, checking every length,
 // and measures the CPU the serving process pid (with its children) and this process used.
-func download(url, tok string, n, rounds int, size int64, tlsCfg *tls.Config, pid int) (measured, error) {
+// Each client reads readSize bytes at a time (0: whatever io.Discard's ReadFrom reads).
+func download(url, tok string, n, rounds int, size int64, tlsCfg *tls.Config, pid int, readSize int) (measured, error) {
 	var m measured
 	tr := &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true, TLSClientConfig: tlsCfg}
 	defer tr.CloseIdleConnections()
@@ -349,7 +349,13 @@ func download(url, tok string, n, rounds int, size int64, tlsCfg *tls.Config, pi
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, 256<<10)
+			var dst io.Writer = io.Discard
+			var buf []byte
+			if readSize > 0 {
+				// Hide io.Discard's ReadFrom, which reads 8 KiB at a time: the clients share
+				// the two cores with the server, and smaller reads make them cost more.
+				dst, buf = writerOnly{io.Discard}, make([]byte, readSize)
+			}
 			for r := 0; r < rounds; r++ {
 				req, _ := http.NewRequest("GET", url, nil)
 				if tok != "" {
@@ -365,9 +371,7 @@ func download(url, tok string, n, rounds int, size int64, tlsCfg *tls.Config, pi
 						m.tlsParams = tls.VersionName(resp.TLS.Version) + " " + tls.CipherSuiteName(resp.TLS.CipherSuite)
 					})
 				}
-				// Reads of 256 KiB: io.Discard's own ReadFrom would read 8 KiB at a time and
-				// make the clients, which share the two cores with the server, cost more.
-				got, err := io.CopyBuffer(writerOnly{io.Discard}, resp.Body, buf)
+				got, err := io.CopyBuffer(dst, resp.Body, buf)
 				resp.Body.Close()
 				if err != nil || got != size {
 					errc <- fmt.Errorf("%s: got %d of %d bytes: %v", url, got, size, err)
@@ -459,7 +463,8 @@ func (n *nginxServer) stop() {
 // startNginx serves each ferry server's blob (hard-linked, so the page cache is shared) as
 // /blob with Debian's nginx on loopback ports, configured as a static file server would be in
 // production (sendfile on, no access log, one worker per CPU). Beside a TLS ferry, nginx serves
-// TLS with that server's own certificate chain and key (DATA/tls/server.pem and server.key).
+// TLS with that server's own certificate chain and key (DATA/tls/server.pem and server.key),
+// TLS 1.3 enabled as in ferry (Debian 12's nginx 1.22 offers only up to 1.2 by default).
 // nginx does not use sendfile on a TLS connection (no kernel TLS offload in this
 // configuration): it reads the file and writes records, as ferry does.
 func startNginx(dir string, servers map[string]*ferryServer) (*nginxServer, error) {
@@ -490,6 +495,7 @@ func startNginx(dir string, servers map[string]*ferryServer) (*nginxServer, erro
 			ng.url[mode] = "https://" + addr
 			fmt.Fprintf(&blocks, `    server {
         listen %s ssl;
+        ssl_protocols TLSv1.2 TLSv1.3;
         ssl_certificate %s;
         ssl_certificate_key %s;
         root %s;

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/bench/internal/profctl"
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/pki"
 )
@@ -48,6 +49,7 @@ func main() {
 	bin := flag.String("ferry", "", "ferry binary (default: build ./cmd/ferry)")
 	protocol := flag.Int("protocol", api.Protocol, "agent protocol: 2 streams, 1 long-polls")
 	transport := flag.String("transport", "both", "plain (--insecure-http), tls, or both one after the other")
+	profile := flag.String("cpuprofile", "", "directory for a CPU profile of the server over the window and a heap profile after it, per transport (runs bench/profserver)")
 	flag.Parse()
 	var modes []string
 	switch *transport {
@@ -59,7 +61,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadgen: -transport must be plain, tls or both")
 		os.Exit(2)
 	}
-	if err := run(*agents, *interval, *window, *pushes, *protocol, *bin, modes); err != nil {
+	if err := run(*agents, *interval, *window, *pushes, *protocol, *bin, modes, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
@@ -80,22 +82,29 @@ type result struct {
 func (r result) usPerBeat() float64        { return r.cpuSec * 1e6 / float64(r.beats) }
 func (r result) kibPerAgent(n int) float64 { return float64(r.rss-r.rssBase) / 1024 / float64(n) }
 
-func run(n int, interval, window time.Duration, pushes, protocol int, bin string, modes []string) error {
+func run(n int, interval, window time.Duration, pushes, protocol int, bin string, modes []string, profile string) error {
 	dir, err := os.MkdirTemp("", "ferry-loadgen-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	pkg := "./cmd/ferry"
+	if profile != "" {
+		pkg = "./bench/profserver"
+		if err := os.MkdirAll(profile, 0o755); err != nil {
+			return err
+		}
+	}
 	if bin == "" {
 		bin = filepath.Join(dir, "ferry")
-		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/ferry").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
 			return fmt.Errorf("build: %v: %s", err, out)
 		}
 	}
 	var results []result
 	for _, mode := range modes {
 		fmt.Printf("\n### %s\n", mode)
-		r, err := scenario(filepath.Join(dir, mode), bin, mode, n, interval, window, pushes, protocol)
+		r, err := scenario(filepath.Join(dir, mode), bin, mode, n, interval, window, pushes, protocol, profile)
 		if err != nil {
 			return fmt.Errorf("%s: %w", mode, err)
 		}
@@ -130,18 +139,23 @@ type vagent struct {
 
 // scenario starts a server in dir, plain (--insecure-http) or TLS, runs n agents against it,
 // measures, and stops the server.
-func scenario(dir, bin, mode string, n int, interval, window time.Duration, pushes, protocol int) (result, error) {
+func scenario(dir, bin, mode string, n int, interval, window time.Duration, pushes, protocol int, profile string) (result, error) {
 	res := result{mode: mode}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	listen := l.Addr().String()
-	l.Close()
+	listen := freePort()
 	data := filepath.Join(dir, "data")
 	// n agents enroll from one address (127.0.0.1), so the per-address limit of the public agent
 	// routes (default 20/s, burst 100) is raised out of the way: it would pace the enrollment
 	// phase, which is not what this harness measures.
-	args := []string{"server", "--data", data, "--listen", listen,
+	args := []string{"--data", data, "--listen", listen,
 		"--heartbeat-interval", interval.String(), "--log-level", "warn",
 		"--public-rate", "100000/s", "--public-burst", "100000"}
+	var control string
+	if profile != "" {
+		control = freePort()
+		args = append(args, "--control", control)
+	} else {
+		args = append([]string{"server"}, args...)
+	}
 	addr := "https://" + listen
 	if mode == "plain" {
 		args = append(args, "--insecure-http")
@@ -308,12 +322,25 @@ func scenario(dir, bin, mode string, n int, interval, window time.Duration, push
 	}
 	time.Sleep(interval + 2*time.Second)
 
+	if control != "" {
+		if err := profctl.Start(control, filepath.Join(profile, "cpu-"+mode+".pprof")); err != nil {
+			return res, err
+		}
+	}
 	cpu0, s0, t0 := cpuTicks(pid), syncs.Load(), time.Now()
 	time.Sleep(window)
 	cpu1, s1, t1 := cpuTicks(pid), syncs.Load(), time.Now()
 	beats := s1 - s0
 	cpuSec := float64(cpu1-cpu0) / 100 // USER_HZ
 	rssNow := rss(pid)
+	if control != "" {
+		if err := profctl.Stop(control); err != nil {
+			return res, err
+		}
+		if err := profctl.Heap(control, filepath.Join(profile, "heap-"+mode+".pprof")); err != nil {
+			return res, err
+		}
+	}
 
 	// Push latency: label every node at once; time until each agent holds the new generation.
 	var lats []time.Duration
@@ -365,6 +392,12 @@ func scenario(dir, bin, mode string, n int, interval, window time.Duration, push
 	fmt.Printf("%s: push latency over %d pushes: p50 %v p99 %v (target p99 ≤ 1s)\n", mode, pushes, res.p50, res.p99)
 	fmt.Printf("%s: agent errors: %d\n", mode, res.errs)
 	return res, nil
+}
+
+func freePort() string {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer l.Close()
+	return l.Addr().String()
 }
 
 func pct(d []time.Duration, p int) time.Duration {

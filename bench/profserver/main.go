@@ -4,8 +4,10 @@
 //
 //	POST http://CONTROL/start?file=PATH   start a CPU profile into PATH
 //	POST http://CONTROL/stop              stop it and close PATH
+//	POST http://CONTROL/heap?file=PATH    write a heap profile (after a GC) into PATH
 //
-// bench/blobs runs it instead of ferry with -cpuprofile DIR.
+// Its flags are the few of `ferry server` the harnesses use. bench/blobs and bench/loadgen run
+// it instead of ferry with -cpuprofile DIR.
 package main
 
 import (
@@ -17,9 +19,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/ferryhq/ferry/server"
 )
@@ -29,8 +35,18 @@ func main() {
 	flag.StringVar(&cfg.DataDir, "data", "", "directory for the database and admin.token")
 	flag.StringVar(&cfg.Listen, "listen", "127.0.0.1:7700", "address to serve the API on")
 	flag.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP")
+	flag.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "how often agents check in")
+	rate := flag.String("public-rate", "20/s", "requests per second each source address may make to the public agent routes")
+	flag.IntVar(&cfg.PublicBurst, "public-burst", 100, "burst above --public-rate each source address may make")
+	flag.String("log-level", "warn", "ignored: warnings and errors are logged")
 	control := flag.String("control", "127.0.0.1:7701", "loopback address of the profile control port")
 	flag.Parse()
+	r, err := strconv.ParseFloat(strings.TrimSuffix(*rate, "/s"), 64)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profserver: bad --public-rate:", err)
+		os.Exit(2)
+	}
+	cfg.PublicRate = r
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := run(cfg, *control); err != nil {
 		fmt.Fprintln(os.Stderr, "profserver:", err)
@@ -85,6 +101,18 @@ func run(cfg server.Config, control string) error {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 		out = nil
+	})
+	mux.HandleFunc("POST /heap", func(w http.ResponseWriter, r *http.Request) {
+		f, err := os.Create(r.URL.Query().Get("file"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer f.Close()
+		runtime.GC()
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
 	})
 	go http.Serve(cl, mux)
 	return srv.Serve(ctx, l)
