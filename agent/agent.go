@@ -268,6 +268,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			// upgraded or downgraded to meet us.
 			wait = time.Minute
 			a.log.Error("server refuses this agent's protocol version; retrying in a minute", "err", err)
+		case http.StatusTooManyRequests:
+			// A site behind one address, all reconnecting at once: wait as long as the server
+			// asks, spread by the backoff's jitter.
+			wait += client.RetryAfterOf(err)
+			a.log.Warn("server asks to slow down; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
 		case http.StatusUnauthorized:
 			a.log.Warn("not authorized; will open a new session", "err", err, "retry_in", wait.Round(time.Millisecond))
 		default:

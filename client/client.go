@@ -121,6 +121,8 @@ func (c *Client) Addr() string { return c.base }
 type Error struct {
 	Status  int
 	Message string
+	// RetryAfter is how long the server asked the client to wait (a 429's Retry-After).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -207,15 +209,30 @@ func unwrapURL(err error) error {
 
 func readError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	out := &Error{Status: resp.StatusCode}
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		out.RetryAfter = time.Duration(min(secs, 3600)) * time.Second
+	}
 	var e api.Error
 	if json.Unmarshal(b, &e) == nil && e.Error != "" {
-		return &Error{Status: resp.StatusCode, Message: e.Error}
+		out.Message = e.Error
+		return out
 	}
 	msg := strings.TrimSpace(string(b))
 	if msg == "" {
 		msg = resp.Status
 	}
-	return &Error{Status: resp.StatusCode, Message: fmt.Sprintf("server answered %s: %s", resp.Status, msg)}
+	out.Message = fmt.Sprintf("server answered %s: %s", resp.Status, msg)
+	return out
+}
+
+// RetryAfterOf returns how long the server asked to wait before trying again, or 0.
+func RetryAfterOf(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }
 
 // Sites lists the sites.

@@ -214,6 +214,10 @@ func TestPublicRoutesAreRateLimited(t *testing.T) {
 	if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") != "1" {
 		t.Fatalf("over budget: %d, Retry-After %q", r.StatusCode, r.Header.Get("Retry-After"))
 	}
+	// The Go client (and so the agent) reads how long to wait.
+	if _, err := h.client("").Challenge(context.Background(), "n1"); client.StatusOf(err) != 429 || client.RetryAfterOf(err) != time.Second {
+		t.Fatalf("client over budget: %v (retry after %v)", err, client.RetryAfterOf(err))
+	}
 	if r := post(from("127.0.0.2"), `{"node":"n1"}`); r.StatusCode != 200 {
 		t.Fatalf("another address: %d", r.StatusCode)
 	}
