@@ -192,9 +192,14 @@ func (a *addrLimits) prune(now time.Time) {
 	}
 }
 
-// limitPublic answers 429 with Retry-After when the source address has used its budget.
+// limitPublic answers 429 with Retry-After when the source address has used its budget. An
+// IPv6 source is limited by its /64, which one host or site usually holds whole.
 func (s *Server) limitPublic(r *http.Request) error {
-	ok, wait := s.limits.allow(sourceAddr(r), s.clk.Now())
+	key := sourceAddr(r)
+	if ip := net.ParseIP(key); ip != nil && ip.To4() == nil {
+		key = ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	ok, wait := s.limits.allow(key, s.clk.Now())
 	if ok {
 		return nil
 	}

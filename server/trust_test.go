@@ -422,3 +422,22 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// Addresses of one IPv6 /64 share a budget: a host cannot escape the limit by rotating them.
+func TestIPv6SourcesShareTheirSlash64(t *testing.T) {
+	l := newAddrLimits(1, 2)
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	h := &Server{limits: l, clk: clock.NewFake(now)}
+	req := func(addr string) error {
+		return h.limitPublic(&http.Request{RemoteAddr: addr})
+	}
+	if req("[2001:db8::1]:1") != nil || req("[2001:db8::2]:1") != nil {
+		t.Fatal("the first two requests of a /64 were refused")
+	}
+	if err := req("[2001:db8::3]:1"); err == nil {
+		t.Fatal("a third address of the same /64 escaped the limit")
+	}
+	if err := req("[2001:db8:0:1::1]:1"); err != nil {
+		t.Fatalf("another /64: %v", err)
+	}
+}
