@@ -162,7 +162,7 @@ func run(size int64, ns []int, rounds int, modes []string, profile, bin string, 
 	pkg := "./cmd/ferry"
 	if profile != "" {
 		pkg = "./bench/profserver"
-		if err := os.MkdirAll(profile, 0o755); err != nil {
+		if err := os.MkdirAll(profile, 0o700); err != nil {
 			return err
 		}
 	}

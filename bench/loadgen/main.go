@@ -91,7 +91,7 @@ func run(n int, interval, window time.Duration, pushes, protocol int, bin string
 	pkg := "./cmd/ferry"
 	if profile != "" {
 		pkg = "./bench/profserver"
-		if err := os.MkdirAll(profile, 0o755); err != nil {
+		if err := os.MkdirAll(profile, 0o700); err != nil {
 			return err
 		}
 	}
