@@ -34,3 +34,18 @@ func FuzzCheckAssignment(f *testing.F) {
 		}
 	})
 }
+
+// What the agent reports is what the server accepts: printable, bounded.
+func TestReportable(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain error":            "plain error",
+		"line\nbreak\x1b[2J":     "line break [2J",
+		"bidi \u202eevil":        "bidi  evil",
+		"bad \xff utf8":          "bad \uFFFD utf8",
+		strings.Repeat("é", 600): strings.Repeat("é", 500),
+	} {
+		if got := reportable(in); got != want {
+			t.Errorf("reportable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"reflect"
 	"sort"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/clock"
@@ -76,10 +79,10 @@ func (a *Agent) converge(ctx context.Context, d api.Desired) (retry bool) {
 			delete(a.failed, as.App)
 			a.log.Info("installed", "app", cur.App, "version", cur.Version, "sha256", cur.SHA256)
 		case errors.As(err, &perm):
-			a.failed[as.App] = failure{assignment: as, err: err.Error(), final: true}
+			a.failed[as.App] = failure{assignment: as, err: reportable(err.Error()), final: true}
 			a.log.Error("install refused", "app", as.App, "version", as.Version, "err", err)
 		default:
-			a.failed[as.App] = failure{assignment: as, err: err.Error()}
+			a.failed[as.App] = failure{assignment: as, err: reportable(err.Error())}
 			a.log.Warn("install failed; will retry", "app", as.App, "version", as.Version, "err", err)
 			retry = true
 		}
@@ -106,7 +109,7 @@ func (a *Agent) observe(d api.Desired) []api.NodeApp {
 		na.Pending = as.Version
 		switch f, failed := a.failed[as.App]; {
 		case as.Withdrawn != "":
-			na.Error = "release withdrawn (" + as.Withdrawn + "); not installing it"
+			na.Error = reportable("release withdrawn (" + as.Withdrawn + "); not installing it")
 		case failed && f.assignment == as:
 			na.Error, na.Retry = f.err, !f.final
 		}
@@ -142,4 +145,24 @@ func (a *Agent) Apps() []api.NodeApp {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append([]api.NodeApp{}, a.report...)
+}
+
+// maxReportedError bounds an error message in the app report, as the server does.
+const maxReportedError = 1000
+
+// reportable makes an error message fit the app report the server accepts: printable text
+// (control and bidi characters become spaces, invalid UTF-8 a replacement character), at most
+// maxReportedError bytes.
+func reportable(msg string) string {
+	msg = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(msg, "\uFFFD"))
+	for len(msg) > maxReportedError {
+		_, size := utf8.DecodeLastRuneInString(msg)
+		msg = msg[:len(msg)-size]
+	}
+	return msg
 }

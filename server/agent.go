@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
@@ -124,6 +126,13 @@ func (s *Server) heartbeat(ctx context.Context, node string, req api.Sync, proto
 		if err := validApps(*req.Apps); err != nil {
 			return err
 		}
+		// Reports write events: one node may not flood the log. An agent reports when its
+		// apps change, far below this.
+		if ok, wait := s.reports.allow(node, s.clk.Now()); !ok {
+			secs := max(int(wait/time.Second)+1, 1)
+			return &httpError{code: http.StatusTooManyRequests, retryAfter: strconv.Itoa(secs),
+				msg: fmt.Sprintf("app reports from %s come too fast; retry in %ds", node, secs)}
+		}
 	}
 	if req.Facts != nil {
 		if err := validFacts(*req.Facts); err != nil {
@@ -180,8 +189,8 @@ func (s *Server) awaitDesired(ctx context.Context, node string, have int64) (api
 
 // validApps bounds an agent's app report: it is stored and shown to operators as given.
 func validApps(apps []api.NodeApp) error {
-	if len(apps) > 1000 {
-		return errorf(http.StatusBadRequest, "app report lists %d apps; at most 1000", len(apps))
+	if len(apps) > maxReportedApps {
+		return errorf(http.StatusBadRequest, "app report lists %d apps; at most %d", len(apps), maxReportedApps)
 	}
 	seen := map[string]bool{}
 	for _, a := range apps {
@@ -194,6 +203,10 @@ func validApps(apps []api.NodeApp) error {
 		seen[a.App] = true
 		if len(a.Version) > 128 || len(a.Pending) > 128 || len(a.SHA256) > 64 || len(a.Error) > 1000 {
 			return errorf(http.StatusBadRequest, "app report for %s has an over-long field", a.App)
+		}
+		// Shown to operators and stored in events as given: no control or bidi characters.
+		if !allBytes(a.Version, versionByte) || !allBytes(a.Pending, versionByte) || !allBytes(a.SHA256, versionByte) || !printableText(a.Error) {
+			return errorf(http.StatusBadRequest, "app report for %s has control characters in a field", a.App)
 		}
 	}
 	return nil

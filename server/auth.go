@@ -278,8 +278,10 @@ func (s *Server) spendChallenge(ctx context.Context, node, nonce string) error {
 // verifyKeySig checks an ed25519 signature given as base64 strings.
 func verifyKeySig(pubB64 string, msg []byte, sigB64 string) error {
 	pub, err := base64.StdEncoding.DecodeString(pubB64)
-	if err != nil || len(pub) != ed25519.PublicKeySize {
-		return errorf(http.StatusBadRequest, "public_key must be a base64 ed25519 public key")
+	// Only the canonical encoding: the key is stored and compared (one node per key, sessions
+	// bound to it) as text, and base64 has other spellings of the same bytes.
+	if err != nil || len(pub) != ed25519.PublicKeySize || base64.StdEncoding.EncodeToString(pub) != pubB64 {
+		return errorf(http.StatusBadRequest, "public_key must be the base64 of an ed25519 public key, canonically encoded")
 	}
 	sig, err := base64.StdEncoding.DecodeString(sigB64)
 	if err != nil || len(sig) != ed25519.SignatureSize || !ed25519.Verify(ed25519.PublicKey(pub), msg, sig) {

@@ -93,6 +93,7 @@ type Server struct {
 
 	tls     *tls.Config
 	limits  *addrLimits
+	reports *addrLimits // app reports per node
 	follows followerCounts
 
 	// AdminToken is the admin API token, as written to DataDir/admin.token.
@@ -182,21 +183,22 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("blob store: %w", err)
 	}
 	s := &Server{
-		cfg:    cfg,
-		store:  st,
-		blobs:  blobs,
-		clk:    cfg.Clock,
-		log:    cfg.Logger,
-		det:    liveness.New(cfg.HeartbeatGrace),
-		hub:    newHub(cfg.HeartbeatInterval),
-		events: newBroker(),
-		mux:    http.NewServeMux(),
-		ready:  make(chan struct{}),
-		secret: secret,
-		tls:    tlsCfg,
-		CAPin:  pin,
-		CAFile: caFile,
-		limits: newAddrLimits(cfg.PublicRate, cfg.PublicBurst),
+		cfg:     cfg,
+		store:   st,
+		blobs:   blobs,
+		clk:     cfg.Clock,
+		log:     cfg.Logger,
+		det:     liveness.New(cfg.HeartbeatGrace),
+		hub:     newHub(cfg.HeartbeatInterval),
+		events:  newBroker(),
+		mux:     http.NewServeMux(),
+		ready:   make(chan struct{}),
+		secret:  secret,
+		tls:     tlsCfg,
+		CAPin:   pin,
+		CAFile:  caFile,
+		limits:  newAddrLimits(cfg.PublicRate, cfg.PublicBurst),
+		reports: newAddrLimits(reportRate, reportBurst),
 	}
 	s.metrics = newMetrics(s.hub)
 	if err := s.load(ctx); err != nil {

@@ -150,6 +150,14 @@ type addrLimit struct {
 	seen time.Time
 }
 
+// App reports per node: an agent reports when an install starts, succeeds or fails, so a
+// deploy costs it a handful; these bound what a rogue node can make the event log hold.
+const (
+	reportRate      = 1 // per second
+	reportBurst     = 30
+	maxReportedApps = 256
+)
+
 // maxTrackedAddrs bounds the limiter table; past it, idle entries are dropped.
 const maxTrackedAddrs = 100_000
 

@@ -441,3 +441,66 @@ func TestIPv6SourcesShareTheirSlash64(t *testing.T) {
 		t.Fatalf("another /64: %v", err)
 	}
 }
+
+// A revoked node's key cannot come back under another spelling of its base64.
+func TestKeyEncodingIsCanonical(t *testing.T) {
+	h := start(t, Config{})
+	h.site("ams", 1)
+	ac := h.client("")
+	req, priv := signed(t, h.enrollToken("ams", 1), "n1")
+	if _, err := ac.Enroll(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.admin.RemoveNode(context.Background(), "n1"); err != nil {
+		t.Fatal(err)
+	}
+	// The same 32 bytes, with the last padding bit flipped: base64 decoders accept it.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	pk := []byte(req.PublicKey)
+	pk[len(pk)-2] = alphabet[strings.IndexByte(alphabet, pk[len(pk)-2])^1]
+	again := api.Enroll{Token: h.enrollToken("ams", 1), Name: "n2", PublicKey: string(pk)}
+	if b, err := base64.StdEncoding.DecodeString(again.PublicKey); err != nil || string(b) != string(priv.Public().(ed25519.PublicKey)) {
+		t.Fatalf("the test's other spelling does not decode to the same key: %v", err)
+	}
+	again.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(priv, api.EnrollMessage(again.Token, "n2", again.PublicKey)))
+	if _, err := ac.Enroll(context.Background(), again); client.StatusOf(err) != 400 {
+		t.Fatalf("a revoked key enrolled again under another spelling: %v", err)
+	}
+}
+
+// One node cannot flood the event log with app reports.
+func TestAppReportsAreRateLimited(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	h := start(t, Config{Clock: clk, HeartbeatInterval: time.Hour, HeartbeatGrace: 3 * time.Hour})
+	h.site("ams", 1)
+	ac, open := rawAgent(t, h, "ams", "n1")
+	sess := open()
+	report := func(i int) error {
+		apps := []api.NodeApp{{App: "hello", Pending: "1.0.0", Error: "attempt " + strconv.Itoa(i)}}
+		_, err := ac.Sync(context.Background(), sess.Token, api.Sync{Apps: &apps})
+		return err
+	}
+	before := lastEventID(t, h.admin)
+	accepted := 0
+	var last error
+	for i := 0; i < reportBurst+10; i++ {
+		if last = report(i); last == nil {
+			accepted++
+		}
+	}
+	if accepted != reportBurst || client.StatusOf(last) != http.StatusTooManyRequests || client.RetryAfterOf(last) == 0 {
+		t.Fatalf("%d of %d reports accepted, last %v", accepted, reportBurst+10, last)
+	}
+	if got := lastEventID(t, h.admin) - before; got > int64(reportBurst) {
+		t.Fatalf("%d events from %d accepted reports", got, accepted)
+	}
+	clk.Advance(2 * time.Second)
+	if err := report(1000); err != nil {
+		t.Fatalf("after a pause: %v", err)
+	}
+	// Control characters in a report are refused, not stored.
+	bad := []api.NodeApp{{App: "hello", Pending: "1.0.0", Error: "\x1b]0;owned\x07"}}
+	if _, err := ac.Sync(context.Background(), sess.Token, api.Sync{Apps: &bad}); client.StatusOf(err) != 400 {
+		t.Fatalf("control characters in a report: %v", err)
+	}
+}
