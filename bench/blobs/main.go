@@ -485,7 +485,7 @@ func startNginx(dir string, servers map[string]*ferryServer) (*nginxServer, erro
 	var addrs []string
 	for mode, f := range servers {
 		www := filepath.Join(nd, "www-"+mode)
-		os.MkdirAll(www, 0o755)
+		os.MkdirAll(www, 0o755) // nginx's workers run as another user and must read the (public) blob
 		if err := os.Link(f.blob, filepath.Join(www, "blob")); err != nil {
 			return nil, err
 		}
