@@ -45,6 +45,8 @@ func serverTLS(cfg Config) (*tls.Config, string, string, error) {
 	opts := pki.ServerOptions{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, ClientCAFile: cfg.ClientCA}
 	caFile := ""
 	if cfg.TLSCert == "" {
+		// Clients check certificates against their wall clocks, so they are made by the wall
+		// clock too, not the server's injected one.
 		files, err := pki.EnsureServerCert(filepath.Join(cfg.DataDir, "tls"), certHosts(cfg.Listen, cfg.Advertise), time.Now())
 		if err != nil {
 			return nil, "", "", err
