@@ -159,18 +159,8 @@ func run(size int64, ns []int, rounds int, modes []string, profile, bin string, 
 		return err
 	}
 	defer os.RemoveAll(dir)
-	pkg := "./cmd/ferry"
-	if profile != "" {
-		pkg = "./bench/profserver"
-		if err := os.MkdirAll(profile, 0o700); err != nil {
-			return err
-		}
-	}
-	if bin == "" {
-		bin = filepath.Join(dir, "ferry")
-		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-			return fmt.Errorf("build: %v: %s", err, out)
-		}
+	if bin, err = profctl.Build(dir, bin, profile); err != nil {
+		return err
 	}
 
 	// A bundle with an incompressible payload, so its size is the payload's.

@@ -1,4 +1,5 @@
-// Package profctl drives bench/profserver's profile control port from a harness.
+// Package profctl builds the server a harness runs (bench/profserver when it profiles) and drives
+// bench/profserver's profile control port.
 package profctl
 
 import (
@@ -6,7 +7,30 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 )
+
+// Build returns the ferry binary a harness runs: bin when given, else one built into dir —
+// bench/profserver when profile names a directory for profiles (made here), else cmd/ferry.
+func Build(dir, bin, profile string) (string, error) {
+	pkg := "./cmd/ferry"
+	if profile != "" {
+		pkg = "./bench/profserver"
+		if err := os.MkdirAll(profile, 0o700); err != nil {
+			return "", err
+		}
+	}
+	if bin != "" {
+		return bin, nil
+	}
+	bin = filepath.Join(dir, "ferry")
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build: %v: %s", err, out)
+	}
+	return bin, nil
+}
 
 // Start starts a CPU profile of the server into file.
 func Start(control, file string) error { return post(control, "/start?file="+url.QueryEscape(file)) }
