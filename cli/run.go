@@ -36,6 +36,7 @@ func (e *env) serverCmd() *cobra.Command {
 				return err
 			}
 			cfg.Listen = listen
+			server.TuneGC()
 			l, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", listen, err)

@@ -38,7 +38,7 @@ func (h *hub) put(n api.Node) {
 		if old, ok := h.nodes[n.Name]; ok {
 			close(old.changed)
 			if old.stream != nil {
-				old.stream.conn.Close()
+				old.stream.end()
 			}
 			delete(h.nodes, n.Name)
 		}
@@ -78,7 +78,7 @@ func (h *hub) attach(name string, st *stream) bool {
 		return false
 	}
 	if n.stream != nil {
-		n.stream.conn.Close()
+		n.stream.end()
 	}
 	n.stream = st
 	return true
@@ -90,6 +90,26 @@ func (h *hub) detach(name string, st *stream) {
 	defer h.mu.Unlock()
 	if n, ok := h.nodes[name]; ok && n.stream == st {
 		n.stream = nil
+	}
+}
+
+// endStream ends the node's stream, if it has one.
+func (h *hub) endStream(name string) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if n, ok := h.nodes[name]; ok && n.stream != nil {
+		n.stream.end()
+	}
+}
+
+// endStreams ends every open stream.
+func (h *hub) endStreams() {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, n := range h.nodes {
+		if n.stream != nil {
+			n.stream.end()
+		}
 	}
 }
 

@@ -47,6 +47,12 @@ func (h *harness) client(tok string) *client.Client {
 
 func start(t *testing.T, cfg Config) *harness {
 	t.Helper()
+	return startOn(t, cfg, nil)
+}
+
+// startOn starts a server whose listener is wrapped by wrap, when given.
+func startOn(t *testing.T, cfg Config, wrap func(net.Listener) net.Listener) *harness {
+	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}
@@ -61,6 +67,9 @@ func start(t *testing.T, cfg Config) *harness {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		l = wrap(l)
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, l) }()

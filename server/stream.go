@@ -1,17 +1,18 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
@@ -60,6 +61,19 @@ func (st *stream) send(reply api.SyncReply) error {
 	return err
 }
 
+// end makes the stream's reader stop: its next read sees the end of the stream, whether the
+// poller's worker or the stream's own goroutine reads it, and the reader then closes it.
+func (st *stream) end() {
+	c := st.conn
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if cr, ok := c.(interface{ CloseRead() error }); ok && cr.CloseRead() == nil {
+		return
+	}
+	st.conn.Close()
+}
+
 // push sends a node its new desired state, in the background: the caller is changing many nodes.
 func (st *stream) push(d api.Desired, interval time.Duration) {
 	go st.send(api.SyncReply{Generation: d.Generation, Desired: &d, HeartbeatInterval: api.Duration(interval)})
@@ -82,76 +96,229 @@ func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 		conn.Close()
 		return nil
 	}
-	// Bytes the client sent after its request are in net/http's buffer; read those first, then
-	// the connection through a small buffer of our own.
-	var in io.Reader = conn
+	// Bytes the client sent after its request are in net/http's buffer: they are the stream's
+	// first.
+	var early []byte
 	if n := brw.Reader.Buffered(); n > 0 {
-		early, _ := brw.Reader.Peek(n)
-		in = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+		b, _ := brw.Reader.Peek(n)
+		early = bytes.Clone(b)
 	}
 	st := &stream{conn: conn}
 	if !s.hub.attach(node, st) {
 		conn.Close()
 		return nil
 	}
-	// The stream runs in a goroutine of its own so that this one, and with it net/http's
-	// buffers and request state for the connection, can end.
 	// The session was checked to open the stream; frames only need its expiry checked.
 	_, _, expires, _ := s.session(bearer(r))
-	proto := protocolOf(r)
-	// What the stream records is the node's doing, from the address it connected from.
-	ctx := store.WithActor(s.serveCtx, store.ActorFrom(r.Context()))
+	as := &agentStream{
+		// What the stream records is the node's doing, from the address it connected from.
+		ctx:     store.WithActor(s.serveCtx, store.ActorFrom(r.Context())),
+		node:    node,
+		expires: expires,
+		proto:   protocolOf(r),
+		st:      st,
+	}
 	s.streams.Add(1)
+	s.metrics.agentConnections.Inc()
+	if s.serveCtx.Err() != nil {
+		st.end() // Serve is ending streams, and may have done so before this one was attached
+	}
+	// The stream goes on after this handler returns, so that net/http's buffers and request
+	// state for the connection can go.
+	if as.pc = takeOver(conn); as.pc != nil && s.poller != nil {
+		s.workers.submit(func(buf []byte) {
+			if len(early) > 0 && !s.feed(as, early) {
+				s.finish(as)
+				return
+			}
+			s.pollStream(as, buf)
+		})
+		return nil
+	}
 	go func() {
-		defer s.streams.Done()
-		defer conn.Close()
-		defer s.hub.detach(node, st)
-		s.metrics.agentConnections.Inc()
-		defer s.metrics.agentConnections.Dec()
-		s.serveStream(ctx, node, expires, proto, st, bufio.NewReaderSize(in, 512))
+		defer s.finish(as)
+		s.readStream(as, early)
 	}()
 	return nil
 }
 
-// serveStream reads an agent's frames until the stream breaks, the agent falls silent past the
-// grace period, its session expires or it is revoked.
-func (s *Server) serveStream(ctx context.Context, node string, expires time.Time, proto int, st *stream, br *bufio.Reader) {
-	stop := context.AfterFunc(ctx, func() { st.conn.Close() })
-	defer stop()
+// agentStream is what reading one agent's stream needs.
+type agentStream struct {
+	ctx     context.Context
+	node    string
+	expires time.Time
+	proto   int
+	st      *stream
+	pending []byte       // the beginning of a frame whose end has not come yet
+	pc      *pollConn    // the connection the poller watches, if it does
+	id      uint64       // the stream's registration with the poller, once it has one
+	reading atomic.Int32 // idle, reading or again, while the poller watches it
+}
+
+// finish ends a stream once its reader is done with it.
+func (s *Server) finish(as *agentStream) {
+	if as.id != 0 {
+		s.poller.remove(as)
+	}
+	as.st.conn.Close()
+	s.hub.detach(as.node, as.st)
+	s.metrics.agentConnections.Dec()
+	s.streams.Done()
+}
+
+// pollStream runs on a worker when the poller found as readable (and once when the stream
+// opens): it reads and handles what has come, until nothing more has.
+func (s *Server) pollStream(as *agentStream, buf []byte) {
 	for {
-		st.conn.SetReadDeadline(time.Now().Add(s.cfg.HeartbeatGrace))
-		frame, err := readFrame(br, maxFrame)
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				s.log.Debug("agent stream ended", "node", node, "err", err)
+		switch s.readFrames(as, buf) {
+		case readEnd:
+			s.finish(as)
+			return
+		case readAgain:
+			go s.pollReady(as) // after the other streams' turn
+			return
+		}
+		if as.id == 0 {
+			if err := s.poller.add(as); err != nil {
+				s.log.Error("watch agent stream", "node", as.node, "err", err)
+				s.finish(as)
+				return
 			}
-			return
 		}
-		if !s.clk.Now().Before(expires) {
-			s.refuse(st, errBadSession)
-			return
-		}
-		var req api.Sync
-		if err := decodeJSON(bytes.NewReader(frame), &req); err != nil {
-			s.refuse(st, err)
-			return
-		}
-		if err := s.heartbeat(ctx, node, req, proto); err != nil {
-			s.refuse(st, err)
-			return
-		}
-		desired, _, ok := s.hub.watch(node)
-		if !ok {
-			return
-		}
-		reply := api.SyncReply{Generation: desired.Generation, HeartbeatInterval: api.Duration(s.cfg.HeartbeatInterval)}
-		if desired.Generation != req.Generation {
-			reply.Desired = &desired
-		}
-		if err := st.send(reply); err != nil {
+		if !s.poller.finished(as) {
 			return
 		}
 	}
+}
+
+// pollReady hands a readable stream to a worker.
+func (s *Server) pollReady(as *agentStream) {
+	s.workers.submit(func(buf []byte) { s.pollStream(as, buf) })
+}
+
+// readStream reads a stream that the poller does not watch, on the stream's own goroutine,
+// until the stream breaks or the agent falls silent past the grace period; workers handle the
+// frames.
+func (s *Server) readStream(as *agentStream, early []byte) {
+	var more bool
+	if len(early) > 0 {
+		if s.workers.run(func([]byte) { more = s.feed(as, early) }); !more {
+			return
+		}
+	}
+	buf := make([]byte, 512)
+	for {
+		as.st.conn.SetReadDeadline(time.Now().Add(s.cfg.HeartbeatGrace))
+		n, err := as.st.conn.Read(buf)
+		more = true
+		if n > 0 {
+			s.workers.run(func([]byte) { more = s.feed(as, buf[:n]) })
+		}
+		if err != nil {
+			s.streamEnded(as, err)
+			return
+		}
+		if !more {
+			return
+		}
+	}
+}
+
+type readResult int
+
+const (
+	readWait  readResult = iota // nothing more can be read without waiting
+	readAgain                   // more can be read, after the other streams' turn
+	readEnd                     // the stream is over
+)
+
+// readsPerTurn bounds how many reads one stream gets before others have their turn at the
+// workers.
+const readsPerTurn = 16
+
+// readFrames reads and handles what has come on a polled connection, without waiting: the
+// connection has nothing more once a read says so, since TLS may have read ahead of the
+// records it returned.
+func (s *Server) readFrames(as *agentStream, buf []byte) readResult {
+	for range readsPerTurn {
+		n, err := as.st.conn.Read(buf)
+		if n > 0 && !s.feed(as, buf[:n]) {
+			return readEnd
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return readWait
+		}
+		if err != nil {
+			s.streamEnded(as, err)
+			return readEnd
+		}
+	}
+	return readAgain
+}
+
+func (s *Server) streamEnded(as *agentStream, err error) {
+	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		s.log.Debug("agent stream ended", "node", as.node, "err", err)
+	}
+}
+
+// feed splits what an agent sent into frames and handles each whole one; the beginning of a
+// frame waits in pending for its end. It reports whether the stream goes on.
+func (s *Server) feed(as *agentStream, data []byte) bool {
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			if len(as.pending)+len(data) > maxFrame {
+				s.refuse(as.st, errFrameTooLong)
+				return false
+			}
+			as.pending = append(as.pending, data...)
+			return true
+		}
+		frame := data[:i]
+		data = data[i+1:]
+		if as.pending != nil {
+			frame = append(as.pending, frame...)
+			as.pending = nil
+			if len(frame) > maxFrame {
+				s.refuse(as.st, errFrameTooLong)
+				return false
+			}
+		}
+		if !s.handleFrame(as, frame) {
+			return false
+		}
+	}
+	return true
+}
+
+var errFrameTooLong = errorf(http.StatusRequestEntityTooLarge, "frame longer than %d bytes", maxFrame)
+
+// handleFrame records one frame of an agent's and answers it; it reports whether the stream
+// goes on.
+func (s *Server) handleFrame(as *agentStream, frame []byte) bool {
+	if !s.clk.Now().Before(as.expires) {
+		s.refuse(as.st, errBadSession)
+		return false
+	}
+	var req api.Sync
+	if err := decodeJSON(bytes.NewReader(frame), &req); err != nil {
+		s.refuse(as.st, err)
+		return false
+	}
+	if err := s.heartbeat(as.ctx, as.node, req, as.proto); err != nil {
+		s.refuse(as.st, err)
+		return false
+	}
+	desired, _, ok := s.hub.watch(as.node)
+	if !ok {
+		return false
+	}
+	reply := api.SyncReply{Generation: desired.Generation, HeartbeatInterval: api.Duration(s.cfg.HeartbeatInterval)}
+	if desired.Generation != req.Generation {
+		reply.Desired = &desired
+	}
+	return as.st.send(reply) == nil
 }
 
 // refuse ends a stream with an error frame the agent can log, in the shape of an API error.
@@ -168,26 +335,4 @@ func (s *Server) refuse(st *stream, err error) {
 	defer st.mu.Unlock()
 	st.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	st.conn.Write(append(b, '\n'))
-}
-
-// readFrame reads one line of at most limit bytes, without its newline.
-func readFrame(br *bufio.Reader, limit int) ([]byte, error) {
-	var long []byte
-	for {
-		chunk, err := br.ReadSlice('\n')
-		switch {
-		case err == nil:
-			if long == nil {
-				return chunk[:len(chunk)-1], nil
-			}
-			return append(long, chunk[:len(chunk)-1]...), nil
-		case errors.Is(err, bufio.ErrBufferFull):
-			long = append(long, chunk...)
-			if len(long) > limit {
-				return nil, fmt.Errorf("frame longer than %d bytes", limit)
-			}
-		default:
-			return nil, err
-		}
-	}
 }

@@ -1,11 +1,16 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -138,4 +143,143 @@ func TestAgentStream(t *testing.T) {
 	if r, err := v1.Sync(ctx, session1().Token, api.Sync{}); err != nil || r.Desired == nil {
 		t.Fatalf("protocol 1 sync: %+v %v", r, err)
 	}
+}
+
+// streamPaths runs a stream test on both ways of reading streams: the poller (Linux) and a
+// goroutine per stream, which the server uses for connections it cannot poll.
+func streamPaths(t *testing.T, cfg Config, test func(t *testing.T, h *harness)) {
+	t.Run("poller", func(t *testing.T) { test(t, start(t, cfg)) })
+	t.Run("goroutine", func(t *testing.T) {
+		test(t, startOn(t, cfg, func(l net.Listener) net.Listener { return opaqueListener{l} }))
+	})
+}
+
+// opaqueListener hides the type of the connections it accepts, so the server cannot poll them.
+type opaqueListener struct{ net.Listener }
+
+func (l opaqueListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return struct{ net.Conn }{c}, nil
+}
+
+// rawStream opens an agent stream by hand over TLS, sending early right behind the upgrade
+// request, in the same write.
+func rawStream(t *testing.T, h *harness, token string, early string) (*tls.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(h.addr, "https://"), h.http.Transport.(*http.Transport).TLSClientConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	req := "GET /v1/agent/stream HTTP/1.1\r\nHost: ferry\r\nAuthorization: Bearer " + token + "\r\n" +
+		api.ProtocolHeader + ": 2\r\nConnection: Upgrade\r\nUpgrade: " + api.StreamUpgrade + "\r\n\r\n"
+	if _, err := io.WriteString(conn, req+early); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second)) // guards the test only
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	return conn, br
+}
+
+// replies reads n answers and returns their generations; an error frame fails the test.
+func replies(t *testing.T, br *bufio.Reader, n int) []int64 {
+	t.Helper()
+	var gens []int64
+	for range n {
+		line, err := br.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("after %d answers: %v", len(gens), err)
+		}
+		var r api.SyncReply
+		if err := json.Unmarshal(line, &r); err != nil || r.Generation == 0 {
+			t.Fatalf("answer %d: %s %v", len(gens), line, err)
+		}
+		gens = append(gens, r.Generation)
+	}
+	return gens
+}
+
+// Frames are cut where the agent's writes and TLS records cut them, not where they end: a frame
+// behind the upgrade request, a frame in a hundred records, many frames in one record and many
+// records in one read all get one answer per frame, in order.
+func TestStreamFraming(t *testing.T) {
+	streamPaths(t, Config{HeartbeatInterval: time.Hour}, func(t *testing.T, h *harness) {
+		h.site("ams", 1)
+		_, session := rawAgent(t, h, "ams", "n1")
+		frame := `{"generation":1,"facts":{"hostname":"n1","cpus":4}}` + "\n"
+		conn, br := rawStream(t, h, session().Token, frame)
+		replies(t, br, 1)
+
+		for i := range len(frame) { // one record per byte
+			if _, err := io.WriteString(conn, frame[i:i+1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		replies(t, br, 1)
+		if _, err := io.WriteString(conn, strings.Repeat(frame, 40)); err != nil {
+			t.Fatal(err)
+		}
+		replies(t, br, 40)
+		for range 60 {
+			if _, err := io.WriteString(conn, `{"generation":1}`+"\n"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		replies(t, br, 60)
+		if n, _ := h.admin.Node(context.Background(), "n1"); n.Facts.CPUs != 4 || n.Status != api.StatusUp {
+			t.Fatalf("node after the frames: %+v", n)
+		}
+
+		// A frame may not grow past the bound, however it comes.
+		long := `{"facts":{"hostname":"` + strings.Repeat("a", maxFrame)
+		for len(long) > 0 {
+			n := min(len(long), 64<<10)
+			if _, err := io.WriteString(conn, long[:n]); err != nil {
+				break // the server may close before all is written
+			}
+			long = long[n:]
+		}
+		line, err := br.ReadBytes('\n')
+		var e api.Error
+		if err != nil || json.Unmarshal(line, &e) != nil || e.Code != http.StatusRequestEntityTooLarge {
+			t.Fatalf("overlong frame: %s %v", line, err)
+		}
+		if _, err := br.ReadBytes('\n'); err == nil {
+			t.Fatal("the stream went on after an overlong frame")
+		}
+	})
+}
+
+// A stream whose agent falls silent past the grace period is ended when the node is marked
+// down; streams still open when the server stops are ended, and it stops.
+func TestStreamEnds(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	streamPaths(t, Config{Clock: clk, HeartbeatInterval: time.Minute}, func(t *testing.T, h *harness) {
+		h.site("ams", 1)
+		_, silent := rawAgent(t, h, "ams", "silent")
+		_, open := rawAgent(t, h, "ams", "open")
+		_, sbr := rawStream(t, h, silent().Token, `{"generation":1}`+"\n")
+		oconn, obr := rawStream(t, h, open().Token, `{"generation":1}`+"\n")
+		replies(t, sbr, 1)
+		replies(t, obr, 1)
+		clk.Advance(2 * time.Minute)
+		io.WriteString(oconn, `{"generation":1}`+"\n")
+		replies(t, obr, 1)
+		clk.Advance(2 * time.Minute) // silent for 4 minutes, open for 2: the grace is 3
+		h.waitEvent(0, "node.down", "silent")
+		if _, err := sbr.ReadBytes('\n'); !errors.Is(err, io.EOF) {
+			t.Fatalf("a silent agent's stream: %v", err)
+		}
+		h.stop()
+		if _, err := obr.ReadBytes('\n'); !errors.Is(err, io.EOF) {
+			t.Fatalf("a stream after the server stopped: %v", err)
+		}
+	})
 }
