@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -47,6 +48,7 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.PublicRate = r
+	server.TuneGC()
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := run(cfg, *control); err != nil {
 		fmt.Fprintln(os.Stderr, "profserver:", err)
@@ -112,8 +114,32 @@ func run(cfg server.Config, control string) error {
 		runtime.GC()
 		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if err := writeMemoryClasses(r.URL.Query().Get("file") + ".memory"); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	})
 	go http.Serve(cl, mux)
 	return srv.Serve(ctx, l)
+}
+
+// writeMemoryClasses writes the runtime's account of the process's memory, one class per line
+// (bytes), beside a heap profile: the profile shows heap objects only, not goroutine stacks or
+// the collector's headroom.
+func writeMemoryClasses(file string) error {
+	var samples []metrics.Sample
+	for _, d := range metrics.All() {
+		if strings.HasPrefix(d.Name, "/memory/classes/") || d.Name == "/gc/heap/goal:bytes" || d.Name == "/sched/goroutines:goroutines" {
+			samples = append(samples, metrics.Sample{Name: d.Name})
+		}
+	}
+	metrics.Read(samples)
+	var b strings.Builder
+	for _, s := range samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			fmt.Fprintf(&b, "%s %d\n", s.Name, s.Value.Uint64())
+		}
+	}
+	return os.WriteFile(file, []byte(b.String()), 0o600)
 }
