@@ -117,6 +117,7 @@ func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 		expires: expires,
 		proto:   protocolOf(r),
 		st:      st,
+		frames:  framer{limit: maxFrame},
 	}
 	s.streams.Add(1)
 	s.metrics.agentConnections.Inc()
@@ -149,7 +150,7 @@ type agentStream struct {
 	expires time.Time
 	proto   int
 	st      *stream
-	pending []byte       // the beginning of a frame whose end has not come yet
+	frames  framer       // cuts what the agent sends into frames
 	pc      *pollConn    // the connection the poller watches, if it does
 	id      uint64       // the stream's registration with the poller, once it has one
 	reading atomic.Int32 // idle, reading or again, while the poller watches it
@@ -262,34 +263,53 @@ func (s *Server) streamEnded(as *agentStream, err error) {
 	}
 }
 
-// feed splits what an agent sent into frames and handles each whole one; the beginning of a
-// frame waits in pending for its end. It reports whether the stream goes on.
+// feed hands each whole frame of what an agent sent to handleFrame; it reports whether the
+// stream goes on.
 func (s *Server) feed(as *agentStream, data []byte) bool {
+	more := true
+	if err := as.frames.cut(data, func(frame []byte) bool {
+		more = s.handleFrame(as, frame)
+		return more
+	}); err != nil {
+		s.refuse(as.st, err)
+		return false
+	}
+	return more
+}
+
+// framer cuts a stream of bytes, as it comes, into newline-ended frames of at most limit bytes
+// (newline excluded); the beginning of a frame waits in pending for its end.
+type framer struct {
+	pending []byte
+	limit   int
+}
+
+// cut calls each with every whole frame in data, in order, until each returns false; a frame
+// past the limit is errFrameTooLong, whether or not its end has come.
+func (f *framer) cut(data []byte, each func(frame []byte) bool) error {
 	for len(data) > 0 {
 		i := bytes.IndexByte(data, '\n')
 		if i < 0 {
-			if len(as.pending)+len(data) > maxFrame {
-				s.refuse(as.st, errFrameTooLong)
-				return false
+			if len(f.pending)+len(data) > f.limit {
+				return errFrameTooLong
 			}
-			as.pending = append(as.pending, data...)
-			return true
+			f.pending = append(f.pending, data...)
+			return nil
 		}
 		frame := data[:i]
 		data = data[i+1:]
-		if as.pending != nil {
-			frame = append(as.pending, frame...)
-			as.pending = nil
-			if len(frame) > maxFrame {
-				s.refuse(as.st, errFrameTooLong)
-				return false
-			}
+		if f.pending != nil {
+			frame = append(f.pending, frame...)
+			f.pending = nil
 		}
-		if !s.handleFrame(as, frame) {
-			return false
+		if len(frame) > f.limit {
+			return errFrameTooLong
+		}
+		if !each(frame) {
+			return nil
 		}
 	}
-	return true
+	return nil
 }
 
 var errFrameTooLong = errorf(http.StatusRequestEntityTooLarge, "frame longer than %d bytes", maxFrame)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -280,6 +281,57 @@ func TestStreamEnds(t *testing.T) {
 		h.stop()
 		if _, err := obr.ReadBytes('\n'); !errors.Is(err, io.EOF) {
 			t.Fatalf("a stream after the server stopped: %v", err)
+		}
+	})
+}
+
+// However the bytes are cut into reads, the framer yields the same frames as cutting them all
+// at once, and refuses a frame past the limit, ended or not.
+func FuzzFramer(f *testing.F) {
+	f.Add([]byte("{\"generation\":1}\n{}\n"), []byte{3, 7})
+	f.Add([]byte("abc\ndefghijklmnop\nq"), []byte{1, 1, 1, 1, 1})
+	f.Add([]byte("\n\n\n"), []byte{})
+	f.Add([]byte("0123456789abcdefg"), []byte{16})
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		const limit = 16
+		fr := framer{limit: limit}
+		var got [][]byte
+		var err error
+		rest := data
+		for i := 0; len(rest) > 0 && err == nil; i++ {
+			n := len(rest)
+			if i < len(cuts) {
+				n = min(n, int(cuts[i])+1)
+			}
+			err = fr.cut(rest[:n], func(frame []byte) bool {
+				got = append(got, bytes.Clone(frame))
+				return true
+			})
+			rest = rest[n:]
+		}
+		// The reference: every newline-ended line, up to the first too long (ended or not).
+		var want [][]byte
+		var wantErr error
+		lines := bytes.Split(data, []byte("\n"))
+		for i, line := range lines {
+			if len(line) > limit {
+				wantErr = errFrameTooLong
+				break
+			}
+			if i < len(lines)-1 {
+				want = append(want, line)
+			}
+		}
+		if !errors.Is(err, wantErr) {
+			t.Fatalf("error %v, want %v", err, wantErr)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d frames, want %d: %q", len(got), len(want), got)
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("frame %d: %q, want %q", i, got[i], want[i])
+			}
 		}
 	})
 }
