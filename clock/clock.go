@@ -3,6 +3,7 @@
 package clock
 
 import (
+	"context"
 	"sort"
 	"sync"
 	"time"
@@ -42,12 +43,13 @@ type Fake struct {
 	mu     sync.Mutex
 	now    time.Time
 	timers []*fakeTimer
+	added  chan struct{} // closed and replaced whenever a timer starts waiting
 }
 
 var _ Clock = (*Fake)(nil)
 
 // NewFake returns a fake clock set to start.
-func NewFake(start time.Time) *Fake { return &Fake{now: start} }
+func NewFake(start time.Time) *Fake { return &Fake{now: start, added: make(chan struct{})} }
 
 // Now returns the fake time.
 func (f *Fake) Now() time.Time {
@@ -67,6 +69,8 @@ func (f *Fake) NewTimer(d time.Duration) Timer {
 		return t
 	}
 	f.timers = append(f.timers, t)
+	close(f.added)
+	f.added = make(chan struct{})
 	return t
 }
 
@@ -93,6 +97,42 @@ func (f *Fake) Pending() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.timers)
+}
+
+// WaitPending waits until at least n timers wait to fire, or ctx ends: tests use it to know
+// that goroutines have parked on the clock.
+func (f *Fake) WaitPending(ctx context.Context, n int) error {
+	return f.waitFor(ctx, func() bool { return len(f.timers) >= n })
+}
+
+// WaitDue waits until a timer that falls due within d of now waits to fire, or ctx ends: tests
+// use it to know that one particular short wait has begun.
+func (f *Fake) WaitDue(ctx context.Context, d time.Duration) error {
+	return f.waitFor(ctx, func() bool {
+		for _, t := range f.timers {
+			if !t.at.After(f.now.Add(d)) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// waitFor waits until cond, called with f.mu held, holds.
+func (f *Fake) waitFor(ctx context.Context, cond func() bool) error {
+	for {
+		f.mu.Lock()
+		ok, added := cond(), f.added
+		f.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-added:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 type fakeTimer struct {

@@ -1,6 +1,7 @@
 package clock
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -43,5 +44,35 @@ func TestFakeTimers(t *testing.T) {
 	case <-f.NewTimer(0).C():
 	default:
 		t.Fatal("zero timer did not fire at once")
+	}
+}
+
+// WaitPending returns once enough timers wait, and gives up when its context ends.
+func TestFakeWaitPending(t *testing.T) {
+	f := NewFake(time.Unix(0, 0))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := f.WaitPending(ctx, 1); err == nil {
+		t.Fatal("WaitPending returned with no timer and its context ended")
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.WaitPending(context.Background(), 2) }()
+	f.NewTimer(time.Second)
+	f.NewTimer(time.Minute)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WaitPending(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithCancel(context.Background())
+	cancelShort()
+	if err := f.WaitDue(short, 500*time.Millisecond); err == nil {
+		t.Fatal("WaitDue returned with no timer due that soon")
+	}
+	go func() { done <- f.WaitDue(context.Background(), 500*time.Millisecond) }()
+	f.NewTimer(400 * time.Millisecond)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
