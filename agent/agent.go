@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"aead.dev/minisign"
@@ -311,18 +310,7 @@ func (a *Agent) step(ctx context.Context) error {
 	a.mu.Lock()
 	fresh := a.freshSession
 	a.mu.Unlock()
-	if a.api.Protocol >= 2 {
-		return a.stream(ctx, sess, fresh)
-	}
-	if err := a.sync(ctx, sess.Token, fresh); err != nil {
-		return err
-	}
-	if fresh {
-		a.mu.Lock()
-		a.freshSession = false
-		a.mu.Unlock()
-	}
-	return nil
+	return a.stream(ctx, sess, fresh)
 }
 
 func (a *Agent) enroll(ctx context.Context) error {
@@ -362,61 +350,6 @@ func (a *Agent) openSession(ctx context.Context, node string) (api.Session, erro
 	}
 	sig := ed25519.Sign(a.key, api.SessionMessage(node, ch.Nonce))
 	return a.api.Session(ctx, api.SessionRequest{Node: node, Nonce: ch.Nonce, Signature: base64.StdEncoding.EncodeToString(sig)})
-}
-
-// sync sends one heartbeat and waits for the server's answer; the server holds it for up to
-// one heartbeat interval unless the desired state changes first.
-func (a *Agent) sync(ctx context.Context, session string, newSession bool) error {
-	select {
-	case <-a.poke: // this sync carries the report that poke announced
-	default:
-	}
-	a.mu.Lock()
-	req := api.Sync{Generation: a.desired.Generation}
-	sent := a.reportVer
-	if a.reportDirty || newSession {
-		r := append([]api.NodeApp{}, a.report...)
-		req.Apps = &r
-	}
-	a.mu.Unlock()
-	if newSession {
-		f := gatherFacts(a.cfg.DataDir)
-		req.Facts = &f
-	}
-	// The server holds a sync for at most its heartbeat interval (≤ a few minutes); give up
-	// well after that so a silently dead connection is noticed. A new app report cuts the
-	// hold short, so the server learns of an install at once.
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	var poked atomic.Bool
-	held := make(chan struct{})
-	defer close(held)
-	go func() {
-		select {
-		case <-a.poke:
-			poked.Store(true)
-			cancel()
-		case <-held:
-		}
-	}()
-	reply, err := a.api.Sync(rctx, session, req)
-	if err != nil {
-		if poked.Load() && ctx.Err() == nil {
-			return nil
-		}
-		return err
-	}
-	if req.Apps != nil {
-		a.mu.Lock()
-		if a.reportVer == sent {
-			a.reportDirty = false
-		}
-		a.mu.Unlock()
-	}
-	if reply.Desired != nil {
-		a.apply(*reply.Desired)
-	}
-	return nil
 }
 
 func (a *Agent) apply(d api.Desired) {

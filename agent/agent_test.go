@@ -20,15 +20,45 @@ import (
 	"github.com/ferryhq/ferry/server"
 )
 
+// lockedBuf is a log that tests can wait on.
 type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	written chan struct{} // closed and replaced on every write
 }
 
 func (l *lockedBuf) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.written != nil {
+		close(l.written)
+	}
+	l.written = make(chan struct{})
 	return l.b.Write(p)
+}
+
+// waitCount waits until the log holds s exactly n times, failing the test after 10 s.
+func (l *lockedBuf) waitCount(t *testing.T, s string, n int) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		got := strings.Count(l.b.String(), s)
+		if l.written == nil {
+			l.written = make(chan struct{})
+		}
+		written := l.written
+		l.mu.Unlock()
+		if got == n {
+			return
+		}
+		select {
+		case <-written:
+		case <-deadline.C:
+			t.Fatalf("log holds %q %d times, want %d:\n%s", s, got, n, l.String())
+		}
+	}
 }
 
 func (l *lockedBuf) String() string {
@@ -67,52 +97,45 @@ func startServer(t *testing.T, ctx context.Context, cfg server.Config) (string, 
 	return addr, admin, tok
 }
 
-// An agent speaking a protocol the server does not accept logs the server's message and
-// retries once a minute on its clock, instead of hammering the server.
+// An agent speaking a protocol the server does not accept, a retired one or one too new, logs
+// the server's message and retries once a minute on its clock, instead of hammering the server.
 func TestProtocolMismatchRetriesSlowly(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	addr, admin, tok := startServer(t, ctx, server.Config{})
+	for _, v := range []int{api.MinProtocol - 1, api.MaxProtocol + 1} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			addr, admin, tok := startServer(t, ctx, server.Config{})
 
-	clk := clock.NewFake(time.Now())
-	logs := &lockedBuf{}
-	a, err := agent.New(agent.Config{Server: addr, Token: tok.Secret, DataDir: t.TempDir(), Name: "n1",
-		Protocol: api.MaxProtocol + 1, Clock: clk, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); a.Run(ctx) }()
-
-	waitFor := func(cond func() bool, what string) {
-		t.Helper()
-		deadline := time.NewTimer(10 * time.Second)
-		defer deadline.Stop()
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for !cond() {
-			select {
-			case <-deadline.C:
-				t.Fatalf("timed out waiting for %s; log:\n%s", what, logs.String())
-			case <-tick.C:
+			clk := clock.NewFake(time.Now())
+			logs := &lockedBuf{}
+			a, err := agent.New(agent.Config{Server: addr, Token: tok.Secret, DataDir: t.TempDir(), Name: "n1",
+				Protocol: v, Clock: clk, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
+			done := make(chan struct{})
+			go func() { defer close(done); a.Run(ctx) }()
+
+			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+			defer wcancel()
+			if err := clk.WaitPending(wctx, 1); err != nil {
+				t.Fatalf("the agent did not wait after the first refusal: %v\n%s", err, logs.String())
+			}
+			refusal := fmt.Sprintf("protocol %d is not supported", v)
+			logs.waitCount(t, refusal, 1)
+			clk.Advance(59 * time.Second)
+			if n := strings.Count(logs.String(), refusal); n != 1 {
+				t.Fatalf("agent retried before a minute passed:\n%s", logs.String())
+			}
+			clk.Advance(time.Second)
+			logs.waitCount(t, refusal, 2)
+			if nodes, _ := admin.Nodes(ctx, client.NodeQuery{}); len(nodes) != 0 {
+				t.Fatalf("a refused agent was enrolled: %+v", nodes)
+			}
+			cancel()
+			<-done
+		})
 	}
-	waitFor(func() bool { return clk.Pending() == 1 }, "the agent to wait after the first refusal")
-	if n := strings.Count(logs.String(), fmt.Sprintf("protocol %d is not supported", api.MaxProtocol+1)); n != 1 {
-		t.Fatalf("want one logged refusal, got %d:\n%s", n, logs.String())
-	}
-	clk.Advance(59 * time.Second)
-	if n := strings.Count(logs.String(), "not supported"); n != 1 {
-		t.Fatalf("agent retried before a minute passed:\n%s", logs.String())
-	}
-	clk.Advance(time.Second)
-	waitFor(func() bool { return strings.Count(logs.String(), "not supported") == 2 }, "the retry after a minute")
-	if nodes, _ := admin.Nodes(ctx, client.NodeQuery{}); len(nodes) != 0 {
-		t.Fatalf("a refused agent was enrolled: %+v", nodes)
-	}
-	cancel()
-	<-done
 }
 
 // An agent whose clock disagrees with the server's by years renews its session by its own
@@ -162,20 +185,4 @@ func TestClockSkewDoesNotChurnSessions(t *testing.T) {
 	}
 	cancel()
 	<-done
-}
-
-// An agent of protocol 1 long-polls instead of streaming, and still gets its desired state
-// pushed and its installs done: the server speaks both.
-func TestProtocol1AgentStillServed(t *testing.T) {
-	r := newRig(t)
-	n := r.start("old", t.TempDir(), agent.Config{Protocol: 1})
-	r.push("1.0.0", true)
-	r.deploy("hello@1.0.0", "site=ams")
-	r.waitApp("old", installed("1.0.0"))
-	if running(t, n) != "1.0.0" {
-		t.Fatalf("current is %q", running(t, n))
-	}
-	if node, _ := r.admin.Node(r.ctx, "old"); node.Facts.Protocol != 1 {
-		t.Fatalf("node reports protocol %d", node.Facts.Protocol)
-	}
 }

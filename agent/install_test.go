@@ -155,35 +155,43 @@ func (r *rig) start(name, dir string, cfg agent.Config) *node {
 	go func() { defer close(done); a.Run(ctx) }()
 	n := &node{name: name, dir: dir, stop: func() { cancel(); <-done }}
 	r.t.Cleanup(n.stop)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := r.admin.Node(r.ctx, name); err == nil {
-			return n
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("agent %s did not enroll", name)
-		}
+	wctx, wcancel := context.WithTimeout(r.ctx, 10*time.Second)
+	defer wcancel()
+	if _, err := r.admin.WaitEvent(wctx, 0, func(e api.Event) bool { return e.Type == "node.enrolled" && e.Subject == name }); err != nil {
+		r.t.Fatalf("agent %s did not enroll: %v", name, err)
 	}
+	return n
 }
 
-// waitApp waits until the server's view of node's hello app satisfies ok.
+// waitApp waits until the server's view of node's hello app satisfies ok: it looks again
+// after each of the node's events, from the first, since every change of an app's state is one.
 func (r *rig) waitApp(name string, ok func(api.NodeApp) bool) api.NodeApp {
 	r.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	ctx, cancel := context.WithTimeout(r.ctx, 20*time.Second)
+	defer cancel()
 	var last api.Node
-	for time.Now().Before(deadline) {
-		n, err := r.admin.Node(r.ctx, name)
-		if err == nil {
-			last = n
-			for _, a := range n.Apps {
-				if a.App == "hello" && ok(a) {
-					return a
-				}
+	var found api.NodeApp
+	_, err := r.admin.WaitEvent(ctx, 0, func(e api.Event) bool {
+		if e.Subject != name {
+			return false
+		}
+		n, err := r.admin.Node(ctx, name)
+		if err != nil {
+			return false
+		}
+		last = n
+		for _, a := range n.Apps {
+			if a.App == "hello" && ok(a) {
+				found = a
+				return true
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
+		return false
+	})
+	if err != nil {
+		r.t.Fatalf("node %s never reached the expected app state (%v); last: %+v", name, err, last.Apps)
 	}
-	r.t.Fatalf("node %s never reached the expected app state; last: %+v", name, last.Apps)
-	return api.NodeApp{}
+	return found
 }
 
 func installed(version string) func(api.NodeApp) bool {
@@ -391,14 +399,15 @@ func TestInstallRetriesWhenServerReturns(t *testing.T) {
 
 	r.stop()
 	os.Rename(blob+".away", blob)
-	// The agent's held sync fails; it waits on its clock to retry, as does the install.
-	for deadline := time.Now().Add(10 * time.Second); clk.Pending() < 2; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent is not waiting to retry (%d timers)", clk.Pending())
-		}
+	// The agent's stream breaks; it waits on its clock to reconnect (the only wait that short),
+	// as the install waits to retry.
+	wctx, wcancel := context.WithTimeout(r.ctx, 10*time.Second)
+	defer wcancel()
+	if err := clk.WaitDue(wctx, 200*time.Millisecond); err != nil {
+		t.Fatalf("the agent is not waiting to reconnect (%d timers): %v", clk.Pending(), err)
 	}
 	r.serve(strings.TrimPrefix(r.addr, "https://"))
-	clk.Advance(300 * time.Millisecond) // the sync retry (≤ 200ms), not the install retry (≥ 500ms)
+	clk.Advance(300 * time.Millisecond) // the reconnection (≤ 200ms), not the install retry (≥ 500ms)
 	r.waitApp("n1", installed("1.0.0"))
 	if running(t, n) != "1.0.0" {
 		t.Fatalf("current is %q", running(t, n))

@@ -10,10 +10,10 @@ import (
 // ProtocolHeader; the server answers a version outside [MinProtocol, MaxProtocol] with 426.
 const (
 	ProtocolHeader = "Ferry-Protocol"
-	MinProtocol    = 1
+	MinProtocol    = 2
 	MaxProtocol    = 2
 	// Protocol is the version this build's agent speaks: 2 holds one stream per agent
-	// (GET /v1/agent/stream); 1 long-polls POST /v1/agent/sync.
+	// (GET /v1/agent/stream). Version 1, a long-polled sync request, is retired.
 	Protocol = 2
 	// StreamUpgrade is the Upgrade token of an agent stream.
 	StreamUpgrade = "ferry-stream"
@@ -37,6 +37,9 @@ const (
 type Error struct {
 	Error string `json:"error"`
 	Code  int    `json:"code,omitempty"`
+	// RetryAfter is how many seconds to wait before trying again, in an error frame on an agent
+	// stream (an HTTP answer says it in its Retry-After header).
+	RetryAfter int `json:"retry_after,omitempty"`
 }
 
 // Site is a place nodes live.

@@ -548,12 +548,6 @@ func (c *Client) Session(ctx context.Context, req api.SessionRequest) (api.Sessi
 	return out, c.do(ctx, "POST", "/v1/agent/session", "", req, &out)
 }
 
-// Sync sends a heartbeat and waits for newer desired state (or the hold time).
-func (c *Client) Sync(ctx context.Context, session string, req api.Sync) (api.SyncReply, error) {
-	var out api.SyncReply
-	return out, c.do(ctx, "POST", "/v1/agent/sync", session, req, &out)
-}
-
 // AgentKeys lists the release-signing keys, revoked ones included, for an agent's check.
 func (c *Client) AgentKeys(ctx context.Context, session string) ([]api.SigningKey, error) {
 	var out []api.SigningKey
@@ -648,7 +642,7 @@ func (s *Stream) Recv() (api.SyncReply, error) {
 		if code == 0 {
 			code = http.StatusBadRequest
 		}
-		return out, &Error{Status: code, Message: e.Error}
+		return out, &Error{Status: code, Message: e.Error, RetryAfter: time.Duration(min(max(e.RetryAfter, 0), 3600)) * time.Second}
 	}
 	if err := json.Unmarshal(line, &out); err != nil {
 		return out, fmt.Errorf("bad frame from the server: %w", err)

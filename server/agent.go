@@ -96,30 +96,8 @@ func (s *Server) agentSession(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// agentSync is the heartbeat and the push channel in one request: it records the heartbeat,
-// then answers at once if the node's desired state is newer than the agent's, or holds until it
-// changes or one heartbeat interval has passed.
-func (s *Server) agentSync(w http.ResponseWriter, r *http.Request) error {
-	node := r.Context().Value(ctxNode).(string)
-	var req api.Sync
-	if err := decode(w, r, &req); err != nil {
-		return err
-	}
-	if err := s.heartbeat(r.Context(), node, req, protocolOf(r)); err != nil {
-		return err
-	}
-	// The body is in; the hold may outlast the request read deadline, which would end it.
-	http.NewResponseController(w).SetReadDeadline(time.Time{})
-	reply, err := s.awaitDesired(r.Context(), node, req.Generation)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, reply)
-	return nil
-}
-
-// heartbeat records what one Sync says, whether it came as a request or a stream frame: the
-// node is alive, and its facts and app report when it sent them. A malformed report is refused
+// heartbeat records what one Sync frame says: the node is alive, and its facts and app report
+// when it sent them. A malformed report is refused
 // before anything is recorded.
 func (s *Server) heartbeat(ctx context.Context, node string, req api.Sync, protocol int) error {
 	if req.Apps != nil {
@@ -157,34 +135,6 @@ func (s *Server) heartbeat(ctx context.Context, node string, req api.Sync, proto
 		s.published(evs...)
 	}
 	return nil
-}
-
-func (s *Server) awaitDesired(ctx context.Context, node string, have int64) (api.SyncReply, error) {
-	reply := api.SyncReply{HeartbeatInterval: api.Duration(s.cfg.HeartbeatInterval)}
-	desired, changed, ok := s.hub.watch(node)
-	if ok && desired.Generation == have {
-		s.metrics.agentConnections.Inc()
-		defer s.metrics.agentConnections.Dec()
-		t := s.clk.NewTimer(s.cfg.HeartbeatInterval)
-		select {
-		case <-changed:
-			t.Stop()
-			desired, _, ok = s.hub.watch(node)
-		case <-t.C():
-		case <-ctx.Done():
-			t.Stop()
-			return reply, errorf(http.StatusServiceUnavailable, "server shutting down")
-		}
-	}
-	if !ok {
-		return reply, errorf(http.StatusUnauthorized, "node %s is revoked or unknown; enroll it again with a new token", node)
-	}
-	reply.Generation = desired.Generation
-	if desired.Generation != have {
-		d := desired
-		reply.Desired = &d
-	}
-	return reply, nil
 }
 
 // validApps bounds an agent's app report: it is stored and shown to operators as given.

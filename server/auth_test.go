@@ -21,7 +21,6 @@ var routeAccess = map[string]access{
 	"POST /v1/agent/challenge": agentEnroll, // hands out a nonce; grants nothing
 	"POST /v1/agent/enroll":    agentEnroll, // the enrollment token in the body is the credential
 	"POST /v1/agent/session":   agentEnroll, // the signed challenge in the body is the credential
-	"POST /v1/agent/sync":      agentSession,
 	"GET /v1/agent/keys":       agentSession,
 	"GET /v1/agent/stream":     agentSession,
 	"GET /v1/blobs/{digest}":   reader,

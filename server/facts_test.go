@@ -82,7 +82,7 @@ func TestEnrollRefusesBadFacts(t *testing.T) {
 	before = lastEventID(t, h.admin)
 	apps := []api.NodeApp{{App: "hello", Version: "1.0.0"}}
 	for name, f := range badFacts(good) {
-		_, err := ac.Sync(ctx, sess.Token, api.Sync{Generation: -1, Facts: &f, Apps: &apps})
+		_, err := syncOnce(ac, sess.Token, api.Sync{Generation: -1, Facts: &f, Apps: &apps})
 		if client.StatusOf(err) != http.StatusBadRequest {
 			t.Errorf("sync, %s: got %v, want status 400", name, err)
 		}
@@ -106,7 +106,7 @@ func TestEnrollRefusesBadFacts(t *testing.T) {
 	// A well-formed report still goes through.
 	renamed := good
 	renamed.Hostname = "n1-new.ams.example.com"
-	if _, err := ac.Sync(ctx, sess.Token, api.Sync{Generation: -1, Facts: &renamed}); err != nil {
+	if _, err := syncOnce(ac, sess.Token, api.Sync{Generation: -1, Facts: &renamed}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := h.admin.Node(ctx, "n1"); err != nil || n.Facts.Hostname != renamed.Hostname {

@@ -22,21 +22,20 @@ type hubNode struct {
 	site    string
 	status  string
 	desired api.Desired
-	changed chan struct{} // closed and replaced on every new generation (protocol 1 waiters)
-	stream  *stream       // the agent's open stream (protocol 2), if any
+	stream  *stream // the agent's open stream (protocol 2), if any
 }
 
 func newHub(interval time.Duration) *hub {
 	return &hub{nodes: map[string]*hubNode{}, interval: interval}
 }
 
-// put records a node's current state from the store, waking its waiters if the generation moved.
+// put records a node's current state from the store, pushing it to the node's stream if the
+// generation moved.
 func (h *hub) put(n api.Node) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if n.Status == api.StatusRevoked {
 		if old, ok := h.nodes[n.Name]; ok {
-			close(old.changed)
 			if old.stream != nil {
 				old.stream.end()
 			}
@@ -48,7 +47,7 @@ func (h *hub) put(n api.Node) {
 	if ok && n.Generation < old.desired.Generation {
 		return // a slower writer's older read: the hub already has newer state
 	}
-	hn := &hubNode{site: n.Site, status: n.Status, changed: make(chan struct{}),
+	hn := &hubNode{site: n.Site, status: n.Status,
 		desired: api.Desired{Generation: n.Generation, Labels: n.Labels, Apps: n.Assigned}}
 	if n.PublicKey != "" {
 		hn.keyFP = keyFingerprint(n.PublicKey)
@@ -57,13 +56,8 @@ func (h *hub) put(n api.Node) {
 	}
 	if ok {
 		hn.stream = old.stream
-		if old.desired.Generation == n.Generation {
-			hn.changed = old.changed
-		} else {
-			close(old.changed)
-			if hn.stream != nil {
-				hn.stream.push(hn.desired, h.interval)
-			}
+		if old.desired.Generation != n.Generation && hn.stream != nil {
+			hn.stream.push(hn.desired, h.interval)
 		}
 	}
 	h.nodes[n.Name] = hn
@@ -113,7 +107,7 @@ func (h *hub) endStreams() {
 	}
 }
 
-// remove drops a node (revoked or its site removed) and wakes its waiters so they see it gone.
+// remove drops a node (revoked or its site removed) and ends its stream.
 func (h *hub) remove(name string) {
 	h.put(api.Node{Name: name, Status: api.StatusRevoked})
 }
@@ -134,15 +128,15 @@ func (h *hub) enrolledWith(name, fp string) bool {
 	return ok && n.keyFP != "" && subtle.ConstantTimeCompare([]byte(n.keyFP), []byte(fp)) == 1
 }
 
-// watch returns the node's desired state and a channel closed when it changes.
-func (h *hub) watch(name string) (api.Desired, <-chan struct{}, bool) {
+// watch returns the node's desired state; false if the node is gone.
+func (h *hub) watch(name string) (api.Desired, bool) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	n, ok := h.nodes[name]
 	if !ok {
-		return api.Desired{}, nil, false
+		return api.Desired{}, false
 	}
-	return n.desired, n.changed, true
+	return n.desired, true
 }
 
 // counts returns node counts by site and status.

@@ -305,7 +305,6 @@ func (s *Server) routesInit() {
 	s.handle("POST /v1/agent/enroll", agentEnroll, s.agentEnroll)
 	s.handle("POST /v1/agent/challenge", agentEnroll, s.agentChallenge)
 	s.handle("POST /v1/agent/session", agentEnroll, s.agentSession)
-	s.handle("POST /v1/agent/sync", agentSession, s.agentSync)
 	s.handle("GET /v1/agent/keys", agentSession, s.agentKeys)
 	s.handle("GET /v1/agent/stream", agentSession, s.agentStream)
 

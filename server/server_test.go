@@ -205,7 +205,7 @@ func TestEnrollLabelPushAndRevoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitEvent(since, "node.revoked", "ams-01")
-	if _, _, ok := h.srv.hub.watch("ams-01"); ok {
+	if _, ok := h.srv.hub.watch("ams-01"); ok {
 		t.Fatal("revoked node still active")
 	}
 	if nodes, _ := h.admin.Nodes(ctx, client.NodeQuery{}); len(nodes) != 0 {
@@ -341,11 +341,11 @@ func TestEnrollmentRefusals(t *testing.T) {
 	if _, err := ac.Session(ctx, api.SessionRequest{Node: "n1", Nonce: ch2.Nonce, Signature: wrong}); client.StatusOf(err) != 401 {
 		t.Fatalf("wrong key: %v", err)
 	}
-	if _, err := ac.Sync(ctx, sess.Token+"x", api.Sync{}); client.StatusOf(err) != 401 {
+	if _, err := syncOnce(ac, sess.Token+"x", api.Sync{}); client.StatusOf(err) != 401 {
 		t.Fatalf("forged session: %v", err)
 	}
 	forgedSess := strings.Replace(sess.Token, base64.RawURLEncoding.EncodeToString([]byte("n1")), base64.RawURLEncoding.EncodeToString([]byte("n2")), 1)
-	if _, err := ac.Sync(ctx, forgedSess, api.Sync{}); client.StatusOf(err) != 401 {
+	if _, err := syncOnce(ac, forgedSess, api.Sync{}); client.StatusOf(err) != 401 {
 		t.Fatalf("session for another node: %v", err)
 	}
 	// A malformed app report is refused whole: no heartbeat, no report, no event.
@@ -355,7 +355,7 @@ func TestEnrollmentRefusals(t *testing.T) {
 		"duplicate app":   {{App: "hello", Version: "1.0.0"}, {App: "hello", Version: "1.1.0"}},
 		"over-long error": {{App: "hello", Error: strings.Repeat("x", 2000)}},
 	} {
-		if _, err := ac.Sync(ctx, sess.Token, api.Sync{Generation: 1, Apps: &apps}); client.StatusOf(err) != 400 {
+		if _, err := syncOnce(ac, sess.Token, api.Sync{Generation: 1, Apps: &apps}); client.StatusOf(err) != 400 {
 			t.Errorf("%s: %v, want 400", name, err)
 		}
 	}
@@ -366,7 +366,21 @@ func TestEnrollmentRefusals(t *testing.T) {
 		t.Fatalf("refused reports wrote events (%d → %d)", before, got)
 	}
 	clk.Advance(2 * time.Hour)
-	if _, err := ac.Sync(ctx, sess.Token, api.Sync{Generation: 1}); client.StatusOf(err) != 401 {
+	if _, err := syncOnce(ac, sess.Token, api.Sync{Generation: 1}); client.StatusOf(err) != 401 {
 		t.Fatalf("expired session: %v", err)
 	}
+}
+
+// syncOnce sends one frame on a fresh stream opened with session and returns the answer, or
+// the error that refused it: at the stream's opening, or as an error frame.
+func syncOnce(ac *client.Client, session string, req api.Sync) (api.SyncReply, error) {
+	st, err := ac.OpenStream(context.Background(), session)
+	if err != nil {
+		return api.SyncReply{}, err
+	}
+	defer st.Close()
+	if err := st.Send(req); err != nil {
+		return api.SyncReply{}, err
+	}
+	return st.Recv()
 }

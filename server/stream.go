@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,9 +82,6 @@ func (st *stream) push(d api.Desired, interval time.Duration) {
 
 func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 	node := r.Context().Value(ctxNode).(string)
-	if protocolOf(r) < 2 {
-		return errorf(http.StatusBadRequest, "streams need agent protocol 2 or later; use POST /v1/agent/sync")
-	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), api.StreamUpgrade) {
 		return errorf(http.StatusBadRequest, "send Connection: Upgrade and Upgrade: %s", api.StreamUpgrade)
 	}
@@ -330,7 +328,7 @@ func (s *Server) handleFrame(as *agentStream, frame []byte) bool {
 		s.refuse(as.st, err)
 		return false
 	}
-	desired, _, ok := s.hub.watch(as.node)
+	desired, ok := s.hub.watch(as.node)
 	if !ok {
 		return false
 	}
@@ -343,14 +341,15 @@ func (s *Server) handleFrame(as *agentStream, frame []byte) bool {
 
 // refuse ends a stream with an error frame the agent can log, in the shape of an API error.
 func (s *Server) refuse(st *stream, err error) {
-	msg, code := "internal error; see the server log", http.StatusInternalServerError
+	e := api.Error{Error: "internal error; see the server log", Code: http.StatusInternalServerError}
 	var he *httpError
 	if errors.As(err, &he) {
-		msg, code = he.msg, he.code
+		e.Error, e.Code = he.msg, he.code
+		e.RetryAfter, _ = strconv.Atoi(he.retryAfter)
 	} else {
 		s.log.Error("agent stream failed", "err", err)
 	}
-	b, _ := json.Marshal(api.Error{Error: msg, Code: code})
+	b, _ := json.Marshal(e)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.conn.SetWriteDeadline(time.Now().Add(time.Second))

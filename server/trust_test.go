@@ -36,7 +36,7 @@ func TestRevokedSessionsStayDead(t *testing.T) {
 	h.site("ams", 1)
 	ac, open := rawAgent(t, h, "ams", "n1")
 	old := open()
-	if _, err := ac.Sync(ctx, old.Token, api.Sync{}); err != nil {
+	if _, err := syncOnce(ac, old.Token, api.Sync{}); err != nil {
 		t.Fatalf("live session refused: %v", err)
 	}
 	if err := h.admin.RemoveNode(ctx, "n1"); err != nil {
@@ -44,7 +44,7 @@ func TestRevokedSessionsStayDead(t *testing.T) {
 	}
 	refused := func(when string) {
 		t.Helper()
-		if _, err := ac.Sync(ctx, old.Token, api.Sync{}); client.StatusOf(err) != 401 {
+		if _, err := syncOnce(ac, old.Token, api.Sync{}); client.StatusOf(err) != 401 {
 			t.Errorf("%s: the old session synced: %v", when, err)
 		}
 		if _, _, err := ac.Blob(ctx, old.Token, strings.Repeat("a", 64), 0); client.StatusOf(err) != 401 {
@@ -65,7 +65,7 @@ func TestRevokedSessionsStayDead(t *testing.T) {
 	ac2, open2 := rawAgent(t, h, "ams", "n1")
 	refused("after re-enrollment")
 	fresh := open2()
-	if _, err := ac2.Sync(ctx, fresh.Token, api.Sync{}); err != nil {
+	if _, err := syncOnce(ac2, fresh.Token, api.Sync{}); err != nil {
 		t.Fatalf("the new identity's session: %v", err)
 	}
 }
@@ -96,10 +96,10 @@ func TestSessionLifetimeIsCapped(t *testing.T) {
 	payload := base64.RawURLEncoding.EncodeToString([]byte("n1")) + "." + keyFingerprint(n.PublicKey) + "." +
 		strconv.FormatInt(clk.Now().Add(365*24*time.Hour).Unix(), 10)
 	long := "ferry_s_" + payload + "." + h.srv.mac("session", payload)
-	if _, err := ac.Sync(context.Background(), long, api.Sync{}); client.StatusOf(err) != 401 {
+	if _, err := syncOnce(ac, long, api.Sync{}); client.StatusOf(err) != 401 {
 		t.Fatalf("a year-long session was accepted: %v", err)
 	}
-	if _, err := ac.Sync(context.Background(), sess.Token, api.Sync{}); err != nil {
+	if _, err := syncOnce(ac, sess.Token, api.Sync{}); err != nil {
 		t.Fatalf("a normal session was refused: %v", err)
 	}
 }
@@ -328,7 +328,7 @@ func TestEventsRecordTheirActor(t *testing.T) {
 	ac, open := rawAgent(t, h, "ams", "n1")
 	sess := open()
 	apps := []api.NodeApp{{App: "hello", Pending: "1.0.0", Error: "no such release"}}
-	if _, err := ac.Sync(context.Background(), sess.Token, api.Sync{Apps: &apps}); err != nil {
+	if _, err := syncOnce(ac, sess.Token, api.Sync{Apps: &apps}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(4 * time.Hour)
@@ -477,7 +477,7 @@ func TestAppReportsAreRateLimited(t *testing.T) {
 	sess := open()
 	report := func(i int) error {
 		apps := []api.NodeApp{{App: "hello", Pending: "1.0.0", Error: "attempt " + strconv.Itoa(i)}}
-		_, err := ac.Sync(context.Background(), sess.Token, api.Sync{Apps: &apps})
+		_, err := syncOnce(ac, sess.Token, api.Sync{Apps: &apps})
 		return err
 	}
 	before := lastEventID(t, h.admin)
@@ -500,7 +500,7 @@ func TestAppReportsAreRateLimited(t *testing.T) {
 	}
 	// Control characters in a report are refused, not stored.
 	bad := []api.NodeApp{{App: "hello", Pending: "1.0.0", Error: "\x1b]0;owned\x07"}}
-	if _, err := ac.Sync(context.Background(), sess.Token, api.Sync{Apps: &bad}); client.StatusOf(err) != 400 {
+	if _, err := syncOnce(ac, sess.Token, api.Sync{Apps: &bad}); client.StatusOf(err) != 400 {
 		t.Fatalf("control characters in a report: %v", err)
 	}
 }

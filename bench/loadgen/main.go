@@ -1,9 +1,8 @@
 // Command loadgen is Ferry's load harness for the agent protocol. It starts a real `ferry
 // server` in another process, runs N virtual agents in this one that speak the real protocol
-// over loopback (enroll, challenge, session, then a stream with -protocol 2, the default, or
-// long-polled syncs with -protocol 1), and reports the server's CPU time per
-// heartbeat, its resident memory per connected agent, and desired-state push latency (a label
-// change on every node → every agent holds the new generation).
+// over loopback (enroll, challenge, session, then one stream per agent), and reports the
+// server's CPU time per heartbeat, its resident memory per connected agent, and desired-state
+// push latency (a label change on every node → every agent holds the new generation).
 //
 // With -transport both (the default) it runs the same scenario twice in one invocation, one
 // after the other: against a server started with --insecure-http, then against one serving TLS
@@ -47,7 +46,6 @@ func main() {
 	window := flag.Duration("window", 30*time.Second, "steady-state window for CPU per heartbeat")
 	pushes := flag.Int("pushes", 5, "label changes to time")
 	bin := flag.String("ferry", "", "ferry binary (default: build ./cmd/ferry)")
-	protocol := flag.Int("protocol", api.Protocol, "agent protocol: 2 streams, 1 long-polls")
 	transport := flag.String("transport", "both", "plain (--insecure-http), tls, or both one after the other")
 	profile := flag.String("cpuprofile", "", "directory for a CPU profile of the server over the window and a heap profile after it, per transport (runs bench/profserver)")
 	flag.Parse()
@@ -61,7 +59,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadgen: -transport must be plain, tls or both")
 		os.Exit(2)
 	}
-	if err := run(*agents, *interval, *window, *pushes, *protocol, *bin, modes, *profile); err != nil {
+	if err := run(*agents, *interval, *window, *pushes, *bin, modes, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
@@ -82,7 +80,7 @@ type result struct {
 func (r result) usPerBeat() float64        { return r.cpuSec * 1e6 / float64(r.beats) }
 func (r result) kibPerAgent(n int) float64 { return float64(r.rss-r.rssBase) / 1024 / float64(n) }
 
-func run(n int, interval, window time.Duration, pushes, protocol int, bin string, modes []string, profile string) error {
+func run(n int, interval, window time.Duration, pushes int, bin string, modes []string, profile string) error {
 	dir, err := os.MkdirTemp("", "ferry-loadgen-")
 	if err != nil {
 		return err
@@ -94,14 +92,14 @@ func run(n int, interval, window time.Duration, pushes, protocol int, bin string
 	var results []result
 	for _, mode := range modes {
 		fmt.Printf("\n### %s\n", mode)
-		r, err := scenario(filepath.Join(dir, mode), bin, mode, n, interval, window, pushes, protocol, profile)
+		r, err := scenario(filepath.Join(dir, mode), bin, mode, n, interval, window, pushes, profile)
 		if err != nil {
 			return fmt.Errorf("%s: %w", mode, err)
 		}
 		results = append(results, r)
 	}
 	fmt.Printf("\n== ferry loadgen: %d agents (protocol %d), heartbeat interval %v, %v window, %d pushes, %d CPUs (%s), %s\n",
-		n, protocol, interval, window, pushes, runtime.NumCPU(), cpuModel(), runtime.Version())
+		n, api.Protocol, interval, window, pushes, runtime.NumCPU(), cpuModel(), runtime.Version())
 	fmt.Printf("| transport | heartbeats/s | server CPU per heartbeat | server RSS per agent | push p50 | push p99 | agent errors |\n")
 	fmt.Printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range results {
@@ -129,7 +127,7 @@ type vagent struct {
 
 // scenario starts a server in dir, plain (--insecure-http) or TLS, runs n agents against it,
 // measures, and stops the server.
-func scenario(dir, bin, mode string, n int, interval, window time.Duration, pushes, protocol int, profile string) (result, error) {
+func scenario(dir, bin, mode string, n int, interval, window time.Duration, pushes int, profile string) (result, error) {
 	res := result{mode: mode}
 	listen := freePort()
 	data := filepath.Join(dir, "data")
@@ -188,7 +186,6 @@ func scenario(dir, bin, mode string, n int, interval, window time.Duration, push
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.IdleConnTimeout = 0, n+100, time.Hour
 	ac, _ := client.New(addr, "")
 	ac.HTTP = &http.Client{Transport: tr}
-	ac.Protocol = protocol
 
 	agents := make([]*vagent, n)
 	start := time.Now()
@@ -236,70 +233,47 @@ func scenario(dir, bin, mode string, n int, interval, window time.Duration, push
 	opening := make(chan struct{}, 256)
 	for _, a := range agents {
 		wg.Add(1)
-		if protocol >= 2 {
-			// One stream per agent: a heartbeat frame every interval, answers and pushes back.
-			go func() {
-				defer wg.Done()
-				opening <- struct{}{}
-				st, err := ac.OpenStream(runCtx, a.sess)
-				<-opening
-				if err != nil {
-					errs.Add(1)
-					return
-				}
-				stop := context.AfterFunc(runCtx, func() { st.Close() })
-				defer stop()
-				go func() {
-					first := true
-					for {
-						r, err := st.Recv()
-						if err != nil {
-							if runCtx.Err() == nil {
-								errs.Add(1)
-							}
-							return
-						}
-						if first {
-							answered.Add(1)
-							first = false
-						}
-						record(a, r)
-					}
-				}()
-				tick := time.NewTicker(interval)
-				defer tick.Stop()
-				for {
-					if err := st.Send(api.Sync{Generation: a.gen.Load()}); err != nil {
-						return
-					}
-					syncs.Add(1)
-					select {
-					case <-runCtx.Done():
-						return
-					case <-tick.C:
-					}
-				}
-			}()
-			continue
-		}
+		// One stream per agent: a heartbeat frame every interval, answers and pushes back.
 		go func() {
 			defer wg.Done()
-			first := true
-			for runCtx.Err() == nil {
-				r, err := ac.Sync(runCtx, a.sess, api.Sync{Generation: a.gen.Load()})
-				if err != nil {
-					if runCtx.Err() == nil {
-						errs.Add(1)
-						time.Sleep(time.Second)
+			opening <- struct{}{}
+			st, err := ac.OpenStream(runCtx, a.sess)
+			<-opening
+			if err != nil {
+				errs.Add(1)
+				return
+			}
+			stop := context.AfterFunc(runCtx, func() { st.Close() })
+			defer stop()
+			go func() {
+				first := true
+				for {
+					r, err := st.Recv()
+					if err != nil {
+						if runCtx.Err() == nil {
+							errs.Add(1)
+						}
+						return
 					}
-					continue
+					if first {
+						answered.Add(1)
+						first = false
+					}
+					record(a, r)
+				}
+			}()
+			tick := time.NewTicker(interval)
+			defer tick.Stop()
+			for {
+				if err := st.Send(api.Sync{Generation: a.gen.Load()}); err != nil {
+					return
 				}
 				syncs.Add(1)
-				if first {
-					answered.Add(1)
-					first = false
+				select {
+				case <-runCtx.Done():
+					return
+				case <-tick.C:
 				}
-				record(a, r)
 			}
 		}()
 	}
