@@ -13,22 +13,82 @@ import (
 
 const module = "github.com/ferryhq/ferry"
 
-// The agent and the CLI's client side never reach into server, store or web code; they talk
-// to the server through the client package alone.
-func TestImportDirection(t *testing.T) {
-	forbidden := []string{module + "/server", module + "/store", module + "/web"}
-	for _, pkg := range []string{"./agent", "./client", "./api", "./labels", "./clock", "./pki"} {
-		out, err := exec.Command("go", "list", "-deps", pkg).Output()
-		if err != nil {
-			t.Fatal(err)
+// deps lists the module's packages that pkg is built from (not its tests), pkg included, without
+// the module path: "client", "api".
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if .Module}}{{if .Module.Main}}{{.ImportPath}}{{end}}{{end}}", pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	var ds []string
+	for _, d := range strings.Fields(string(out)) {
+		ds = append(ds, strings.TrimPrefix(d, module+"/"))
+	}
+	return ds
+}
+
+// within reports whether pkg is one of dirs or below one of them.
+func within(pkg string, dirs ...string) bool {
+	for _, d := range dirs {
+		if pkg == d || strings.HasPrefix(pkg, d+"/") {
+			return true
 		}
-		for _, dep := range strings.Fields(string(out)) {
-			for _, f := range forbidden {
-				if dep == f || strings.HasPrefix(dep, f+"/") {
-					t.Errorf("%s imports %s", pkg, dep)
-				}
+	}
+	return false
+}
+
+// The agent and the client side never reach into server, store or web code; they talk to the
+// server through the client package alone.
+func TestImportDirection(t *testing.T) {
+	for _, pkg := range []string{"./agent", "./client", "./api", "./labels", "./clock", "./pki"} {
+		for _, dep := range deps(t, pkg) {
+			if within(dep, "server", "store", "web") {
+				t.Errorf("%s imports %s", pkg, dep)
 			}
 		}
+	}
+}
+
+// The CLI holds the operator verbs only: it reaches the server through client, and of the
+// module's packages uses only the leaves a client needs. The daemons it runs come from the
+// daemon package, which cmd/ferry adds.
+func TestCLIReachesServerOnlyThroughClient(t *testing.T) {
+	leaves := []string{"client", "api", "labels", "pki", "release", "signing", "clock"}
+	for _, dep := range deps(t, "./cli") {
+		switch {
+		case dep == "cli":
+		case within(dep, "server", "store", "agent", "web", "daemon"):
+			t.Errorf("cli imports %s; operator verbs talk to the server through client", dep)
+		case !within(dep, leaves...):
+			t.Errorf("cli imports %s; it may use only %s", dep, strings.Join(leaves, ", "))
+		}
+	}
+}
+
+// Only the daemon package and commands (package main) start a server or an agent: every other
+// package outside those two trees uses them over the API, through client.
+func TestOnlyDaemonWiresServerAndAgent(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{.Name}} {{join .Imports \" \"}}", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg, name := strings.TrimPrefix(f[0], module+"/"), f[1]
+		if name == "main" || pkg == "daemon" || within(pkg, "server", "agent") {
+			continue
+		}
+		checked++
+		for _, imp := range f[2:] {
+			if dep := strings.TrimPrefix(imp, module+"/"); dep != imp && within(dep, "server", "agent") {
+				t.Errorf("%s imports %s; only daemon and commands wire the server and the agent", pkg, dep)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("go list found no package to check")
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 func splitRelease(verb, s string) (string, string, error) {
 	app, ver, ok := strings.Cut(s, "@")
 	if !ok || app == "" || ver == "" {
-		return "", "", usagef("%s: want APP@VERSION, got %q", verb, s)
+		return "", "", Usagef("%s: want APP@VERSION, got %q", verb, s)
 	}
 	return app, ver, nil
 }
@@ -28,10 +28,10 @@ func (e *env) channelCmd() *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create NAME --after CHANNEL [--allow-unsigned]",
 		Short: "Add a channel to the path, after an existing one",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if req.After == "" {
-				return usagef("channel create: --after CHANNEL is required")
+				return Usagef("channel create: --after CHANNEL is required")
 			}
 			req.Name = a[0]
 			c, err := e.client()
@@ -55,10 +55,10 @@ func (e *env) channelCmd() *cobra.Command {
 	set := &cobra.Command{
 		Use:   "set NAME --allow-unsigned=true|false",
 		Short: "Change a channel's settings: whether it accepts unsigned releases",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if !cmd.Flags().Changed("allow-unsigned") {
-				return usagef("channel set: nothing to change; give --allow-unsigned=true or --allow-unsigned=false")
+				return Usagef("channel set: nothing to change; give --allow-unsigned=true or --allow-unsigned=false")
 			}
 			c, err := e.client()
 			if err != nil {
@@ -76,7 +76,7 @@ func (e *env) channelCmd() *cobra.Command {
 		},
 	}
 	set.Flags().BoolVar(&allow, "allow-unsigned", false, "accept unsigned releases (true) or not (false)")
-	list := listVerb(e, "list", "List channels in promotion order with each app's candidate", cobra.NoArgs,
+	list := listVerb(e, "list", "List channels in promotion order with each app's candidate", noArgs,
 		func(ctx context.Context, c *client.Client, _ []string) ([]api.Channel, error) { return c.Channels(ctx) },
 		[]string{"#", "CHANNEL", "UNSIGNED OK", "CANDIDATES"},
 		func(ch api.Channel) []string {
@@ -85,7 +85,7 @@ func (e *env) channelCmd() *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show a channel's releases, candidates and history",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			c, err := e.client()
 			if err != nil {
@@ -129,14 +129,14 @@ func (e *env) releaseLifecycleCmds() []*cobra.Command {
 	promote := &cobra.Command{
 		Use:   "promote APP@VERSION --to CHANNEL [--force]",
 		Short: "Move a release one step along the channel path (--force skips steps, and is recorded)",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			app, ver, err := splitRelease("release promote", a[0])
 			if err != nil {
 				return err
 			}
 			if to == "" {
-				return usagef("release promote: --to CHANNEL is required")
+				return Usagef("release promote: --to CHANNEL is required")
 			}
 			c, err := e.client()
 			if err != nil {
@@ -159,14 +159,14 @@ func (e *env) releaseLifecycleCmds() []*cobra.Command {
 	withdraw := &cobra.Command{
 		Use:   "withdraw APP@VERSION --reason TEXT",
 		Short: "Take a release out of every channel at once; each falls back to its next candidate",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			app, ver, err := splitRelease("release withdraw", a[0])
 			if err != nil {
 				return err
 			}
 			if strings.TrimSpace(reason) == "" {
-				return usagef("release withdraw: --reason TEXT is required")
+				return Usagef("release withdraw: --reason TEXT is required")
 			}
 			c, err := e.client()
 			if err != nil {
@@ -188,14 +188,14 @@ func (e *env) releaseLifecycleCmds() []*cobra.Command {
 	republish := &cobra.Command{
 		Use:   "republish APP@OLDVERSION --epoch N",
 		Short: "Downgrade by upgrading: publish old content again as N:VERSION, above every lower epoch",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			app, ver, err := splitRelease("release republish", a[0])
 			if err != nil {
 				return err
 			}
 			if epoch == 0 {
-				return usagef("release republish: --epoch N (1 or more) is required")
+				return Usagef("release republish: --epoch N (1 or more) is required")
 			}
 			c, err := e.client()
 			if err != nil {
@@ -221,7 +221,7 @@ func (e *env) bulletinCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bulletin [APP] [--runs APP@VERSION]",
 		Short: "The release bulletin: each channel's candidate, and which versions run at which sites",
-		Args:  args(cobra.MaximumNArgs(1)),
+		Args:  Args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			app := ""
 			if len(a) == 1 {

@@ -1,6 +1,6 @@
-// Package cli is the ferry command line: every verb, from server and agent to the operator
-// commands, behind one Run function. Operator verbs reach the server only through the client
-// package.
+// Package cli is the ferry command line: the operator verbs behind one Run function, which
+// also runs the verbs defined elsewhere (the daemons cmd/ferry adds) under the same root. The
+// operator verbs reach the server only through the client package.
 package cli
 
 import (
@@ -9,11 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/pki"
 	"github.com/spf13/cobra"
@@ -28,7 +28,8 @@ type UsageError struct{ Err error }
 func (e UsageError) Error() string { return e.Err.Error() }
 func (e UsageError) Unwrap() error { return e.Err }
 
-func usagef(format string, args ...any) error { return UsageError{fmt.Errorf(format, args...)} }
+// Usagef makes a UsageError from a format.
+func Usagef(format string, args ...any) error { return UsageError{fmt.Errorf(format, args...)} }
 
 // Message is the one line to print for Run's error, with any control characters a server put
 // in it made visible.
@@ -63,13 +64,37 @@ type env struct {
 	clientKey  string
 }
 
-// Run executes ferry with args (without the program name), printing to stdout and stderr.
-// It prints nothing for errors: the caller prints the one line.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return run(ctx, args, stdout, stderr, os.Getenv)
+// Globals is what the root command holds for every verb: the output streams and the flags
+// every verb takes, with their environment defaults. Verbs defined outside this package (the
+// daemons cmd/ferry adds) read them through it.
+type Globals struct{ e *env }
+
+// Stdout is where a verb prints its results.
+func (g Globals) Stdout() io.Writer { return g.e.stdout }
+
+// Stderr is where a verb logs.
+func (g Globals) Stderr() io.Writer { return g.e.stderr }
+
+// ServerAddr is --server, else $FERRY_ADDR, else DefaultAddr.
+func (g Globals) ServerAddr() string { return g.e.serverAddr() }
+
+// FlagToken is the token given by --token or --token-file; "" when neither is given
+// ($FERRY_TOKEN is not read: it holds an operator token).
+func (g Globals) FlagToken() (string, error) { return g.e.flagToken() }
+
+// TLSOptions are --ca-cert, --client-cert and --client-key, else their environment variables.
+func (g Globals) TLSOptions() pki.ClientOptions { return g.e.tlsOptions() }
+
+// Verb makes a command that runs under the root beside the operator verbs.
+type Verb func(Globals) *cobra.Command
+
+// Run executes ferry with args (without the program name), printing to stdout and stderr; verbs
+// are added to the operator verbs. It prints nothing for errors: the caller prints the one line.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, verbs ...Verb) error {
+	return run(ctx, args, stdout, stderr, os.Getenv, verbs...)
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, verbs ...Verb) error {
 	e := &env{stdout: stdout, stderr: stderr, getenv: getenv}
 	ran := false
 	root := &cobra.Command{
@@ -83,15 +108,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 				return nil
 			}
 			if e.output != "table" && e.output != "json" {
-				return usagef("invalid --output %q: want table or json", e.output)
+				return Usagef("invalid --output %q: want table or json", e.output)
 			}
 			return nil
 		},
+		// Set, so that cobra leaves unknown commands to unknownCommands, as for every group.
+		Args: cobra.ArbitraryArgs,
 	}
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return UsageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringVar(&e.addr, "server", "", "server address (default $FERRY_ADDR or "+DefaultAddr+")")
@@ -102,26 +128,77 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	pf.StringVar(&e.clientCert, "client-cert", "", "client certificate for servers that require one (default $FERRY_CLIENT_CERT)")
 	pf.StringVar(&e.clientKey, "client-key", "", "key of --client-cert (default $FERRY_CLIENT_KEY)")
 
+	for _, v := range verbs {
+		root.AddCommand(v(Globals{e}))
+	}
 	root.AddCommand(
-		e.serverCmd(), e.agentCmd(), e.devCmd(),
 		e.siteCmd(), e.tokenCmd(), e.releaseCmd(), e.keyCmd(), e.channelCmd(), e.bulletinCmd(), e.deployCmd(), e.nodeCmd(), e.eventsCmd(), e.versionCmd(),
 	)
+	unknown := unknownCommands(root)
 	_, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		err = *unknown
+	}
 	if err != nil && !ran && !errors.As(err, new(UsageError)) {
-		// Cobra's own complaints (unknown command, wrong argument count) are usage errors.
+		// Cobra's own complaints (unknown flag, wrong argument count) are usage errors.
 		return UsageError{err}
 	}
 	return err
 }
 
-// args wraps a cobra positional-argument rule so its failure is a usage error.
-func args(rule cobra.PositionalArgs) cobra.PositionalArgs {
+// unknownCommands makes a group (a command that only holds others: ferry, ferry node) called
+// with a word that names none of its commands fail with a usage error, where cobra would print
+// the group's help and succeed. The error is left where the returned pointer points.
+func unknownCommands(root *cobra.Command) *error {
+	var unknown error
+	help := root.HelpFunc()
+	root.SetHelpFunc(func(cmd *cobra.Command, a []string) {
+		// A group's flags are parsed only when it was called itself, not through ferry help.
+		rest := cmd.Flags().Args()
+		if cmd.Runnable() || len(rest) == 0 || cmd.Flags().Changed("help") {
+			help(cmd, a)
+			return
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", rest[0], cmd.CommandPath())
+		cmd.SuggestionsMinimumDistance = 2
+		if s := cmd.SuggestionsFor(rest[0]); len(s) > 0 {
+			if len(s) > 1 {
+				s = []string{strings.Join(s[:len(s)-1], ", "), s[len(s)-1]}
+			}
+			msg += "; did you mean " + strings.Join(s, " or ") + "?"
+		} else {
+			msg += "; see " + cmd.CommandPath() + " --help"
+		}
+		unknown = UsageError{errors.New(msg)}
+	})
+	return &unknown
+}
+
+// Args wraps a cobra positional-argument rule so its failure is a usage error that names the
+// verb (without the program name, which the printed line starts with already).
+func Args(rule cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, a []string) error {
 		if err := rule(cmd, a); err != nil {
-			return UsageError{fmt.Errorf("%s: %w", cmd.CommandPath(), err)}
+			return UsageError{fmt.Errorf("%s: %w", verbName(cmd), err)}
 		}
 		return nil
 	}
+}
+
+// NoArgs is the rule of a verb that takes no arguments.
+var NoArgs = Args(noArgs)
+
+// noArgs says what cobra.NoArgs says without calling the argument a command.
+func noArgs(_ *cobra.Command, a []string) error {
+	if len(a) > 0 {
+		return fmt.Errorf("takes no arguments, got %q", a[0])
+	}
+	return nil
+}
+
+// verbName is the command's path without the program's name: "node list".
+func verbName(cmd *cobra.Command) string {
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
 }
 
 // client builds the API client from flags and environment.
@@ -208,13 +285,16 @@ func (e *env) table(header []string, rows [][]string) error {
 	return tw.Flush()
 }
 
-// logger makes the structured logger for long-running verbs.
-func (e *env) logger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, usagef("invalid --log-level %q: want debug, info, warn or error", level)
+func (e *env) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version and protocol range",
+		Args:  NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(e.stdout, "ferry %s (agent protocol %d, server accepts %d-%d)\n", api.Version, api.Protocol, api.MinProtocol, api.MaxProtocol)
+			return nil
+		},
 	}
-	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
 func dash(s string) string {
@@ -232,7 +312,7 @@ func listVerb[T any](e *env, use, short string, rule cobra.PositionalArgs,
 	return &cobra.Command{
 		Use:   use,
 		Short: short,
-		Args:  args(rule),
+		Args:  Args(rule),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			c, err := e.client()
 			if err != nil {

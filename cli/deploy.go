@@ -21,7 +21,7 @@ func (e *env) deployCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deploy APP@VER --selector SEL | --all [--wait [--timeout D]]",
 		Short: "Assign a release to nodes at once (direct: no waves); their agents verify and install it",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			app, ver, err := splitRelease("deploy", a[0])
 			if err != nil {
@@ -29,17 +29,17 @@ func (e *env) deployCmd() *cobra.Command {
 			}
 			switch {
 			case sel != "" && all:
-				return usagef("deploy: give --selector or --all, not both")
+				return Usagef("deploy: give --selector or --all, not both")
 			case all:
 				sel = labels.KeySite // every node has a site
 			case sel == "":
-				return usagef("deploy: give --selector SEL (e.g. site=ams) or --all")
+				return Usagef("deploy: give --selector SEL (e.g. site=ams) or --all")
 			}
 			if _, err := labels.ParseSelector(sel); err != nil {
 				return UsageError{err}
 			}
 			if timeout <= 0 {
-				return usagef("deploy: --timeout must be positive")
+				return Usagef("deploy: --timeout must be positive")
 			}
 			c, err := e.client()
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -20,10 +21,10 @@ func (e *env) eventsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "events [--since ID] [--follow]",
 		Short: "Read the event log; --follow streams new events and survives server restarts",
-		Args:  args(cobra.NoArgs),
+		Args:  NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if since < 0 {
-				return usagef("events: --since must be 0 or more")
+				return Usagef("events: --since must be 0 or more")
 			}
 			c, err := e.client()
 			if err != nil {
@@ -108,4 +109,13 @@ func dataText(d map[string]any) string {
 		s += " " + k + "=" + strings.Trim(string(v), `"`)
 	}
 	return s[1:]
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

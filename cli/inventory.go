@@ -22,13 +22,13 @@ func (e *env) siteCmd() *cobra.Command {
 	add := &cobra.Command{
 		Use:   "add NAME --tier 1|2|3 [--lat F --lon F] [--contact EMAIL]",
 		Short: "Add a site (tier 1 runs a relay, 2 administers its own nodes, 3 lends nodes)",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if !cmd.Flags().Changed("tier") {
-				return usagef("site add: --tier is required (1, 2 or 3)")
+				return Usagef("site add: --tier is required (1, 2 or 3)")
 			}
 			if cmd.Flags().Changed("lat") != cmd.Flags().Changed("lon") {
-				return usagef("site add: give both --lat and --lon, or neither")
+				return Usagef("site add: give both --lat and --lon, or neither")
 			}
 			req := client.SiteAdd{Name: a[0], Tier: tier, Contact: contact}
 			if cmd.Flags().Changed("lat") {
@@ -54,7 +54,7 @@ func (e *env) siteCmd() *cobra.Command {
 	add.Flags().Float64Var(&lon, "lon", 0, "longitude")
 	add.Flags().StringVar(&contact, "contact", "", "contact e-mail")
 
-	list := listVerb(e, "list", "List sites", cobra.NoArgs,
+	list := listVerb(e, "list", "List sites", noArgs,
 		func(ctx context.Context, c *client.Client, _ []string) ([]api.Site, error) { return c.Sites(ctx) },
 		[]string{"NAME", "TIER", "LOCATION", "UP", "DOWN", "CONTACT"},
 		func(s api.Site) []string {
@@ -63,7 +63,7 @@ func (e *env) siteCmd() *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show one site",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			c, err := e.client()
 			if err != nil {
@@ -87,7 +87,7 @@ func (e *env) siteCmd() *cobra.Command {
 	rm := &cobra.Command{
 		Use:   "rm NAME [--force]",
 		Short: "Remove a site; refused while it has nodes unless --force revokes them",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			c, err := e.client()
 			if err != nil {
@@ -121,14 +121,14 @@ func (e *env) tokenCmd() *cobra.Command {
 		Short: "Make a token and print it alone on stdout",
 		Long: "With --site, a one-off enrollment token for agents joining that site (default: 1 use, valid 24h).\n" +
 			"With --role, an operator API token (admin may change things, viewer only reads).",
-		Args: args(cobra.NoArgs),
+		Args: NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (req.Site == "") == (req.Role == "") {
-				return usagef("token create: give --site NAME for an enrollment token or --role admin|viewer for an operator token")
+				return Usagef("token create: give --site NAME for an enrollment token or --role admin|viewer for an operator token")
 			}
 			if cmd.Flags().Changed("ttl") {
 				if ttl <= 0 {
-					return usagef("token create: --ttl must be positive")
+					return Usagef("token create: --ttl must be positive")
 				}
 				req.TTL = ttl.String()
 			}
@@ -152,7 +152,7 @@ func (e *env) tokenCmd() *cobra.Command {
 	create.Flags().IntVar(&req.Uses, "uses", 0, "how many nodes may enroll with it (default 1)")
 	create.Flags().DurationVar(&ttl, "ttl", 0, "lifetime (default 24h for enrollment, none for operator tokens)")
 	create.Flags().StringVar(&req.Description, "description", "", "free text shown by token list")
-	list := listVerb(e, "list", "List tokens (never their secrets)", cobra.NoArgs,
+	list := listVerb(e, "list", "List tokens (never their secrets)", noArgs,
 		func(ctx context.Context, c *client.Client, _ []string) ([]api.Token, error) { return c.Tokens(ctx) },
 		[]string{"ID", "KIND", "SITE", "ROLE", "USES LEFT", "EXPIRES", "DESCRIPTION"},
 		func(t api.Token) []string {
@@ -168,7 +168,7 @@ func (e *env) tokenCmd() *cobra.Command {
 	revoke := &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Revoke a token at once",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			c, err := e.client()
 			if err != nil {
@@ -188,7 +188,7 @@ func (e *env) tokenCmd() *cobra.Command {
 func (e *env) nodeCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "List, inspect, label and revoke nodes"}
 	var q client.NodeQuery
-	list := listVerb(e, "list [--site S] [--selector SEL] [--status up|down|revoked]", "List nodes (revoked ones only with --status revoked)", cobra.NoArgs,
+	list := listVerb(e, "list [--site S] [--selector SEL] [--status up|down|revoked]", "List nodes (revoked ones only with --status revoked)", noArgs,
 		func(ctx context.Context, c *client.Client, _ []string) ([]api.Node, error) {
 			if _, err := labels.ParseSelector(q.Selector); err != nil {
 				return nil, UsageError{err}
@@ -206,7 +206,7 @@ func (e *env) nodeCmd() *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show one node with its facts",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			c, err := e.client()
 			if err != nil {
@@ -234,7 +234,7 @@ func (e *env) nodeCmd() *cobra.Command {
 	rm := &cobra.Command{
 		Use:   "rm NAME",
 		Short: "Revoke a node's identity at once; it must enroll again to return",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			c, err := e.client()
 			if err != nil {
@@ -252,13 +252,13 @@ func (e *env) nodeCmd() *cobra.Command {
 	label := &cobra.Command{
 		Use:   "label [NAME | --selector SEL | --all] key=value ... key- ...",
 		Short: "Set (k=v) or remove (k-) labels; the change is pushed to the agents at once",
-		Args:  args(cobra.MinimumNArgs(1)),
+		Args:  Args(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			node := ""
 			if sel == "" && !all {
 				node, a = a[0], a[1:]
 			} else if sel != "" && all {
-				return usagef("node label: give --selector or --all, not both")
+				return Usagef("node label: give --selector or --all, not both")
 			}
 			if all {
 				sel = labels.KeySite // every node has a site
@@ -308,7 +308,7 @@ func parseLabelArgs(a []string) (api.LabelChange, error) {
 		return c, UsageError{err}
 	}
 	if len(set) == 0 && len(c.Remove) == 0 {
-		return c, usagef("node label: give key=value to set or key- to remove")
+		return c, Usagef("node label: give key=value to set or key- to remove")
 	}
 	c.Set = set
 	sort.Strings(c.Remove)

@@ -38,7 +38,7 @@ func (e *env) keyCmd() *cobra.Command {
 		Long: "Make a signing key pair: ferry.key, the secret key (mode 0600), and ferry.pub, the public key, in minisign's formats.\n" +
 			"The secret key is encrypted, as minisign does, with the password in $FERRY_KEY_PASSWORD, else one asked for twice on the terminal;\n" +
 			"--no-password stores it unencrypted (like minisign -G -W). Without a terminal, set FERRY_KEY_PASSWORD or pass --no-password.",
-		Args: args(cobra.NoArgs),
+		Args: NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
 				dir = e.keyDir()
@@ -66,9 +66,9 @@ func (e *env) keyCmd() *cobra.Command {
 	trust := &cobra.Command{
 		Use:   "trust PUBKEY-FILE|PUBKEY [--comment TEXT]",
 		Short: "Make the server trust a minisign public key for release signatures",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			text, err := publicKeyArg("key trust", a[0])
+			text, err := PublicKeyArg("key trust", a[0])
 			if err != nil {
 				return err
 			}
@@ -88,7 +88,7 @@ func (e *env) keyCmd() *cobra.Command {
 		},
 	}
 	trust.Flags().StringVar(&comment, "comment", "", "who holds the key")
-	list := listVerb(e, "list", "List trusted keys, revoked ones included", cobra.NoArgs,
+	list := listVerb(e, "list", "List trusted keys, revoked ones included", noArgs,
 		func(ctx context.Context, c *client.Client, _ []string) ([]api.SigningKey, error) { return c.Keys(ctx) },
 		[]string{"ID", "STATE", "PUBLIC KEY", "COMMENT"},
 		func(k api.SigningKey) []string {
@@ -101,7 +101,7 @@ func (e *env) keyCmd() *cobra.Command {
 	revoke := &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Stop trusting a key at once; it cannot be trusted again",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			c, err := e.client()
 			if err != nil {
@@ -123,7 +123,7 @@ func (e *env) releaseSignCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sign FILE [--key SECRET-KEY]",
 		Short: "Sign a bundle with a minisign key; writes FILE.minisig",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if keyFile == "" {
 				keyFile = filepath.Join(e.keyDir(), signing.SecretKeyFile)
@@ -163,14 +163,14 @@ func (e *env) newKeyPassword(ctx context.Context, noPassword bool) (string, erro
 		return pw, nil
 	}
 	if !stdinIsTerminal() {
-		return "", usagef("key gen: no password to encrypt the key with: set FERRY_KEY_PASSWORD, or pass --no-password for an unencrypted key")
+		return "", Usagef("key gen: no password to encrypt the key with: set FERRY_KEY_PASSWORD, or pass --no-password for an unencrypted key")
 	}
 	pw, err := e.askPassword(ctx, "Password for the new key: ")
 	if err != nil {
 		return "", err
 	}
 	if pw == "" {
-		return "", usagef("key gen: empty password: type one, or pass --no-password for an unencrypted key")
+		return "", Usagef("key gen: empty password: type one, or pass --no-password for an unencrypted key")
 	}
 	again, err := e.askPassword(ctx, "The same password again: ")
 	if err != nil {
@@ -189,7 +189,7 @@ func (e *env) keyPassword(ctx context.Context, file string) (string, error) {
 		return pw, nil
 	}
 	if !stdinIsTerminal() {
-		return "", usagef("secret key %s is encrypted: set FERRY_KEY_PASSWORD (stdin is not a terminal to ask for it)", file)
+		return "", Usagef("secret key %s is encrypted: set FERRY_KEY_PASSWORD (stdin is not a terminal to ask for it)", file)
 	}
 	return e.askPassword(ctx, "Password for "+file+": ")
 }
@@ -229,8 +229,8 @@ func (e *env) askPassword(ctx context.Context, prompt string) (string, error) {
 	}
 }
 
-// publicKeyArg reads a minisign public key given as a .pub file or as the key itself.
-func publicKeyArg(verb, arg string) (string, error) {
+// PublicKeyArg reads a minisign public key given as a .pub file or as the key itself.
+func PublicKeyArg(verb, arg string) (string, error) {
 	text := arg
 	if b, err := os.ReadFile(arg); err == nil {
 		text = string(b)

@@ -23,13 +23,13 @@ func (e *env) releaseCmd() *cobra.Command {
 	build := &cobra.Command{
 		Use:   "build DIR -o FILE",
 		Short: "Bundle DIR (with ferry.yaml at its root) into a reproducible tar.gz",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		// Here -o names the bundle file (PRODUCT.md's contract), not the output format.
 		Annotations: map[string]string{outputIsFile: "true"},
 		RunE: func(cmd *cobra.Command, a []string) error {
 			out := e.output
 			if !cmd.Flags().Changed("output") {
-				return usagef("release build: -o FILE is required")
+				return Usagef("release build: -o FILE is required")
 			}
 			// Write beside the target and rename, so a failed build leaves no partial bundle.
 			tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*")
@@ -63,7 +63,7 @@ func (e *env) releasePushCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "push FILE",
 		Short: "Upload a bundle (with FILE.minisig when present); it lands in the first channel",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			f, err := os.Open(a[0])
 			if err != nil {
@@ -131,11 +131,11 @@ func (e *env) releaseShowCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "show APP@VERSION",
 		Short: "Show one release with its manifest",
-		Args:  args(cobra.ExactArgs(1)),
+		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			app, ver, ok := strings.Cut(a[0], "@")
 			if !ok || app == "" || ver == "" {
-				return usagef("release show: want APP@VERSION, got %q", a[0])
+				return Usagef("release show: want APP@VERSION, got %q", a[0])
 			}
 			c, err := e.client()
 			if err != nil {

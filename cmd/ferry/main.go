@@ -1,4 +1,5 @@
-// Command ferry is the one binary of Ferry: server, agent, dev mode and the operator CLI.
+// Command ferry is the one binary of Ferry: the operator CLI, with the daemons (server, agent
+// and dev mode) added to its verbs.
 package main
 
 import (
@@ -9,11 +10,12 @@ import (
 	"syscall"
 
 	"github.com/ferryhq/ferry/cli"
+	"github.com/ferryhq/ferry/daemon"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	err := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr, daemon.Server, daemon.Agent, daemon.Dev)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, cli.Message(err))

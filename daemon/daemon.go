@@ -1,33 +1,37 @@
-package cli
+// Package daemon holds the verbs that run Ferry's long-lived processes: ferry server, ferry
+// agent and ferry dev. It is the one package, besides cmd/ferry which adds these verbs to the
+// CLI's, that wires the server and the agent.
+package daemon
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ferryhq/ferry/agent"
-	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/cli"
 	"github.com/ferryhq/ferry/labels"
 	"github.com/ferryhq/ferry/server"
 	"github.com/spf13/cobra"
 )
 
-func (e *env) serverCmd() *cobra.Command {
+// Server is ferry server: the control plane.
+func Server(g cli.Globals) *cobra.Command {
 	var cfg server.Config
 	var listen, logLevel, publicRate string
 	cmd := &cobra.Command{
 		Use:   "server --data DIR [--listen ADDR] [--db URL]",
 		Short: "Run the control plane",
-		Args:  args(cobra.NoArgs),
+		Args:  cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.DataDir == "" {
-				return usagef("server: --data DIR is required")
+				return cli.Usagef("server: --data DIR is required")
 			}
-			log, err := e.logger(logLevel)
+			log, err := logger(g, logLevel)
 			if err != nil {
 				return err
 			}
@@ -82,48 +86,49 @@ func (e *env) serverCmd() *cobra.Command {
 func parseRate(s string) (float64, error) {
 	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "/s"), 64)
 	if err != nil || v <= 0 || math.IsInf(v, 0) || math.IsNaN(v) {
-		return 0, usagef("invalid --public-rate %q: want a positive rate like 20/s", s)
+		return 0, cli.Usagef("invalid --public-rate %q: want a positive rate like 20/s", s)
 	}
 	return v, nil
 }
 
-func (e *env) agentCmd() *cobra.Command {
+// Agent is ferry agent: the node agent.
+func Agent(g cli.Globals) *cobra.Command {
 	var cfg agent.Config
 	var lbls, logLevel string
 	var trust []string
 	cmd := &cobra.Command{
 		Use:   "agent --server URL --token T --data DIR [--name N] [--labels k=v,...] [--trust PUBKEY ...] [--allow-unsigned]",
 		Short: "Run the node agent; it enrolls once, then keeps its identity in --data",
-		Args:  args(cobra.NoArgs),
+		Args:  cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.DataDir == "" {
-				return usagef("agent: --data DIR is required")
+				return cli.Usagef("agent: --data DIR is required")
 			}
 			// The agent's --server and --token are its own flags, sharing names with the
 			// operator flags on purpose (PRODUCT.md); read them from the root.
 			// Only the flags: FERRY_TOKEN holds an operator token, never an enrollment token.
-			cfg.Server = e.serverAddr()
-			tok, err := e.flagToken()
+			cfg.Server = g.ServerAddr()
+			tok, err := g.FlagToken()
 			if err != nil {
 				return err
 			}
 			cfg.Token = tok
 			set, err := labels.ParseSet(lbls)
 			if err != nil {
-				return UsageError{err}
+				return cli.UsageError{Err: err}
 			}
 			cfg.Labels = set
 			for _, k := range trust {
-				text, err := publicKeyArg("agent --trust", k)
+				text, err := cli.PublicKeyArg("agent --trust", k)
 				if err != nil {
 					return err
 				}
 				cfg.TrustedKeys = append(cfg.TrustedKeys, text)
 			}
-			if cfg.Logger, err = e.logger(logLevel); err != nil {
+			if cfg.Logger, err = logger(g, logLevel); err != nil {
 				return err
 			}
-			tlsOpts := e.tlsOptions()
+			tlsOpts := g.TLSOptions()
 			cfg.CACert, cfg.ClientCert, cfg.ClientKey = tlsOpts.CAFile, tlsOpts.CertFile, tlsOpts.KeyFile
 			a, err := agent.New(cfg)
 			if err != nil {
@@ -142,23 +147,11 @@ func (e *env) agentCmd() *cobra.Command {
 	return cmd
 }
 
-func (e *env) versionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version and protocol range",
-		Args:  args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(e.stdout, "ferry %s (agent protocol %d, server accepts %d-%d)\n", api.Version, api.Protocol, api.MinProtocol, api.MaxProtocol)
-			return nil
-		},
+// logger makes the structured logger of a long-running verb, on stderr.
+func logger(g cli.Globals, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, cli.Usagef("invalid --log-level %q: want debug, info, warn or error", level)
 	}
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return slog.New(slog.NewTextHandler(g.Stderr(), &slog.HandlerOptions{Level: l})), nil
 }

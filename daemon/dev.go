@@ -1,4 +1,4 @@
-package cli
+package daemon
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/cli"
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/pki"
 	"github.com/ferryhq/ferry/release"
@@ -37,21 +38,22 @@ var demoRoles = []string{"mirror", "depot", "testbed"}
 
 func ptr[T any](v T) *T { return &v }
 
-func (e *env) devCmd() *cobra.Command {
+// Dev is ferry dev: a demo fleet in one process.
+func Dev(g cli.Globals) *cobra.Command {
 	var nAgents, nSites int
 	var dataDir, listen string
 	cmd := &cobra.Command{
 		Use:   "dev [--agents N] [--sites M] [--data DIR] [--listen ADDR]",
 		Short: "Run a demo fleet: a server and N real agents over M sites, in one process",
-		Args:  args(cobra.NoArgs),
+		Args:  cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if nSites < 1 || nSites > len(demoSites) {
-				return usagef("dev: --sites must be 1 to %d", len(demoSites))
+				return cli.Usagef("dev: --sites must be 1 to %d", len(demoSites))
 			}
 			if nAgents < 0 || nAgents > 1000 {
-				return usagef("dev: --agents must be 0 to 1000")
+				return cli.Usagef("dev: --agents must be 0 to 1000")
 			}
-			return e.runDev(cmd.Context(), nAgents, nSites, dataDir, listen)
+			return runDev(cmd.Context(), g, nAgents, nSites, dataDir, listen)
 		},
 	}
 	f := cmd.Flags()
@@ -62,7 +64,7 @@ func (e *env) devCmd() *cobra.Command {
 	return cmd
 }
 
-func (e *env) runDev(ctx context.Context, nAgents, nSites int, dataDir, listen string) error {
+func runDev(ctx context.Context, g cli.Globals, nAgents, nSites int, dataDir, listen string) error {
 	if dataDir == "" {
 		tmp, err := os.MkdirTemp("", "ferry-dev-")
 		if err != nil {
@@ -71,7 +73,7 @@ func (e *env) runDev(ctx context.Context, nAgents, nSites int, dataDir, listen s
 		defer os.RemoveAll(tmp)
 		dataDir = tmp
 	}
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(g.Stderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another ferry running? try --listen 127.0.0.1:0)", listen, err)
@@ -94,7 +96,7 @@ func (e *env) runDev(ctx context.Context, nAgents, nSites int, dataDir, listen s
 	if err := c.UseTLS(pki.ClientOptions{CAFile: srv.CAFile}); err != nil {
 		return err
 	}
-	agents, err := e.devAgents(ctx, c, nAgents, nSites, dataDir, log)
+	agents, err := devAgents(ctx, g, c, nAgents, nSites, dataDir, log)
 	if err == nil {
 		err = devRelease(ctx, c, dataDir)
 	}
@@ -104,7 +106,7 @@ func (e *env) runDev(ctx context.Context, nAgents, nSites int, dataDir, listen s
 		return err
 	}
 	tokenFile := filepath.Join(dataDir, "admin.token")
-	fmt.Fprintf(e.stdout, `Ferry dev fleet: %d agents over %d sites
+	fmt.Fprintf(g.Stdout(), `Ferry dev fleet: %d agents over %d sites
   server  %s
   data    %s
   token   %s
@@ -139,7 +141,7 @@ Ctrl-C stops everything.
 		wg.Wait()
 		return err
 	}
-	fmt.Fprintln(e.stderr, "stopping agents and server")
+	fmt.Fprintln(g.Stderr(), "stopping agents and server")
 	stopAgents()
 	wg.Wait()
 	stopSrv()
@@ -151,7 +153,7 @@ Ctrl-C stops everything.
 
 // devAgents makes the demo sites and one agent per node, spreading nodes round-robin over the
 // sites. Agents that enrolled in an earlier run with the same --data keep their identity.
-func (e *env) devAgents(ctx context.Context, c *client.Client, nAgents, nSites int, dataDir string, log *slog.Logger) ([]*agent.Agent, error) {
+func devAgents(ctx context.Context, g cli.Globals, c *client.Client, nAgents, nSites int, dataDir string, log *slog.Logger) ([]*agent.Agent, error) {
 	perSite := map[string]int{}
 	for i := 0; i < nAgents; i++ {
 		perSite[demoSites[i%nSites].Name]++
@@ -170,7 +172,7 @@ func (e *env) devAgents(ctx context.Context, c *client.Client, nAgents, nSites i
 		}
 		tokens[s.Name] = t.Secret
 	}
-	agentLog := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("part", "agent")
+	agentLog := slog.New(slog.NewTextHandler(g.Stderr(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("part", "agent")
 	var out []*agent.Agent
 	for i := 0; i < nAgents; i++ {
 		site := demoSites[i%nSites].Name

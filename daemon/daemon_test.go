@@ -1,0 +1,251 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/cli"
+	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/pki"
+	"github.com/ferryhq/ferry/server"
+)
+
+// ferry runs the command line as cmd/ferry wires it, to the end, and returns its output and exit
+// status.
+func ferry(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := cli.Run(context.Background(), args, &out, &errb, Server, Agent, Dev)
+	if err != nil {
+		errb.WriteString(cli.Message(err) + "\n")
+	}
+	return out.String(), errb.String(), cli.ExitCode(err)
+}
+
+// noEnv keeps the operator's own FERRY_* settings out of a test.
+func noEnv(t *testing.T) {
+	for _, k := range []string{"FERRY_ADDR", "FERRY_TOKEN", "FERRY_CACERT", "FERRY_CLIENT_CERT", "FERRY_CLIENT_KEY", "FERRY_DB"} {
+		t.Setenv(k, "")
+	}
+}
+
+// The daemons keep the commands, flags and help they had when they lived in the CLI package:
+// the golden files are the help of the binary before they moved.
+func TestHelpUnchanged(t *testing.T) {
+	for _, verb := range []string{"root", "server", "agent", "dev"} {
+		args := []string{verb, "--help"}
+		if verb == "root" {
+			args = args[1:]
+		}
+		out, errOut, code := ferry(t, args...)
+		want, err := os.ReadFile(filepath.Join("testdata", "help-"+verb+".txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code != 0 || out != string(want) {
+			t.Errorf("ferry %s: exit %d, stderr %q, help differs:\n%s\nwant:\n%s", strings.Join(args, " "), code, errOut, out, want)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	noEnv(t)
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"server"}, "ferry: server: --data DIR is required\n"},
+		{[]string{"server", "--data", dir, "--public-rate", "fast"}, `ferry: invalid --public-rate "fast": want a positive rate like 20/s` + "\n"},
+		{[]string{"server", "--data", dir, "--log-level", "loud"}, `ferry: invalid --log-level "loud": want debug, info, warn or error` + "\n"},
+		{[]string{"server", "extra"}, `ferry: server: takes no arguments, got "extra"` + "\n"},
+		{[]string{"agent", "--server", "https://127.0.0.1:1"}, "ferry: agent: --data DIR is required\n"},
+		{[]string{"agent", "--data", dir, "--labels", "role"}, "ferry: "},
+		{[]string{"agent", "--data", dir, "--trust", "not-a-key"}, "ferry: agent --trust: not-a-key is neither a public key file nor a public key"},
+		{[]string{"dev", "--sites", "0"}, "ferry: dev: --sites must be 1 to 8\n"},
+		{[]string{"dev", "--agents", "1001"}, "ferry: dev: --agents must be 0 to 1000\n"},
+	} {
+		out, errOut, code := ferry(t, tt.args...)
+		if code != 2 || out != "" || !strings.HasPrefix(errOut, tt.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("ferry %s: exit %d, stdout %q, stderr %q; want exit 2 and %q", strings.Join(tt.args, " "), code, out, errOut, tt.want)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("refused commands wrote %d files in --data", len(entries))
+	}
+}
+
+// lines collects what a running verb writes and lets a test wait for a line, without polling.
+type lines struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	grew chan struct{} // closed and replaced at every write
+}
+
+func newLines() *lines { return &lines{grew: make(chan struct{})} }
+
+func (l *lines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	close(l.grew)
+	l.grew = make(chan struct{})
+	return l.buf.Write(p)
+}
+
+func (l *lines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// waitMatch waits until the output matches re and returns the first submatch.
+func (l *lines) waitMatch(t *testing.T, re *regexp.Regexp) string {
+	t.Helper()
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		m, grew := re.FindStringSubmatch(l.buf.String()), l.grew
+		l.mu.Unlock()
+		if m != nil {
+			return m[len(m)-1]
+		}
+		select {
+		case <-grew:
+		case <-deadline.C:
+			t.Fatalf("output never matched %s:\n%s", re, l.String())
+		}
+	}
+}
+
+// running is a verb running until its context is cancelled.
+type running struct {
+	stdout, stderr *lines
+	cancel         context.CancelFunc
+	done           chan error
+}
+
+func start(t *testing.T, args ...string) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{stdout: newLines(), stderr: newLines(), cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- cli.Run(ctx, args, r.stdout, r.stderr, Server, Agent, Dev) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop cancels the verb, as Ctrl-C does, and fails the test unless it ends cleanly.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("stopped with %v\n%s", err, r.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("did not stop within 30s of its context")
+	}
+}
+
+func adminClient(t *testing.T, addr, data string) *client.Client {
+	t.Helper()
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(addr, strings.TrimSpace(string(tok)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UseTLS(pki.ClientOptions{CAFile: filepath.Join(data, "tls", "ca.pem")}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// ferry server serves the API with the collector tuned, operator verbs work against it, and
+// ferry agent enrolls with it; both stop cleanly when cancelled.
+func TestServerAndAgent(t *testing.T) {
+	noEnv(t)
+	t.Setenv("GOGC", "")
+	os.Unsetenv("GOGC")
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+
+	data := t.TempDir()
+	srv := start(t, "server", "--data", data, "--listen", "127.0.0.1:0")
+	addr := "https://" + srv.stderr.waitMatch(t, regexp.MustCompile(`msg=serving addr=(\S+)`))
+	if gc := debug.SetGCPercent(100); gc != server.GCPercent {
+		t.Errorf("ferry server runs the collector at GOGC %d, want %d", gc, server.GCPercent)
+	}
+	if !strings.Contains(srv.stderr.String(), "admin token written") {
+		t.Errorf("server log does not say where the admin token is:\n%s", srv.stderr.String())
+	}
+	op := []string{"--server", addr, "--token-file", filepath.Join(data, "admin.token"), "--ca-cert", filepath.Join(data, "tls", "ca.pem")}
+	if out, errOut, code := ferry(t, append([]string{"site", "add", "ams", "--tier", "1"}, op...)...); code != 0 {
+		t.Fatalf("site add: exit %d: %s%s", code, out, errOut)
+	}
+	tok, errOut, code := ferry(t, append([]string{"token", "create", "--site", "ams"}, op...)...)
+	if code != 0 {
+		t.Fatalf("token create: exit %d: %s", code, errOut)
+	}
+
+	admin := adminClient(t, addr, data)
+	agent := start(t, "agent", "--server", addr, "--token", strings.TrimSpace(tok), "--data", t.TempDir(), "--name", "ams-01",
+		"--labels", "role=mirror", "--ca-cert", filepath.Join(data, "tls", "ca.pem"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := admin.WaitEvent(ctx, 0, func(e api.Event) bool { return e.Type == "node.enrolled" && e.Subject == "ams-01" }); err != nil {
+		t.Fatalf("the agent did not enroll: %v\n%s", err, agent.stderr.String())
+	}
+	n, err := admin.Node(ctx, "ams-01")
+	if err != nil || n.Labels["role"] != "mirror" {
+		t.Fatalf("node ams-01: %+v %v", n, err)
+	}
+	agent.stop(t)
+	srv.stop(t)
+}
+
+// ferry dev runs a server and its agents in one process, says how to reach them, and stops
+// everything when cancelled.
+func TestDev(t *testing.T) {
+	noEnv(t)
+	data := t.TempDir()
+	dev := start(t, "dev", "--agents", "2", "--sites", "1", "--data", data, "--listen", "127.0.0.1:0")
+	addr := dev.stdout.waitMatch(t, regexp.MustCompile(`server  (https://\S+)`))
+	dev.stdout.waitMatch(t, regexp.MustCompile(`Ctrl-C stops everything`))
+	admin := adminClient(t, addr, data)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	enrolled := map[string]bool{}
+	_, err := admin.WaitEvent(ctx, 0, func(e api.Event) bool {
+		if e.Type == "node.enrolled" {
+			enrolled[e.Subject] = true
+		}
+		return len(enrolled) == 2
+	})
+	if err != nil || !enrolled["ams-01"] || !enrolled["ams-02"] {
+		t.Fatalf("enrolled %v: %v", enrolled, err)
+	}
+	if _, err := admin.Release(ctx, "hello", "1.0.0"); err != nil {
+		t.Fatalf("the demo release: %v", err)
+	}
+	dev.stop(t)
+	if !strings.Contains(dev.stderr.String(), "stopping agents and server") {
+		t.Errorf("dev did not say it was stopping:\n%s", dev.stderr.String())
+	}
+}
