@@ -282,8 +282,35 @@ func SignFile(priv minisign.PrivateKey, file, trustedComment string) (string, er
 	return out, nil
 }
 
-// ErrBadSignature is returned when no trusted key verifies a signature.
+// ErrBadSignature is returned when no trusted key verifies a signature. The error also matches
+// ErrUntrustedKey or ErrMismatch, which say why; it is a *SignatureError.
 var ErrBadSignature = errors.New("signature does not verify against any trusted key")
+
+// ErrUntrustedKey means the signature was made by a key that is not among the trusted ones.
+var ErrUntrustedKey = errors.New("signed by a key that is not trusted")
+
+// ErrMismatch means a trusted key made the signature, but not of these bytes: the file changed
+// after it was signed, or the signature is another file's.
+var ErrMismatch = errors.New("the signature does not match this file")
+
+// SignatureError is a signature that does not verify: which key made it, and why (ErrUntrustedKey
+// or ErrMismatch). It matches ErrBadSignature too.
+type SignatureError struct {
+	KeyID  uint64
+	Reason error
+}
+
+func (e *SignatureError) Error() string {
+	if e.Reason == ErrMismatch {
+		return fmt.Sprintf("%v: key %016X, which is trusted, signed other bytes (the file changed after it was signed, or the signature is another file's)", ErrMismatch, e.KeyID)
+	}
+	return fmt.Sprintf("signature does not verify: it was made by key %016X, which is not trusted", e.KeyID)
+}
+
+// Is makes errors.Is match ErrBadSignature and the reason.
+func (e *SignatureError) Is(target error) bool {
+	return target == ErrBadSignature || target == e.Reason
+}
 
 // Verify checks signature over the message read from r against the trusted keys and returns the
 // key that verified it.
@@ -313,10 +340,15 @@ func (v *Verifier) Verify(signature []byte, trusted []minisign.PublicKey) (minis
 	if _, err := io.Copy(io.Discard, v.mr); err != nil {
 		return minisign.PublicKey{}, err
 	}
+	reason := ErrUntrustedKey
 	for _, k := range trusted {
-		if k.ID() == sig.KeyID && v.mr.Verify(k, signature) {
+		if k.ID() != sig.KeyID {
+			continue
+		}
+		if v.mr.Verify(k, signature) {
 			return k, nil
 		}
+		reason = ErrMismatch
 	}
-	return minisign.PublicKey{}, ErrBadSignature
+	return minisign.PublicKey{}, &SignatureError{KeyID: sig.KeyID, Reason: reason}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,12 +86,16 @@ func TestMinisignSignsFerryVerifies(t *testing.T) {
 	if _, err := Verify(bytes.NewReader([]byte("some bundle bytes")), sig, []minisign.PublicKey{pub}); err != nil {
 		t.Fatalf("ferry refused minisign's signature: %v", err)
 	}
-	// Other bytes, or a key that is not trusted: refused.
-	if _, err := Verify(bytes.NewReader([]byte("other bytes")), sig, []minisign.PublicKey{pub}); !errors.Is(err, ErrBadSignature) {
+	// Other bytes, or a key that is not trusted: refused, saying which.
+	other, _, _ := minisign.GenerateKey(nil)
+	_, err = Verify(bytes.NewReader([]byte("other bytes")), sig, []minisign.PublicKey{other, pub})
+	if !errors.Is(err, ErrBadSignature) || !errors.Is(err, ErrMismatch) || errors.Is(err, ErrUntrustedKey) ||
+		!strings.HasPrefix(err.Error(), "the signature does not match this file: key "+fmt.Sprintf("%016X", pub.ID())+", which is trusted") {
 		t.Fatalf("signature of other bytes: %v", err)
 	}
-	other, _, _ := minisign.GenerateKey(nil)
-	if _, err := Verify(bytes.NewReader([]byte("some bundle bytes")), sig, []minisign.PublicKey{other}); !errors.Is(err, ErrBadSignature) {
+	_, err = Verify(bytes.NewReader([]byte("some bundle bytes")), sig, []minisign.PublicKey{other})
+	if !errors.Is(err, ErrBadSignature) || !errors.Is(err, ErrUntrustedKey) || errors.Is(err, ErrMismatch) ||
+		err.Error() != fmt.Sprintf("signature does not verify: it was made by key %016X, which is not trusted", pub.ID()) {
 		t.Fatalf("untrusted key: %v", err)
 	}
 	if _, err := Verify(bytes.NewReader(nil), []byte("garbage"), []minisign.PublicKey{pub}); err == nil {
