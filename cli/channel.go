@@ -110,12 +110,35 @@ func (e *env) channelCmd() *cobra.Command {
 	return cmd
 }
 
+// candidates is a channel's candidates, app@version, by app.
 func candidates(m map[string]string) string {
+	return joinAt(m, func(a, b string) bool { return a < b })
+}
+
+// inPromotionOrder is an app's candidates, channel@version, in the order of the channel path
+// (channels it does not know, last, by name).
+func inPromotionOrder(cands map[string]string, channels []api.Channel) string {
+	pos := map[string]int{}
+	for _, ch := range channels {
+		pos[ch.Name] = ch.Position
+	}
+	return joinAt(cands, func(a, b string) bool {
+		pa, aok := pos[a]
+		pb, bok := pos[b]
+		if aok != bok || pa != pb {
+			return aok && (!bok || pa < pb)
+		}
+		return a < b
+	})
+}
+
+// joinAt is "key@value ..." with the keys in the order less gives.
+func joinAt(m map[string]string, less func(a, b string) bool) string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	sort.Slice(keys, func(i, j int) bool { return less(keys[i], keys[j]) })
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = k + "@" + m[k]
@@ -247,6 +270,10 @@ func (e *env) bulletinCmd() *cobra.Command {
 				e.printf("sites running %s: %s\n", runs, dash(strings.Join(b.RunsSites, " ")))
 				return nil
 			}
+			channels, err := c.Channels(cmd.Context())
+			if err != nil {
+				return err
+			}
 			rows := [][]string{}
 			for _, ba := range b.Apps {
 				running := []string{}
@@ -256,7 +283,7 @@ func (e *env) bulletinCmd() *cobra.Command {
 					}
 				}
 				sort.Strings(running)
-				rows = append(rows, []string{ba.App, dash(candidates(ba.Channels)), dash(strings.Join(running, " "))})
+				rows = append(rows, []string{ba.App, dash(inPromotionOrder(ba.Channels, channels)), dash(strings.Join(running, " "))})
 			}
 			return e.table([]string{"APP", "CHANNEL CANDIDATES", "RUNNING (SITE:VERSION×NODES)"}, rows)
 		},

@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"aead.dev/minisign"
 	"github.com/mattn/go-isatty"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
@@ -15,6 +17,7 @@ import (
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/release"
+	"github.com/ferryhq/ferry/signing"
 	"github.com/spf13/cobra"
 )
 
@@ -83,6 +86,11 @@ func (e *env) releasePushCmd() *cobra.Command {
 			c, err := e.client()
 			if err != nil {
 				return err
+			}
+			if sig != nil {
+				if err := checkSignature(cmd.Context(), c, f, sig); err != nil {
+					return fmt.Errorf("%s: %w", a[0], err)
+				}
 			}
 			var body io.Reader = f
 			var bar *mpb.Progress
@@ -155,4 +163,32 @@ func (e *env) releaseShowCmd() *cobra.Command {
 			})
 		},
 	}
+}
+
+// checkSignature verifies a bundle's signature against the keys the server trusts before the
+// bundle is sent, so that a signature the server would refuse costs no upload, and says why:
+// made by a key it does not trust, or by a trusted key but of other bytes. When the keys cannot
+// be read, the server alone judges. It leaves f at its start.
+func checkSignature(ctx context.Context, c *client.Client, f *os.File, sig []byte) error {
+	keys, err := c.Keys(ctx)
+	if err != nil {
+		return nil
+	}
+	var trusted []minisign.PublicKey
+	for _, k := range keys {
+		if pub, err := signing.ParsePublicKey(k.PublicKey); err == nil && k.RevokedAt == nil {
+			trusted = append(trusted, pub)
+		}
+	}
+	_, err = signing.Verify(f, sig, trusted)
+	switch {
+	case errors.Is(err, signing.ErrUntrustedKey):
+		return fmt.Errorf("%w; trust its public key with ferry key trust, or sign with a trusted key", err)
+	case errors.Is(err, signing.ErrMismatch):
+		return fmt.Errorf("%w; sign the bundle again with ferry release sign", err)
+	case err != nil:
+		return err
+	}
+	_, err = f.Seek(0, io.SeekStart)
+	return err
 }

@@ -1,0 +1,50 @@
+package cli
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// The bulletin shows each app's channels in promotion order, not by name.
+func TestBulletinPromotionOrder(t *testing.T) {
+	f := newFleet(t)
+	f.mustFerry("channel", "create", "canary", "--after", "unstable")
+	f.push("hello", "1.0.0")
+	for _, ch := range []string{"canary", "preview", "production"} {
+		f.mustFerry("release", "promote", "hello@1.0.0", "--to", ch)
+	}
+	f.push("hello", "1.1.0")
+	out := f.mustFerry("bulletin")
+	if want := "unstable@1.1.0 canary@1.0.0 preview@1.0.0 production@1.0.0"; !strings.Contains(out, want) {
+		t.Fatalf("bulletin does not list %q:\n%s", want, out)
+	}
+}
+
+// A .minisig made by a trusted key for other bytes is refused before the upload, saying the
+// signature does not match the file; one made by a key the server does not trust says so.
+// Neither pushes anything.
+func TestPushWrongSignature(t *testing.T) {
+	f := newFleet(t)
+	a, b := f.bundle("hello", "1.0.0"), f.bundle("hello", "2.0.0")
+	f.sign(b)
+	if err := os.Rename(b+".minisig", a+".minisig"); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := f.ferry("release", "push", a)
+	if code != 1 || out != "" || strings.Count(errOut, "\n") != 1 ||
+		!strings.HasPrefix(errOut, "ferry: "+a+": the signature does not match this file: key ") || strings.Contains(errOut, "trust the signer") {
+		t.Errorf("push with another bundle's signature: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	stranger := newFleet(t) // its key is not trusted by f's server
+	c := stranger.bundle("hello", "1.0.0")
+	stranger.sign(c)
+	out, errOut, code = f.ferry("release", "push", c)
+	if code != 1 || out != "" || !strings.Contains(errOut, ", which is not trusted; trust its public key with ferry key trust") {
+		t.Errorf("push signed by an untrusted key: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if rels, err := f.admin.Releases(f.ctx, ""); err != nil || len(rels) != 0 {
+		t.Errorf("refused pushes left releases %v (%v)", rels, err)
+	}
+}
