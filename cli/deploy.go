@@ -16,10 +16,10 @@ import (
 
 func (e *env) deployCmd() *cobra.Command {
 	var sel string
-	var all, wait bool
+	var all, wait, dryRun bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "deploy APP@VER --selector SEL | --all [--wait [--timeout D]]",
+		Use:   "deploy APP@VER --selector SEL | --all [--dry-run | --wait [--timeout D]]",
 		Short: "Assign a release to nodes at once (direct: no waves); their agents verify and install it",
 		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -41,13 +41,30 @@ func (e *env) deployCmd() *cobra.Command {
 			if timeout <= 0 {
 				return Usagef("deploy: --timeout must be positive")
 			}
+			if dryRun && wait {
+				return Usagef("deploy: give --dry-run or --wait, not both")
+			}
 			c, err := e.client()
 			if err != nil {
 				return err
 			}
+			if dryRun {
+				return e.deployDryRun(cmd.Context(), c, a[0], app, ver, sel, all)
+			}
 			res, err := c.Deploy(cmd.Context(), api.Deploy{Release: a[0], Selector: sel})
 			if err != nil {
 				return err
+			}
+			if len(res.Nodes) == 0 {
+				// Nothing changed: either every node the selector matches has the release
+				// assigned already, or it matches none, which is a mistake.
+				nodes, err := c.Nodes(cmd.Context(), client.NodeQuery{Selector: sel})
+				if err != nil {
+					return err
+				}
+				if len(nodes) == 0 {
+					return noNodeMatches(sel, all)
+				}
 			}
 			if e.json() && !wait {
 				return e.printJSON(res)
@@ -72,9 +89,80 @@ func (e *env) deployCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&sel, "selector", "l", "", "deploy to every node this selector matches")
 	cmd.Flags().BoolVar(&all, "all", false, "deploy to every node")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list the nodes the deploy would change, and change nothing")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every assigned node has installed the release or given up on it")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait, how long to wait")
 	return cmd
+}
+
+// noNodeMatches is the failure of a deploy whose selector matches no node.
+func noNodeMatches(sel string, all bool) error {
+	if all {
+		return errors.New("deploy: no node has enrolled yet; nothing deployed")
+	}
+	return fmt.Errorf("deploy: no node matches --selector %s; nothing deployed (ferry node list shows the nodes and their labels)", sel)
+}
+
+// deployPlan is what a deploy would do: assign the release to Nodes; Unchanged match the
+// selector but have it assigned already.
+type deployPlan struct {
+	Release   string   `json:"release"`
+	Selector  string   `json:"selector"`
+	DryRun    bool     `json:"dry_run"`
+	Nodes     []string `json:"nodes"`
+	Unchanged []string `json:"unchanged"`
+}
+
+// deployDryRun lists the nodes a deploy of app@ver to sel would change, from the release and
+// the node list, and changes nothing.
+func (e *env) deployDryRun(ctx context.Context, c *client.Client, release, app, ver, sel string, all bool) error {
+	rel, err := c.Release(ctx, app, ver)
+	if err != nil {
+		return err
+	}
+	if rel.Withdrawn != "" {
+		return fmt.Errorf("release %s is withdrawn (reason: %s); deploy another version", release, rel.Withdrawn)
+	}
+	nodes, err := c.Nodes(ctx, client.NodeQuery{Selector: sel})
+	if err != nil {
+		return err
+	}
+	if len(nodes) == 0 {
+		return noNodeMatches(sel, all)
+	}
+	plan := deployPlan{Release: release, Selector: sel, DryRun: true, Nodes: []string{}, Unchanged: []string{}}
+	var rows [][]string
+	for _, n := range nodes {
+		installed, assigned := "-", "-"
+		for _, a := range n.Apps {
+			if a.App == app {
+				installed = dash(a.Version)
+			}
+		}
+		for _, a := range n.Assigned {
+			if a.App == app {
+				assigned = a.Version
+			}
+		}
+		if assigned == ver {
+			plan.Unchanged = append(plan.Unchanged, n.Name)
+			continue
+		}
+		plan.Nodes = append(plan.Nodes, n.Name)
+		rows = append(rows, []string{n.Name, n.Site, n.Status, installed, assigned})
+	}
+	if e.json() {
+		return e.printJSON(plan)
+	}
+	also := ""
+	if len(plan.Unchanged) > 0 {
+		also = fmt.Sprintf(" (%d more match, with %s assigned already)", len(plan.Unchanged), release)
+	}
+	e.printf("dry run: %s would be assigned to %d node(s)%s; nothing changed\n", release, len(plan.Nodes), also)
+	if len(rows) == 0 {
+		return nil
+	}
+	return e.table([]string{"NODE", "SITE", "STATUS", "INSTALLED", "ASSIGNED NOW"}, rows)
 }
 
 // deployOutcome is what --wait saw: which nodes installed the release, which gave up on it, and

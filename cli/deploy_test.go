@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// A deploy whose selector matches no node fails with one line and assigns nothing.
+func TestDeployMatchingNoNode(t *testing.T) {
+	f := newFleet(t)
+	f.push("hello", "1.0.0")
+	_, errOut, code := f.ferry("deploy", "hello@1.0.0", "--all")
+	if code != 1 || errOut != "ferry: deploy: no node has enrolled yet; nothing deployed\n" {
+		t.Errorf("deploy --all to no node: exit %d, stderr %q", code, errOut)
+	}
+	f.agent("ams-01", "ams", map[string]string{"role": "mirror"})
+	for _, args := range [][]string{
+		{"deploy", "hello@1.0.0", "--selector", "role=nothing"},
+		{"deploy", "hello@1.0.0", "--selector", "role=nothing", "--wait"},
+		{"deploy", "hello@1.0.0", "--selector", "role=nothing", "--dry-run"},
+	} {
+		out, errOut, code := f.ferry(args...)
+		if code != 1 || out != "" || errOut != "ferry: deploy: no node matches --selector role=nothing; nothing deployed (ferry node list shows the nodes and their labels)\n" {
+			t.Errorf("ferry %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	for _, ev := range f.events() {
+		if ev.Type == "release.deployed" {
+			t.Errorf("a deploy to no node was logged: %+v", ev)
+		}
+	}
+}
+
+// deploy --dry-run lists the nodes a deploy would change (those that match and do not have the
+// release assigned yet) and changes nothing.
+func TestDeployDryRun(t *testing.T) {
+	f := newFleet(t)
+	f.agent("ams-01", "ams", map[string]string{"role": "mirror"})
+	f.agent("ams-02", "ams", map[string]string{"role": "depot"})
+	f.push("hello", "1.0.0")
+	dryRun := func(args ...string) deployPlan {
+		t.Helper()
+		var p deployPlan
+		out := f.mustFerry(append([]string{"deploy", "hello@1.0.0", "--dry-run", "-o", "json"}, args...)...)
+		if err := json.Unmarshal([]byte(out), &p); err != nil {
+			t.Fatalf("%v:\n%s", err, out)
+		}
+		return p
+	}
+	before := len(f.events())
+	if p := dryRun("--selector", "role=mirror"); !p.DryRun || strings.Join(p.Nodes, " ") != "ams-01" || len(p.Unchanged) != 0 {
+		t.Errorf("dry run to role=mirror: %+v", p)
+	}
+	if evs := f.events(); len(evs) != before {
+		t.Errorf("a dry run logged %+v", evs[before:])
+	}
+	n, err := f.admin.Node(f.ctx, "ams-01")
+	if err != nil || len(n.Assigned) != 0 {
+		t.Fatalf("a dry run assigned %+v (%v)", n.Assigned, err)
+	}
+
+	f.mustFerry("deploy", "hello@1.0.0", "--selector", "role=mirror")
+	if p := dryRun("--all"); strings.Join(p.Nodes, " ") != "ams-02" || strings.Join(p.Unchanged, " ") != "ams-01" {
+		t.Errorf("dry run to all after a deploy to ams-01: %+v", p)
+	}
+	out := f.mustFerry("deploy", "hello@1.0.0", "--all", "--dry-run")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || lines[0] != "dry run: hello@1.0.0 would be assigned to 1 node(s) (1 more match, with hello@1.0.0 assigned already); nothing changed" ||
+		!strings.HasPrefix(lines[1], "NODE") || strings.Join(strings.Fields(lines[2]), " ") != "ams-02 ams up - -" {
+		t.Errorf("dry run table:\n%s", out)
+	}
+
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"deploy", "hello@1.0.0", "--all", "--dry-run", "--wait"}, 2, "ferry: deploy: give --dry-run or --wait, not both\n"},
+		{[]string{"deploy", "hello@9.9.9", "--all", "--dry-run"}, 1, "ferry: release hello@9.9.9 not found\n"},
+	} {
+		out, errOut, code := f.ferry(tt.args...)
+		if code != tt.code || out != "" || errOut != tt.want {
+			t.Errorf("ferry %s: exit %d, stdout %q, stderr %q", strings.Join(tt.args, " "), code, out, errOut)
+		}
+	}
+	f.mustFerry("release", "withdraw", "hello@1.0.0", "--reason", "crashes on start")
+	_, errOut, code := f.ferry("deploy", "hello@1.0.0", "--all", "--dry-run")
+	_, realErr, realCode := f.ferry("deploy", "hello@1.0.0", "--all")
+	if code != 1 || realCode != 1 || errOut != realErr {
+		t.Errorf("dry run of a withdrawn release: exit %d %q; the deploy itself: exit %d %q", code, errOut, realCode, realErr)
+	}
+}
