@@ -186,7 +186,7 @@ func Args(rule cobra.PositionalArgs) cobra.PositionalArgs {
 }
 
 // NoArgs is the rule of a verb that takes no arguments.
-var NoArgs = Args(noArgs)
+func NoArgs(cmd *cobra.Command, a []string) error { return Args(noArgs)(cmd, a) }
 
 // noArgs says what cobra.NoArgs says without calling the argument a command.
 func noArgs(_ *cobra.Command, a []string) error {

@@ -55,6 +55,7 @@ func (e *env) deployCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			already := 0
 			if len(res.Nodes) == 0 {
 				// Nothing changed: either every node the selector matches has the release
 				// assigned already, or it matches none, which is a mistake.
@@ -65,11 +66,16 @@ func (e *env) deployCmd() *cobra.Command {
 				if len(nodes) == 0 {
 					return noNodeMatches(sel, all)
 				}
+				already = len(nodes)
 			}
 			if e.json() && !wait {
 				return e.printJSON(res)
 			}
-			if !e.json() {
+			switch {
+			case e.json():
+			case already > 0:
+				e.printf("%s assigned to 0 node(s): all %d matching node(s) have it assigned already\n", res.Release, already)
+			default:
 				e.printf("%s assigned to %d node(s)\n", res.Release, len(res.Nodes))
 			}
 			if !wait {

@@ -61,6 +61,9 @@ func TestDeployDryRun(t *testing.T) {
 	}
 
 	f.mustFerry("deploy", "hello@1.0.0", "--selector", "role=mirror")
+	if out := f.mustFerry("deploy", "hello@1.0.0", "--selector", "role=mirror"); !strings.HasPrefix(out, "hello@1.0.0 assigned to 0 node(s): all 1 matching node(s) have it assigned already\n") {
+		t.Errorf("deploy again:\n%s", out)
+	}
 	if p := dryRun("--all"); strings.Join(p.Nodes, " ") != "ams-02" || strings.Join(p.Unchanged, " ") != "ams-01" {
 		t.Errorf("dry run to all after a deploy to ams-01: %+v", p)
 	}
