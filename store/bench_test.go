@@ -11,14 +11,14 @@ import (
 	"github.com/ferryhq/ferry/store"
 )
 
-// BenchmarkChangeLabels10k relabels 10,000 nodes in one change, as `ferry node label --all` does.
-func BenchmarkChangeLabels10k(b *testing.B) {
+// fleet10k returns a store with 10,000 enrolled nodes and their names.
+func fleet10k(b *testing.B) (*store.SQLite, []string) {
 	ctx := context.Background()
 	s, err := store.OpenSQLite(ctx, filepath.Join(b.TempDir(), "ferry.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close()
+	b.Cleanup(func() { s.Close() })
 	now := time.Now()
 	s.CreateSite(ctx, api.Site{Name: "ams", Tier: 1, CreatedAt: now})
 	s.CreateToken(ctx, store.TokenRecord{ID: "t", SecretHash: "h", Kind: store.KindEnroll, Site: "ams", CreatedAt: now})
@@ -29,10 +29,43 @@ func BenchmarkChangeLabels10k(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	return s, names
+}
+
+// BenchmarkChangeLabels10k relabels 10,000 nodes in one change, as `ferry node label --all` does.
+func BenchmarkChangeLabels10k(b *testing.B) {
+	ctx := context.Background()
+	s, names := fleet10k(b)
+	now := time.Now()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, _, err := s.ChangeLabels(ctx, names, map[string]string{"push": fmt.Sprint(i)}, nil, now); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkFeedAfterChangeLabels10k reads what the server's feed reads after such a change:
+// its 10,000 events, then every node.
+func BenchmarkFeedAfterChangeLabels10k(b *testing.B) {
+	ctx := context.Background()
+	s, names := fleet10k(b)
+	last, _ := s.LastEventID(ctx)
+	if _, _, err := s.ChangeLabels(ctx, names, map[string]string{"push": "x"}, nil, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Events", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if evs, err := s.Events(ctx, last, store.FeedBatch); err != nil || len(evs) != len(names) {
+				b.Fatal(len(evs), err)
+			}
+		}
+	})
+	b.Run("Nodes", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if nodes, err := s.Nodes(ctx); err != nil || len(nodes) != len(names) {
+				b.Fatal(len(nodes), err)
+			}
+		}
+	})
 }

@@ -27,8 +27,9 @@ var migrationFS embed.FS
 // SQLite is the embedded store: one database file in WAL mode with foreign keys on and full
 // synchronous commits, so an acknowledged write survives a kill -9 or a power cut.
 type SQLite struct {
-	w *sql.DB // the single writer connection
-	r *sql.DB // readers
+	w       *sql.DB // the single writer connection
+	r       *sql.DB // readers
+	changes signal  // closed after each commit
 }
 
 var _ Store = (*SQLite)(nil)
@@ -147,8 +148,15 @@ func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err := fn(tx); err != nil {
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.changes.fire()
+	return nil
 }
+
+// Changed returns a channel closed at the next commit.
+func (s *SQLite) Changed() <-chan struct{} { return s.changes.wait() }
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
@@ -765,7 +773,7 @@ func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[strin
 			if _, err := upd.ExecContext(ctx, after, name); err != nil {
 				return err
 			}
-			ev := withActor(ctx, api.Event{Time: now.UTC(), Type: "node.labeled", Subject: name, Data: map[string]any{"labels": m}})
+			ev := withActor(ctx, api.Event{Time: now.UTC(), Type: "node.labeled", Subject: name, Data: map[string]any{"labels": m, "generation": n.Generation + 1}})
 			res, err := ins.ExecContext(ctx, insertEventArgs(ev)...)
 			if err != nil {
 				return err
@@ -828,6 +836,13 @@ func (s *SQLite) AppendEvent(ctx context.Context, e api.Event) (api.Event, error
 		return err
 	})
 	return e, err
+}
+
+// LastEventID returns the id of the newest event.
+func (s *SQLite) LastEventID(ctx context.Context) (int64, error) {
+	var id int64
+	err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM events`).Scan(&id)
+	return id, err
 }
 
 // Events reads the log after since.

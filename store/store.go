@@ -111,6 +111,11 @@ type Store interface {
 	SpendNonce(ctx context.Context, nonce string, expires, now time.Time) (bool, error)
 	// Events returns up to limit events with id > since, oldest first.
 	Events(ctx context.Context, since int64, limit int) ([]api.Event, error)
+	// LastEventID returns the id of the newest event, 0 when there is none.
+	LastEventID(ctx context.Context) (int64, error)
+	// Changed returns a channel that is closed once a write commits after this call: the
+	// wake-up that Watch waits on. It may close for writes that appended no event.
+	Changed() <-chan struct{}
 }
 
 // Limits of SpendNonce.

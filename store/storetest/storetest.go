@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Labels", testLabels},
 		{"Events", testEvents},
 		{"EventActor", testEventActor},
+		{"Watch", testWatch},
 		{"SpendNonce", testSpendNonce},
 		{"Keys", testKeys},
 		{"Releases", testReleases},
@@ -250,6 +251,52 @@ func testEvents(t *testing.T, s store.Store) {
 	evs, err := s.Events(ctx, ids[1], 2)
 	if err != nil || len(evs) != 2 || evs[0].ID != ids[2] || evs[1].Data["i"] != float64(3) || !evs[0].Time.Equal(t0) {
 		t.Fatalf("Events = %+v %v", evs, err)
+	}
+}
+
+// The feed returns every event after its start once, in order, and waits for the next write
+// when it has returned them all; a write committed while nobody waits is not missed.
+func testWatch(t *testing.T, s store.Store) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first, err := s.AppendEvent(ctx, api.Event{Time: t0, Type: "test", Subject: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := store.Watch(s, first.ID-1)
+	if evs, err := f.Next(ctx); err != nil || len(evs) != 1 || evs[0].ID != first.ID {
+		t.Fatalf("first Next = %+v %v", evs, err)
+	}
+	got := make(chan []api.Event)
+	go func() {
+		evs, _ := f.Next(ctx)
+		got <- evs
+	}()
+	second, err := s.AppendEvent(ctx, api.Event{Time: t0, Type: "test", Subject: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evs := <-got; len(evs) != 1 || evs[0].ID != second.ID || evs[0].Subject != "b" {
+		t.Fatalf("Next after a write = %+v", evs)
+	}
+	// Writes made while nobody waits come in one read, in order; a write that appends no
+	// event wakes a waiter without giving it anything.
+	var want []int64
+	for _, sub := range []string{"c", "d", "e"} {
+		e, err := s.AppendEvent(ctx, api.Event{Time: t0, Type: "test", Subject: sub})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, e.ID)
+	}
+	evs, err := f.Next(ctx)
+	if err != nil || len(evs) != 3 || evs[0].ID != want[0] || evs[2].ID != want[2] {
+		t.Fatalf("Next after three writes = %+v %v", evs, err)
+	}
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	if evs, err := f.Next(short); err == nil {
+		t.Fatalf("Next with nothing new returned %+v", evs)
 	}
 }
 
