@@ -277,7 +277,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		default:
 			a.log.Warn("server unreachable or failing; retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
 		}
-		if !sleep(ctx, a.clk, wait) {
+		if !clock.Sleep(ctx, a.clk, wait) {
 			break
 		}
 	}
@@ -385,15 +385,3 @@ func (b *backoff) next() time.Duration {
 }
 
 func (b *backoff) reset() { b.cur = 0 }
-
-// sleep waits d on the clock; false if ctx ended first.
-func sleep(ctx context.Context, clk clock.Clock, d time.Duration) bool {
-	t := clk.NewTimer(d)
-	select {
-	case <-ctx.Done():
-		t.Stop()
-		return false
-	case <-t.C():
-		return true
-	}
-}

@@ -38,6 +38,18 @@ type realTimer struct{ t *time.Timer }
 func (r realTimer) C() <-chan time.Time { return r.t.C }
 func (r realTimer) Stop() bool          { return r.t.Stop() }
 
+// Sleep waits d on c; false if ctx ended first.
+func Sleep(ctx context.Context, c Clock, d time.Duration) bool {
+	t := c.NewTimer(d)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return false
+	case <-t.C():
+		return true
+	}
+}
+
 // Fake is a clock that moves only when Advance is called.
 type Fake struct {
 	mu     sync.Mutex
