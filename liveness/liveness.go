@@ -66,6 +66,18 @@ func (d *Detector) Heartbeat(name string, now time.Time) (cameBack, known bool) 
 	return false, true
 }
 
+// Down reports whether the detector holds the node down now; known is false for a node it does
+// not track.
+func (d *Detector) Down(name string) (down, known bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.nodes[name]
+	if !ok {
+		return false, false
+	}
+	return e.down, true
+}
+
 // Sweep returns, sorted, the nodes that have been silent for the grace period or longer as of
 // now and marks them down; each is returned once per silence.
 func (d *Detector) Sweep(now time.Time) []string {

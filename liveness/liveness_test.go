@@ -79,3 +79,25 @@ func TestTakeSeenBatches(t *testing.T) {
 		t.Fatalf("last seen went backwards to %v", got)
 	}
 }
+
+// Down says what the detector holds now: up after a heartbeat, down once swept, unknown when
+// the node is not tracked.
+func TestDown(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	d := New(time.Minute)
+	if _, known := d.Down("n1"); known {
+		t.Fatal("an untracked node is known")
+	}
+	d.Track("n1", false, t0)
+	if down, known := d.Down("n1"); down || !known {
+		t.Fatalf("tracked up: down=%v known=%v", down, known)
+	}
+	d.Sweep(t0.Add(2 * time.Minute))
+	if down, _ := d.Down("n1"); !down {
+		t.Fatal("swept node is not down")
+	}
+	d.Heartbeat("n1", t0.Add(3*time.Minute))
+	if down, _ := d.Down("n1"); down {
+		t.Fatal("a node that spoke again is down")
+	}
+}
