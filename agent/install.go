@@ -160,7 +160,7 @@ func (in *installer) install(ctx context.Context, a api.Assignment) (installed, 
 		return installed{}, fmt.Errorf("downloaded blob has sha256 %s, want %s; not installing", got, a.SHA256)
 	}
 	if verr != nil {
-		return installed{}, permanent("%s@%s: %v; not installing", a.App, a.Version, verr)
+		return installed{}, permanent("%v; not installing", verr)
 	}
 
 	releases := filepath.Join(in.appDir(a.App), "releases")

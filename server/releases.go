@@ -139,7 +139,14 @@ func checkBundle(r io.Reader, sig []byte, trusted []minisign.PublicKey, lim rele
 	}
 	pub, err := v.Verify(sig, trusted)
 	if err != nil {
-		return bundleCheck{err: errorf(http.StatusForbidden, "%s@%s: %v; trust the signer with ferry key trust", m.App, m.Version, err)}
+		hint := ""
+		switch {
+		case errors.Is(err, signing.ErrUntrustedKey):
+			hint = "; trust the signer with ferry key trust"
+		case errors.Is(err, signing.ErrMismatch):
+			hint = "; sign the bundle again with ferry release sign"
+		}
+		return bundleCheck{err: errorf(http.StatusForbidden, "%s@%s: %v%s", m.App, m.Version, err, hint)}
 	}
 	return bundleCheck{manifest: m, signer: fmt.Sprintf("%016X", pub.ID())}
 }
@@ -177,7 +184,7 @@ func (s *Server) admitRelease(r *http.Request, c bundleCheck, sum string, size i
 		return rel, err
 	}
 	if created {
-		s.published(ev)
+		s.settle(r.Context(), ev)
 	}
 	return rel, nil
 }

@@ -189,9 +189,9 @@ func TestPushRefusalsStoreNothing(t *testing.T) {
 	}{
 		{"other bytes, same version", other, trusted.sign(other), 409, "immutable"},
 		{"unsigned", next, nil, 409, "unsigned"},
-		{"untrusted key", next, stranger.sign(next), 403, "trusted key"},
-		{"revoked key", next, revoked.sign(next), 403, "trusted key"},
-		{"signature of other bytes", next, trusted.sign(good), 403, "trusted key"},
+		{"untrusted key", next, stranger.sign(next), 403, "not trusted; trust the signer"},
+		{"revoked key", next, revoked.sign(next), 403, "not trusted; trust the signer"},
+		{"signature of other bytes", next, trusted.sign(good), 403, "does not match this file"},
 		{"garbage signature", next, []byte("not a signature"), 403, "minisign"},
 		{"truncated gzip", next[:len(next)-20], trusted.sign(next[:len(next)-20]), 400, "corrupt"},
 		{"corrupt gzip", corrupt, trusted.sign(corrupt), 400, "corrupt"},
