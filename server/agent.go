@@ -48,9 +48,7 @@ func (s *Server) agentEnroll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.hub.put(n)
-	s.det.Track(n.Name, false, s.clk.Now())
-	s.published(ev)
+	s.settle(r.Context(), ev)
 	writeJSON(w, http.StatusCreated, api.Enrolled{Node: n.Name, Site: n.Site})
 	return nil
 }
@@ -128,11 +126,9 @@ func (s *Server) heartbeat(ctx context.Context, node string, req api.Sync, proto
 		}
 	}
 	if req.Apps != nil {
-		evs, err := s.store.SetApps(ctx, node, *req.Apps, s.clk.Now().UTC())
-		if err != nil {
+		if _, err := s.store.SetApps(ctx, node, *req.Apps, s.clk.Now().UTC()); err != nil {
 			return err
 		}
-		s.published(evs...)
 	}
 	return nil
 }

@@ -73,7 +73,7 @@ func (s *Server) createChannel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.published(ev)
+	s.settle(r.Context(), ev)
 	return s.writeChannel(w, r, req.Name, false, http.StatusCreated)
 }
 
@@ -91,7 +91,7 @@ func (s *Server) setChannel(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if ev.Type != "" {
-		s.published(ev)
+		s.settle(r.Context(), ev)
 	}
 	return s.writeChannel(w, r, name, false, http.StatusOK)
 }
@@ -106,7 +106,7 @@ func (s *Server) promoteRelease(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.published(ev)
+	s.settle(r.Context(), ev)
 	return s.writeRelease(w, r, app, ver)
 }
 
@@ -123,10 +123,8 @@ func (s *Server) withdrawRelease(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.refreshNodes(r.Context(), touched); err != nil {
-		return err
-	}
-	s.published(ev)
+	_ = touched // the feed refreshes them
+	s.settle(r.Context(), ev)
 	return s.writeRelease(w, r, app, ver)
 }
 
@@ -150,7 +148,7 @@ func (s *Server) republishRelease(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	s.published(ev)
+	s.settle(r.Context(), ev)
 	writeJSON(w, http.StatusCreated, rel)
 	return nil
 }

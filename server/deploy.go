@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"net/http"
 	"strings"
 
@@ -35,36 +34,12 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.refreshNodes(r.Context(), changed); err != nil {
-		return err
-	}
 	if len(changed) > 0 {
-		s.published(ev)
+		s.settle(r.Context(), ev)
 	}
 	if changed == nil {
 		changed = []string{}
 	}
 	writeJSON(w, http.StatusOK, api.Deployed{Release: req.Release, Nodes: changed, EventID: ev.ID})
-	return nil
-}
-
-// refreshNodes reloads the named nodes from the store into the hub, waking their held syncs.
-func (s *Server) refreshNodes(ctx context.Context, names []string) error {
-	if len(names) == 0 {
-		return nil
-	}
-	want := make(map[string]bool, len(names))
-	for _, n := range names {
-		want[n] = true
-	}
-	nodes, err := s.store.Nodes(ctx)
-	if err != nil {
-		return err
-	}
-	for _, n := range nodes {
-		if want[n.Name] {
-			s.hub.put(n)
-		}
-	}
 	return nil
 }

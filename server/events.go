@@ -69,7 +69,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request, since int6
 	fl.Flush()
 	ctx := r.Context()
 	for {
-		wake := s.events.wait()
+		wake := s.store.Changed() // before the read, so a write after it wakes this follower
 		evs, err := s.store.Events(ctx, since, 500)
 		if err != nil {
 			return nil // headers are out; the client reconnects from its last id

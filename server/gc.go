@@ -76,9 +76,8 @@ func (s *Server) collectBlobs(ctx context.Context, beforeLock func(sum string)) 
 			continue
 		}
 		removed = append(removed, b.Sum)
-		ev, err := s.store.AppendEvent(ctx, api.Event{Time: now.UTC(), Type: "blob.collected", Subject: "sha256:" + b.Sum, Data: map[string]any{"size": size}})
-		if err == nil {
-			s.published(ev)
+		if _, err := s.store.AppendEvent(ctx, api.Event{Time: now.UTC(), Type: "blob.collected", Subject: "sha256:" + b.Sum, Data: map[string]any{"size": size}}); err != nil {
+			s.log.Error("record a collected blob", "sha256", b.Sum, "err", err)
 		}
 	}
 	return removed, nil
@@ -115,14 +114,7 @@ func (s *Server) collectBlob(ctx context.Context, sum string, now time.Time) (re
 // gcLoop collects blobs every quarter of the grace period.
 func (s *Server) gcLoop(ctx context.Context) {
 	every := max(s.cfg.BlobGCGrace/4, time.Minute)
-	for {
-		t := s.clk.NewTimer(every)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C():
-		}
+	for s.sleep(ctx, every) {
 		if _, err := s.CollectBlobs(ctx); err != nil {
 			s.log.Warn("blob collection", "err", err)
 		}

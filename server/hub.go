@@ -87,6 +87,23 @@ func (h *hub) detach(name string, st *stream) {
 	}
 }
 
+// relabel gives a node the labels that make its generation gen, pushing the new desired state
+// to its stream. It applies only on top of generation gen-1, what the hub holds when it has
+// seen every change before this one; false means the caller must read the node instead.
+func (h *hub) relabel(name string, labels map[string]string, gen int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n, ok := h.nodes[name]
+	if !ok || gen == 0 || n.desired.Generation != gen-1 {
+		return false
+	}
+	n.desired.Labels, n.desired.Generation = labels, gen
+	if n.stream != nil {
+		n.stream.push(n.desired, h.interval)
+	}
+	return true
+}
+
 // endStream ends the node's stream, if it has one.
 func (h *hub) endStream(name string) {
 	h.mu.RLock()
@@ -148,27 +165,4 @@ func (h *hub) counts() map[[2]string]int {
 		out[[2]string{n.site, n.status}]++
 	}
 	return out
-}
-
-// broker wakes event followers when new events are committed.
-type broker struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func newBroker() *broker { return &broker{ch: make(chan struct{})} }
-
-// wait returns a channel closed at the next publish. Take it before reading the log, so an
-// event committed between the read and the wait still wakes the follower.
-func (b *broker) wait() <-chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.ch
-}
-
-func (b *broker) publish() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	close(b.ch)
-	b.ch = make(chan struct{})
 }

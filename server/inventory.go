@@ -64,7 +64,7 @@ func (s *Server) addSite(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.published(ev)
+	s.settle(r.Context(), ev)
 	writeJSON(w, http.StatusCreated, site)
 	return nil
 }
@@ -75,13 +75,7 @@ func (s *Server) removeSite(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	for _, e := range evs {
-		if e.Type == "node.revoked" {
-			s.hub.remove(e.Subject)
-			s.det.Forget(e.Subject)
-		}
-	}
-	s.published(evs...)
+	s.settle(r.Context(), evs...)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -158,7 +152,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.published(ev)
+	s.settle(r.Context(), ev)
 	out := tokenJSON(rec)
 	out.Secret = secret
 	if rec.Kind == store.KindEnroll && s.CAPin != "" {
@@ -174,7 +168,7 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.published(ev)
+	s.settle(r.Context(), ev)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -253,9 +247,7 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.hub.remove(name)
-	s.det.Forget(name)
-	s.published(ev)
+	s.settle(r.Context(), ev)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -285,10 +277,9 @@ func (s *Server) applyLabels(w http.ResponseWriter, r *http.Request, names []str
 	}
 	res := api.LabelResult{Nodes: []string{}}
 	for _, n := range nodes {
-		s.hub.put(n) // wakes the node's held sync with the new generation
 		res.Nodes = append(res.Nodes, n.Name)
 	}
-	s.published(evs...)
+	s.settle(r.Context(), evs...)
 	writeJSON(w, http.StatusOK, res)
 	return nil
 }

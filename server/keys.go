@@ -34,7 +34,7 @@ func (s *Server) trustKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.published(ev)
+	s.settle(r.Context(), ev)
 	writeJSON(w, http.StatusCreated, k)
 	return nil
 }
@@ -44,7 +44,7 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.published(ev)
+	s.settle(r.Context(), ev)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -81,7 +81,6 @@ type Server struct {
 	secret      []byte
 	det         *liveness.Detector
 	hub         *hub
-	events      *broker
 	downloading downloads
 	metrics     *metrics
 	mux         *http.ServeMux
@@ -91,8 +90,10 @@ type Server struct {
 	// with it; streams counts them so Serve can wait for them before closing the store.
 	serveCtx context.Context
 	streams  sync.WaitGroup
-	workers  *workers // read and handle the streams' frames
-	poller   *poller  // waits on the streams' connections (Linux)
+	workers  *workers   // read and handle the streams' frames
+	fed      fedTo      // how far the change feed has been applied
+	statusMu sync.Mutex // orders the sweep's and heartbeats' status writes
+	poller   *poller    // waits on the streams' connections (Linux)
 
 	tls     *tls.Config
 	limits  *addrLimits
@@ -193,7 +194,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		log:     cfg.Logger,
 		det:     liveness.New(cfg.HeartbeatGrace),
 		hub:     newHub(cfg.HeartbeatInterval),
-		events:  newBroker(),
 		mux:     http.NewServeMux(),
 		ready:   make(chan struct{}),
 		secret:  secret,
@@ -216,6 +216,13 @@ func (s *Server) load(ctx context.Context) error {
 	if err := s.ensureAdminToken(ctx); err != nil {
 		return err
 	}
+	// The feed starts from the log's end before the nodes are read: a write in between is
+	// applied again, which changes nothing.
+	last, err := s.store.LastEventID(ctx)
+	if err != nil {
+		return fmt.Errorf("read the event log: %w", err)
+	}
+	s.fed.advance(last)
 	nodes, err := s.store.Nodes(ctx)
 	if err != nil {
 		return fmt.Errorf("load nodes: %w", err)
@@ -249,7 +256,7 @@ func (s *Server) ensureAdminToken(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create admin token: %w", err)
 	}
-	s.published(ev)
+	s.log.Info("event", "id", ev.ID, "type", ev.Type, "subject", ev.Subject)
 	tmp := file + ".tmp"
 	if err := os.WriteFile(tmp, []byte(secret+"\n"), 0o600); err != nil {
 		return err
@@ -316,18 +323,6 @@ func (s *Server) routesInit() {
 // Handler serves the whole API.
 func (s *Server) Handler() http.Handler { return s.mux }
 
-// published tells followers and metrics about events the store has committed.
-func (s *Server) published(evs ...api.Event) {
-	if len(evs) == 0 {
-		return
-	}
-	s.metrics.events.Add(float64(len(evs)))
-	for _, e := range evs {
-		s.log.Info("event", "id", e.ID, "type", e.Type, "subject", e.Subject)
-	}
-	s.events.publish()
-}
-
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	return nil
@@ -371,7 +366,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	loops, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); s.followFeed(loops, s.fed.at()) }()
 	go func() { defer wg.Done(); s.sweepLoop(loops) }()
 	go func() { defer wg.Done(); s.gcLoop(loops) }()
 	go func() { defer wg.Done(); s.flushLoop(loops) }()
@@ -409,36 +405,38 @@ func (s *Server) sweepLoop(ctx context.Context) {
 				wait = max(d, 10*time.Millisecond)
 			}
 		}
-		t := s.clk.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !s.sleep(ctx, wait) {
 			return
-		case <-t.C():
 		}
 		s.Sweep(ctx)
 	}
 }
 
+// sleep waits d on the server's clock; false when ctx ends first.
+func (s *Server) sleep(ctx context.Context, d time.Duration) bool { return clock.Sleep(ctx, s.clk, d) }
+
 // Sweep marks down every node silent past the grace period, now.
 func (s *Server) Sweep(ctx context.Context) {
 	for _, name := range s.det.Sweep(s.clk.Now()) {
 		s.setStatus(ctx, name, api.StatusDown)
-		s.hub.endStream(name) // a stream that carries nothing is over
 	}
 }
 
+// setStatus records that a node is up or down, when the detector still says so: the sweep
+// works through many nodes, and one may speak again before its turn, so the store must end
+// with the detector's latest word. A node marked down also loses its stream, which carries
+// nothing. The feed brings the new status to the hub.
 func (s *Server) setStatus(ctx context.Context, name, status string) {
-	ev, changed, err := s.store.SetNodeStatus(ctx, name, status, s.clk.Now())
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			s.log.Error("record node status", "node", name, "status", status, "err", err)
-		}
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
+	if down, known := s.det.Down(name); !known || down != (status == api.StatusDown) {
 		return
 	}
-	s.hub.setStatus(name, status)
-	if changed {
-		s.published(ev)
+	if _, _, err := s.store.SetNodeStatus(ctx, name, status, s.clk.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("record node status", "node", name, "status", status, "err", err)
+	}
+	if status == api.StatusDown {
+		s.hub.endStream(name)
 	}
 }
 

@@ -348,7 +348,11 @@ func TestEnrollmentRefusals(t *testing.T) {
 	if _, err := syncOnce(ac, forgedSess, api.Sync{}); client.StatusOf(err) != 401 {
 		t.Fatalf("session for another node: %v", err)
 	}
-	// A malformed app report is refused whole: no heartbeat, no report, no event.
+	// A malformed app report is refused whole: no report, no event. (Opening the stream it
+	// came on is a sign of life, so the node is brought up first.)
+	if _, err := syncOnce(ac, sess.Token, api.Sync{Generation: 1}); err != nil {
+		t.Fatal(err)
+	}
 	before = lastEventID(t, h.admin)
 	for name, apps := range map[string][]api.NodeApp{
 		"bad app name":    {{App: "../etc", Version: "1.0.0"}},

@@ -101,6 +101,9 @@ func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 		b, _ := brw.Reader.Peek(n)
 		early = bytes.Clone(b)
 	}
+	// Opening a stream is a sign of life, counted before the stream is attached: the sweep
+	// must not take the node for silent and end the stream it has just opened.
+	back, _ := s.det.Heartbeat(node, s.clk.Now())
 	st := &stream{conn: conn}
 	if !s.hub.attach(node, st) {
 		conn.Close()
@@ -119,6 +122,9 @@ func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.streams.Add(1)
 	s.metrics.agentConnections.Inc()
+	if back {
+		s.setStatus(as.ctx, node, api.StatusUp)
+	}
 	if s.serveCtx.Err() != nil {
 		st.end() // Serve is ending streams, and may have done so before this one was attached
 	}

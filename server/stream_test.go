@@ -63,6 +63,17 @@ func recv(t *testing.T, st *client.Stream) (api.SyncReply, error) {
 	}
 }
 
+// openStream opens a stream for a node, closed when the test ends.
+func openStream(t *testing.T, ac *client.Client, token string) *client.Stream {
+	t.Helper()
+	st, err := ac.OpenStream(context.Background(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 // Protocol 2: one stream per agent carries heartbeats and reports up, answers and pushes down.
 func TestAgentStream(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
@@ -70,11 +81,7 @@ func TestAgentStream(t *testing.T) {
 	ctx := context.Background()
 	h.site("ams", 1)
 	ac, session := rawAgent(t, h, "ams", "n1")
-	st, err := ac.OpenStream(ctx, session().Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStream(t, ac, session().Token)
 	apps := []api.NodeApp{{App: "hello", Version: "1.0.0"}}
 	if err := st.Send(api.Sync{Facts: &api.Facts{Hostname: "n1", CPUs: 2}, Apps: &apps}); err != nil {
 		t.Fatal(err)
@@ -332,4 +339,63 @@ func FuzzFramer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The server learns of writes from the store's change feed, not from whoever wrote: a label
+// change written to the store directly, as another replica would, is pushed to the node's
+// stream, and a revocation written so ends it.
+func TestFeedDrivesStreams(t *testing.T) {
+	h := start(t, Config{HeartbeatInterval: time.Hour})
+	ctx := context.Background()
+	h.site("ams", 1)
+	ac, session := rawAgent(t, h, "ams", "n1")
+	st := openStream(t, ac, session().Token)
+	st.Send(api.Sync{})
+	r, err := recv(t, st)
+	if err != nil || r.Desired == nil {
+		t.Fatalf("first answer: %+v %v", r, err)
+	}
+	if _, _, err := h.srv.store.ChangeLabels(ctx, []string{"n1"}, map[string]string{"zone": "c"}, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	r, err = recv(t, st)
+	if err != nil || r.Desired == nil || r.Desired.Generation <= 1 || r.Desired.Labels["zone"] != "c" {
+		t.Fatalf("push after a write to the store: %+v %v", r, err)
+	}
+	if _, err := h.srv.store.RevokeNode(ctx, "n1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := recv(t, st); err == nil {
+		t.Fatal("the stream of a node revoked in the store stayed open")
+	}
+}
+
+// The sweep marks many nodes down one after the other; a node that speaks again before its
+// turn keeps its status up and its stream.
+func TestLateSweepKeepsLiveNode(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	h := start(t, Config{Clock: clk, HeartbeatInterval: time.Minute})
+	ctx := context.Background()
+	h.site("ams", 1)
+	ac, session := rawAgent(t, h, "ams", "n1")
+	st := openStream(t, ac, session().Token)
+	st.Send(api.Sync{})
+	if _, err := recv(t, st); err != nil {
+		t.Fatal(err)
+	}
+	// The sweep's pass finds n1 silent, but n1 speaks before the pass records it.
+	if got := h.srv.det.Sweep(clk.Now().Add(time.Hour)); len(got) != 1 || got[0] != "n1" {
+		t.Fatalf("sweep found %v", got)
+	}
+	if back, _ := h.srv.det.Heartbeat("n1", clk.Now().Add(time.Hour)); !back {
+		t.Fatal("the detector did not count n1 back")
+	}
+	h.srv.setStatus(ctx, "n1", api.StatusDown)
+	if n, _ := h.admin.Node(ctx, "n1"); n.Status != api.StatusUp {
+		t.Fatalf("a node that spoke again is %s", n.Status)
+	}
+	st.Send(api.Sync{Generation: 1})
+	if _, err := recv(t, st); err != nil {
+		t.Fatalf("the stream of a node that spoke again: %v", err)
+	}
 }

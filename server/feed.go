@@ -1,0 +1,175 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/store"
+)
+
+// The server learns of every write from the store's change feed, whoever made it: a handler,
+// the sweep, the blob collector or, with several replicas, another server. One loop follows the
+// feed and brings the in-memory state up to date: the hub (and through it each agent's stream)
+// and the liveness detector. Writers never update them themselves; a handler that must answer
+// with the new state visible waits until the loop has applied its events (settle).
+
+// followFeed applies the feed's events after since until ctx ends.
+func (s *Server) followFeed(ctx context.Context, since int64) {
+	f := store.Watch(s.store, since)
+	wait := 100 * time.Millisecond
+	for {
+		evs, err := f.Next(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			s.log.Error("read the change feed; retrying", "err", err, "retry_in", wait)
+			if !s.sleep(ctx, wait) {
+				return
+			}
+			wait = min(2*wait, 10*time.Second)
+			continue
+		}
+		wait = 100 * time.Millisecond
+		if err := s.applyEvents(ctx, evs); err != nil {
+			// The nodes could not be read: read these events again.
+			s.log.Error("apply the change feed; retrying", "err", err)
+			f = store.Watch(s.store, s.fed.at())
+			continue
+		}
+		s.fed.advance(evs[len(evs)-1].ID)
+	}
+}
+
+// refreshAll is how many nodes to refresh, from one batch, past which reading every node at
+// once is cheaper than reading each.
+const refreshAll = 64
+
+// applyEvents brings the hub and the detector up to date with evs.
+func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
+	s.metrics.events.Add(float64(len(evs)))
+	refresh := map[string]bool{}
+	everyone := false
+	for _, e := range evs {
+		s.log.Info("event", "id", e.ID, "type", e.Type, "subject", e.Subject, "actor", e.Actor)
+		switch e.Type {
+		case "node.enrolled":
+			refresh[e.Subject] = true
+			s.det.Track(e.Subject, false, s.clk.Now())
+		case "node.labeled":
+			// The event holds the node's whole label set and the generation it makes.
+			if !refresh[e.Subject] && !s.hub.relabel(e.Subject, eventLabels(e), eventGeneration(e)) {
+				refresh[e.Subject] = true
+			}
+		case "node.up", "node.down":
+			s.hub.setStatus(e.Subject, e.Type[len("node."):])
+		case "node.revoked":
+			delete(refresh, e.Subject)
+			s.hub.remove(e.Subject)
+			s.det.Forget(e.Subject)
+		case "release.deployed":
+			nodes, _ := e.Data["nodes"].([]any)
+			for _, n := range nodes {
+				if name, ok := n.(string); ok {
+					refresh[name] = true
+				}
+			}
+		case "release.withdrawn":
+			// The event counts the nodes whose assignment it dropped; it does not name them.
+			everyone = true
+		}
+	}
+	if !everyone && len(refresh) == 0 {
+		return nil
+	}
+	if everyone || len(refresh) > refreshAll {
+		nodes, err := s.store.Nodes(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if everyone || refresh[n.Name] {
+				s.hub.put(n)
+			}
+		}
+		return nil
+	}
+	for name := range refresh {
+		n, err := s.store.Node(ctx, name)
+		if err != nil {
+			continue // gone since: a later event says so
+		}
+		s.hub.put(n)
+	}
+	return nil
+}
+
+func eventLabels(e api.Event) map[string]string {
+	m, _ := e.Data["labels"].(map[string]any)
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k], _ = v.(string)
+	}
+	return out
+}
+
+func eventGeneration(e api.Event) int64 {
+	g, _ := e.Data["generation"].(float64)
+	return int64(g)
+}
+
+// fedTo tracks how far the feed has been applied.
+type fedTo struct {
+	mu       sync.Mutex
+	id       int64
+	advanced chan struct{} // closed and replaced at each advance
+}
+
+func (f *fedTo) at() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.id
+}
+
+func (f *fedTo) advance(id int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.id = id
+	if f.advanced != nil {
+		close(f.advanced)
+	}
+	f.advanced = make(chan struct{})
+}
+
+// settle waits until the feed has applied evs, so that what a handler answers (and what the
+// caller does next) sees them; it gives up when ctx ends, since the writes are durable anyway.
+func (s *Server) settle(ctx context.Context, evs ...api.Event) {
+	var last int64
+	for _, e := range evs {
+		last = max(last, e.ID)
+	}
+	if last == 0 || s.serveCtx == nil {
+		return
+	}
+	for {
+		s.fed.mu.Lock()
+		done, advanced := s.fed.id >= last, s.fed.advanced
+		if advanced == nil {
+			s.fed.advanced = make(chan struct{})
+			advanced = s.fed.advanced
+		}
+		s.fed.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-advanced:
+		case <-ctx.Done():
+			return
+		case <-s.serveCtx.Done():
+			return
+		}
+	}
+}
