@@ -215,6 +215,11 @@ func scenario(dir, bin, mode string, n int, interval, window time.Duration, push
 	var syncs atomic.Int64    // heartbeats sent
 	var answered atomic.Int64 // agents that have had a first answer
 	var errs atomic.Int64
+	var firstErr sync.Once
+	failed := func(err error) {
+		errs.Add(1)
+		firstErr.Do(func() { fmt.Fprintf(os.Stderr, "%s: first agent error: %v\n", mode, err) })
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
@@ -240,7 +245,7 @@ func scenario(dir, bin, mode string, n int, interval, window time.Duration, push
 			st, err := ac.OpenStream(runCtx, a.sess)
 			<-opening
 			if err != nil {
-				errs.Add(1)
+				failed(err)
 				return
 			}
 			stop := context.AfterFunc(runCtx, func() { st.Close() })
@@ -251,7 +256,7 @@ func scenario(dir, bin, mode string, n int, interval, window time.Duration, push
 					r, err := st.Recv()
 					if err != nil {
 						if runCtx.Err() == nil {
-							errs.Add(1)
+							failed(err)
 						}
 						return
 					}
