@@ -3,6 +3,7 @@
 package api
 
 import (
+	"encoding/json"
 	"time"
 )
 
@@ -271,10 +272,11 @@ type Event struct {
 	Subject string    `json:"subject"`
 	// Actor is who caused it: "token:<id>" (Role says the token's role), "node:<name>" or
 	// "system"; Source is the address the request came from.
-	Actor  string         `json:"actor"`
-	Role   string         `json:"role,omitempty"`
-	Source string         `json:"source,omitempty"`
-	Data   map[string]any `json:"data,omitempty"`
+	Actor  string `json:"actor"`
+	Role   string `json:"role,omitempty"`
+	Source string `json:"source,omitempty"`
+	// Data is the payload of the event's type (see events.go): decode it with Decode.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // Enroll is an agent's first request: it trades a one-off enrollment token for an identity

@@ -218,16 +218,24 @@ func (e *env) awaitInstalls(ctx context.Context, c *client.Client, res api.Deplo
 	var err error
 	if len(pending) > 0 {
 		err = c.FollowEvents(ctx, res.EventID, func(ev api.Event) error {
-			if !pending[ev.Subject] || ev.Data["app"] != app || ev.Data["version"] != ver {
+			if !pending[ev.Subject] {
 				return nil
 			}
-			switch {
-			case ev.Type == "app.installed":
-				done(ev.Subject, true, "")
-			case ev.Type == "app.failed" && ev.Data["retry"] == true:
-				say("%s: %s; retrying", ev.Subject, fmt.Sprint(ev.Data["error"]))
-			case ev.Type == "app.failed":
-				done(ev.Subject, false, fmt.Sprint(ev.Data["error"]))
+			switch ev.Type {
+			case api.EventAppInstalled:
+				var p api.AppInstalled
+				if ev.Decode(&p) == nil && p.App == app && p.Version == ver {
+					done(ev.Subject, true, "")
+				}
+			case api.EventAppFailed:
+				var p api.AppFailed
+				switch {
+				case ev.Decode(&p) != nil || p.App != app || p.Version != ver:
+				case p.Retry:
+					say("%s: %s; retrying", ev.Subject, p.Error)
+				default:
+					done(ev.Subject, false, p.Error)
+				}
 			}
 			if len(pending) == 0 {
 				return finished

@@ -42,7 +42,8 @@ func newEventFilter(ctx context.Context, c *client.Client, types []string, node,
 
 // learn notes a node that enrolls in the filter's site; a follower sees every event through it.
 func (f *eventFilter) learn(ev api.Event) {
-	if f.site != "" && ev.Type == "node.enrolled" && ev.Data["site"] == f.site {
+	var p api.NodeEnrolled
+	if f.site != "" && ev.Type == api.EventNodeEnrolled && ev.Decode(&p) == nil && p.Site == f.site {
 		f.siteNodes[ev.Subject] = true
 	}
 }
@@ -64,7 +65,7 @@ func (f *eventFilter) match(ev api.Event) bool {
 		return false
 	}
 	if f.site != "" {
-		aboutSite := strings.HasPrefix(ev.Type, "site.") && ev.Subject == f.site || ev.Data["site"] == f.site
+		aboutSite := strings.HasPrefix(ev.Type, "site.") && ev.Subject == f.site || ev.Fields()["site"] == f.site
 		if !aboutSite && !aboutNode(ev, func(n string) bool { return f.siteNodes[n] }) {
 			return false
 		}
@@ -81,10 +82,12 @@ func aboutNode(ev api.Event, is func(string) bool) bool {
 	if n, ok := strings.CutPrefix(ev.Actor, "node:"); ok && is(n) {
 		return true
 	}
-	nodes, _ := ev.Data["nodes"].([]any)
-	for _, n := range nodes {
-		if s, ok := n.(string); ok && is(s) {
-			return true
+	var deployed api.ReleaseDeployed
+	if ev.Type == api.EventReleaseDeployed && ev.Decode(&deployed) == nil {
+		for _, n := range deployed.Nodes {
+			if is(n) {
+				return true
+			}
 		}
 	}
 	return false

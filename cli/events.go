@@ -137,7 +137,7 @@ var eventHeader = []string{"ID", "TIME", "TYPE", "SUBJECT", "ACTOR", "SOURCE", "
 
 func eventRow(ev api.Event) []string {
 	return []string{strconv.FormatInt(ev.ID, 10), ev.Time.Local().Format(time.RFC3339), ev.Type, ev.Subject,
-		actorText(ev), dash(ev.Source), dataText(ev.Data)}
+		actorText(ev), dash(ev.Source), dataText(ev.Fields())}
 }
 
 // actorText shows who caused an event: "token:abc (admin)", "node:ams-01" or "system"; "-" when

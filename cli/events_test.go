@@ -93,7 +93,7 @@ func TestEvents(t *testing.T) {
 		{[]string{"--node", "ams-01"}, newest(all, 50, func(ev api.Event) bool { return ev.Type == "node.enrolled" && ev.Subject == "ams-01" })},
 		// The site, the token made for it (data.site) and its node.
 		{[]string{"--site", "gva"}, newest(all, 50, func(ev api.Event) bool {
-			return ev.Type == "site.added" && ev.Subject == "gva" || ev.Type == "token.created" && ev.Data["site"] == "gva" ||
+			return ev.Type == "site.added" && ev.Subject == "gva" || ev.Type == "token.created" && ev.Fields()["site"] == "gva" ||
 				ev.Type == "node.enrolled" && ev.Subject == "gva-01"
 		})},
 		{[]string{"--site", "gva", "--type", "node.enrolled"}, newest(all, 50, subjectIn("gva-01"))},

@@ -55,28 +55,32 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 	for _, e := range evs {
 		s.log.Info("event", "id", e.ID, "type", e.Type, "subject", e.Subject, "actor", e.Actor)
 		switch e.Type {
-		case "node.enrolled":
+		case api.EventNodeEnrolled:
 			refresh[e.Subject] = true
 			s.det.Track(e.Subject, false, s.clk.Now())
-		case "node.labeled":
+		case api.EventNodeLabeled:
 			// The event holds the node's whole label set and the generation it makes.
-			if !refresh[e.Subject] && !s.hub.relabel(e.Subject, eventLabels(e), eventGeneration(e)) {
+			var p api.NodeLabeled
+			if e.Decode(&p) != nil || refresh[e.Subject] || !s.hub.relabel(e.Subject, p.Labels, p.Generation) {
 				refresh[e.Subject] = true
 			}
-		case "node.up", "node.down":
-			s.hub.setStatus(e.Subject, e.Type[len("node."):])
-		case "node.revoked":
+		case api.EventNodeUp:
+			s.hub.setStatus(e.Subject, api.StatusUp)
+		case api.EventNodeDown:
+			s.hub.setStatus(e.Subject, api.StatusDown)
+		case api.EventNodeRevoked:
 			delete(refresh, e.Subject)
 			s.hub.remove(e.Subject)
 			s.det.Forget(e.Subject)
-		case "release.deployed":
-			nodes, _ := e.Data["nodes"].([]any)
-			for _, n := range nodes {
-				if name, ok := n.(string); ok {
-					refresh[name] = true
-				}
+		case api.EventReleaseDeployed:
+			var p api.ReleaseDeployed
+			if e.Decode(&p) != nil {
+				everyone = true
 			}
-		case "release.withdrawn":
+			for _, name := range p.Nodes {
+				refresh[name] = true
+			}
+		case api.EventReleaseWithdrawn:
 			// The event counts the nodes whose assignment it dropped; it does not name them.
 			everyone = true
 		}
@@ -104,20 +108,6 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 		s.hub.put(n)
 	}
 	return nil
-}
-
-func eventLabels(e api.Event) map[string]string {
-	m, _ := e.Data["labels"].(map[string]any)
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k], _ = v.(string)
-	}
-	return out
-}
-
-func eventGeneration(e api.Event) int64 {
-	g, _ := e.Data["generation"].(float64)
-	return int64(g)
 }
 
 // fedTo tracks how far the feed has been applied.

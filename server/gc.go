@@ -76,7 +76,7 @@ func (s *Server) collectBlobs(ctx context.Context, beforeLock func(sum string)) 
 			continue
 		}
 		removed = append(removed, b.Sum)
-		if _, err := s.store.AppendEvent(ctx, api.Event{Time: now.UTC(), Type: "blob.collected", Subject: "sha256:" + b.Sum, Data: map[string]any{"size": size}}); err != nil {
+		if _, err := s.store.AppendEvent(ctx, api.NewEvent(now.UTC(), api.EventBlobCollected, "sha256:"+b.Sum, api.BlobCollected{Size: size})); err != nil {
 			s.log.Error("record a collected blob", "sha256", b.Sum, "err", err)
 		}
 	}

@@ -53,8 +53,7 @@ func (s *SQLite) Assign(ctx context.Context, names []string, app, version string
 		if len(changed) == 0 {
 			return nil
 		}
-		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "release.deployed", Subject: app + "@" + version,
-			Data: map[string]any{"nodes": changed}})
+		ev, err = appendEvent(ctx, tx, api.NewEvent(now, api.EventReleaseDeployed, app+"@"+version, api.ReleaseDeployed{Nodes: changed}))
 		return err
 	})
 	return changed, ev, err
@@ -96,16 +95,12 @@ func (s *SQLite) SetApps(ctx context.Context, name string, apps []api.NodeApp, n
 			var e api.Event
 			switch {
 			case a.Version != "" && (a.Version != b.Version || a.SHA256 != b.SHA256):
-				e = api.Event{Type: "app.installed", Data: map[string]any{"app": a.App, "version": a.Version, "sha256": a.SHA256}}
-				if b.Version != "" {
-					e.Data["from"] = b.Version
-				}
+				e = api.NewEvent(now, api.EventAppInstalled, name, api.AppInstalled{App: a.App, Version: a.Version, SHA256: a.SHA256, From: b.Version})
 			case a.Error != "" && (a.Error != b.Error || a.Pending != b.Pending || a.Retry != b.Retry):
-				e = api.Event{Type: "app.failed", Data: map[string]any{"app": a.App, "version": a.Pending, "error": a.Error, "retry": a.Retry}}
+				e = api.NewEvent(now, api.EventAppFailed, name, api.AppFailed{App: a.App, Version: a.Pending, Error: a.Error, Retry: a.Retry})
 			default:
 				continue
 			}
-			e.Time, e.Subject = now, name
 			if e, err = appendEvent(ctx, tx, e); err != nil {
 				return err
 			}

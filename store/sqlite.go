@@ -185,14 +185,15 @@ func withActor(ctx context.Context, e api.Event) api.Event {
 
 // insertEventArgs returns the arguments of insertEvent for e.
 func insertEventArgs(e api.Event) []any {
-	return []any{ts(e.Time), e.Type, e.Subject, mustJSON(e.Data), e.Actor, e.Role, e.Source}
+	data := string(e.Data)
+	if data == "" {
+		data = "{}"
+	}
+	return []any{ts(e.Time), e.Type, e.Subject, data, e.Actor, e.Role, e.Source}
 }
 
 // appendEvent writes e, with the actor of ctx, and returns it as stored.
 func appendEvent(ctx context.Context, tx *sql.Tx, e api.Event) (api.Event, error) {
-	if e.Data == nil {
-		e.Data = map[string]any{}
-	}
 	e = withActor(ctx, e)
 	res, err := tx.ExecContext(ctx, insertEvent, insertEventArgs(e)...)
 	if err != nil {
@@ -247,11 +248,8 @@ func (s *SQLite) CreateSite(ctx context.Context, site api.Site) (api.Event, erro
 		if n == 0 {
 			return fmt.Errorf("site %q %w", site.Name, ErrExists)
 		}
-		data := map[string]any{"tier": site.Tier}
-		if site.Lat != nil {
-			data["lat"], data["lon"] = *site.Lat, *site.Lon
-		}
-		ev, err = appendEvent(ctx, tx, api.Event{Time: site.CreatedAt, Type: "site.added", Subject: site.Name, Data: data})
+		data := api.SiteAdded{Tier: site.Tier, Lat: site.Lat, Lon: site.Lon}
+		ev, err = appendEvent(ctx, tx, api.NewEvent(site.CreatedAt, api.EventSiteAdded, site.Name, data))
 		return err
 	})
 	return ev, err
@@ -355,7 +353,7 @@ func (s *SQLite) DeleteSite(ctx context.Context, name string, force bool, now ti
 			return fmt.Errorf("site %q has %d node(s); remove them first or use --force: %w", name, len(live), ErrConflict)
 		}
 		for _, n := range live {
-			ev, err := appendEvent(ctx, tx, api.Event{Time: now, Type: "node.revoked", Subject: n, Data: map[string]any{"site": name, "reason": "site removed"}})
+			ev, err := appendEvent(ctx, tx, api.NewEvent(now, api.EventNodeRevoked, n, api.NodeRevoked{Site: name, Reason: "site removed"}))
 			if err != nil {
 				return err
 			}
@@ -367,7 +365,7 @@ func (s *SQLite) DeleteSite(ctx context.Context, name string, force bool, now ti
 		if _, err := tx.ExecContext(ctx, `DELETE FROM sites WHERE name = ?`, name); err != nil {
 			return err
 		}
-		ev, err := appendEvent(ctx, tx, api.Event{Time: now, Type: "site.removed", Subject: name, Data: map[string]any{"nodes_revoked": len(live)}})
+		ev, err := appendEvent(ctx, tx, api.NewEvent(now, api.EventSiteRemoved, name, api.SiteRemoved{NodesRevoked: len(live)}))
 		evs = append(evs, ev)
 		return err
 	})
@@ -396,14 +394,7 @@ func (s *SQLite) CreateToken(ctx context.Context, t TokenRecord) (api.Event, err
 		if err != nil {
 			return err
 		}
-		data := map[string]any{"kind": t.Kind}
-		if t.Site != "" {
-			data["site"] = t.Site
-		}
-		if t.Role != "" {
-			data["role"] = t.Role
-		}
-		ev, err = appendEvent(ctx, tx, api.Event{Time: t.CreatedAt, Type: "token.created", Subject: t.ID, Data: data})
+		ev, err = appendEvent(ctx, tx, api.NewEvent(t.CreatedAt, api.EventTokenCreated, t.ID, api.TokenCreated{Kind: t.Kind, Site: t.Site, Role: t.Role}))
 		return err
 	})
 	return ev, err
@@ -467,7 +458,7 @@ func (s *SQLite) DeleteToken(ctx context.Context, id string, now time.Time) (api
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("token %q %w", id, ErrNotFound)
 		}
-		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "token.revoked", Subject: id})
+		ev, err = appendEvent(ctx, tx, api.NewEvent(now, api.EventTokenRevoked, id, nil))
 		return err
 	})
 	return ev, err
@@ -521,8 +512,7 @@ func (s *SQLite) EnrollNode(ctx context.Context, tokenID, secretHash string, n N
 		if err != nil {
 			return err
 		}
-		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "node.enrolled", Subject: n.Name,
-			Data: map[string]any{"site": t.Site, "token": t.ID}})
+		ev, err = appendEvent(ctx, tx, api.NewEvent(now, api.EventNodeEnrolled, n.Name, api.NodeEnrolled{Site: t.Site, Token: t.ID}))
 		return err
 	})
 	if err != nil {
@@ -695,7 +685,11 @@ func (s *SQLite) SetNodeStatus(ctx context.Context, name, status string, now tim
 			return err
 		}
 		changed = true
-		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "node." + status, Subject: name, Data: map[string]any{"from": cur}})
+		typ := api.EventNodeUp
+		if status == api.StatusDown {
+			typ = api.EventNodeDown
+		}
+		ev, err = appendEvent(ctx, tx, api.NewEvent(now, typ, name, api.NodeStatusChanged{From: cur}))
 		return err
 	})
 	return ev, changed, err
@@ -716,7 +710,7 @@ func (s *SQLite) RevokeNode(ctx context.Context, name string, now time.Time) (ap
 		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET status = 'revoked' WHERE name = ?`, name); err != nil {
 			return err
 		}
-		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "node.revoked", Subject: name})
+		ev, err = appendEvent(ctx, tx, api.NewEvent(now, api.EventNodeRevoked, name, nil))
 		return err
 	})
 	return ev, err
@@ -773,7 +767,7 @@ func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[strin
 			if _, err := upd.ExecContext(ctx, after, name); err != nil {
 				return err
 			}
-			ev := withActor(ctx, api.Event{Time: now.UTC(), Type: "node.labeled", Subject: name, Data: map[string]any{"labels": m, "generation": n.Generation + 1}})
+			ev := withActor(ctx, api.NewEvent(now.UTC(), api.EventNodeLabeled, name, api.NodeLabeled{Labels: m, Generation: n.Generation + 1}))
 			res, err := ins.ExecContext(ctx, insertEventArgs(ev)...)
 			if err != nil {
 				return err
@@ -860,8 +854,8 @@ func (s *SQLite) Events(ctx context.Context, since int64, limit int) ([]api.Even
 			return nil, err
 		}
 		e.Time = parseTS(t)
-		if err := json.Unmarshal([]byte(data), &e.Data); err != nil {
-			return nil, err
+		if data != "{}" {
+			e.Data = json.RawMessage(data)
 		}
 		out = append(out, e)
 	}
@@ -886,7 +880,7 @@ func (s *SQLite) TrustKey(ctx context.Context, k api.SigningKey) (api.Event, err
 			k.ID, k.PublicKey, k.Comment, ts(k.CreatedAt)); err != nil {
 			return err
 		}
-		ev, err = appendEvent(ctx, tx, api.Event{Time: k.CreatedAt, Type: "key.trusted", Subject: k.ID, Data: map[string]any{"comment": k.Comment}})
+		ev, err = appendEvent(ctx, tx, api.NewEvent(k.CreatedAt, api.EventKeyTrusted, k.ID, api.KeyTrusted{Comment: k.Comment}))
 		return err
 	})
 	return ev, err
@@ -928,7 +922,7 @@ func (s *SQLite) RevokeKey(ctx context.Context, id string, now time.Time) (api.E
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("trusted key %q %w", id, ErrNotFound)
 		}
-		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "key.revoked", Subject: id})
+		ev, err = appendEvent(ctx, tx, api.NewEvent(now, api.EventKeyRevoked, id, nil))
 		return err
 	})
 	return ev, err
@@ -965,8 +959,8 @@ func (s *SQLite) PutRelease(ctx context.Context, r api.Release) (api.Release, ap
 			return err
 		}
 		created = true
-		ev, err = appendEvent(ctx, tx, api.Event{Time: r.CreatedAt, Type: "release.pushed", Subject: r.App + "@" + r.Version,
-			Data: map[string]any{"sha256": r.SHA256, "size": r.Size, "signed_by": r.SignedBy, "channel": first}})
+		ev, err = appendEvent(ctx, tx, api.NewEvent(r.CreatedAt, api.EventReleasePushed, r.App+"@"+r.Version,
+			api.ReleasePushed{SHA256: r.SHA256, Size: r.Size, SignedBy: r.SignedBy, Channel: first}))
 		return err
 	})
 	if err != nil {
@@ -1113,7 +1107,7 @@ func (s *SQLite) CreateChannel(ctx context.Context, c api.ChannelCreate, now tim
 		if _, err := tx.ExecContext(ctx, `INSERT INTO channels (name, position, allow_unsigned, created_at) VALUES (?, ?, ?, ?)`, c.Name, pos+1, c.AllowUnsigned, ts(now)); err != nil {
 			return err
 		}
-		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "channel.created", Subject: c.Name, Data: map[string]any{"after": c.After, "allow_unsigned": c.AllowUnsigned}})
+		ev, err = appendEvent(ctx, tx, api.NewEvent(now, api.EventChannelCreated, c.Name, api.ChannelCreated{After: c.After, AllowUnsigned: c.AllowUnsigned}))
 		return err
 	})
 	return ev, err
@@ -1167,7 +1161,7 @@ func (s *SQLite) SetAllowUnsigned(ctx context.Context, name string, allow bool, 
 		if _, err := tx.ExecContext(ctx, `UPDATE channels SET allow_unsigned = ? WHERE name = ?`, allow, name); err != nil {
 			return err
 		}
-		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "channel.changed", Subject: name, Data: map[string]any{"allow_unsigned": allow}})
+		ev, err = appendEvent(ctx, tx, api.NewEvent(now, api.EventChannelChanged, name, api.ChannelChanged{AllowUnsigned: allow}))
 		return err
 	})
 	return ev, err
@@ -1219,8 +1213,8 @@ func (s *SQLite) Promote(ctx context.Context, app, version, to string, force boo
 		if err := addToChannel(ctx, tx, to, app, version, action, "", now); err != nil {
 			return err
 		}
-		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "release.promoted", Subject: app + "@" + version,
-			Data: map[string]any{"to": to, "from": prev, "forced": prev == ""}})
+		ev, err = appendEvent(ctx, tx, api.NewEvent(now, api.EventReleasePromoted, app+"@"+version,
+			api.ReleasePromoted{To: to, From: prev, Forced: prev == ""}))
 		return err
 	})
 	return ev, err
@@ -1259,8 +1253,8 @@ func (s *SQLite) Withdraw(ctx context.Context, app, version, reason string, now 
 			AND name IN (SELECT node FROM assignments WHERE app = ? AND version = ?) RETURNING name`, app, version); err != nil {
 			return err
 		}
-		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "release.withdrawn", Subject: app + "@" + version,
-			Data: map[string]any{"reason": reason, "channels": channels, "assigned_nodes": len(nodes)}})
+		ev, err = appendEvent(ctx, tx, api.NewEvent(now, api.EventReleaseWithdrawn, app+"@"+version,
+			api.ReleaseWithdrawn{Reason: reason, Channels: channels, AssignedNodes: len(nodes)}))
 		return err
 	})
 	return ev, nodes, err
@@ -1294,8 +1288,8 @@ func (s *SQLite) Republish(ctx context.Context, app, oldVersion, newVersion stri
 			return err
 		}
 		var err error
-		ev, err = appendEvent(ctx, tx, api.Event{Time: now, Type: "release.republished", Subject: app + "@" + newVersion,
-			Data: map[string]any{"from": oldVersion, "channel": first}})
+		ev, err = appendEvent(ctx, tx, api.NewEvent(now, api.EventReleaseRepublished, app+"@"+newVersion,
+			api.ReleaseRepublished{From: oldVersion, Channel: first}))
 		return err
 	})
 	if err != nil {

@@ -237,7 +237,7 @@ func testEvents(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	var ids []int64
 	for i := 0; i < 5; i++ {
-		e, err := s.AppendEvent(ctx, api.Event{Time: t0, Type: "test", Subject: "x", Data: map[string]any{"i": float64(i)}})
+		e, err := s.AppendEvent(ctx, api.NewEvent(t0, "test", "x", api.BlobCollected{Size: int64(i)}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,7 +249,7 @@ func testEvents(t *testing.T, s store.Store) {
 		}
 	}
 	evs, err := s.Events(ctx, ids[1], 2)
-	if err != nil || len(evs) != 2 || evs[0].ID != ids[2] || evs[1].Data["i"] != float64(3) || !evs[0].Time.Equal(t0) {
+	if err != nil || len(evs) != 2 || evs[0].ID != ids[2] || evs[1].Fields()["size"] != float64(3) || !evs[0].Time.Equal(t0) {
 		t.Fatalf("Events = %+v %v", evs, err)
 	}
 }
@@ -586,7 +586,7 @@ func testChannels(t *testing.T, s store.Store) {
 	if _, err := s.Promote(ctx, "hello", "1.0.0", "preview", false, t0); err != nil {
 		t.Fatal(err)
 	}
-	if ev, err := s.Promote(ctx, "hello", "1.1.0", "production", true, t0); err != nil || ev.Data["forced"] != true {
+	if ev, err := s.Promote(ctx, "hello", "1.1.0", "production", true, t0); err != nil || ev.Fields()["forced"] != true {
 		t.Fatalf("forced promote: %+v %v", ev, err)
 	}
 	if _, err := s.Promote(ctx, "hello", "9.9.9", "preview", false, t0); !errors.Is(err, store.ErrNotFound) {
@@ -602,7 +602,7 @@ func testChannels(t *testing.T, s store.Store) {
 		t.Fatalf("channel after a missing one: %v", err)
 	}
 	ev, _, err := s.Withdraw(ctx, "hello", "1.1.0", "crashes on start", t0)
-	if err != nil || len(ev.Data["channels"].([]string)) != 2 {
+	if err != nil || len(withdrawn(ev).Channels) != 2 {
 		t.Fatalf("withdraw: %+v %v", ev, err)
 	}
 	if _, _, err := s.Withdraw(ctx, "hello", "1.1.0", "again", t0); !errors.Is(err, store.ErrConflict) {
@@ -725,7 +725,7 @@ func testAssignments(t *testing.T, s store.Store) {
 		t.Fatalf("repeated report: %+v %v", evs, err)
 	}
 	failed := []api.NodeApp{{App: "hello", Version: "1.0.0", SHA256: "sum1.0.0", InstalledAt: &now, Pending: "1.2.0", Error: "signature does not verify"}}
-	if evs, err := s.SetApps(ctx, "n1", failed, now); err != nil || len(evs) != 1 || evs[0].Type != "app.failed" || evs[0].Data["version"] != "1.2.0" {
+	if evs, err := s.SetApps(ctx, "n1", failed, now); err != nil || len(evs) != 1 || evs[0].Type != "app.failed" || evs[0].Fields()["version"] != "1.2.0" {
 		t.Fatalf("failure report: %+v %v", evs, err)
 	}
 	n, _ = s.Node(ctx, "n1")
@@ -781,4 +781,10 @@ func testUnsigned(t *testing.T, s store.Store) {
 	if chans[0].AllowUnsigned || !chans[1].AllowUnsigned {
 		t.Fatalf("channels: %+v", chans)
 	}
+}
+
+func withdrawn(ev api.Event) api.ReleaseWithdrawn {
+	var p api.ReleaseWithdrawn
+	ev.Decode(&p)
+	return p
 }
