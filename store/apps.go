@@ -23,32 +23,40 @@ func (s *SQLite) Assign(ctx context.Context, names []string, app, version string
 			return fmt.Errorf("release %s@%s is withdrawn (reason: %s); deploy another version: %w", app, version, withdrawn.String, ErrConflict)
 		}
 		// The upsert changes a row only when the version differs, so a repeated deploy is a
-		// no-op that does not wake agents.
-		up, err := tx.PrepareContext(ctx, `INSERT INTO assignments (node, app, version, assigned_at)
-			SELECT name, ?, ?, ? FROM nodes WHERE name = ? AND status != 'revoked'
+		// no-op that does not wake agents. One statement assigns every node, one bumps the
+		// generations of those it changed.
+		rows, err := tx.QueryContext(ctx, `INSERT INTO assignments (node, app, version, assigned_at)
+			SELECT name, ?, ?, ? FROM nodes WHERE name IN (SELECT value FROM json_each(?)) AND status != 'revoked'
 			ON CONFLICT (node, app) DO UPDATE SET version = excluded.version, assigned_at = excluded.assigned_at
-			WHERE assignments.version != excluded.version`)
+			WHERE assignments.version != excluded.version
+			RETURNING node`, app, version, ts(now), mustJSON(names))
 		if err != nil {
 			return err
 		}
-		defer up.Close()
-		bump, err := tx.PrepareContext(ctx, `UPDATE nodes SET generation = generation + 1 WHERE name = ?`)
-		if err != nil {
+		assigned := map[string]bool{}
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return err
+			}
+			assigned[n] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
 			return err
 		}
-		defer bump.Close()
-		for _, name := range names {
-			res, err := up.ExecContext(ctx, app, version, ts(now), name)
-			if err != nil {
+		for _, name := range names { // in the caller's order, once each
+			if assigned[name] {
+				changed = append(changed, name)
+				delete(assigned, name)
+			}
+		}
+		if len(changed) > 0 {
+			if _, err := tx.ExecContext(ctx, `UPDATE nodes SET generation = generation + 1
+				WHERE name IN (SELECT value FROM json_each(?))`, mustJSON(changed)); err != nil {
 				return err
 			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				continue
-			}
-			if _, err := bump.ExecContext(ctx, name); err != nil {
-				return err
-			}
-			changed = append(changed, name)
 		}
 		if len(changed) == 0 {
 			return nil

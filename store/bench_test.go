@@ -69,3 +69,24 @@ func BenchmarkFeedAfterChangeLabels10k(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkAssign10k deploys a release to 10,000 nodes in one change, as `ferry deploy --all`
+// does; each iteration assigns another version, so every node changes.
+func BenchmarkAssign10k(b *testing.B) {
+	ctx := context.Background()
+	s, names := fleet10k(b)
+	now := time.Now()
+	for i := 0; i <= b.N; i++ {
+		if _, _, _, err := s.PutRelease(ctx, api.Release{App: "hello", Version: fmt.Sprintf("1.0.%d", i), Class: "minor",
+			SHA256: fmt.Sprintf("%064x", i), Signature: "c2ln", SignedBy: "K", CreatedAt: now, Manifest: map[string]any{}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		changed, _, err := s.Assign(ctx, names, "hello", fmt.Sprintf("1.0.%d", i), now)
+		if err != nil || len(changed) != len(names) {
+			b.Fatal(len(changed), err)
+		}
+	}
+}

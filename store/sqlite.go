@@ -716,33 +716,24 @@ func (s *SQLite) RevokeNode(ctx context.Context, name string, now time.Time) (ap
 	return ev, err
 }
 
-// ChangeLabels applies a label change to named nodes.
+// ChangeLabels applies a label change to named nodes. However many nodes it changes, it costs
+// a handful of statements: one read of the nodes, one update, one insert of the events.
 func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[string]string, remove []string, now time.Time) ([]api.Node, []api.Event, error) {
 	var evs []api.Event
 	var changed []api.Node
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		get, err := tx.PrepareContext(ctx, `SELECT `+nodeCols+` FROM nodes n JOIN sites s ON s.name = n.site WHERE n.name = ?`)
+		found, err := nodesNamed(ctx, tx, names)
 		if err != nil {
 			return err
 		}
-		defer get.Close()
-		upd, err := tx.PrepareContext(ctx, `UPDATE nodes SET labels = ?, generation = generation + 1 WHERE name = ?`)
-		if err != nil {
-			return err
-		}
-		defer upd.Close()
-		ins, err := tx.PrepareContext(ctx, insertEvent)
-		if err != nil {
-			return err
-		}
-		defer ins.Close()
+		updates := map[string]string{}
 		for _, name := range names {
-			n, err := scanNode(get.QueryRowContext(ctx, name))
-			if errors.Is(err, sql.ErrNoRows) || n.Status == api.StatusRevoked {
+			n, ok := found[name]
+			if !ok || n.Status == api.StatusRevoked {
 				return fmt.Errorf("node %q %w", name, ErrNotFound)
 			}
-			if err != nil {
-				return err
+			if _, done := updates[name]; done {
+				continue
 			}
 			before := mustJSON(n.Labels)
 			m := map[string]string{}
@@ -764,21 +755,21 @@ func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[strin
 			if after == before {
 				continue
 			}
-			if _, err := upd.ExecContext(ctx, after, name); err != nil {
-				return err
-			}
-			ev := withActor(ctx, api.NewEvent(now.UTC(), api.EventNodeLabeled, name, api.NodeLabeled{Labels: m, Generation: n.Generation + 1}))
-			res, err := ins.ExecContext(ctx, insertEventArgs(ev)...)
-			if err != nil {
-				return err
-			}
-			if ev.ID, err = res.LastInsertId(); err != nil {
-				return err
-			}
-			evs = append(evs, ev)
+			updates[name] = after
+			evs = append(evs, api.NewEvent(now.UTC(), api.EventNodeLabeled, name, api.NodeLabeled{Labels: m, Generation: n.Generation + 1}))
 			n.Labels = m
 			n.Generation++
 			changed = append(changed, n)
+		}
+		if len(updates) == 0 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET labels = u.value, generation = generation + 1
+			FROM (SELECT key AS name, value FROM json_each(?)) AS u WHERE nodes.name = u.name`, mustJSON(updates)); err != nil {
+			return err
+		}
+		if evs, err = appendEvents(ctx, tx, evs); err != nil {
+			return err
 		}
 		return fillAssigned(ctx, tx, changed)
 	})
@@ -786,6 +777,54 @@ func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[strin
 		return nil, nil, err
 	}
 	return changed, evs, nil
+}
+
+// nodesNamed reads the named nodes that exist, in one query; their assignments are not filled.
+func nodesNamed(ctx context.Context, q querier, names []string) (map[string]api.Node, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+nodeCols+` FROM nodes n JOIN sites s ON s.name = n.site
+		WHERE n.name IN (SELECT value FROM json_each(?))`, mustJSON(names))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]api.Node, len(names))
+	for rows.Next() {
+		n, err := scanNode(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[n.Name] = n
+	}
+	return out, rows.Err()
+}
+
+// appendEvents writes evs, in order, with the actor of ctx, in one statement, and returns them
+// as stored. Their ids are consecutive: one statement in the one write transaction allocates
+// them in the order the rows are inserted.
+func appendEvents(ctx context.Context, tx *sql.Tx, evs []api.Event) ([]api.Event, error) {
+	if len(evs) == 0 {
+		return evs, nil
+	}
+	rows := make([][]any, len(evs))
+	for i := range evs {
+		evs[i] = withActor(ctx, evs[i])
+		evs[i].Time = evs[i].Time.UTC()
+		rows[i] = insertEventArgs(evs[i])
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO events (time, type, subject, data, actor, role, source)
+		SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6
+		FROM json_each(?) ORDER BY key`, mustJSON(rows))
+	if err != nil {
+		return nil, err
+	}
+	last, err := res.LastInsertId()
+	if err != nil {
+		return nil, err
+	}
+	for i := range evs {
+		evs[i].ID = last - int64(len(evs)-1-i)
+	}
+	return evs, nil
 }
 
 // SetFacts replaces a node's facts.
