@@ -3,6 +3,7 @@
 package labels
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -15,6 +16,12 @@ var (
 	labelValue = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$`)
 )
 
+// The rules of the patterns above, in words, for error messages.
+const (
+	nameRule  = "1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"
+	valueRule = "up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+)
+
 // Length bounds of names (DNS labels, label keys) and label values, in bytes. The patterns
 // above enforce them too; they are checked first so that an error never echoes a huge input.
 const (
@@ -22,9 +29,9 @@ const (
 	MaxValueLen = 63
 )
 
-// clip quotes s for an error message, cut to its first 64 bytes so that a huge input is not
+// Quote quotes s for an error message, cut to its first 64 bytes so that a huge input is not
 // echoed back whole.
-func clip(s string) string {
+func Quote(s string) string {
 	if len(s) <= 64 {
 		return strconv.Quote(s)
 	}
@@ -41,10 +48,10 @@ const (
 // (RFC 1123: lower-case letters, digits and '-', 1 to 63 characters, no '-' at either end).
 func CheckName(kind, s string) error {
 	if len(s) > MaxNameLen {
-		return fmt.Errorf("invalid %s %s: %d characters; at most %d", kind, clip(s), len(s), MaxNameLen)
+		return fmt.Errorf("invalid %s %s: %d characters; at most %d", kind, Quote(s), len(s), MaxNameLen)
 	}
 	if !dnsLabel.MatchString(s) {
-		return fmt.Errorf("invalid %s %q: use 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit", kind, s)
+		return fmt.Errorf("invalid %s %q: use %s", kind, s, nameRule)
 	}
 	return nil
 }
@@ -53,10 +60,10 @@ func CheckName(kind, s string) error {
 // letters, digits, '-', '_' and '.', starting and ending with a letter or digit; may be empty).
 func CheckValue(key, v string) error {
 	if len(v) > MaxValueLen {
-		return fmt.Errorf("invalid value %s for label %q: %d characters; at most %d", clip(v), key, len(v), MaxValueLen)
+		return fmt.Errorf("invalid value %s for label %q: %d characters; at most %d", Quote(v), key, len(v), MaxValueLen)
 	}
 	if !labelValue.MatchString(v) {
-		return fmt.Errorf("invalid value %q for label %q: use up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", v, key)
+		return fmt.Errorf("invalid value %q for label %q: use %s", v, key, valueRule)
 	}
 	return nil
 }
@@ -124,10 +131,10 @@ func ParseSet(parts ...string) (Set, error) {
 			}
 			k, v, ok := strings.Cut(kv, "=")
 			if !ok {
-				return nil, fmt.Errorf("invalid label %s: want key=value", clip(kv))
+				return nil, fmt.Errorf("invalid label %s: want key=value", Quote(kv))
 			}
 			if _, dup := s[k]; dup {
-				return nil, fmt.Errorf("label %s given twice", clip(k))
+				return nil, fmt.Errorf("label %s given twice", Quote(k))
 			}
 			s[k] = v
 		}
@@ -160,6 +167,7 @@ type Requirement struct {
 type Selector []Requirement
 
 // ParseSelector parses Kubernetes' equality syntax: "site=ams,tier==1,role!=mesh,gpu,!spare".
+// An error names the term at fault once and says what it should be.
 func ParseSelector(s string) (Selector, error) {
 	var sel Selector
 	if strings.TrimSpace(s) == "" {
@@ -168,33 +176,45 @@ func ParseSelector(s string) (Selector, error) {
 	for _, term := range strings.Split(s, ",") {
 		term = strings.TrimSpace(term)
 		if term == "" {
-			return nil, fmt.Errorf("invalid selector %s: empty term", clip(s))
+			return nil, fmt.Errorf("invalid selector %s: empty term; separate terms with one ','", Quote(s))
 		}
-		var r Requirement
-		switch {
-		case strings.Contains(term, "!="):
-			k, v, _ := strings.Cut(term, "!=")
-			r = Requirement{Key: strings.TrimSpace(k), Op: NotEquals, Value: strings.TrimSpace(v)}
-		case strings.Contains(term, "=="):
-			k, v, _ := strings.Cut(term, "==")
-			r = Requirement{Key: strings.TrimSpace(k), Op: Equals, Value: strings.TrimSpace(v)}
-		case strings.Contains(term, "="):
-			k, v, _ := strings.Cut(term, "=")
-			r = Requirement{Key: strings.TrimSpace(k), Op: Equals, Value: strings.TrimSpace(v)}
-		case strings.HasPrefix(term, "!"):
-			r = Requirement{Key: strings.TrimSpace(term[1:]), Op: NotExists}
-		default:
-			r = Requirement{Key: term, Op: Exists}
-		}
-		if err := CheckName("selector key", r.Key); err != nil {
-			return nil, fmt.Errorf("invalid selector %s: %v", clip(s), err)
-		}
-		if err := CheckValue(r.Key, r.Value); err != nil {
-			return nil, fmt.Errorf("invalid selector %s: %v", clip(s), err)
+		r, err := parseRequirement(term)
+		if err != nil {
+			return nil, fmt.Errorf("invalid selector term %s: %s", Quote(term), err)
 		}
 		sel = append(sel, r)
 	}
 	return sel, nil
+}
+
+// parseRequirement parses one term; its error says what is wrong without repeating the term.
+func parseRequirement(term string) (Requirement, error) {
+	var r Requirement
+	switch {
+	case strings.Contains(term, "!="):
+		k, v, _ := strings.Cut(term, "!=")
+		r = Requirement{Key: strings.TrimSpace(k), Op: NotEquals, Value: strings.TrimSpace(v)}
+	case strings.Contains(term, "=="):
+		k, v, _ := strings.Cut(term, "==")
+		r = Requirement{Key: strings.TrimSpace(k), Op: Equals, Value: strings.TrimSpace(v)}
+	case strings.Contains(term, "="):
+		k, v, _ := strings.Cut(term, "=")
+		r = Requirement{Key: strings.TrimSpace(k), Op: Equals, Value: strings.TrimSpace(v)}
+	case strings.HasPrefix(term, "!"):
+		r = Requirement{Key: strings.TrimSpace(term[1:]), Op: NotExists}
+	default:
+		r = Requirement{Key: term, Op: Exists}
+	}
+	badKey := CheckName("key", r.Key) != nil
+	switch {
+	case badKey && (r.Op == Exists || r.Op == NotExists):
+		return r, errors.New("want key=value, key!=value, key or !key, where a key is " + nameRule)
+	case badKey:
+		return r, errors.New("the key must be " + nameRule)
+	case CheckValue(r.Key, r.Value) != nil:
+		return r, errors.New("the value must be " + valueRule)
+	}
+	return r, nil
 }
 
 // Matches reports whether the labels satisfy every requirement.

@@ -2,6 +2,7 @@ package labels
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -46,6 +47,35 @@ func TestSelectorErrors(t *testing.T) {
 	}
 }
 
+// A selector error is one line that names the offending text once and says what it should be.
+func TestSelectorErrorMessages(t *testing.T) {
+	const (
+		term  = "want key=value, key!=value, key or !key, where a key is 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"
+		key   = "the key must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"
+		value = "the value must be up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+	)
+	for _, tt := range []struct{ sel, bad, want string }{
+		{"role in (x", "role in (x", `invalid selector term "role in (x": ` + term},
+		{"site=ams, role in (x,y)", "role in (x", `invalid selector term "role in (x": ` + term},
+		{"!", "!", `invalid selector term "!": ` + term},
+		{"Site=ams", "Site=ams", `invalid selector term "Site=ams": ` + key},
+		{"site=ams,=mirror", "=mirror", `invalid selector term "=mirror": ` + key},
+		{"role!=-x", "role!=-x", `invalid selector term "role!=-x": ` + value},
+		{"site=ams,a=b=c", "a=b=c", `invalid selector term "a=b=c": ` + value},
+		{"site=ams,", "site=ams,", `invalid selector "site=ams,": empty term; separate terms with one ','`},
+		{"site=ams,,role=mirror", "site=ams,,role=mirror", `invalid selector "site=ams,,role=mirror": empty term; separate terms with one ','`},
+	} {
+		_, err := ParseSelector(tt.sel)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("ParseSelector(%q):\n got %v\nwant %s", tt.sel, err, tt.want)
+			continue
+		}
+		if n := strings.Count(err.Error(), strconv.Quote(tt.bad)); n != 1 {
+			t.Errorf("ParseSelector(%q): %q says %q %d times", tt.sel, err, tt.bad, n)
+		}
+	}
+}
+
 func TestParseSet(t *testing.T) {
 	s, err := ParseSet("role=mirror,rack=r12", "zone=b")
 	if err != nil {
@@ -77,12 +107,16 @@ func TestCheckName(t *testing.T) {
 }
 
 func FuzzParseSelector(f *testing.F) {
-	for _, s := range []string{"", "site=ams", "a!=b,c==d", "gpu,!spare", "x=,=y", "!!a", "a=b=c"} {
+	for _, s := range []string{"", "site=ams", "a!=b,c==d", "gpu,!spare", "x=,=y", "!!a", "a=b=c", "role in (x", "a=\n", "k=" + strings.Repeat("v", 300)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		sel, err := ParseSelector(s)
 		if err != nil {
+			// One line about the selector, never echoing the whole of a long input.
+			if msg := err.Error(); !strings.HasPrefix(msg, "invalid selector ") || strings.ContainsAny(msg, "\r\n") || len(msg) > 512 {
+				t.Fatalf("ParseSelector(%q): error %q", s, msg)
+			}
 			return
 		}
 		// The canonical form must parse back to the same selector.
