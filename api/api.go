@@ -121,18 +121,25 @@ type Assignment struct {
 	Withdrawn string `json:"withdrawn,omitempty"`
 }
 
-// Deploy assigns a release to every node a selector matches (direct: no waves).
+// Deploy assigns a release to every node a selector matches (direct: no waves). A dry run
+// makes every check the deploy makes and answers what it would do, changing nothing.
 type Deploy struct {
 	Release  string `json:"release"` // APP@VERSION
 	Selector string `json:"selector"`
+	DryRun   bool   `json:"dry_run,omitempty"`
 }
 
-// Deployed says which nodes a deploy assigned (those already assigned the release are left out)
-// and the id of the release.deployed event, after which their outcomes are logged.
+// Deployed answers Deploy. Nodes are the nodes the deploy assigned the release to (on a dry
+// run, would assign it to); Unchanged match the selector but have it assigned already; Matched
+// counts both. EventID is the release.deployed event's, after which the nodes' outcomes are
+// logged (none when nothing changed, and on a dry run).
 type Deployed struct {
-	Release string   `json:"release"`
-	Nodes   []string `json:"nodes"`
-	EventID int64    `json:"event_id,omitempty"`
+	Release   string   `json:"release"`
+	DryRun    bool     `json:"dry_run,omitempty"`
+	Nodes     []string `json:"nodes"`
+	Unchanged []string `json:"unchanged"`
+	Matched   int      `json:"matched"`
+	EventID   int64    `json:"event_id,omitempty"`
 }
 
 // LabelChange sets and removes labels on one node or on every node a selector matches.

@@ -48,33 +48,20 @@ func (e *env) deployCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if dryRun {
-				return e.deployDryRun(cmd.Context(), c, a[0], app, ver, sel, all)
-			}
-			res, err := c.Deploy(cmd.Context(), api.Deploy{Release: a[0], Selector: sel})
+			res, err := c.Deploy(cmd.Context(), api.Deploy{Release: a[0], Selector: sel, DryRun: dryRun})
 			if err != nil {
 				return err
 			}
-			already := 0
-			if len(res.Nodes) == 0 {
-				// Nothing changed: either every node the selector matches has the release
-				// assigned already, or it matches none, which is a mistake.
-				nodes, err := c.Nodes(cmd.Context(), client.NodeQuery{Selector: sel})
-				if err != nil {
-					return err
-				}
-				if len(nodes) == 0 {
-					return noNodeMatches(sel, all)
-				}
-				already = len(nodes)
+			if dryRun {
+				return e.printDryRun(cmd.Context(), c, res, app, sel)
 			}
 			if e.json() && !wait {
 				return e.printJSON(res)
 			}
 			switch {
 			case e.json():
-			case already > 0:
-				e.printf("%s assigned to 0 node(s): all %d matching node(s) have it assigned already\n", res.Release, already)
+			case len(res.Nodes) == 0:
+				e.printf("%s assigned to 0 node(s): all %d matching node(s) have it assigned already\n", res.Release, res.Matched)
 			default:
 				e.printf("%s assigned to %d node(s)\n", res.Release, len(res.Nodes))
 			}
@@ -101,44 +88,37 @@ func (e *env) deployCmd() *cobra.Command {
 	return cmd
 }
 
-// noNodeMatches is the failure of a deploy whose selector matches no node.
-func noNodeMatches(sel string, all bool) error {
-	if all {
-		return errors.New("deploy: no node has enrolled yet; nothing deployed")
-	}
-	return fmt.Errorf("deploy: no node matches --selector %s; nothing deployed (ferry node list shows the nodes and their labels)", sel)
-}
-
-// deployPlan is what a deploy would do: assign the release to Nodes; Unchanged match the
-// selector but have it assigned already.
+// deployPlan is what a dry run prints as JSON: the server's answer and the selector.
 type deployPlan struct {
-	Release   string   `json:"release"`
-	Selector  string   `json:"selector"`
-	DryRun    bool     `json:"dry_run"`
-	Nodes     []string `json:"nodes"`
-	Unchanged []string `json:"unchanged"`
+	api.Deployed
+	Selector string `json:"selector"`
 }
 
-// deployDryRun lists the nodes a deploy of app@ver to sel would change, from the release and
-// the node list, and changes nothing.
-func (e *env) deployDryRun(ctx context.Context, c *client.Client, release, app, ver, sel string, all bool) error {
-	rel, err := c.Release(ctx, app, ver)
-	if err != nil {
-		return err
+// printDryRun shows what the server said a deploy would do: the nodes it would assign the
+// release to, with what they have now, and how many more match and have it assigned already.
+func (e *env) printDryRun(ctx context.Context, c *client.Client, res api.Deployed, app, sel string) error {
+	if e.json() {
+		return e.printJSON(deployPlan{Deployed: res, Selector: sel})
 	}
-	if rel.Withdrawn != "" {
-		return fmt.Errorf("release %s is withdrawn (reason: %s); deploy another version", release, rel.Withdrawn)
+	also := ""
+	if n := len(res.Unchanged); n > 0 {
+		also = fmt.Sprintf(" (%d more match, with %s assigned already)", n, res.Release)
+	}
+	e.printf("dry run: %s would be assigned to %d node(s)%s; nothing changed\n", res.Release, len(res.Nodes), also)
+	if len(res.Nodes) == 0 {
+		return nil
 	}
 	nodes, err := c.Nodes(ctx, client.NodeQuery{Selector: sel})
 	if err != nil {
 		return err
 	}
-	if len(nodes) == 0 {
-		return noNodeMatches(sel, all)
-	}
-	plan := deployPlan{Release: release, Selector: sel, DryRun: true, Nodes: []string{}, Unchanged: []string{}}
-	var rows [][]string
+	byName := make(map[string]api.Node, len(nodes))
 	for _, n := range nodes {
+		byName[n.Name] = n
+	}
+	rows := make([][]string, len(res.Nodes))
+	for i, name := range res.Nodes {
+		n := byName[name]
 		installed, assigned := "-", "-"
 		for _, a := range n.Apps {
 			if a.App == app {
@@ -150,23 +130,7 @@ func (e *env) deployDryRun(ctx context.Context, c *client.Client, release, app, 
 				assigned = a.Version
 			}
 		}
-		if assigned == ver {
-			plan.Unchanged = append(plan.Unchanged, n.Name)
-			continue
-		}
-		plan.Nodes = append(plan.Nodes, n.Name)
-		rows = append(rows, []string{n.Name, n.Site, n.Status, installed, assigned})
-	}
-	if e.json() {
-		return e.printJSON(plan)
-	}
-	also := ""
-	if len(plan.Unchanged) > 0 {
-		also = fmt.Sprintf(" (%d more match, with %s assigned already)", len(plan.Unchanged), release)
-	}
-	e.printf("dry run: %s would be assigned to %d node(s)%s; nothing changed\n", release, len(plan.Nodes), also)
-	if len(rows) == 0 {
-		return nil
+		rows[i] = []string{name, dash(n.Site), dash(n.Status), installed, assigned}
 	}
 	return e.table([]string{"NODE", "SITE", "STATUS", "INSTALLED", "ASSIGNED NOW"}, rows)
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/ferryhq/ferry/api"
 )
 
 // A deploy whose selector matches no node fails with one line and assigns nothing.
@@ -11,7 +13,7 @@ func TestDeployMatchingNoNode(t *testing.T) {
 	f := newFleet(t)
 	f.push("hello", "1.0.0")
 	_, errOut, code := f.ferry("deploy", "hello@1.0.0", "--all")
-	if code != 1 || errOut != "ferry: deploy: no node has enrolled yet; nothing deployed\n" {
+	if code != 1 || errOut != "ferry: no node has enrolled yet; nothing deployed\n" {
 		t.Errorf("deploy --all to no node: exit %d, stderr %q", code, errOut)
 	}
 	f.agent("ams-01", "ams", map[string]string{"role": "mirror"})
@@ -21,7 +23,7 @@ func TestDeployMatchingNoNode(t *testing.T) {
 		{"deploy", "hello@1.0.0", "--selector", "role=nothing", "--dry-run"},
 	} {
 		out, errOut, code := f.ferry(args...)
-		if code != 1 || out != "" || errOut != "ferry: deploy: no node matches --selector role=nothing; nothing deployed (ferry node list shows the nodes and their labels)\n" {
+		if code != 1 || out != "" || errOut != "ferry: no node matches the selector \"role=nothing\"; nothing deployed (ferry node list shows the nodes and their labels)\n" {
 			t.Errorf("ferry %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out, errOut)
 		}
 	}
@@ -49,7 +51,7 @@ func TestDeployDryRun(t *testing.T) {
 		return p
 	}
 	before := len(f.events())
-	if p := dryRun("--selector", "role=mirror"); !p.DryRun || strings.Join(p.Nodes, " ") != "ams-01" || len(p.Unchanged) != 0 {
+	if p := dryRun("--selector", "role=mirror"); !p.DryRun || p.Selector != "role=mirror" || strings.Join(p.Nodes, " ") != "ams-01" || len(p.Unchanged) != 0 || p.Matched != 1 {
 		t.Errorf("dry run to role=mirror: %+v", p)
 	}
 	if evs := f.events(); len(evs) != before {
@@ -60,11 +62,15 @@ func TestDeployDryRun(t *testing.T) {
 		t.Fatalf("a dry run assigned %+v (%v)", n.Assigned, err)
 	}
 
-	f.mustFerry("deploy", "hello@1.0.0", "--selector", "role=mirror")
+	var res api.Deployed
+	if out := f.mustFerry("deploy", "hello@1.0.0", "--selector", "role=mirror", "-o", "json"); json.Unmarshal([]byte(out), &res) != nil ||
+		res.DryRun || strings.Join(res.Nodes, " ") != "ams-01" || res.Matched != 1 || res.EventID == 0 {
+		t.Errorf("deploy -o json:\n%s", out)
+	}
 	if out := f.mustFerry("deploy", "hello@1.0.0", "--selector", "role=mirror"); !strings.HasPrefix(out, "hello@1.0.0 assigned to 0 node(s): all 1 matching node(s) have it assigned already\n") {
 		t.Errorf("deploy again:\n%s", out)
 	}
-	if p := dryRun("--all"); strings.Join(p.Nodes, " ") != "ams-02" || strings.Join(p.Unchanged, " ") != "ams-01" {
+	if p := dryRun("--all"); strings.Join(p.Nodes, " ") != "ams-02" || strings.Join(p.Unchanged, " ") != "ams-01" || p.Matched != 2 {
 		t.Errorf("dry run to all after a deploy to ams-01: %+v", p)
 	}
 	out := f.mustFerry("deploy", "hello@1.0.0", "--all", "--dry-run")
