@@ -29,6 +29,8 @@ import (
 
 // Config configures an Agent.
 type Config struct {
+	// Server is the server's address, or several comma-separated (one per replica): the agent
+	// moves to the next when one cannot be reached.
 	Server  string
 	Token   string // enrollment token; ignored once the agent has an identity
 	DataDir string
@@ -255,6 +257,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.mu.Unlock()
 		wait := bo.next()
 		var pinErr *pki.PinError
+		// A server that cannot be reached or is going away: with several addresses (one per
+		// replica), the next attempt goes to the next one.
+		if code := client.StatusOf(err); (code == 0 && !errors.As(err, &pinErr)) || code == http.StatusBadGateway ||
+			code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout {
+			if a.api.Failover() {
+				a.log.Warn("trying the next server address", "server", a.api.Addr(), "err", err)
+			}
+		}
 		switch client.StatusOf(err) {
 		case 0:
 			if errors.As(err, &pinErr) {
@@ -332,7 +342,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 	default:
 		return err
 	}
-	id := &identity{Node: res.Node, Site: res.Site, Server: a.api.Addr(), PublicKey: a.pub, CAPin: a.caPin, EnrolledAt: a.clk.Now().UTC()}
+	id := &identity{Node: res.Node, Site: res.Site, Server: a.api.Addrs(), PublicKey: a.pub, CAPin: a.caPin, EnrolledAt: a.clk.Now().UTC()}
 	if err := saveJSON(filepath.Join(a.cfg.DataDir, identityFile), id); err != nil {
 		return fatalError{fmt.Errorf("save identity: %w", err)}
 	}

@@ -120,7 +120,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return UsageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&e.addr, "server", "", "server address (default $FERRY_ADDR or "+DefaultAddr+")")
+	pf.StringVar(&e.addr, "server", "", "server address, or several comma-separated, one per replica (default $FERRY_ADDR or "+DefaultAddr+")")
 	pf.StringVar(&e.token, "token", "", "API token (default $FERRY_TOKEN)")
 	pf.StringVar(&e.tokenFile, "token-file", "", "file holding the API token")
 	pf.StringVarP(&e.output, "output", "o", "table", "output format of list and show verbs: table or json")

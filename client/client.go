@@ -18,6 +18,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"sync"
 	"time"
 
@@ -28,7 +29,8 @@ import (
 
 // Client calls one Ferry server.
 type Client struct {
-	base  string
+	bases []string     // the server's addresses: one, or one per replica
+	cur   atomic.Int32 // the address in use
 	token string
 	// HTTP is the underlying client; its timeout, if any, must exceed a held agent sync.
 	HTTP *http.Client
@@ -38,14 +40,24 @@ type Client struct {
 	Clock clock.Clock
 }
 
-// New returns a client for the server at addr ("http://127.0.0.1:7700") with an operator token.
+// New returns a client for the server at addr ("https://127.0.0.1:7700") with an operator
+// token. addr may list several addresses, comma-separated, one per server replica: the client
+// uses the first until Failover moves it on.
 func New(addr, token string) (*Client, error) {
-	u, err := url.Parse(addr)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("invalid server address %q: want http://HOST:PORT", addr)
+	var bases []string
+	for _, a := range strings.Split(addr, ",") {
+		a = strings.TrimSpace(a)
+		u, err := url.Parse(a)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("invalid server address %q: want https://HOST:PORT (several separated by commas)", a)
+		}
+		bases = append(bases, strings.TrimRight(a, "/"))
+	}
+	if len(bases) > maxAddrs {
+		return nil, fmt.Errorf("%d server addresses; at most %d", len(bases), maxAddrs)
 	}
 	return &Client{
-		base:     strings.TrimRight(addr, "/"),
+		bases:    bases,
 		token:    token,
 		HTTP:     &http.Client{},
 		Protocol: api.Protocol,
@@ -56,8 +68,9 @@ func New(addr, token string) (*Client, error) {
 // UseTLS sets how the client trusts an https server and proves itself: a CA file, a CA pin, a
 // client certificate. Without it the system's roots are trusted.
 func (c *Client) UseTLS(o pki.ClientOptions) error {
-	if o.ServerName == "" {
-		if u, err := url.Parse(c.base); err == nil {
+	// With several addresses each connection is checked against the name it dialled.
+	if o.ServerName == "" && len(c.bases) == 1 {
+		if u, err := url.Parse(c.base()); err == nil {
 			o.ServerName = u.Hostname()
 		}
 	}
@@ -114,8 +127,31 @@ func WaitForServer(ctx context.Context, addr, tokenFile string, tlsOpts pki.Clie
 	}
 }
 
-// Addr is the server's base address.
-func (c *Client) Addr() string { return c.base }
+// maxAddrs bounds the server addresses one client takes.
+const maxAddrs = 16
+
+// base is the address in use.
+func (c *Client) base() string { return c.bases[c.cur.Load()] }
+
+// Addr is the server address in use.
+func (c *Client) Addr() string { return c.base() }
+
+// Addrs is every server address, comma-separated, as New takes them.
+func (c *Client) Addrs() string { return strings.Join(c.bases, ",") }
+
+// Failover moves the client to the next of its server addresses, after the last back to the
+// first; it reports whether there was another to move to.
+func (c *Client) Failover() bool {
+	if len(c.bases) < 2 {
+		return false
+	}
+	for {
+		cur := c.cur.Load()
+		if c.cur.CompareAndSwap(cur, (cur+1)%int32(len(c.bases))) {
+			return true
+		}
+	}
+}
 
 // Error is a non-2xx answer from the server.
 type Error struct {
@@ -145,7 +181,7 @@ func (c *Client) request(ctx context.Context, method, path, token string, in any
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.base()+path, body)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +204,7 @@ func (c *Client) do(ctx context.Context, method, path, token string, in, out any
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base, unwrapURL(err))
+		return fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base(), unwrapURL(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -298,7 +334,7 @@ func (c *Client) RevokeKey(ctx context.Context, id string) error {
 // PushRelease streams a bundle of size bytes to the server, with its .minisig content when sig
 // is not nil.
 func (c *Client) PushRelease(ctx context.Context, bundle io.Reader, size int64, sig []byte) (api.Release, error) {
-	req, err := http.NewRequestWithContext(ctx, "POST", c.base+"/v1/releases", bundle)
+	req, err := http.NewRequestWithContext(ctx, "POST", c.base()+"/v1/releases", bundle)
 	if err != nil {
 		return api.Release{}, err
 	}
@@ -310,7 +346,7 @@ func (c *Client) PushRelease(ctx context.Context, bundle io.Reader, size int64, 
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return api.Release{}, fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base, unwrapURL(err))
+		return api.Release{}, fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base(), unwrapURL(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -566,7 +602,7 @@ func (c *Client) Blob(ctx context.Context, token, sum string, offset int64) (io.
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base, unwrapURL(err))
+		return nil, 0, fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base(), unwrapURL(err))
 	}
 	switch {
 	case resp.StatusCode == http.StatusPartialContent && offset > 0:
@@ -602,7 +638,7 @@ func (c *Client) OpenStream(ctx context.Context, session string) (*Stream, error
 	req.Header.Set("Upgrade", api.StreamUpgrade)
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base, unwrapURL(err))
+		return nil, fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base(), unwrapURL(err))
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		defer resp.Body.Close()

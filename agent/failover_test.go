@@ -1,0 +1,123 @@
+package agent_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/agent"
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/server"
+)
+
+// proxy forwards loopback connections to target until it is closed, which also cuts every
+// connection it carries: a server replica that dies, as its agents see it.
+type proxy struct {
+	l     net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l}
+	t.Cleanup(p.close)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *proxy) addr() string { return "https://" + p.l.Addr().String() }
+
+func (p *proxy) close() {
+	p.l.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
+
+// An agent given several server addresses moves to the next when the one it uses goes away,
+// and its desired state still reaches it there; it keeps every address in its identity.
+func TestAgentFailsOver(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, admin, tok := startServer(t, ctx, server.Config{})
+	target := strings.TrimPrefix(addr, "https://")
+	a1, a2 := startProxy(t, target), startProxy(t, target)
+
+	logs := &lockedBuf{}
+	dir := t.TempDir()
+	a, err := agent.New(agent.Config{Server: a1.addr() + "," + a2.addr(), Token: tok.Secret, DataDir: dir, Name: "n1",
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if _, err := admin.WaitEvent(wctx, 0, func(e api.Event) bool { return e.Type == api.EventNodeEnrolled && e.Subject == "n1" }); err != nil {
+		t.Fatal(err)
+	}
+	waitGen := func(gen int64) {
+		t.Helper()
+		for {
+			d, changed := a.Desired()
+			if d.Generation >= gen {
+				return
+			}
+			select {
+			case <-changed:
+			case <-wctx.Done():
+				t.Fatalf("agent at generation %d, want %d; log:\n%s", d.Generation, gen, logs.String())
+			}
+		}
+	}
+	waitGen(1)
+	a1.close() // the replica the agent uses dies
+	res, err := admin.Label(ctx, "n1", api.LabelChange{Set: map[string]string{"zone": "b"}})
+	if err != nil || len(res.Nodes) != 1 {
+		t.Fatalf("label: %+v %v", res, err)
+	}
+	waitGen(2)
+	if !strings.Contains(logs.String(), "trying the next server address") {
+		t.Fatalf("no failover in the log:\n%s", logs.String())
+	}
+	if n, err := admin.Node(ctx, "n1"); err != nil || n.Status != api.StatusUp {
+		t.Fatalf("node after failover: %+v %v", n, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "identity.json")); err != nil || !strings.Contains(string(b), a2.addr()) {
+		t.Fatalf("identity keeps only one address: %s %v", b, err)
+	}
+}
