@@ -264,11 +264,20 @@ type Bulletin struct {
 	RunsSites []string `json:"runs_sites,omitempty"`
 }
 
-// BulletinApp is one app's line of the bulletin.
+// BulletinApp is one app's line of the bulletin: Candidates are its channels' candidates in
+// promotion order (Channels holds the same by channel name) and Sites, per site, how many nodes
+// run which version.
 type BulletinApp struct {
-	App      string                    `json:"app"`
-	Channels map[string]string         `json:"channels"`
-	Sites    map[string]map[string]int `json:"sites"`
+	App        string                    `json:"app"`
+	Candidates []ChannelCandidate        `json:"candidates"`
+	Channels   map[string]string         `json:"channels"`
+	Sites      map[string]map[string]int `json:"sites"`
+}
+
+// ChannelCandidate is the release of an app a channel offers.
+type ChannelCandidate struct {
+	Channel string `json:"channel"`
+	Version string `json:"version"`
 }
 
 // Event is one append-only record of a state change.

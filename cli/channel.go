@@ -115,23 +115,6 @@ func candidates(m map[string]string) string {
 	return joinAt(m, func(a, b string) bool { return a < b })
 }
 
-// inPromotionOrder is an app's candidates, channel@version, in the order of the channel path
-// (channels it does not know, last, by name).
-func inPromotionOrder(cands map[string]string, channels []api.Channel) string {
-	pos := map[string]int{}
-	for _, ch := range channels {
-		pos[ch.Name] = ch.Position
-	}
-	return joinAt(cands, func(a, b string) bool {
-		pa, aok := pos[a]
-		pb, bok := pos[b]
-		if aok != bok || pa != pb {
-			return aok && (!bok || pa < pb)
-		}
-		return a < b
-	})
-}
-
 // joinAt is "key@value ..." with the keys in the order less gives.
 func joinAt(m map[string]string, less func(a, b string) bool) string {
 	keys := make([]string, 0, len(m))
@@ -270,10 +253,6 @@ func (e *env) bulletinCmd() *cobra.Command {
 				e.printf("sites running %s: %s\n", runs, dash(strings.Join(b.RunsSites, " ")))
 				return nil
 			}
-			channels, err := c.Channels(cmd.Context())
-			if err != nil {
-				return err
-			}
 			rows := [][]string{}
 			for _, ba := range b.Apps {
 				running := []string{}
@@ -283,7 +262,11 @@ func (e *env) bulletinCmd() *cobra.Command {
 					}
 				}
 				sort.Strings(running)
-				rows = append(rows, []string{ba.App, dash(inPromotionOrder(ba.Channels, channels)), dash(strings.Join(running, " "))})
+				offered := make([]string, len(ba.Candidates))
+				for i, cc := range ba.Candidates {
+					offered[i] = cc.Channel + "@" + cc.Version
+				}
+				rows = append(rows, []string{ba.App, dash(strings.Join(offered, " ")), dash(strings.Join(running, " "))})
 			}
 			return e.table([]string{"APP", "CHANNEL CANDIDATES", "RUNNING (SITE:VERSION×NODES)"}, rows)
 		},

@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/ferryhq/ferry/api"
 )
 
-// The bulletin shows each app's channels in promotion order, not by name.
+// The bulletin shows each app's channels in promotion order, not by name, in its table and in
+// its JSON.
 func TestBulletinPromotionOrder(t *testing.T) {
 	f := newFleet(t)
 	f.mustFerry("channel", "create", "canary", "--after", "unstable")
@@ -15,9 +19,22 @@ func TestBulletinPromotionOrder(t *testing.T) {
 		f.mustFerry("release", "promote", "hello@1.0.0", "--to", ch)
 	}
 	f.push("hello", "1.1.0")
+	want := "unstable@1.1.0 canary@1.0.0 preview@1.0.0 production@1.0.0"
 	out := f.mustFerry("bulletin")
-	if want := "unstable@1.1.0 canary@1.0.0 preview@1.0.0 production@1.0.0"; !strings.Contains(out, want) {
+	if !strings.Contains(out, want) {
 		t.Fatalf("bulletin does not list %q:\n%s", want, out)
+	}
+	var b api.Bulletin
+	out = f.mustFerry("bulletin", "hello", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &b); err != nil || len(b.Apps) != 1 {
+		t.Fatalf("bulletin -o json: %v\n%s", err, out)
+	}
+	var got []string
+	for _, c := range b.Apps[0].Candidates {
+		got = append(got, c.Channel+"@"+c.Version)
+	}
+	if strings.Join(got, " ") != want || b.Apps[0].Channels["canary"] != "1.0.0" {
+		t.Errorf("bulletin -o json: candidates %v, channels %v; want %s", got, b.Apps[0].Channels, want)
 	}
 }
 

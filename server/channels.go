@@ -185,14 +185,16 @@ func (s *Server) bulletin(w http.ResponseWriter, r *http.Request) error {
 	apps := map[string]*api.BulletinApp{}
 	entry := func(name string) *api.BulletinApp {
 		if apps[name] == nil {
-			apps[name] = &api.BulletinApp{App: name, Channels: map[string]string{}, Sites: map[string]map[string]int{}}
+			apps[name] = &api.BulletinApp{App: name, Candidates: []api.ChannelCandidate{}, Channels: map[string]string{}, Sites: map[string]map[string]int{}}
 		}
 		return apps[name]
 	}
-	for _, c := range withCandidates(chans) {
+	for _, c := range withCandidates(chans) { // in promotion order
 		for a, v := range c.Candidates {
 			if app == "" || a == app {
-				entry(a).Channels[c.Name] = v
+				e := entry(a)
+				e.Candidates = append(e.Candidates, api.ChannelCandidate{Channel: c.Name, Version: v})
+				e.Channels[c.Name] = v
 			}
 		}
 	}
