@@ -18,8 +18,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
