@@ -50,6 +50,32 @@ func TestImportDirection(t *testing.T) {
 	}
 }
 
+// Services are plain Go: they know nothing of HTTP, the server that serves them, or the
+// operator's and the node's side. The kinds of failure they return are a leaf.
+func TestServicesStayPlain(t *testing.T) {
+	for _, pkg := range []string{"./inventory", "./fault"} {
+		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if dep == "net/http" {
+				t.Errorf("%s imports net/http; the HTTP layer maps its failures", pkg)
+			}
+		}
+		for _, dep := range deps(t, pkg) {
+			if within(dep, "server", "cli", "daemon", "agent", "client", "web") {
+				t.Errorf("%s imports %s", pkg, dep)
+			}
+		}
+	}
+	for _, dep := range deps(t, "./fault") {
+		if dep != "fault" {
+			t.Errorf("fault imports %s; it is a leaf", dep)
+		}
+	}
+}
+
 // The CLI holds the operator verbs only: it reaches the server through client, and of the
 // module's packages uses only the leaves a client needs. The daemons it runs come from the
 // daemon package, which cmd/ferry adds.

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/inventory"
 	"github.com/ferryhq/ferry/labels"
 )
 
@@ -81,13 +82,13 @@ func (s *Server) checkDeploy(r *http.Request, req api.Deploy) (app, ver string, 
 	if rel.Withdrawn != "" {
 		return "", "", nil, errorf(http.StatusConflict, "release %s is withdrawn (reason: %s); deploy another version", req.Release, rel.Withdrawn)
 	}
-	if nodes, err = s.selectNodes(r, "", "", req.Selector); err != nil {
+	if nodes, err = s.selectNodes(r.Context(), inventory.Query{Selector: req.Selector}); err != nil {
 		return "", "", nil, err
 	}
 	if len(nodes) > 0 {
 		return app, ver, nodes, nil
 	}
-	all, err := s.selectNodes(r, "", "", "")
+	all, err := s.selectNodes(r.Context(), inventory.Query{})
 	if err != nil {
 		return "", "", nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/fault"
 	"github.com/ferryhq/ferry/store"
 )
 
@@ -72,6 +73,16 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 	case errors.As(err, &mbe):
 		code, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", mbe.Limit)
+	case errors.Is(err, fault.ErrInvalid):
+		code, msg = http.StatusBadRequest, err.Error()
+	case errors.Is(err, fault.ErrForbidden):
+		code, msg = http.StatusForbidden, err.Error()
+	case errors.Is(err, fault.ErrUnauthorized):
+		code, msg = http.StatusUnauthorized, err.Error()
+	case errors.Is(err, fault.ErrNotFound):
+		code, msg = http.StatusNotFound, err.Error()
+	case errors.Is(err, fault.ErrConflict):
+		code, msg = http.StatusConflict, err.Error()
 	case errors.Is(err, store.ErrNotFound):
 		code, msg = http.StatusNotFound, err.Error()
 	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/inventory"
 )
 
 func TestBadInputChangesNothing(t *testing.T) {
@@ -98,9 +99,9 @@ func FuzzDecode(f *testing.F) {
 			}
 			switch r := v.(type) {
 			case *api.SiteAdd:
-				validateSite(*r)
+				inventory.CheckSite(*r)
 			case *api.LabelChange:
-				validateChange(*r)
+				inventory.CheckChange(*r)
 			case *api.Sync:
 				if r.Apps != nil {
 					validApps(*r.Apps)

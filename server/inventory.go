@@ -1,12 +1,12 @@
 package server
 
 import (
-	"math"
+	"context"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/inventory"
 	"github.com/ferryhq/ferry/labels"
 	"github.com/ferryhq/ferry/store"
 )
@@ -32,35 +32,12 @@ func (s *Server) showSite(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func validateSite(a api.SiteAdd) error {
-	if err := labels.CheckName("site name", a.Name); err != nil {
-		return errorf(http.StatusBadRequest, "%v", err)
-	}
-	if a.Tier < 1 || a.Tier > 3 {
-		return errorf(http.StatusBadRequest, "invalid tier %d: 1 runs a relay, 2 administers its own nodes, 3 lends nodes", a.Tier)
-	}
-	if (a.Lat == nil) != (a.Lon == nil) {
-		return errorf(http.StatusBadRequest, "give both lat and lon, or neither")
-	}
-	if a.Lat != nil && (math.IsNaN(*a.Lat) || *a.Lat < -90 || *a.Lat > 90 || math.IsNaN(*a.Lon) || *a.Lon < -180 || *a.Lon > 180) {
-		return errorf(http.StatusBadRequest, "invalid location %v,%v: lat must be within ±90 and lon within ±180", *a.Lat, *a.Lon)
-	}
-	if len(a.Contact) > 254 {
-		return errorf(http.StatusBadRequest, "contact longer than 254 characters")
-	}
-	return nil
-}
-
 func (s *Server) addSite(w http.ResponseWriter, r *http.Request) error {
 	var req api.SiteAdd
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if err := validateSite(req); err != nil {
-		return err
-	}
-	site := api.Site{Name: req.Name, Tier: req.Tier, Lat: req.Lat, Lon: req.Lon, Contact: req.Contact, CreatedAt: s.clk.Now().UTC()}
-	ev, err := s.store.CreateSite(r.Context(), site)
+	site, ev, err := s.inventory.AddSite(r.Context(), req)
 	if err != nil {
 		return err
 	}
@@ -71,7 +48,7 @@ func (s *Server) addSite(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) removeSite(w http.ResponseWriter, r *http.Request) error {
 	force := r.URL.Query().Get("force") == "true"
-	evs, err := s.store.DeleteSite(r.Context(), r.PathValue("name"), force, s.clk.Now())
+	evs, err := s.inventory.RemoveSite(r.Context(), r.PathValue("name"), force)
 	if err != nil {
 		return err
 	}
@@ -173,44 +150,13 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// withImplicit returns the node's labels plus its implicit site and tier.
-func withImplicit(n api.Node) labels.Set {
-	l := labels.Set{labels.KeySite: n.Site, labels.KeyTier: strconv.Itoa(n.Tier)}
-	for k, v := range n.Labels {
-		l[k] = v
+// selectNodes returns the nodes the query selects, with the detector's last-seen times.
+func (s *Server) selectNodes(ctx context.Context, q inventory.Query) ([]api.Node, error) {
+	nodes, err := s.inventory.Select(ctx, q)
+	for i := range nodes {
+		nodes[i] = s.fresh(nodes[i])
 	}
-	return l
-}
-
-// selectNodes returns the live nodes matching the query's site, status and selector.
-func (s *Server) selectNodes(r *http.Request, site, status, selector string) ([]api.Node, error) {
-	sel, err := labels.ParseSelector(selector)
-	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "%v", err)
-	}
-	switch status {
-	case "", api.StatusUp, api.StatusDown, api.StatusRevoked:
-	default:
-		return nil, errorf(http.StatusBadRequest, "invalid status %q: want up, down or revoked", status)
-	}
-	nodes, err := s.store.Nodes(r.Context())
-	if err != nil {
-		return nil, err
-	}
-	out := []api.Node{}
-	for _, n := range nodes {
-		if (status == "" && n.Status == api.StatusRevoked) || (status != "" && n.Status != status) {
-			continue
-		}
-		if site != "" && n.Site != site {
-			continue
-		}
-		if !sel.Matches(withImplicit(n)) {
-			continue
-		}
-		out = append(out, s.fresh(n))
-	}
-	return out, nil
+	return nodes, err
 }
 
 // fresh overlays the detector's last-seen time, which the store gets only in batches.
@@ -224,7 +170,7 @@ func (s *Server) fresh(n api.Node) api.Node {
 
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	nodes, err := s.selectNodes(r, q.Get("site"), q.Get("status"), q.Get("selector"))
+	nodes, err := s.selectNodes(r.Context(), inventory.Query{Site: q.Get("site"), Status: q.Get("status"), Selector: q.Get("selector")})
 	if err != nil {
 		return err
 	}
@@ -243,7 +189,7 @@ func (s *Server) showNode(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	ev, err := s.store.RevokeNode(r.Context(), name, s.clk.Now())
+	ev, err := s.inventory.RemoveNode(r.Context(), name)
 	if err != nil {
 		return err
 	}
@@ -252,50 +198,13 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func validateChange(c api.LabelChange) error {
-	if len(c.Set) == 0 && len(c.Remove) == 0 {
-		return errorf(http.StatusBadRequest, "nothing to change: give key=value to set or key- to remove")
-	}
-	if err := labels.Set(c.Set).Validate(); err != nil {
-		return errorf(http.StatusBadRequest, "%v", err)
-	}
-	for _, k := range c.Remove {
-		if err := labels.CheckName("label key", k); err != nil {
-			return errorf(http.StatusBadRequest, "%v", err)
-		}
-		if _, both := c.Set[k]; both {
-			return errorf(http.StatusBadRequest, "label %q is both set and removed", k)
-		}
-	}
-	return nil
-}
-
-func (s *Server) applyLabels(w http.ResponseWriter, r *http.Request, names []string, c api.LabelChange) error {
-	nodes, evs, err := s.store.ChangeLabels(r.Context(), names, c.Set, c.Remove, s.clk.Now())
-	if err != nil {
-		return err
-	}
-	res := api.LabelResult{Nodes: []string{}}
-	for _, n := range nodes {
-		res.Nodes = append(res.Nodes, n.Name)
-	}
-	s.settle(r.Context(), evs...)
-	writeJSON(w, http.StatusOK, res)
-	return nil
-}
-
 func (s *Server) labelNode(w http.ResponseWriter, r *http.Request) error {
 	var c api.LabelChange
 	if err := decode(w, r, &c); err != nil {
 		return err
 	}
-	if c.Selector != "" {
-		return errorf(http.StatusBadRequest, "selector is not used when labelling one node")
-	}
-	if err := validateChange(c); err != nil {
-		return err
-	}
-	return s.applyLabels(w, r, []string{r.PathValue("name")}, c)
+	res, evs, err := s.inventory.LabelNode(r.Context(), r.PathValue("name"), c)
+	return s.labelled(w, r, res, evs, err)
 }
 
 func (s *Server) labelNodes(w http.ResponseWriter, r *http.Request) error {
@@ -303,19 +212,15 @@ func (s *Server) labelNodes(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &c); err != nil {
 		return err
 	}
-	if c.Selector == "" {
-		return errorf(http.StatusBadRequest, "a selector is required to label many nodes; the selector \"site\" matches every node")
-	}
-	if err := validateChange(c); err != nil {
-		return err
-	}
-	nodes, err := s.selectNodes(r, "", "", c.Selector)
+	res, evs, err := s.inventory.LabelSelected(r.Context(), c)
+	return s.labelled(w, r, res, evs, err)
+}
+
+func (s *Server) labelled(w http.ResponseWriter, r *http.Request, res api.LabelResult, evs []api.Event, err error) error {
 	if err != nil {
 		return err
 	}
-	names := make([]string, len(nodes))
-	for i, n := range nodes {
-		names[i] = n.Name
-	}
-	return s.applyLabels(w, r, names, c)
+	s.settle(r.Context(), evs...)
+	writeJSON(w, http.StatusOK, res)
+	return nil
 }

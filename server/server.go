@@ -20,6 +20,7 @@ import (
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/blobstore"
 	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/inventory"
 	"github.com/ferryhq/ferry/liveness"
 	"github.com/ferryhq/ferry/store"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -75,6 +76,7 @@ type Config struct {
 type Server struct {
 	cfg         Config
 	store       store.Store
+	inventory   *inventory.Service
 	blobs       *blobstore.Store
 	clk         clock.Clock
 	log         *slog.Logger
@@ -203,6 +205,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		limits:  newAddrLimits(cfg.PublicRate, cfg.PublicBurst),
 		reports: newAddrLimits(reportRate, reportBurst),
 	}
+	s.inventory = inventory.New(st, cfg.Clock)
 	s.metrics = newMetrics(s.hub)
 	if err := s.load(ctx); err != nil {
 		st.Close()
