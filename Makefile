@@ -6,12 +6,15 @@ test: deps
 	test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt needed" && exit 1)
 	go test -race -count=1 -timeout 14m ./...
 
-# Debian packages the tests use, installed when missing: minisign (signature interoperability).
+# Debian packages the tests use, installed when missing: minisign (signature interoperability);
+# postgresql, whose initdb and postgres (in /usr/lib/postgresql/VERSION/bin, off PATH) the
+# PostgreSQL store's tests run throw-away clusters with, unless FERRY_TEST_POSTGRES names a server.
 DEB_TOOLS := minisign
 
 deps:
 	@command -v go >/dev/null || (echo "Go is required: https://go.dev/doc/install" && exit 1)
 	@missing=""; for t in $(DEB_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	[ -n "$$FERRY_TEST_POSTGRES" ] || command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
