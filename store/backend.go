@@ -1,0 +1,73 @@
+package store
+
+import (
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// This file holds what every backend needs and no backend decides: reading its migrations,
+// refusing a newer schema in the same words, and the wake-up behind Changed.
+
+// ReadMigrations returns the scripts dir/NNNN_name.sql of fsys in order: script N takes the
+// schema from version N-1 to N. A gap or a repeat in the numbers is an error.
+func ReadMigrations(fsys fs.FS, dir string) ([]string, error) {
+	names, err := fs.Glob(fsys, path.Join(dir, "*.sql"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var out []string
+	for i, n := range names {
+		v, err := strconv.Atoi(strings.SplitN(path.Base(n), "_", 2)[0])
+		if err != nil || v != i+1 {
+			return nil, fmt.Errorf("migration %s is out of sequence", n)
+		}
+		b, err := fs.ReadFile(fsys, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, string(b))
+	}
+	return out, nil
+}
+
+// CheckSchemaVersion refuses a database whose schema version (have) is newer than the newest
+// this build knows.
+func CheckSchemaVersion(have, known int) error {
+	if have > known {
+		return fmt.Errorf("database schema version %d is newer than this ferry understands (%d); run a newer ferry", have, known)
+	}
+	return nil
+}
+
+// Broadcast wakes all its waiters at once: Wait returns a channel that the next Fire closes.
+// The zero value is ready to use.
+type Broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// Wait returns a channel closed by the next Fire.
+func (b *Broadcast) Wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	return b.ch
+}
+
+// Fire wakes everyone waiting.
+func (b *Broadcast) Fire() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch != nil {
+		close(b.ch)
+		b.ch = nil
+	}
+}
