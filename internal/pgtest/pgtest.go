@@ -265,6 +265,9 @@ func (s *server) command(ctx context.Context, cred *syscall.Credential, name str
 // where the postgresql package puts it.
 func binDir() (string, error) {
 	if p, err := exec.LookPath("initdb"); err == nil {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real // a link on PATH: its postgres is beside the file it points to
+		}
 		return filepath.Dir(p), nil
 	}
 	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")

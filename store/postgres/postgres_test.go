@@ -1,0 +1,403 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/internal/pgtest"
+	"github.com/ferryhq/ferry/store"
+	"github.com/ferryhq/ferry/store/storetest"
+	"github.com/jackc/pgx/v5"
+)
+
+var pg = pgtest.New()
+
+func TestMain(m *testing.M) { os.Exit(pg.Main(m)) }
+
+// open opens a store on url, closed when t ends.
+func open(t *testing.T, url string, opts ...Option) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// partial gives the shared suite a store.Store: the methods this backend has are its own (they
+// are found first, being less deeply embedded); the others are those of a nil interface, which
+// the tests named below never call.
+type partial struct {
+	missing
+	*Store
+}
+
+type missing struct{ store.Store }
+
+// The tests of the shared suite whose methods this backend has.
+func TestSuite(t *testing.T) {
+	storetest.RunNamed(t, func(t *testing.T) store.Store { return partial{Store: open(t, pg.DB(t))} },
+		"Sites", "Enroll", "NodeStatus", "Labels", "Events", "Watch", "SpendNonce")
+}
+
+// A database written by a newer Ferry is refused, with the words SQLite uses; an up-to-date one
+// opens as it is.
+func TestNewerSchemaRefused(t *testing.T) {
+	ctx := context.Background()
+	url := pg.DB(t)
+	s, err := Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(ctx, url); err != nil {
+		t.Fatalf("open again: %v", err)
+	}
+	newer := strconv.Itoa(SchemaVersion() + 1)
+	if _, err := s.pool.Exec(ctx, `UPDATE meta SET value = $1 WHERE key = 'schema_version'`, newer); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err = Open(ctx, url)
+	want := fmt.Sprintf("database schema version %s is newer than this ferry understands (%d); run a newer ferry", newer, SchemaVersion())
+	if err == nil || err.Error() != want {
+		t.Fatalf("open a newer database: %v; want %q", err, want)
+	}
+
+	// SQLite says the same, but for its own version numbers.
+	file := filepath.Join(t.TempDir(), "ferry.db")
+	lite, err := store.OpenSQLite(ctx, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lite.Close()
+	db, err := sql.Open("sqlite", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE meta SET value = ? WHERE key = 'schema_version'`, store.SchemaVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+	_, liteErr := store.OpenSQLite(ctx, file)
+	digits := regexp.MustCompile(`[0-9]+`)
+	if liteErr == nil || digits.ReplaceAllString(liteErr.Error(), "N") != digits.ReplaceAllString(want, "N") {
+		t.Fatalf("SQLite refuses a newer database with %v; PostgreSQL with %q", liteErr, want)
+	}
+}
+
+// Replicas that start together on an empty database migrate it once and all open.
+func TestOpenTogether(t *testing.T) {
+	url := pg.DB(t)
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := Open(context.Background(), url)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			s.Close()
+		}()
+	}
+	wg.Wait()
+	s := open(t, url)
+	var v string
+	if err := s.pool.QueryRow(context.Background(), `SELECT value FROM meta WHERE key = 'schema_version'`).Scan(&v); err != nil || v != strconv.Itoa(SchemaVersion()) {
+		t.Fatalf("schema version %q, %v; want %d", v, err, SchemaVersion())
+	}
+}
+
+// Times are kept to the microsecond: what a write returns is what the log reads back.
+func TestEventTimeAsStored(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, pg.DB(t))
+	at := time.Date(2026, 5, 1, 12, 0, 0, 123456789, time.FixedZone("CEST", 2*3600))
+	ev, err := s.AppendEvent(ctx, api.NewEvent(at, "test", "x", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.Events(ctx, 0, 10)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("Events = %+v, %v", evs, err)
+	}
+	if !ev.Time.Equal(evs[0].Time) || ev.Time.Location() != time.UTC || evs[0].Time.Location() != time.UTC || !ev.Time.Equal(at.Truncate(time.Microsecond)) {
+		t.Fatalf("written %s, returned %s, read %s", at, ev.Time, evs[0].Time)
+	}
+	if ev.Data != nil || evs[0].Data != nil {
+		t.Fatalf("an event without data: returned %q, read %q", ev.Data, evs[0].Data)
+	}
+}
+
+// follow collects what a feed on s returns until ctx ends.
+func follow(ctx context.Context, s *Store, since int64) <-chan []api.Event {
+	out := make(chan []api.Event)
+	go func() {
+		defer close(out)
+		f := store.Watch(partial{Store: s}, since)
+		for {
+			evs, err := f.Next(ctx)
+			if err != nil {
+				return
+			}
+			select {
+			case out <- evs:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// receive takes events from got until it has n of them.
+func receive(t *testing.T, ctx context.Context, got <-chan []api.Event, n int) []api.Event {
+	t.Helper()
+	var out []api.Event
+	for len(out) < n {
+		select {
+		case evs := <-got:
+			out = append(out, evs...)
+		case <-ctx.Done():
+			t.Fatalf("received %d events of %d: %v", len(out), n, ctx.Err())
+		}
+	}
+	return out
+}
+
+// A replica whose listening connection dies misses the notifications of the writes made while
+// it is down, and still gives its followers every event, in order, once it listens again.
+func TestLostNotification(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := pg.DB(t)
+	pids := make(chan uint32, 2)     // of each listening connection opened
+	redialing := make(chan struct{}) // the listener is trying to listen again
+	gate := make(chan struct{})      // closed to let it
+	first := true
+	a := open(t, url, func(s *Store) {
+		dial := s.dial
+		s.dial = func(ctx context.Context) (*pgx.Conn, error) {
+			if !first {
+				close(redialing)
+				<-gate
+			}
+			first = false
+			conn, err := dial(ctx)
+			if err == nil {
+				pids <- conn.PgConn().PID()
+			}
+			return conn, err
+		}
+	})
+	b := open(t, url)
+	got := follow(ctx, a, 0)
+	var want []api.Event
+	write := func(subject string) {
+		t.Helper()
+		ev, err := b.AppendEvent(ctx, api.NewEvent(time.Now(), "test", subject, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, ev)
+	}
+
+	write("e1")
+	all := receive(t, ctx, got, 1) // woken by b's notification: a wrote nothing
+
+	if _, err := b.pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, <-pids); err != nil {
+		t.Fatal(err)
+	}
+	<-redialing
+	woken := a.Changed()
+	write("e2")
+	write("e3")
+	write("e4")
+	select {
+	case <-woken:
+		t.Fatal("a replica that is not listening was woken")
+	default:
+	}
+	close(gate)
+	<-pids
+	select {
+	case <-woken: // listening again, it wakes its followers to catch up
+	case <-ctx.Done():
+		t.Fatal("not woken after listening again")
+	}
+	all = append(all, receive(t, ctx, got, 3)...)
+	write("e5")
+	all = append(all, receive(t, ctx, got, 1)...)
+
+	if len(all) != len(want) {
+		t.Fatalf("followed %d events, want %d", len(all), len(want))
+	}
+	for i := range want {
+		if all[i].ID != want[i].ID || all[i].Subject != want[i].Subject {
+			t.Fatalf("event %d: followed %d %s, want %d %s", i, all[i].ID, all[i].Subject, want[i].ID, want[i].Subject)
+		}
+	}
+}
+
+// With writers on two replicas committing at once, a follower on a third gets every event of
+// the log, once, in order: no event commits with an id below one a reader has already seen.
+func TestConcurrentWritersFollowerSkipsNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	url := pg.DB(t)
+	replicas := []*Store{open(t, url), open(t, url)}
+	follower := open(t, url)
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	got := follow(fctx, follower, 0)
+
+	// A reader that reads the log as fast as it can while the writers write, the likeliest to
+	// catch an id committed after a greater one.
+	done := make(chan struct{})
+	reader := make(chan []api.Event, 1)
+	go func() {
+		var read []api.Event
+		defer func() { reader <- read }()
+		for since, finished := int64(0), false; !finished; {
+			select {
+			case <-done:
+				finished = true // one more read, after the last commit
+			default:
+			}
+			evs, err := follower.Events(ctx, since, 100000)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if len(evs) > 0 {
+				read, since = append(read, evs...), evs[len(evs)-1].ID
+			}
+		}
+	}()
+
+	const writers, rounds, perTx = 6, 40, 5
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		s := replicas[w%len(replicas)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < rounds; i++ {
+				subject := fmt.Sprintf("w%d-%d", w, i)
+				var err error
+				if i%2 == 0 {
+					_, err = s.AppendEvent(ctx, api.NewEvent(time.Now(), "test", subject, nil))
+				} else { // several events in one transaction: a wider window between id and commit
+					err = s.write(ctx, func(tx writeTx) error {
+						for j := 0; j < perTx; j++ {
+							if _, err := tx.appendEvent(ctx, api.NewEvent(time.Now(), "test", fmt.Sprintf("%s.%d", subject, j), nil)); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	read := <-reader
+	last, err := follower.LastEventID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var followed []api.Event
+	for len(followed) == 0 || followed[len(followed)-1].ID < last {
+		select {
+		case evs := <-got:
+			followed = append(followed, evs...)
+		case <-ctx.Done():
+			t.Fatalf("the follower reached event %d of %d", followed[len(followed)-1].ID, last)
+		}
+	}
+	log, err := follower.Events(ctx, 0, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := writers * (rounds/2 + rounds/2*perTx); len(log) != want {
+		t.Fatalf("log has %d events, want %d", len(log), want)
+	}
+	for who, evs := range map[string][]api.Event{"the follower": followed, "the reader": read} {
+		if len(evs) != len(log) {
+			t.Fatalf("%s got %d events of the log's %d", who, len(evs), len(log))
+		}
+		for i := range log {
+			if evs[i].ID != log[i].ID {
+				t.Fatalf("%s: event %d has id %d, the log's %d", who, i, evs[i].ID, log[i].ID)
+			}
+		}
+	}
+}
+
+// A node's assignments come with it, with what the release says of its blob and withdrawal,
+// whether one node is read, all of them, or those a label change returns.
+func TestNodeAssignments(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, pg.DB(t))
+	if _, err := s.CreateSite(ctx, api.Site{Name: "ams", Tier: 1, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"n1", "n2"} {
+		if _, err := s.CreateToken(ctx, store.TokenRecord{ID: "t-" + name, SecretHash: "h", Kind: store.KindEnroll, Site: "ams", CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.EnrollNode(ctx, "t-"+name, "h", store.NodeRecord{Name: name, PublicKey: "pk-" + name}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Releases and assignments are written here by hand until this backend writes them.
+	if _, err := s.pool.Exec(ctx, `INSERT INTO releases (app, version, class, blob, size, signature, manifest, created_at, withdrawn)
+		VALUES ('hello', '1.0.0', 'minor', 'sum1', 7, 'sig1', '{}', now(), NULL), ('hello', '0.9.0', 'minor', 'sum0', 5, '', '{}', now(), 'bad');
+		INSERT INTO assignments (node, app, version, assigned_at) VALUES ('n1', 'hello', '1.0.0', now()), ('n2', 'hello', '0.9.0', now())`); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]api.Assignment{
+		"n1": {App: "hello", Version: "1.0.0", SHA256: "sum1", Size: 7, Signature: "sig1"},
+		"n2": {App: "hello", Version: "0.9.0", SHA256: "sum0", Size: 5, Withdrawn: "bad"},
+	}
+	check := func(how string, nodes ...api.Node) {
+		t.Helper()
+		for _, n := range nodes {
+			if len(n.Assigned) != 1 || n.Assigned[0] != want[n.Name] {
+				t.Fatalf("%s: %s assigned %+v, want %+v", how, n.Name, n.Assigned, want[n.Name])
+			}
+		}
+	}
+	n, err := s.Node(ctx, "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Node", n)
+	all, err := s.Nodes(ctx)
+	if err != nil || len(all) != 2 {
+		t.Fatalf("Nodes = %+v, %v", all, err)
+	}
+	check("Nodes", all...)
+	changed, _, err := s.ChangeLabels(ctx, []string{"n2", "n1"}, map[string]string{"zone": "b"}, nil, time.Now())
+	if err != nil || len(changed) != 2 || changed[0].Name != "n2" {
+		t.Fatalf("ChangeLabels = %+v, %v", changed, err)
+	}
+	check("ChangeLabels", changed...)
+}
