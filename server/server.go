@@ -32,6 +32,9 @@ type Config struct {
 	DataDir string
 	// DB is a database URL; empty means SQLite in DataDir.
 	DB string
+	// Store, when set, is the store to serve instead of the one DB names; the server closes it
+	// when it stops.
+	Store store.Store
 	// HeartbeatInterval is how often agents check in; an idle sync is held this long.
 	HeartbeatInterval time.Duration
 	// HeartbeatGrace is the silence after which a node is down (default 3 × interval).
@@ -165,8 +168,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	var st store.Store
+	st := cfg.Store
 	switch {
+	case st != nil:
 	case cfg.DB == "" || strings.HasPrefix(cfg.DB, "sqlite:"):
 		file := strings.TrimPrefix(cfg.DB, "sqlite:")
 		if file == "" {
@@ -369,10 +373,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	loops, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(3)
 	go func() { defer wg.Done(); s.followFeed(loops, s.fed.at()) }()
-	go func() { defer wg.Done(); s.sweepLoop(loops) }()
-	go func() { defer wg.Done(); s.gcLoop(loops) }()
+	go func() { defer wg.Done(); s.leadLoop(loops) }()
 	go func() { defer wg.Done(); s.flushLoop(loops) }()
 	close(s.ready)
 
@@ -412,6 +415,27 @@ func (s *Server) sweepLoop(ctx context.Context) {
 			return
 		}
 		s.Sweep(ctx)
+	}
+}
+
+// leadLoop runs the singleton work, the down-node sweep and blob collection, while this server
+// leads, and waits to lead again when it stops (with several replicas, one leads at a time).
+func (s *Server) leadLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		lead, err := s.store.Lead(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("wait to lead; retrying", "err", err)
+				s.sleep(ctx, time.Second)
+			}
+			continue
+		}
+		s.log.Info("leading: this server runs the down-node sweep and blob collection")
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); s.sweepLoop(lead) }()
+		go func() { defer wg.Done(); s.gcLoop(lead) }()
+		wg.Wait()
 	}
 }
 

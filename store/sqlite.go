@@ -155,6 +155,9 @@ func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return nil
 }
 
+// Lead returns at once: a SQLite database has one server, which leads for as long as ctx lasts.
+func (s *SQLite) Lead(ctx context.Context) (context.Context, error) { return ctx, ctx.Err() }
+
 // Changed returns a channel closed at the next commit.
 func (s *SQLite) Changed() <-chan struct{} { return s.changes.wait() }
 

@@ -116,6 +116,10 @@ type Store interface {
 	// Changed returns a channel that is closed once a write commits after this call: the
 	// wake-up that Watch waits on. It may close for writes that appended no event.
 	Changed() <-chan struct{}
+	// Lead waits until this server is the one that runs the singleton work (the down-node
+	// sweep, blob collection): it returns a context that ends when the server stops leading,
+	// or an error when ctx ends first. Cancelling ctx gives the lead up.
+	Lead(ctx context.Context) (context.Context, error)
 }
 
 // Limits of SpendNonce.

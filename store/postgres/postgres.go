@@ -42,6 +42,7 @@ var migrationFS embed.FS
 const (
 	lockMigrate int64 = 0x66657272790001 // held while the schema is checked and migrated
 	lockEvents  int64 = 0x66657272790002 // held by every transaction that writes events
+	lockLeader  int64 = 0x66657272790003 // held by the leading replica's session
 )
 
 // notifyChannel is the channel of LISTEN/NOTIFY on which writes announce their commits.
