@@ -2,34 +2,9 @@ package store
 
 import (
 	"context"
-	"sync"
 
 	"github.com/ferryhq/ferry/api"
 )
-
-// signal is a broadcast: wait returns a channel that fire closes.
-type signal struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (s *signal) wait() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ch == nil {
-		s.ch = make(chan struct{})
-	}
-	return s.ch
-}
-
-func (s *signal) fire() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ch != nil {
-		close(s.ch)
-		s.ch = nil
-	}
-}
 
 // FeedBatch is the most events one Next returns.
 const FeedBatch = 10000

@@ -8,10 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
-	"path"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -27,9 +24,9 @@ var migrationFS embed.FS
 // SQLite is the embedded store: one database file in WAL mode with foreign keys on and full
 // synchronous commits, so an acknowledged write survives a kill -9 or a power cut.
 type SQLite struct {
-	w       *sql.DB // the single writer connection
-	r       *sql.DB // readers
-	changes signal  // closed after each commit
+	w       *sql.DB   // the single writer connection
+	r       *sql.DB   // readers
+	changes Broadcast // fired after each commit
 }
 
 var _ Store = (*SQLite)(nil)
@@ -69,26 +66,7 @@ func (s *SQLite) Close() error {
 }
 
 // migrations returns the embedded migration scripts in order; script N takes the schema to N.
-func migrations() ([]string, error) {
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(names)
-	var out []string
-	for i, n := range names {
-		v, err := strconv.Atoi(strings.SplitN(path.Base(n), "_", 2)[0])
-		if err != nil || v != i+1 {
-			return nil, fmt.Errorf("migration %s is out of sequence", n)
-		}
-		b, err := migrationFS.ReadFile(n)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, string(b))
-	}
-	return out, nil
-}
+func migrations() ([]string, error) { return ReadMigrations(migrationFS, "migrations") }
 
 // SchemaVersion is the newest schema this build knows.
 func SchemaVersion() int {
@@ -121,8 +99,8 @@ func (s *SQLite) migrate(ctx context.Context) error {
 			return fmt.Errorf("bad schema version %q in database", v)
 		}
 	}
-	if have > len(scripts) {
-		return fmt.Errorf("database schema version %d is newer than this ferry understands (%d); run a newer ferry", have, len(scripts))
+	if err := CheckSchemaVersion(have, len(scripts)); err != nil {
+		return err
 	}
 	for v := have; v < len(scripts); v++ {
 		if _, err := tx.ExecContext(ctx, scripts[v]); err != nil {
@@ -151,7 +129,7 @@ func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	s.changes.fire()
+	s.changes.Fire()
 	return nil
 }
 
@@ -159,7 +137,7 @@ func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 func (s *SQLite) Lead(ctx context.Context) (context.Context, error) { return ctx, ctx.Err() }
 
 // Changed returns a channel closed at the next commit.
-func (s *SQLite) Changed() <-chan struct{} { return s.changes.wait() }
+func (s *SQLite) Changed() <-chan struct{} { return s.changes.Wait() }
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
