@@ -14,12 +14,18 @@ const FeedBatch = 10000
 // none. It is built on Events and Changed, so every backend has it; a wake-up that is lost or
 // comes late loses nothing, since each read starts from the last event seen.
 type Feed struct {
-	s     Store
+	s     Log
 	since int64
 }
 
+// Log is what a feed reads: the event log and the wake-up after commits.
+type Log interface {
+	Events(ctx context.Context, since int64, limit int) ([]api.Event, error)
+	Changed() <-chan struct{}
+}
+
 // Watch returns a feed of the events after since.
-func Watch(s Store, since int64) *Feed { return &Feed{s: s, since: since} }
+func Watch(s Log, since int64) *Feed { return &Feed{s: s, since: since} }
 
 // Next returns the next events, waiting until there are some or ctx ends.
 func (f *Feed) Next(ctx context.Context) ([]api.Event, error) {
