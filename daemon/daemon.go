@@ -53,9 +53,9 @@ func Server(g cli.Globals) *cobra.Command {
 			if cfg.InsecureHTTP {
 				log.Warn("serving plain HTTP (--insecure-http): tokens travel in the clear unless a TLS-terminating proxy is in front")
 			}
-			log.Info("admin token written", "file", cfg.DataDir+"/admin.token")
+			log.Info("admin token", "file", cfg.DataDir+"/admin.token")
 			if srv.CAFile != "" {
-				log.Info("server CA made for this server; operators set FERRY_CACERT to it, agents need only their token", "file", srv.CAFile, "pin", srv.CAPin)
+				log.Info("server CA: operators set FERRY_CACERT to it, agents need only their token", "file", srv.CAFile, "pin", srv.CAPin)
 			}
 			return srv.Serve(cmd.Context(), l)
 		},

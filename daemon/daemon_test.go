@@ -192,7 +192,7 @@ func TestServerAndAgent(t *testing.T) {
 	if gc := debug.SetGCPercent(100); gc != server.GCPercent {
 		t.Errorf("ferry server runs the collector at GOGC %d, want %d", gc, server.GCPercent)
 	}
-	if !strings.Contains(srv.stderr.String(), "admin token written") {
+	if !strings.Contains(srv.stderr.String(), "admin token") {
 		t.Errorf("server log does not say where the admin token is:\n%s", srv.stderr.String())
 	}
 	op := []string{"--server", addr, "--token-file", filepath.Join(data, "admin.token"), "--ca-cert", filepath.Join(data, "tls", "ca.pem")}

@@ -176,7 +176,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		if file == "" {
 			file = filepath.Join(cfg.DataDir, "ferry.db")
 		}
-		if err := privateFiles(file, file+"-wal", file+"-shm"); err != nil {
+		if err := privateFiles(file, file+"-wal", file+"-shm", file+".lock"); err != nil {
 			return nil, err
 		}
 		s, err := store.OpenSQLite(ctx, file)

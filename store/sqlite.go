@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ type SQLite struct {
 	w       *sql.DB   // the single writer connection
 	r       *sql.DB   // readers
 	changes Broadcast // fired after each commit
+	lock    *os.File  // held open while the database is: one server per database
 }
 
 var _ Store = (*SQLite)(nil)
@@ -34,6 +36,22 @@ var _ Store = (*SQLite)(nil)
 // OpenSQLite opens (creating if needed) the database at file and applies pending migrations.
 // A database written by a newer Ferry is refused.
 func OpenSQLite(ctx context.Context, file string) (*SQLite, error) {
+	lock, err := lockFile(file)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openSQLite(ctx, file)
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+func openSQLite(ctx context.Context, file string) (*SQLite, error) {
 	q := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "foreign_keys(1)", "busy_timeout(10000)", "synchronous(FULL)"} {
 		q.Add("_pragma", p)
@@ -62,7 +80,11 @@ func OpenSQLite(ctx context.Context, file string) (*SQLite, error) {
 
 // Close closes the database.
 func (s *SQLite) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	err := errors.Join(s.r.Close(), s.w.Close())
+	if s.lock != nil {
+		err = errors.Join(err, s.lock.Close())
+	}
+	return err
 }
 
 // migrations returns the embedded migration scripts in order; script N takes the schema to N.

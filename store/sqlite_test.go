@@ -222,3 +222,23 @@ func TestSQLiteSpentNoncesPurged(t *testing.T) {
 		t.Fatalf("purge query plan does not use the index:\n%s", plan)
 	}
 }
+
+// One server per SQLite database: a second open of the same file is refused, in one line that
+// says why, until the first is closed.
+func TestOneServerPerDatabase(t *testing.T) {
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "ferry.db")
+	first, err := store.OpenSQLite(ctx, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.OpenSQLite(ctx, file); err == nil || !strings.Contains(err.Error(), "in use by another ferry server") {
+		t.Fatalf("second open: %v", err)
+	}
+	first.Close()
+	again, err := store.OpenSQLite(ctx, file)
+	if err != nil {
+		t.Fatalf("open after the first closed: %v", err)
+	}
+	again.Close()
+}
