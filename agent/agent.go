@@ -261,9 +261,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		// replica), the next attempt goes to the next one.
 		if code := client.StatusOf(err); (code == 0 && !errors.As(err, &pinErr)) || code == http.StatusBadGateway ||
 			code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout {
-			if a.api.Failover() {
-				a.log.Warn("trying the next server address", "server", a.api.Addr(), "err", err)
+			if failed := a.api.Addr(); a.api.Failover() {
+				a.log.Warn("server address failing; trying the next", "failed", failed, "next", a.api.Addr())
 			}
+		}
+		// A token made by another server carries its CA's pin: this server will never match it.
+		a.mu.Lock()
+		enrolled := a.id != nil
+		a.mu.Unlock()
+		if errors.As(err, &pinErr) && !enrolled {
+			return fmt.Errorf("the enrollment token was made by another server: the server at %s does not hold the CA the token pins; make a token on that server (ferry token create --site SITE)", a.api.Addr())
 		}
 		switch client.StatusOf(err) {
 		case 0:

@@ -111,7 +111,7 @@ func TestAgentFailsOver(t *testing.T) {
 		t.Fatalf("label: %+v %v", res, err)
 	}
 	waitGen(2)
-	if !strings.Contains(logs.String(), "trying the next server address") {
+	if !strings.Contains(logs.String(), "server address failing; trying the next") {
 		t.Fatalf("no failover in the log:\n%s", logs.String())
 	}
 	if n, err := admin.Node(ctx, "n1"); err != nil || n.Status != api.StatusUp {

@@ -204,7 +204,7 @@ func (c *Client) do(ctx context.Context, method, path, token string, in, out any
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base(), unwrapURL(err))
+		return c.unreachable(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -222,6 +222,16 @@ func (c *Client) do(ctx context.Context, method, path, token string, in, out any
 
 // unwrapURL drops net/http's "Get URL:" wrapping and says in one line what to do about the TLS
 // failures an operator can mend.
+// unreachable says why a request got no answer from the server in use: it could not be reached,
+// or it was, and is not the server this client trusts.
+func (c *Client) unreachable(err error) error {
+	var pe *pki.PinError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("refusing the Ferry server at %s: %w", c.base(), pe)
+	}
+	return fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base(), unwrapURL(err))
+}
+
 func unwrapURL(err error) error {
 	var ua x509.UnknownAuthorityError
 	var pe *pki.PinError
@@ -346,7 +356,7 @@ func (c *Client) PushRelease(ctx context.Context, bundle io.Reader, size int64, 
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return api.Release{}, fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base(), unwrapURL(err))
+		return api.Release{}, c.unreachable(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -602,7 +612,7 @@ func (c *Client) Blob(ctx context.Context, token, sum string, offset int64) (io.
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base(), unwrapURL(err))
+		return nil, 0, c.unreachable(err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusPartialContent && offset > 0:
@@ -638,7 +648,7 @@ func (c *Client) OpenStream(ctx context.Context, session string) (*Stream, error
 	req.Header.Set("Upgrade", api.StreamUpgrade)
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the Ferry server at %s: %w", c.base(), unwrapURL(err))
+		return nil, c.unreachable(err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		defer resp.Body.Close()

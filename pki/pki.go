@@ -347,7 +347,7 @@ type ClientOptions struct {
 type PinError struct{ Want string }
 
 func (e *PinError) Error() string {
-	return fmt.Sprintf("the server's certificate chain does not hold the pinned CA (sha256 %s…); refusing it", e.Want[:12])
+	return fmt.Sprintf("its certificate chain does not hold the pinned CA (sha256 %s…)", e.Want[:12])
 }
 
 // ClientConfig builds the TLS configuration of a Ferry client.
