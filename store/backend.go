@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/ferryhq/ferry/api"
 )
 
 // This file holds what every backend needs and no backend decides: reading its migrations,
@@ -70,4 +72,34 @@ func (b *Broadcast) Fire() {
 		close(b.ch)
 		b.ch = nil
 	}
+}
+
+// Assignments gathers assignment rows by node as a backend reads them. Nodes assigned the same
+// release share one copy of its strings (the signature is the largest), which the server's
+// in-memory desired states then hold once per release. The zero value is ready to use.
+type Assignments struct {
+	byNode map[string][]api.Assignment
+	shared map[[2]string]api.Assignment
+}
+
+// Add records that node is assigned a.
+func (as *Assignments) Add(node string, a api.Assignment) {
+	if as.byNode == nil {
+		as.byNode, as.shared = map[string][]api.Assignment{}, map[[2]string]api.Assignment{}
+	}
+	k := [2]string{a.App, a.Version}
+	if same, ok := as.shared[k]; ok {
+		a = same
+	} else {
+		as.shared[k] = a
+	}
+	as.byNode[node] = append(as.byNode[node], a)
+}
+
+// ByNode returns the assignments by node name (never nil).
+func (as *Assignments) ByNode() map[string][]api.Assignment {
+	if as.byNode == nil {
+		return map[string][]api.Assignment{}
+	}
+	return as.byNode
 }

@@ -570,25 +570,16 @@ func assignments(ctx context.Context, q querier, where string, args ...any) (map
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string][]api.Assignment{}
-	// Nodes assigned the same release share one copy of its strings (the signature is the
-	// largest), which the server's in-memory desired states then hold once per release.
-	shared := map[[2]string]api.Assignment{}
+	var out Assignments
 	for rows.Next() {
 		var node string
 		var a api.Assignment
 		if err := rows.Scan(&node, &a.App, &a.Version, &a.SHA256, &a.Size, &a.Signature, &a.Withdrawn); err != nil {
 			return nil, err
 		}
-		k := [2]string{a.App, a.Version}
-		if same, ok := shared[k]; ok {
-			a = same
-		} else {
-			shared[k] = a
-		}
-		out[node] = append(out[node], a)
+		out.Add(node, a)
 	}
-	return out, rows.Err()
+	return out.ByNode(), rows.Err()
 }
 
 // fillAssigned fills the assignments of nodes: one query per node for a few, one query for the
