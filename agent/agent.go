@@ -311,6 +311,9 @@ func (a *Agent) step(ctx context.Context) error {
 	}
 	if sess.Token == "" || !a.clk.Now().Add(time.Minute).Before(sess.ExpiresAt) {
 		s, err := a.openSession(ctx, id.Node)
+		if client.StatusOf(err) == http.StatusForbidden {
+			return fatalError{fmt.Errorf("this node may no longer talk to the server: %w", err)}
+		}
 		if err != nil {
 			return err
 		}

@@ -121,3 +121,32 @@ func TestAgentFailsOver(t *testing.T) {
 		t.Fatalf("identity keeps only one address: %s %v", b, err)
 	}
 }
+
+// An agent whose node is removed on the server stops, saying so, instead of asking for new
+// sessions forever.
+func TestRemovedNodeStops(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr, admin, tok := startServer(t, ctx, server.Config{})
+	a, err := agent.New(agent.Config{Server: addr, Token: tok.Secret, DataDir: t.TempDir(), Name: "n1",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	if _, err := admin.WaitEvent(ctx, 0, func(e api.Event) bool { return e.Type == api.EventNodeEnrolled && e.Subject == "n1" }); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.RemoveNode(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "was removed from this server") {
+			t.Fatalf("the agent stopped with %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the agent of a removed node is still running")
+	}
+}

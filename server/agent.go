@@ -85,7 +85,7 @@ func (s *Server) agentSession(w http.ResponseWriter, r *http.Request) error {
 	}
 	n, err := s.store.Node(r.Context(), req.Node)
 	if err != nil || n.Status == api.StatusRevoked {
-		return errorf(http.StatusUnauthorized, "node %s is revoked or unknown; enroll it again with a new token", req.Node)
+		return errorf(http.StatusForbidden, "node %s was removed from this server, or never enrolled here; to enroll it again, move its node.key and identity.json away and start the agent with a new token", req.Node)
 	}
 	if err := verifyKeySig(n.PublicKey, api.SessionMessage(req.Node, req.Nonce), req.Signature); err != nil {
 		return err

@@ -55,8 +55,8 @@ func TestRevokedSessionsStayDead(t *testing.T) {
 		}
 	}
 	refused("after node rm")
-	// The revoked identity cannot open a new session either.
-	if _, err := tryOpen(ac, "n1", nil); client.StatusOf(err) != 401 {
+	// The revoked identity cannot open a new session either, and is told it was removed.
+	if _, err := tryOpen(ac, "n1", nil); client.StatusOf(err) != 403 || !strings.Contains(err.Error(), "was removed") {
 		t.Fatalf("a revoked node opened a session: %v", err)
 	}
 
