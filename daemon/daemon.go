@@ -4,6 +4,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -43,7 +44,7 @@ func Server(g cli.Globals) *cobra.Command {
 			server.TuneGC()
 			l, err := net.Listen("tcp", listen)
 			if err != nil {
-				return fmt.Errorf("listen on %s: %w", listen, err)
+				return listenError(listen, err)
 			}
 			srv, err := server.New(cmd.Context(), cfg)
 			if err != nil {
@@ -154,4 +155,14 @@ func logger(g cli.Globals, level string) (*slog.Logger, error) {
 		return nil, cli.Usagef("invalid --log-level %q: want debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(g.Stderr(), &slog.HandlerOptions{Level: l})), nil
+}
+
+// listenError says why the server cannot listen on addr, naming the address once: net's own
+// error repeats it ("listen tcp ADDR: bind: …").
+func listenError(addr string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		err = oe.Err
+	}
+	return fmt.Errorf("listen on %s: %w", addr, err)
 }

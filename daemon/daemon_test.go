@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -247,5 +248,21 @@ func TestDev(t *testing.T) {
 	dev.stop(t)
 	if !strings.Contains(dev.stderr.String(), "stopping agents and server") {
 		t.Errorf("dev did not say it was stopping:\n%s", dev.stderr.String())
+	}
+}
+
+// A server that cannot listen says where and why in one line, naming the address once.
+func TestListenError(t *testing.T) {
+	noEnv(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	addr := l.Addr().String()
+	_, stderr, code := ferry(t, "server", "--data", t.TempDir(), "--listen", addr)
+	msg := strings.TrimSpace(stderr[strings.LastIndex(strings.TrimSpace(stderr), "\n")+1:])
+	if code != 1 || strings.Count(msg, addr) != 1 || !strings.Contains(msg, "address already in use") {
+		t.Fatalf("exit %d, last line %q", code, msg)
 	}
 }

@@ -76,7 +76,7 @@ func runDev(ctx context.Context, g cli.Globals, nAgents, nSites int, dataDir, li
 	log := slog.New(slog.NewTextHandler(g.Stderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w (is another ferry running? try --listen 127.0.0.1:0)", listen, err)
+		return fmt.Errorf("%w (is another ferry running? try --listen 127.0.0.1:0)", listenError(listen, err))
 	}
 	srv, err := server.New(ctx, server.Config{DataDir: dataDir, Listen: l.Addr().String(), Logger: log.With("part", "server")})
 	if err != nil {
