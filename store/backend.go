@@ -103,3 +103,44 @@ func (as *Assignments) ByNode() map[string][]api.Assignment {
 	}
 	return as.byNode
 }
+
+// Rows is what both backends' query results offer (database/sql's and pgx's), so that a scan
+// loop over the same columns is written once.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// ScanAssignments reads rows of (node, app, version, sha256, size, signature, withdrawn).
+func ScanAssignments(rows Rows) (map[string][]api.Assignment, error) {
+	var out Assignments
+	for rows.Next() {
+		var node string
+		var a api.Assignment
+		if err := rows.Scan(&node, &a.App, &a.Version, &a.SHA256, &a.Size, &a.Signature, &a.Withdrawn); err != nil {
+			return nil, err
+		}
+		out.Add(node, a)
+	}
+	return out.ByNode(), rows.Err()
+}
+
+// ScanNodeCounts reads rows of (site, status, count) into the Nodes counts of sites.
+func ScanNodeCounts(rows Rows, sites []api.Site) error {
+	idx := make(map[string]int, len(sites))
+	for i, st := range sites {
+		idx[st.Name] = i
+	}
+	for rows.Next() {
+		var site, status string
+		var n int
+		if err := rows.Scan(&site, &status, &n); err != nil {
+			return err
+		}
+		if i, ok := idx[site]; ok {
+			sites[i].Nodes[status] = n
+		}
+	}
+	return rows.Err()
+}

@@ -282,14 +282,12 @@ func (s *SQLite) Sites(ctx context.Context) ([]api.Site, error) {
 	}
 	defer rows.Close()
 	var out []api.Site
-	idx := map[string]int{}
 	for rows.Next() {
 		st, err := scanSite(rows)
 		if err != nil {
 			return nil, err
 		}
 		st.Nodes = map[string]int{}
-		idx[st.Name] = len(out)
 		out = append(out, st)
 	}
 	if err := rows.Err(); err != nil {
@@ -300,17 +298,7 @@ func (s *SQLite) Sites(ctx context.Context) ([]api.Site, error) {
 		return nil, err
 	}
 	defer counts.Close()
-	for counts.Next() {
-		var site, status string
-		var n int
-		if err := counts.Scan(&site, &status, &n); err != nil {
-			return nil, err
-		}
-		if i, ok := idx[site]; ok {
-			out[i].Nodes[status] = n
-		}
-	}
-	return out, counts.Err()
+	return out, ScanNodeCounts(counts, out)
 }
 
 // Site returns one site with its node counts.
@@ -570,16 +558,7 @@ func assignments(ctx context.Context, q querier, where string, args ...any) (map
 		return nil, err
 	}
 	defer rows.Close()
-	var out Assignments
-	for rows.Next() {
-		var node string
-		var a api.Assignment
-		if err := rows.Scan(&node, &a.App, &a.Version, &a.SHA256, &a.Size, &a.Signature, &a.Withdrawn); err != nil {
-			return nil, err
-		}
-		out.Add(node, a)
-	}
-	return out.ByNode(), rows.Err()
+	return ScanAssignments(rows)
 }
 
 // fillAssigned fills the assignments of nodes: one query per node for a few, one query for the

@@ -56,26 +56,12 @@ func (s *Store) Sites(ctx context.Context) ([]api.Site, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx := map[string]int{}
-	for i, st := range out {
-		idx[st.Name] = i
-	}
 	rows, err = s.pool.Query(ctx, `SELECT site, status, count(*) FROM nodes GROUP BY site, status`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var site, status string
-		var n int
-		if err := rows.Scan(&site, &status, &n); err != nil {
-			return nil, err
-		}
-		if i, ok := idx[site]; ok {
-			out[i].Nodes[status] = n
-		}
-	}
-	return out, rows.Err()
+	return out, store.ScanNodeCounts(rows, out)
 }
 
 // Site returns one site with its node counts.

@@ -121,16 +121,7 @@ func assignments(ctx context.Context, q querier, names []string) (map[string][]a
 		return nil, err
 	}
 	defer rows.Close()
-	var out store.Assignments
-	for rows.Next() {
-		var node string
-		var a api.Assignment
-		if err := rows.Scan(&node, &a.App, &a.Version, &a.SHA256, &a.Size, &a.Signature, &a.Withdrawn); err != nil {
-			return nil, err
-		}
-		out.Add(node, a)
-	}
-	return out.ByNode(), rows.Err()
+	return store.ScanAssignments(rows)
 }
 
 // fillAssigned fills the assignments of nodes in one query.
