@@ -48,14 +48,9 @@ func main() {
 	readKiB := flag.Int("read-kib", 256, "bytes each download client reads at a time, in KiB; 0 lets io.Discard pick (8 KiB, as this harness did before)")
 	bin := flag.String("ferry", "", "server binary (default: build ./cmd/ferry, or ./bench/profserver with -cpuprofile)")
 	flag.Parse()
-	var modes []string
-	switch *transport {
-	case "plain", "tls":
-		modes = []string{*transport}
-	case "both":
-		modes = []string{"plain", "tls"}
-	default:
-		fmt.Fprintln(os.Stderr, "blobs: -transport must be plain, tls or both")
+	modes, err := profctl.Modes(*transport)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "blobs:", err)
 		os.Exit(2)
 	}
 	var ns []int

@@ -49,14 +49,9 @@ func main() {
 	transport := flag.String("transport", "both", "plain (--insecure-http), tls, or both one after the other")
 	profile := flag.String("cpuprofile", "", "directory for a CPU profile of the server over the window and a heap profile after it, per transport (runs bench/profserver)")
 	flag.Parse()
-	var modes []string
-	switch *transport {
-	case "plain", "tls":
-		modes = []string{*transport}
-	case "both":
-		modes = []string{"plain", "tls"}
-	default:
-		fmt.Fprintln(os.Stderr, "loadgen: -transport must be plain, tls or both")
+	modes, err := profctl.Modes(*transport)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(2)
 	}
 	if err := run(*agents, *interval, *window, *pushes, *bin, modes, *profile); err != nil {

@@ -53,3 +53,14 @@ func post(control, path string) error {
 	}
 	return nil
 }
+
+// Modes returns the transports a harness's -transport value runs, in order.
+func Modes(transport string) ([]string, error) {
+	switch transport {
+	case "plain", "tls":
+		return []string{transport}, nil
+	case "both":
+		return []string{"plain", "tls"}, nil
+	}
+	return nil, fmt.Errorf("-transport must be plain, tls or both")
+}
