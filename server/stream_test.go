@@ -278,6 +278,12 @@ func TestStreamEnds(t *testing.T) {
 		clk.Advance(2 * time.Minute)
 		io.WriteString(oconn, `{"generation":1}`+"\n")
 		replies(t, obr, 1)
+		// The sweep waits on the clock again (its wait is at most a second) before it moves on.
+		wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := clk.WaitDue(wctx, time.Second); err != nil {
+			t.Fatal(err)
+		}
 		clk.Advance(2 * time.Minute) // silent for 4 minutes, open for 2: the grace is 3
 		h.waitEvent(0, "node.down", "silent")
 		if _, err := sbr.ReadBytes('\n'); !errors.Is(err, io.EOF) {
