@@ -1,0 +1,61 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+)
+
+// Tx is one transaction of Update: the primitives the services build their rules from. A
+// method reads or writes exactly what it says and decides nothing: which release may enter which
+// channel, what counts as installed, which event a change records, are the services'. Every
+// method runs in the context Update was given.
+//
+// Transactions of Update run one at a time (on PostgreSQL, across all replicas), so what a
+// method reads stays true until the transaction ends.
+type Tx interface {
+	// Key returns the signing key whose id or public key is the one given; ErrNotFound when none.
+	Key(id, publicKey string) (api.SigningKey, error)
+	InsertKey(k api.SigningKey) error
+	// RevokeKey marks a key revoked at at; false when there is no such key that is not revoked.
+	RevokeKey(id string, at time.Time) (bool, error)
+
+	// Release returns a release with its channels in promotion order; ErrNotFound when none.
+	Release(app, version string) (api.Release, error)
+	// InsertRelease records a release (r.Withdrawn and r.Channels are not read).
+	InsertRelease(r api.Release) error
+	// WithdrawRelease records a release withdrawn for reason: it leaves every channel it is in
+	// (each with a "withdrawn" history entry) and each node assigned it that is not revoked gets a
+	// new generation. It returns those channels, sorted by name, and those nodes.
+	WithdrawRelease(app, version, reason string, at time.Time) (channels, nodes []string, err error)
+
+	// Channels lists the channels in promotion order, without their releases.
+	Channels() ([]api.Channel, error)
+	// InsertChannel puts a new channel right after the channel named after.
+	InsertChannel(name, after string, allowUnsigned bool, at time.Time) error
+	SetAllowUnsigned(channel string, allow bool) error
+	// Unsigned lists, as APP@VERSION and sorted, the unsigned releases in a channel.
+	Unsigned(channel string) ([]string, error)
+	// AddToChannel puts a release in a channel with a history entry of action and reason.
+	AddToChannel(channel, app, version, action, reason string, at time.Time) error
+
+	// AssignNodes makes app@version the desired release of each named node that is not revoked,
+	// and gives each node whose assignment changed a new generation. It returns the nodes it
+	// changed, in no particular order; unknown names are skipped.
+	AssignNodes(names []string, app, version string, at time.Time) ([]string, error)
+	// NodeApps returns the apps a node last reported; ErrNotFound when the node is unknown or
+	// revoked.
+	NodeApps(node string) ([]api.NodeApp, error)
+	SetNodeApps(node string, apps []api.NodeApp) error
+
+	// AppendEvents appends events to the log, in order, each with the actor of Update's context
+	// (whatever it held), and returns them with their ids.
+	AppendEvents(evs ...api.Event) ([]api.Event, error)
+}
+
+// Updater runs a function in one transaction: it commits when fn returns nil and rolls back
+// otherwise, returning fn's error as it is.
+type Updater interface {
+	Update(ctx context.Context, fn func(Tx) error) error
+}
