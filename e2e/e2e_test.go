@@ -521,7 +521,7 @@ func TestSigningKeys(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &k); err != nil || len(k.ID) != 16 || k.Comment != "release team" {
 		t.Fatalf("key trust: %s %v", out, err)
 	}
-	if _, err := f.ferry("key", "trust", pubFile); err == nil || !strings.Contains(err.Error(), "already exists") {
+	if _, err := f.ferry("key", "trust", pubFile); err == nil || !strings.Contains(err.Error(), "already trusted") {
 		t.Fatalf("trust twice: %v", err)
 	}
 	f.mustFerry("key", "revoke", k.ID)

@@ -38,3 +38,6 @@ func NotFound(format string, args ...any) error { return newf(ErrNotFound, forma
 
 // Conflict returns an ErrConflict failure.
 func Conflict(format string, args ...any) error { return newf(ErrConflict, format, args...) }
+
+// Forbidden returns an ErrForbidden failure.
+func Forbidden(format string, args ...any) error { return newf(ErrForbidden, format, args...) }

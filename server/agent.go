@@ -126,7 +126,7 @@ func (s *Server) heartbeat(ctx context.Context, node string, req api.Sync, proto
 		}
 	}
 	if req.Apps != nil {
-		if _, err := s.store.SetApps(ctx, node, *req.Apps, s.clk.Now().UTC()); err != nil {
+		if _, err := s.assign.Report(ctx, node, *req.Apps); err != nil {
 			return err
 		}
 	}

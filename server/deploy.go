@@ -38,7 +38,7 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	for i, n := range nodes {
 		names[i] = n.Name
 	}
-	changed, ev, err := s.store.Assign(r.Context(), names, app, ver, s.clk.Now().UTC())
+	changed, ev, err := s.assign.Assign(r.Context(), names, app, ver)
 	if err != nil {
 		return err
 	}

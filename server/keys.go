@@ -1,11 +1,9 @@
 package server
 
 import (
-	"fmt"
 	"net/http"
 
 	"github.com/ferryhq/ferry/api"
-	"github.com/ferryhq/ferry/signing"
 )
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
@@ -22,15 +20,7 @@ func (s *Server) trustKey(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	pub, err := signing.ParsePublicKey(req.PublicKey)
-	if err != nil {
-		return errorf(http.StatusBadRequest, "%v", err)
-	}
-	if len(req.Comment) > 200 {
-		return errorf(http.StatusBadRequest, "comment longer than 200 characters")
-	}
-	k := api.SigningKey{ID: fmt.Sprintf("%016X", pub.ID()), PublicKey: pub.String(), Comment: req.Comment, CreatedAt: s.clk.Now().UTC()}
-	ev, err := s.store.TrustKey(r.Context(), k)
+	k, ev, err := s.catalog.TrustKey(r.Context(), req.PublicKey, req.Comment)
 	if err != nil {
 		return err
 	}
@@ -40,7 +30,7 @@ func (s *Server) trustKey(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
-	ev, err := s.store.RevokeKey(r.Context(), r.PathValue("id"), s.clk.Now())
+	ev, err := s.catalog.RevokeKey(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}

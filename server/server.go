@@ -18,10 +18,13 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/assign"
 	"github.com/ferryhq/ferry/blobstore"
+	"github.com/ferryhq/ferry/catalog"
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/inventory"
 	"github.com/ferryhq/ferry/liveness"
+	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/store"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -80,6 +83,8 @@ type Server struct {
 	cfg         Config
 	store       store.Store
 	inventory   *inventory.Service
+	catalog     *catalog.Service
+	assign      *assign.Service
 	blobs       *blobstore.Store
 	clk         clock.Clock
 	log         *slog.Logger
@@ -210,6 +215,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		reports: newAddrLimits(reportRate, reportBurst),
 	}
 	s.inventory = inventory.New(st, cfg.Clock)
+	s.catalog = catalog.New(st, blobs, cfg.Clock, release.Limits{MaxUnpacked: cfg.MaxUnpackedSize}, cfg.Logger)
+	s.assign = assign.New(st, cfg.Clock)
 	s.metrics = newMetrics(s.hub)
 	if err := s.load(ctx); err != nil {
 		st.Close()

@@ -76,17 +76,32 @@ func BenchmarkAssign10k(b *testing.B) {
 	ctx := context.Background()
 	s, names := fleet10k(b)
 	now := time.Now()
-	for i := 0; i <= b.N; i++ {
-		if _, _, _, err := s.PutRelease(ctx, api.Release{App: "hello", Version: fmt.Sprintf("1.0.%d", i), Class: "minor",
-			SHA256: fmt.Sprintf("%064x", i), Signature: "c2ln", SignedBy: "K", CreatedAt: now, Manifest: map[string]any{}}); err != nil {
-			b.Fatal(err)
+	err := s.Update(ctx, func(tx store.Tx) error {
+		for i := 0; i <= b.N; i++ {
+			if err := tx.InsertRelease(api.Release{App: "hello", Version: fmt.Sprintf("1.0.%d", i), Class: "minor",
+				SHA256: fmt.Sprintf("%064x", i), Signature: "c2ln", SignedBy: "K", CreatedAt: now, Manifest: map[string]any{}}); err != nil {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		changed, _, err := s.Assign(ctx, names, "hello", fmt.Sprintf("1.0.%d", i), now)
-		if err != nil || len(changed) != len(names) {
-			b.Fatal(len(changed), err)
+		err := s.Update(ctx, func(tx store.Tx) error {
+			changed, err := tx.AssignNodes(names, "hello", fmt.Sprintf("1.0.%d", i), now)
+			if err == nil && len(changed) != len(names) {
+				err = fmt.Errorf("changed %d of %d", len(changed), len(names))
+			}
+			if err == nil {
+				_, err = tx.AppendEvents(api.NewEvent(now, api.EventReleaseDeployed, "hello", api.ReleaseDeployed{Nodes: changed}))
+			}
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
 		}
 	}
 }

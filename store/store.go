@@ -58,47 +58,20 @@ type Store interface {
 	// TouchNodes records last-seen times in one batch.
 	TouchNodes(ctx context.Context, seen map[string]time.Time) error
 
-	// TrustKey records a release-signing key; trusting a revoked key again is refused.
-	TrustKey(ctx context.Context, k api.SigningKey) (api.Event, error)
+	// Keys lists release-signing keys, revoked ones included, oldest first.
 	Keys(ctx context.Context) ([]api.SigningKey, error)
-	// RevokeKey marks a key revoked: signatures by it no longer verify. The record stays.
-	RevokeKey(ctx context.Context, id string, now time.Time) (api.Event, error)
-
-	// PutRelease records a pushed release in the first channel. The same APP@VERSION with the same
-	// blob is a no-op (created false); with another blob it fails with ErrConflict, as does an
-	// unsigned release when the first channel does not allow unsigned ones.
-	PutRelease(ctx context.Context, r api.Release) (rel api.Release, ev api.Event, created bool, err error)
 	Release(ctx context.Context, app, version string) (api.Release, error)
 	// Releases lists releases, of one app when app is not empty.
 	Releases(ctx context.Context, app string) ([]api.Release, error)
 	// ReferencedBlobs returns the sha256 of every blob some release refers to.
 	ReferencedBlobs(ctx context.Context) (map[string]bool, error)
-
 	// Channels lists channels in promotion order with their releases (not candidates: choosing
 	// the highest version is the caller's) and, when withHistory, their history.
 	Channels(ctx context.Context, withHistory bool) ([]api.Channel, error)
-	CreateChannel(ctx context.Context, c api.ChannelCreate, now time.Time) (api.Event, error)
-	// SetAllowUnsigned changes whether a channel accepts unsigned releases (no event when
-	// unchanged). Forbidding them while the channel holds one is ErrConflict.
-	SetAllowUnsigned(ctx context.Context, name string, allow bool, now time.Time) (api.Event, error)
-	// Promote adds a release to channel to; an unsigned release only to a channel that allows
-	// it. Unless force, it must be in the channel just before.
-	Promote(ctx context.Context, app, version, to string, force bool, now time.Time) (api.Event, error)
-	// Withdraw marks a release withdrawn and removes it from every channel, in one transaction.
-	// Nodes assigned the release get a new generation (their desired state marks it withdrawn);
-	// their names are returned.
-	Withdraw(ctx context.Context, app, version, reason string, now time.Time) (api.Event, []string, error)
-	// Republish records newVersion with the content of an existing release, in the first channel.
-	Republish(ctx context.Context, app, oldVersion, newVersion string, now time.Time) (api.Release, api.Event, error)
 
-	// Assign makes app@version the desired release of each named node that is not revoked and
-	// bumps the generation of those whose assignment changed, whose names it returns (with one
-	// release.deployed event when any did). Unknown releases are ErrNotFound; withdrawn ones
-	// ErrConflict.
-	Assign(ctx context.Context, names []string, app, version string, now time.Time) ([]string, api.Event, error)
-	// SetApps stores a node's report of its apps, with an event per app that got installed or
-	// newly failed.
-	SetApps(ctx context.Context, name string, apps []api.NodeApp, now time.Time) ([]api.Event, error)
+	// Updater runs the services' writes of keys, releases, channels and assignments: the rules
+	// are theirs, the storage primitives (Tx) the backend's.
+	Updater
 
 	// AppendEvent appends e; its Actor, Role and Source are those of ctx, whatever e held.
 	AppendEvent(ctx context.Context, e api.Event) (api.Event, error)

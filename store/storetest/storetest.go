@@ -55,11 +55,7 @@ func suite() []suiteTest {
 		{"EventActor", testEventActor},
 		{"Watch", testWatch},
 		{"SpendNonce", testSpendNonce},
-		{"Keys", testKeys},
-		{"Releases", testReleases},
-		{"Channels", testChannels},
-		{"Assignments", testAssignments},
-		{"Unsigned", testUnsigned},
+		{"Assigned", testAssigned},
 	}
 }
 
@@ -383,36 +379,22 @@ func testEventActor(t *testing.T, s store.Store) {
 		t.Fatalf("ChangeLabels events: %+v", evs)
 	}
 	got(admin, evs...)
-	ev, err = s.TrustKey(actx, api.SigningKey{ID: "0123456789ABCDEF", PublicKey: "RWQ-key", CreatedAt: t0})
+	// Writes through Update, whose events carry the actor whatever they held.
+	err = s.Update(actx, func(tx store.Tx) error {
+		if err := tx.InsertRelease(api.Release{App: "hello", Version: "1.0.0", Class: "minor", SHA256: "a1", CreatedAt: t0, Manifest: map[string]any{}}); err != nil {
+			return err
+		}
+		if _, err := tx.AssignNodes([]string{"n1", "n2"}, "hello", "1.0.0", t0); err != nil {
+			return err
+		}
+		evs, err = tx.AppendEvents(api.Event{Time: t0, Type: "test", Subject: "a", Actor: "token:forged"}, api.Event{Time: t0, Type: "test", Subject: "b"})
+		return err
+	})
 	must(err)
-	got(admin, ev)
-	ev, err = s.RevokeKey(actx, "0123456789ABCDEF", t0)
-	must(err)
-	got(admin, ev)
-	ev, err = s.SetAllowUnsigned(actx, "unstable", true, t0)
-	must(err)
-	got(admin, ev)
-	ev, err = s.SetAllowUnsigned(actx, "preview", true, t0)
-	must(err)
-	got(admin, ev)
-	_, ev, _, err = s.PutRelease(actx, api.Release{App: "hello", Version: "1.0.0", Class: "minor", SHA256: "a1", CreatedAt: t0, Manifest: map[string]any{}})
-	must(err)
-	got(admin, ev)
-	ev, err = s.CreateChannel(actx, api.ChannelCreate{Name: "canary", After: "preview"}, t0)
-	must(err)
-	got(admin, ev)
-	ev, err = s.Promote(actx, "hello", "1.0.0", "preview", false, t0)
-	must(err)
-	got(admin, ev)
-	_, ev, err = s.Republish(actx, "hello", "1.0.0", "1.0.1", t0)
-	must(err)
-	got(admin, ev)
-	_, ev, err = s.Assign(actx, []string{"n1", "n2"}, "hello", "1.0.1", t0)
-	must(err)
-	got(admin, ev)
-	ev, _, err = s.Withdraw(actx, "hello", "1.0.0", "bad", t0)
-	must(err)
-	got(admin, ev)
+	if len(evs) != 2 || evs[1].ID != evs[0].ID+1 {
+		t.Fatalf("AppendEvents = %+v", evs)
+	}
+	got(admin, evs...)
 	ev, err = s.DeleteToken(actx, "e1", t0)
 	must(err)
 	got(admin, ev)
@@ -429,12 +411,12 @@ func testEventActor(t *testing.T, s store.Store) {
 	must(err)
 	got(admin, ev)
 
-	// A node's own report is the node's.
-	evs, err = s.SetApps(nctx, "n1", []api.NodeApp{{App: "hello", Version: "1.0.1", SHA256: "a1"}}, t0)
+	// A node's own writes are the node's.
+	err = s.Update(nctx, func(tx store.Tx) error {
+		evs, err = tx.AppendEvents(api.Event{Time: t0, Type: "test", Subject: "n1"})
+		return err
+	})
 	must(err)
-	if len(evs) != 1 {
-		t.Fatalf("SetApps events: %+v", evs)
-	}
 	got(node, evs...)
 
 	// Without an actor, the system; an actor set on the event itself does not count.
@@ -529,157 +511,33 @@ func testSpendNonce(t *testing.T, s store.Store) {
 	}
 }
 
-func testKeys(t *testing.T, s store.Store) {
-	ctx := context.Background()
-	k := api.SigningKey{ID: "0123456789ABCDEF", PublicKey: "RWQ-key", Comment: "release team", CreatedAt: t0}
-	if ev, err := s.TrustKey(ctx, k); err != nil || ev.Type != "key.trusted" {
-		t.Fatalf("TrustKey: %+v %v", ev, err)
-	}
-	if _, err := s.TrustKey(ctx, k); !errors.Is(err, store.ErrExists) {
-		t.Fatalf("trust twice: %v", err)
-	}
-	if _, err := s.RevokeKey(ctx, k.ID, t0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RevokeKey(ctx, k.ID, t0); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("revoke twice: %v", err)
-	}
-	if _, err := s.TrustKey(ctx, k); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("trust a revoked key again: %v", err)
-	}
-	keys, err := s.Keys(ctx)
-	if err != nil || len(keys) != 1 || keys[0].RevokedAt == nil || keys[0].Comment != "release team" {
-		t.Fatalf("Keys = %+v %v", keys, err)
-	}
-}
-
-func testReleases(t *testing.T, s store.Store) {
-	ctx := context.Background()
-	r := api.Release{App: "hello", Version: "1.4.0", Class: "minor", SHA256: "aa", Size: 10, SignedBy: "0123456789ABCDEF", Signature: "c2ln",
-		CreatedAt: t0, Manifest: map[string]any{"app": "hello"}}
-	got, ev, created, err := s.PutRelease(ctx, r)
-	if err != nil || !created || ev.Type != "release.pushed" || got.Signature != "c2ln" || len(got.Channels) != 1 || got.Channels[0] != "unstable" || got.Manifest["app"] != "hello" {
-		t.Fatalf("PutRelease = %+v %+v %v %v", got, ev, created, err)
-	}
-	if _, _, created, err := s.PutRelease(ctx, r); err != nil || created {
-		t.Fatalf("same bytes again: created %v, %v", created, err)
-	}
-	other := r
-	other.SHA256 = "bb"
-	if _, _, _, err := s.PutRelease(ctx, other); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("other bytes under the same version: %v", err)
-	}
-	unsigned := r
-	unsigned.Version, unsigned.SignedBy = "1.5.0", ""
-	if _, _, _, err := s.PutRelease(ctx, unsigned); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("unsigned release: %v", err)
-	}
-	if _, err := s.Release(ctx, "hello", "1.5.0"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("refused release was stored: %v", err)
-	}
-	list, err := s.Releases(ctx, "hello")
-	if err != nil || len(list) != 1 || list[0].SHA256 != "aa" {
-		t.Fatalf("Releases = %+v %v", list, err)
-	}
-	if refs, err := s.ReferencedBlobs(ctx); err != nil || len(refs) != 1 || !refs["aa"] {
-		t.Fatalf("ReferencedBlobs = %v %v", refs, err)
-	}
-	if list, _ := s.Releases(ctx, "other"); len(list) != 0 {
-		t.Fatalf("Releases(other) = %+v", list)
-	}
-}
-
-func testChannels(t *testing.T, s store.Store) {
-	ctx := context.Background()
-	put := func(v, blob string) {
-		t.Helper()
-		if _, _, _, err := s.PutRelease(ctx, api.Release{App: "hello", Version: v, Class: "minor", SHA256: blob, SignedBy: "K", CreatedAt: t0, Manifest: map[string]any{}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	put("1.0.0", "a1")
-	put("1.1.0", "a2")
-	if _, err := s.Promote(ctx, "hello", "1.0.0", "production", false, t0); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("skip a step without force: %v", err)
-	}
-	if _, err := s.Promote(ctx, "hello", "1.0.0", "unstable", false, t0); !errors.Is(err, store.ErrExists) {
-		t.Fatalf("promote into its own channel: %v", err)
-	}
-	if _, err := s.Promote(ctx, "hello", "1.0.0", "preview", false, t0); err != nil {
-		t.Fatal(err)
-	}
-	if ev, err := s.Promote(ctx, "hello", "1.1.0", "production", true, t0); err != nil || ev.Fields()["forced"] != true {
-		t.Fatalf("forced promote: %+v %v", ev, err)
-	}
-	if _, err := s.Promote(ctx, "hello", "9.9.9", "preview", false, t0); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("promote a missing release: %v", err)
-	}
-	if _, err := s.CreateChannel(ctx, api.ChannelCreate{Name: "canary", After: "preview"}, t0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.CreateChannel(ctx, api.ChannelCreate{Name: "canary", After: "preview"}, t0); !errors.Is(err, store.ErrExists) {
-		t.Fatalf("duplicate channel: %v", err)
-	}
-	if _, err := s.CreateChannel(ctx, api.ChannelCreate{Name: "x", After: "nope"}, t0); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("channel after a missing one: %v", err)
-	}
-	ev, _, err := s.Withdraw(ctx, "hello", "1.1.0", "crashes on start", t0)
-	if err != nil || len(withdrawn(ev).Channels) != 2 {
-		t.Fatalf("withdraw: %+v %v", ev, err)
-	}
-	if _, _, err := s.Withdraw(ctx, "hello", "1.1.0", "again", t0); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("withdraw twice: %v", err)
-	}
-	if _, err := s.Promote(ctx, "hello", "1.1.0", "preview", true, t0); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("promote a withdrawn release: %v", err)
-	}
-	rel, _, err := s.Republish(ctx, "hello", "1.0.0", "1:1.0.0", t0)
-	if err != nil || rel.SHA256 != "a1" || rel.Channels[0] != "unstable" {
-		t.Fatalf("republish: %+v %v", rel, err)
-	}
-	if _, _, err := s.Republish(ctx, "hello", "1.0.0", "1:1.0.0", t0); !errors.Is(err, store.ErrExists) {
-		t.Fatalf("republish twice: %v", err)
-	}
-	chans, err := s.Channels(ctx, true)
-	if err != nil || len(chans) != 4 {
-		t.Fatalf("Channels = %+v %v", chans, err)
-	}
-	names := []string{}
-	for _, c := range chans {
-		names = append(names, c.Name)
-	}
-	if fmt.Sprint(names) != "[unstable preview canary production]" {
-		t.Fatalf("channel order %v", names)
-	}
-	if fmt.Sprint(chans[0].Releases) != "[hello@1.0.0 hello@1:1.0.0]" || len(chans[3].Releases) != 0 {
-		t.Fatalf("channel releases: %v / %v", chans[0].Releases, chans[3].Releases)
-	}
-	last := chans[3].History[len(chans[3].History)-1]
-	if last.Action != "withdrawn" || last.Reason != "crashes on start" {
-		t.Fatalf("production history: %+v", chans[3].History)
-	}
-}
-
-func testAssignments(t *testing.T, s store.Store) {
+// The desired state a write returns, and the one read back, carry the nodes' assignments, for a
+// few nodes and for many (filled in bulk).
+func testAssigned(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	addSite(t, s, "ams", 1)
 	n1, n2 := enroll(t, s, "ams", "n1"), enroll(t, s, "ams", "n2")
-	for _, v := range []string{"1.0.0", "1.1.0"} {
-		if _, _, _, err := s.PutRelease(ctx, api.Release{App: "hello", Version: v, Class: "minor", SHA256: "sum" + v, Size: 7,
-			SignedBy: "K", Signature: "sig" + v, CreatedAt: t0, Manifest: map[string]any{}}); err != nil {
+	assign := func(nodes []string, version string) {
+		t.Helper()
+		err := s.Update(ctx, func(tx store.Tx) error {
+			if _, err := tx.Release("hello", version); errors.Is(err, store.ErrNotFound) {
+				err = tx.InsertRelease(api.Release{App: "hello", Version: version, Class: "minor", SHA256: "sum" + version, Size: 7,
+					SignedBy: "K", Signature: "sig" + version, CreatedAt: t0, Manifest: map[string]any{}})
+				if err != nil {
+					return err
+				}
+			} else if err != nil {
+				return err
+			}
+			_, err := tx.AssignNodes(nodes, "hello", version, t0)
+			return err
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := s.Assign(ctx, []string{"n1"}, "hello", "9.9.9", t0); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("assign an unknown release: %v", err)
-	}
-	changed, ev, err := s.Assign(ctx, []string{"n1", "n2", "ghost"}, "hello", "1.0.0", t0)
-	if err != nil || fmt.Sprint(changed) != "[n1 n2]" || ev.Type != "release.deployed" {
-		t.Fatalf("Assign = %v %+v %v", changed, ev, err)
-	}
-	if changed, _, err := s.Assign(ctx, []string{"n1", "n2"}, "hello", "1.0.0", t0); err != nil || len(changed) != 0 {
-		t.Fatalf("repeated Assign changed %v %v", changed, err)
-	}
+	assign([]string{"n1"}, "1.0.0")
+	assign([]string{"n2"}, "1.1.0")
 	n, err := s.Node(ctx, "n1")
 	if err != nil || n.Generation != n1.Generation+1 || len(n.Assigned) != 1 {
 		t.Fatalf("node after assign: %+v %v", n, err)
@@ -687,16 +545,10 @@ func testAssignments(t *testing.T, s store.Store) {
 	if a := n.Assigned[0]; a.App != "hello" || a.Version != "1.0.0" || a.SHA256 != "sum1.0.0" || a.Size != 7 || a.Signature != "sig1.0.0" || a.Withdrawn != "" {
 		t.Fatalf("assignment %+v", a)
 	}
-	if _, _, err := s.Assign(ctx, []string{"n2"}, "hello", "1.1.0", t0); err != nil {
-		t.Fatal(err)
-	}
-	// A label change keeps the assignments in the returned desired state.
 	nodes, _, err := s.ChangeLabels(ctx, []string{"n2"}, map[string]string{"zone": "b"}, nil, t0)
-	if err != nil || len(nodes) != 1 || len(nodes[0].Assigned) != 1 || nodes[0].Assigned[0].Version != "1.1.0" {
+	if err != nil || len(nodes) != 1 || len(nodes[0].Assigned) != 1 || nodes[0].Assigned[0].Version != "1.1.0" || nodes[0].Generation != n2.Generation+2 {
 		t.Fatalf("ChangeLabels = %+v %v", nodes, err)
 	}
-
-	// So does a change to many nodes at once (filled in bulk).
 	many := []string{"n1", "n2"}
 	for i := 0; i < 70; i++ {
 		many = append(many, enroll(t, s, "ams", fmt.Sprintf("m%02d", i)).Name)
@@ -705,108 +557,16 @@ func testAssignments(t *testing.T, s store.Store) {
 	if err != nil || len(nodes) != len(many) {
 		t.Fatalf("bulk ChangeLabels = %d nodes, %v", len(nodes), err)
 	}
-	for _, n := range nodes {
-		want := map[string]string{"n1": "1.0.0", "n2": "1.1.0"}[n.Name]
-		if (want == "") != (len(n.Assigned) == 0) || (want != "" && n.Assigned[0].Version != want) {
-			t.Fatalf("bulk ChangeLabels: %s assigned %+v", n.Name, n.Assigned)
-		}
-	}
-	n1.Generation++
-	n2.Generation++
-
-	// Withdrawal marks the assignment and moves only the assigned nodes' generation.
-	_, touched, err := s.Withdraw(ctx, "hello", "1.1.0", "bad", t0)
-	if err != nil || fmt.Sprint(touched) != "[n2]" {
-		t.Fatalf("Withdraw touched %v %v", touched, err)
-	}
 	all, err := s.Nodes(ctx)
 	if err != nil || len(all) != len(many) {
 		t.Fatal(len(all), err)
 	}
-	byName := map[string]api.Node{}
-	for _, n := range all {
-		byName[n.Name] = n
+	for _, list := range [][]api.Node{nodes, all} {
+		for _, n := range list {
+			want := map[string]string{"n1": "1.0.0", "n2": "1.1.0"}[n.Name]
+			if (want == "") != (len(n.Assigned) == 0) || (want != "" && n.Assigned[0].Version != want) {
+				t.Fatalf("%s assigned %+v", n.Name, n.Assigned)
+			}
+		}
 	}
-	if n := byName["n1"]; n.Generation != n1.Generation+1 || n.Assigned[0].Withdrawn != "" {
-		t.Fatalf("n1 after withdrawal of another release: %+v", n)
-	}
-	if n := byName["n2"]; n.Generation != n2.Generation+4 || n.Assigned[0].Withdrawn != "bad" {
-		t.Fatalf("n2 after withdrawal: %+v", n)
-	}
-	if _, _, err := s.Assign(ctx, []string{"n1"}, "hello", "1.1.0", t0); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("assign a withdrawn release: %v", err)
-	}
-
-	// App reports: events for installs and new failures, none for a repeat.
-	now := t0.Add(time.Minute)
-	evs, err := s.SetApps(ctx, "n1", []api.NodeApp{{App: "hello", Version: "1.0.0", SHA256: "sum1.0.0", InstalledAt: &now}}, now)
-	if err != nil || len(evs) != 1 || evs[0].Type != "app.installed" || evs[0].Subject != "n1" {
-		t.Fatalf("SetApps = %+v %v", evs, err)
-	}
-	if evs, err := s.SetApps(ctx, "n1", []api.NodeApp{{App: "hello", Version: "1.0.0", SHA256: "sum1.0.0", InstalledAt: &now}}, now); err != nil || len(evs) != 0 {
-		t.Fatalf("repeated report: %+v %v", evs, err)
-	}
-	failed := []api.NodeApp{{App: "hello", Version: "1.0.0", SHA256: "sum1.0.0", InstalledAt: &now, Pending: "1.2.0", Error: "signature does not verify"}}
-	if evs, err := s.SetApps(ctx, "n1", failed, now); err != nil || len(evs) != 1 || evs[0].Type != "app.failed" || evs[0].Fields()["version"] != "1.2.0" {
-		t.Fatalf("failure report: %+v %v", evs, err)
-	}
-	n, _ = s.Node(ctx, "n1")
-	if len(n.Apps) != 1 || n.Apps[0].Error == "" || n.Apps[0].InstalledAt == nil || !n.Apps[0].InstalledAt.Equal(now) {
-		t.Fatalf("stored apps: %+v", n.Apps)
-	}
-	if _, err := s.SetApps(ctx, "ghost", nil, now); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("report of an unknown node: %v", err)
-	}
-}
-
-// Unsigned releases live only in channels that allow them: pushed, promoted or republished.
-func testUnsigned(t *testing.T, s store.Store) {
-	ctx := context.Background()
-	if _, err := s.SetAllowUnsigned(ctx, "nope", true, t0); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("unknown channel: %v", err)
-	}
-	ev, err := s.SetAllowUnsigned(ctx, "unstable", true, t0)
-	if err != nil || ev.Type != "channel.changed" {
-		t.Fatalf("SetAllowUnsigned = %+v %v", ev, err)
-	}
-	if ev, err := s.SetAllowUnsigned(ctx, "unstable", true, t0); err != nil || ev.Type != "" {
-		t.Fatalf("unchanged SetAllowUnsigned = %+v %v", ev, err)
-	}
-	if _, _, _, err := s.PutRelease(ctx, api.Release{App: "dev", Version: "0.1.0", Class: "minor", SHA256: "d1", CreatedAt: t0, Manifest: map[string]any{}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Promote(ctx, "dev", "0.1.0", "preview", false, t0); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("unsigned promoted into a signed-only channel: %v", err)
-	}
-	if _, err := s.Promote(ctx, "dev", "0.1.0", "production", true, t0); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("unsigned forced into a signed-only channel: %v", err)
-	}
-	if _, err := s.SetAllowUnsigned(ctx, "unstable", false, t0); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("forbid unsigned while holding one: %v", err)
-	}
-	if _, err := s.SetAllowUnsigned(ctx, "preview", true, t0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Promote(ctx, "dev", "0.1.0", "preview", false, t0); err != nil {
-		t.Fatalf("unsigned into a channel that allows it: %v", err)
-	}
-	if _, _, err := s.Withdraw(ctx, "dev", "0.1.0", "done testing", t0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.SetAllowUnsigned(ctx, "unstable", false, t0); err != nil {
-		t.Fatalf("forbid unsigned once none is left: %v", err)
-	}
-	if _, _, err := s.Republish(ctx, "dev", "0.1.0", "1:0.1.0", t0); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("unsigned republished into a signed-only channel: %v", err)
-	}
-	chans, _ := s.Channels(ctx, false)
-	if chans[0].AllowUnsigned || !chans[1].AllowUnsigned {
-		t.Fatalf("channels: %+v", chans)
-	}
-}
-
-func withdrawn(ev api.Event) api.ReleaseWithdrawn {
-	var p api.ReleaseWithdrawn
-	ev.Decode(&p)
-	return p
 }

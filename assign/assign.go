@@ -1,0 +1,135 @@
+// Package assign is the service that keeps the desired state of nodes (which release of each app
+// a node should run) and takes in what nodes report they run. Its rules are Go here: which
+// releases may be assigned, and which reports count as an install or a failure. Each write runs
+// in one store transaction (store.Updater) and returns its events, which reach the agents
+// through the change feed.
+package assign
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/fault"
+	"github.com/ferryhq/ferry/store"
+)
+
+// Service keeps desired and reported state.
+type Service struct {
+	store store.Store
+	clk   clock.Clock
+}
+
+// New returns the service over st, on clk.
+func New(st store.Store, clk clock.Clock) *Service { return &Service{store: st, clk: clk} }
+
+// Assign makes app@version the desired release of each named node that is not revoked. It
+// returns the nodes whose desired state changed, in the order given, and one release.deployed
+// event naming them when any did; nodes already assigned the release are left alone, so
+// repeating a deploy wakes no agent. A withdrawn release cannot be assigned.
+func (s *Service) Assign(ctx context.Context, names []string, app, version string) ([]string, api.Event, error) {
+	now := s.clk.Now().UTC()
+	var changed []string
+	var ev api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		rel, err := tx.Release(app, version)
+		if err != nil {
+			return err
+		}
+		if rel.Withdrawn != "" {
+			return fault.Conflict("release %s@%s is withdrawn (reason: %s); deploy another version", app, version, rel.Withdrawn)
+		}
+		done, err := tx.AssignNodes(names, app, version, now)
+		if err != nil || len(done) == 0 {
+			return err
+		}
+		changed = inOrder(names, done)
+		evs, err := tx.AppendEvents(api.NewEvent(now, api.EventReleaseDeployed, app+"@"+version, api.ReleaseDeployed{Nodes: changed}))
+		if err == nil {
+			ev = evs[0]
+		}
+		return err
+	})
+	if err != nil {
+		return nil, api.Event{}, err
+	}
+	return changed, ev, nil
+}
+
+// inOrder returns the names of set in the order of names, each once.
+func inOrder(names, set []string) []string {
+	in := make(map[string]bool, len(set))
+	for _, n := range set {
+		in[n] = true
+	}
+	out := make([]string, 0, len(set))
+	for _, n := range names {
+		if in[n] {
+			out = append(out, n)
+			delete(in, n)
+		}
+	}
+	return out
+}
+
+// Report stores a node's report of its apps and records what changed: app.installed for each
+// app whose installed release changed, app.failed for each that newly failed. A report equal to
+// the last one changes nothing.
+func (s *Service) Report(ctx context.Context, node string, apps []api.NodeApp) ([]api.Event, error) {
+	if apps == nil {
+		apps = []api.NodeApp{}
+	}
+	now := s.clk.Now().UTC()
+	var evs []api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		before, err := tx.NodeApps(node)
+		if err != nil {
+			return err
+		}
+		if sameReport(before, apps) {
+			return nil
+		}
+		if err := tx.SetNodeApps(node, apps); err != nil {
+			return err
+		}
+		if t := Transitions(node, before, apps, now); len(t) > 0 {
+			evs, err = tx.AppendEvents(t...)
+		}
+		return err
+	})
+	return evs, err
+}
+
+// Transitions returns the events a node's new report of its apps makes against its last one:
+// app.installed when an app's installed version or content changed, app.failed when an app
+// failed anew (another error, or the same for another pending version or retry).
+func Transitions(node string, before, after []api.NodeApp, now time.Time) []api.Event {
+	old := make(map[string]api.NodeApp, len(before))
+	for _, a := range before {
+		old[a.App] = a
+	}
+	var evs []api.Event
+	for _, a := range after {
+		b := old[a.App]
+		switch {
+		case a.Version != "" && (a.Version != b.Version || a.SHA256 != b.SHA256):
+			evs = append(evs, api.NewEvent(now, api.EventAppInstalled, node, api.AppInstalled{App: a.App, Version: a.Version, SHA256: a.SHA256, From: b.Version}))
+		case a.Error != "" && (a.Error != b.Error || a.Pending != b.Pending || a.Retry != b.Retry):
+			evs = append(evs, api.NewEvent(now, api.EventAppFailed, node, api.AppFailed{App: a.App, Version: a.Pending, Error: a.Error, Retry: a.Retry}))
+		}
+	}
+	return evs
+}
+
+// sameReport tells whether two reports say the same, as they are stored (JSON).
+func sameReport(a, b []api.NodeApp) bool {
+	ja, err := json.Marshal(a)
+	if err != nil {
+		return false
+	}
+	jb, err := json.Marshal(b)
+	return err == nil && bytes.Equal(ja, jb)
+}

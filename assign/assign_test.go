@@ -1,0 +1,185 @@
+package assign_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/assign"
+	"github.com/ferryhq/ferry/catalog"
+	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/fault"
+	"github.com/ferryhq/ferry/internal/backend"
+	"github.com/ferryhq/ferry/release"
+	"github.com/ferryhq/ferry/store"
+)
+
+func TestMain(m *testing.M) { os.Exit(backend.Main(m)) }
+
+var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+
+func ptr[T any](v T) *T { return &v }
+
+// fleet makes site ams with the named nodes and signed releases hello@VERSION in the first
+// channel.
+func fleet(t *testing.T, st store.Store, nodes []string, versions ...string) map[string]api.Node {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := st.CreateSite(ctx, api.Site{Name: "ams", Tier: 1, CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]api.Node{}
+	for _, name := range nodes {
+		id := "tok-" + name
+		if _, err := st.CreateToken(ctx, store.TokenRecord{ID: id, SecretHash: "h", Kind: store.KindEnroll, Site: "ams", UsesLeft: ptr(1), CreatedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+		n, _, err := st.EnrollNode(ctx, id, "h", store.NodeRecord{Name: name, PublicKey: "pk-" + name}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[name] = n
+	}
+	err := st.Update(ctx, func(tx store.Tx) error {
+		for _, v := range versions {
+			if err := tx.InsertRelease(api.Release{App: "hello", Version: v, Class: "minor", SHA256: "sum" + v, Size: 7,
+				SignedBy: "K", Signature: "sig" + v, CreatedAt: t0, Manifest: map[string]any{}}); err != nil {
+				return err
+			}
+			if err := tx.AddToChannel("unstable", "hello", v, "pushed", "", t0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestAssign(t *testing.T) {
+	backend.Each(t, func(t *testing.T, st store.Store) {
+		ctx := context.Background()
+		before := fleet(t, st, []string{"n1", "n2", "n3"}, "1.0.0", "1.1.0")
+		a := assign.New(st, clock.NewFake(t0))
+		if _, _, err := a.Assign(ctx, []string{"n1"}, "hello", "9.9.9"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("assign an unknown release: %v", err)
+		}
+		if _, err := st.RevokeNode(ctx, "n3", t0); err != nil {
+			t.Fatal(err)
+		}
+		changed, ev, err := a.Assign(ctx, []string{"n2", "ghost", "n1", "n3", "n2"}, "hello", "1.0.0")
+		if err != nil || fmt.Sprint(changed) != "[n2 n1]" || ev.Type != api.EventReleaseDeployed {
+			t.Fatalf("Assign = %v %+v %v", changed, ev, err)
+		}
+		var d api.ReleaseDeployed
+		if ev.Decode(&d) != nil || fmt.Sprint(d.Nodes) != "[n2 n1]" {
+			t.Fatalf("deployed event: %s", ev.Data)
+		}
+		if changed, ev, err := a.Assign(ctx, []string{"n1", "n2"}, "hello", "1.0.0"); err != nil || len(changed) != 0 || ev.ID != 0 {
+			t.Fatalf("repeated Assign = %v %+v %v", changed, ev, err)
+		}
+		n, err := st.Node(ctx, "n1")
+		if err != nil || n.Generation != before["n1"].Generation+1 || len(n.Assigned) != 1 {
+			t.Fatalf("node after assign: %+v %v", n, err)
+		}
+		if as := n.Assigned[0]; as.App != "hello" || as.Version != "1.0.0" || as.SHA256 != "sum1.0.0" || as.Size != 7 || as.Signature != "sig1.0.0" || as.Withdrawn != "" {
+			t.Fatalf("assignment %+v", as)
+		}
+		if _, _, err := a.Assign(ctx, []string{"n2"}, "hello", "1.1.0"); err != nil {
+			t.Fatal(err)
+		}
+
+		// Withdrawal marks the assignment and moves only the assigned nodes' generation.
+		c := catalog.New(st, nil, clock.NewFake(t0), release.Limits{}, slog.New(slog.DiscardHandler))
+		ev, err = c.Withdraw(ctx, "hello", "1.1.0", "bad")
+		var w api.ReleaseWithdrawn
+		if err != nil || ev.Decode(&w) != nil || w.AssignedNodes != 1 {
+			t.Fatalf("Withdraw = %+v %v", ev, err)
+		}
+		n1, _ := st.Node(ctx, "n1")
+		n2, _ := st.Node(ctx, "n2")
+		if n1.Generation != before["n1"].Generation+1 || n1.Assigned[0].Withdrawn != "" {
+			t.Fatalf("n1 after withdrawal of another release: %+v", n1)
+		}
+		if n2.Generation != before["n2"].Generation+3 || n2.Assigned[0].Withdrawn != "bad" {
+			t.Fatalf("n2 after withdrawal: %+v", n2)
+		}
+		if _, _, err := a.Assign(ctx, []string{"n1"}, "hello", "1.1.0"); !errors.Is(err, fault.ErrConflict) {
+			t.Fatalf("assign a withdrawn release: %v", err)
+		}
+	})
+}
+
+// App reports: events for installs and new failures, none for a repeat; a revoked or unknown
+// node's report is refused.
+func TestReport(t *testing.T) {
+	backend.Each(t, func(t *testing.T, st store.Store) {
+		ctx := store.WithActor(context.Background(), store.Actor{ID: "node:n1"})
+		fleet(t, st, []string{"n1", "n2"}, "1.0.0")
+		now := t0.Add(time.Minute)
+		a := assign.New(st, clock.NewFake(now))
+		ok := []api.NodeApp{{App: "hello", Version: "1.0.0", SHA256: "sum1.0.0", InstalledAt: &now}}
+		evs, err := a.Report(ctx, "n1", ok)
+		if err != nil || len(evs) != 1 || evs[0].Type != api.EventAppInstalled || evs[0].Subject != "n1" || evs[0].Actor != "node:n1" {
+			t.Fatalf("Report = %+v %v", evs, err)
+		}
+		if evs, err := a.Report(ctx, "n1", ok); err != nil || len(evs) != 0 {
+			t.Fatalf("repeated report: %+v %v", evs, err)
+		}
+		failed := []api.NodeApp{{App: "hello", Version: "1.0.0", SHA256: "sum1.0.0", InstalledAt: &now, Pending: "1.2.0", Error: "signature does not verify"}}
+		if evs, err := a.Report(ctx, "n1", failed); err != nil || len(evs) != 1 || evs[0].Type != api.EventAppFailed || evs[0].Fields()["version"] != "1.2.0" {
+			t.Fatalf("failure report: %+v %v", evs, err)
+		}
+		n, _ := st.Node(ctx, "n1")
+		if len(n.Apps) != 1 || n.Apps[0].Error == "" || n.Apps[0].InstalledAt == nil || !n.Apps[0].InstalledAt.Equal(now) {
+			t.Fatalf("stored apps: %+v", n.Apps)
+		}
+		if _, err := a.Report(ctx, "ghost", nil); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("report of an unknown node: %v", err)
+		}
+		if _, err := st.RevokeNode(ctx, "n2", t0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Report(ctx, "n2", ok); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("report of a revoked node: %v", err)
+		}
+	})
+}
+
+func TestTransitions(t *testing.T) {
+	now := t0
+	for _, tc := range []struct {
+		name          string
+		before, after []api.NodeApp
+		want          string
+	}{
+		{"first install", nil, []api.NodeApp{{App: "a", Version: "1"}}, "[app.installed]"},
+		{"same", []api.NodeApp{{App: "a", Version: "1"}}, []api.NodeApp{{App: "a", Version: "1"}}, "[]"},
+		{"upgrade", []api.NodeApp{{App: "a", Version: "1"}}, []api.NodeApp{{App: "a", Version: "2"}}, "[app.installed]"},
+		{"same version, other content", []api.NodeApp{{App: "a", Version: "1", SHA256: "x"}}, []api.NodeApp{{App: "a", Version: "1", SHA256: "y"}}, "[app.installed]"},
+		{"new failure", []api.NodeApp{{App: "a", Version: "1"}}, []api.NodeApp{{App: "a", Version: "1", Pending: "2", Error: "e"}}, "[app.failed]"},
+		{"same failure", []api.NodeApp{{App: "a", Pending: "2", Error: "e"}}, []api.NodeApp{{App: "a", Pending: "2", Error: "e"}}, "[]"},
+		{"failure, given up", []api.NodeApp{{App: "a", Pending: "2", Error: "e", Retry: true}}, []api.NodeApp{{App: "a", Pending: "2", Error: "e"}}, "[app.failed]"},
+		{"failure for another version", []api.NodeApp{{App: "a", Pending: "2", Error: "e"}}, []api.NodeApp{{App: "a", Pending: "3", Error: "e"}}, "[app.failed]"},
+		{"two apps", nil, []api.NodeApp{{App: "a", Version: "1"}, {App: "b", Pending: "1", Error: "e"}}, "[app.installed app.failed]"},
+		{"app gone", []api.NodeApp{{App: "a", Version: "1"}}, nil, "[]"},
+	} {
+		var types []string
+		for _, e := range assign.Transitions("n1", tc.before, tc.after, now) {
+			types = append(types, e.Type)
+			if e.Subject != "n1" || !e.Time.Equal(now) {
+				t.Errorf("%s: event %+v", tc.name, e)
+			}
+		}
+		if got := fmt.Sprint(types); got != tc.want && !(tc.want == "[]" && types == nil) {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
