@@ -56,6 +56,7 @@ func suite() []suiteTest {
 		{"Watch", testWatch},
 		{"SpendNonce", testSpendNonce},
 		{"Assigned", testAssigned},
+		{"Secrets", testSecrets},
 	}
 }
 
