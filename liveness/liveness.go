@@ -66,6 +66,30 @@ func (d *Detector) Heartbeat(name string, now time.Time) (cameBack, known bool) 
 	return false, true
 }
 
+// SetDown records that the node was marked down elsewhere (another replica's sweep), so that
+// its next heartbeat here reports its return.
+func (d *Detector) SetDown(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e, ok := d.nodes[name]; ok {
+		e.down = true
+	}
+}
+
+// Vouch holds a node up as seen at seen (or later, if the detector saw it later): someone
+// else speaks for it, such as the replica that holds its stream, or the node was marked up
+// elsewhere. It is silent again only a grace period after seen.
+func (d *Detector) Vouch(name string, seen time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e, ok := d.nodes[name]; ok {
+		e.down = false
+		if seen.After(e.seen) {
+			e.seen = seen
+		}
+	}
+}
+
 // Down reports whether the detector holds the node down now; known is false for a node it does
 // not track.
 func (d *Detector) Down(name string) (down, known bool) {

@@ -101,3 +101,40 @@ func TestDown(t *testing.T) {
 		t.Fatal("a node that spoke again is down")
 	}
 }
+
+// What other replicas say moves the detector: a node marked down elsewhere comes back with its
+// next heartbeat here; one vouched for is up, and silent only a grace after the vouch.
+func TestVouchAndSetDown(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	d := New(30 * time.Second)
+	d.Track("a", false, t0)
+	d.Track("b", false, t0)
+	d.Track("c", true, t0)
+	d.SetDown("a")
+	if down, _ := d.Down("a"); !down {
+		t.Fatal("a not down after SetDown")
+	}
+	if back, _ := d.Heartbeat("a", t0.Add(20*time.Second)); !back {
+		t.Fatal("a's heartbeat after SetDown did not report its return")
+	}
+	d.Vouch("b", t0.Add(20*time.Second))
+	if got := d.Sweep(t0.Add(40 * time.Second)); len(got) != 0 {
+		t.Fatalf("swept %v within the grace of a vouch", got)
+	}
+	d.Vouch("b", t0) // an older vouch does not move the node back in time
+	if got := d.Sweep(t0.Add(49 * time.Second)); len(got) != 0 {
+		t.Fatalf("swept %v after an older vouch", got)
+	}
+	if down, _ := d.Down("c"); !down {
+		t.Fatal("c came up by itself")
+	}
+	d.Vouch("c", t0.Add(130*time.Second))
+	if down, _ := d.Down("c"); down {
+		t.Fatal("vouched node still down")
+	}
+	d.SetDown("ghost")
+	d.Vouch("ghost", t0)
+	if _, known := d.Down("ghost"); known {
+		t.Fatal("SetDown or Vouch started tracking an unknown node")
+	}
+}

@@ -78,13 +78,15 @@ func (h *hub) attach(name string, st *stream) bool {
 	return true
 }
 
-// detach forgets st when it is still the node's stream.
-func (h *hub) detach(name string, st *stream) {
+// detach forgets st when it is still the node's stream, and says whether it was.
+func (h *hub) detach(name string, st *stream) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if n, ok := h.nodes[name]; ok && n.stream == st {
 		n.stream = nil
+		return true
 	}
+	return false
 }
 
 // relabel gives a node the labels that make its generation gen, pushing the new desired state

@@ -41,12 +41,20 @@ func TestSingletonWorkWaitsForTheLead(t *testing.T) {
 	defer cancel()
 	h.site("ams", 1)
 	rawAgent(t, h, "ams", "n1")
-	// Only the last-seen flush waits on the clock: no sweep, no collection.
-	if err := clk.WaitPending(ctx, 1); err != nil {
+	// The flush and the sweep of this replica's own streams wait on the clock; no collection.
+	if err := clk.WaitPending(ctx, 2); err != nil {
 		t.Fatal(err)
 	}
-	if n := clk.Pending(); n != 1 {
-		t.Fatalf("%d timers wait before the server leads, want the flush's alone", n)
+	if n := clk.Pending(); n != 2 {
+		t.Fatalf("%d timers wait before the server leads, want the flush's and the sweep's", n)
+	}
+	// Silent long past the grace period, n1 is not marked down by a server that does not lead.
+	clk.Advance(4 * time.Minute)
+	if err := clk.WaitPending(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := st.Node(ctx, "n1"); err != nil || n.Status != api.StatusUp {
+		t.Fatalf("n1 before the server leads: %+v %v", n, err)
 	}
 	close(ws.lead)
 	if err := clk.WaitPending(ctx, 3); err != nil {

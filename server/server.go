@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
@@ -103,7 +104,9 @@ type Server struct {
 	workers  *workers   // read and handle the streams' frames
 	fed      fedTo      // how far the change feed has been applied
 	statusMu sync.Mutex // orders the sweep's and heartbeats' status writes
-	poller   *poller    // waits on the streams' connections (Linux)
+	replica  *replicaState
+	leading  atomic.Bool // this replica runs the singleton work now
+	poller   *poller     // waits on the streams' connections (Linux)
 
 	tls     *tls.Config
 	limits  *addrLimits
@@ -213,6 +216,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		CAFile:  caFile,
 		limits:  newAddrLimits(cfg.PublicRate, cfg.PublicBurst),
 		reports: newAddrLimits(reportRate, reportBurst),
+		replica: newReplicaState(cfg.Clock.Now()),
 	}
 	s.inventory = inventory.New(st, cfg.Clock)
 	s.catalog = catalog.New(st, blobs, cfg.Clock, release.Limits{MaxUnpacked: cfg.MaxUnpackedSize}, cfg.Logger)
@@ -380,9 +384,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	loops, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); s.followFeed(loops, s.fed.at()) }()
 	go func() { defer wg.Done(); s.leadLoop(loops) }()
+	go func() { defer wg.Done(); s.sweepLoop(loops) }()
 	go func() { defer wg.Done(); s.flushLoop(loops) }()
 	close(s.ready)
 
@@ -403,13 +408,14 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.poller.stop()
 	s.workers.stop()
 	s.flush(context.Background())
+	s.report(context.Background())
 	if cerr := s.store.Close(); err == nil || errors.Is(err, http.ErrServerClosed) {
 		err = cerr
 	}
 	return err
 }
 
-// sweepLoop marks silent nodes down at their deadline.
+// sweepLoop judges silent nodes at their deadline (Sweep).
 func (s *Server) sweepLoop(ctx context.Context) {
 	for {
 		wait := time.Second
@@ -425,8 +431,10 @@ func (s *Server) sweepLoop(ctx context.Context) {
 	}
 }
 
-// leadLoop runs the singleton work, the down-node sweep and blob collection, while this server
-// leads, and waits to lead again when it stops (with several replicas, one leads at a time).
+// leadLoop runs the singleton work, marking silent nodes down and blob collection, while this
+// server leads, and waits to lead again when it stops (with several replicas, one leads at a
+// time). A replica that takes the lead counts every node's silence from then (retrack): it has
+// not heard the agents of the replica it takes over from, which may be looking for another.
 func (s *Server) leadLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		lead, err := s.store.Lead(ctx)
@@ -437,24 +445,39 @@ func (s *Server) leadLoop(ctx context.Context) {
 			}
 			continue
 		}
-		s.log.Info("leading: this server runs the down-node sweep and blob collection")
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() { defer wg.Done(); s.sweepLoop(lead) }()
-		go func() { defer wg.Done(); s.gcLoop(lead) }()
-		wg.Wait()
+		s.log.Info("leading: this server marks silent nodes down and collects blobs", "replica", s.replica.id)
+		if err := s.retrack(lead); err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("read the nodes to lead; retrying", "err", err)
+				s.sleep(ctx, time.Second)
+			}
+			continue
+		}
+		s.leading.Store(true)
+		s.gcLoop(lead)
+		s.leading.Store(false)
 	}
+}
+
+// retrack starts the detector afresh from the store, as load does at start: the nodes the
+// store holds up get a grace period from now. Before it led, this replica swept only its own
+// streams and took every other node for silent.
+func (s *Server) retrack(ctx context.Context) error {
+	nodes, err := s.store.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	now := s.clk.Now()
+	for _, n := range nodes {
+		if n.Status != api.StatusRevoked {
+			s.det.Track(n.Name, n.Status == api.StatusDown, now)
+		}
+	}
+	return nil
 }
 
 // sleep waits d on the server's clock; false when ctx ends first.
 func (s *Server) sleep(ctx context.Context, d time.Duration) bool { return clock.Sleep(ctx, s.clk, d) }
-
-// Sweep marks down every node silent past the grace period, now.
-func (s *Server) Sweep(ctx context.Context) {
-	for _, name := range s.det.Sweep(s.clk.Now()) {
-		s.setStatus(ctx, name, api.StatusDown)
-	}
-}
 
 // setStatus records that a node is up or down, when the detector still says so: the sweep
 // works through many nodes, and one may speak again before its turn, so the store must end
@@ -474,23 +497,29 @@ func (s *Server) setStatus(ctx context.Context, name, status string) {
 	}
 }
 
-// flushLoop persists last-seen times in batches, once per heartbeat interval.
-// flushLoop persists last-seen times in batches, at most once a minute: they matter only after
-// a restart (live reads take them from the detector), and writing every node's row every
-// interval would cost more than the heartbeats themselves.
+// flushLoop reports this replica's streams once per heartbeat interval (report), and persists
+// last-seen times in batches at most once a minute: they matter only after a restart or to
+// another replica's sweep (live reads take them from the detector), and writing every node's
+// row every interval would cost more than the heartbeats themselves.
 func (s *Server) flushLoop(ctx context.Context) {
-	for {
-		t := s.clk.NewTimer(max(s.cfg.HeartbeatInterval, time.Minute))
+	every := max(1, int(time.Minute/s.cfg.HeartbeatInterval))
+	s.report(ctx)
+	for i := 1; ; i++ {
+		t := s.clk.NewTimer(s.cfg.HeartbeatInterval)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C():
 		}
-		s.flush(ctx)
+		s.report(ctx)
+		if i%every == 0 {
+			s.flush(ctx)
+		}
 	}
 }
 
+// flush persists the last-seen times heard since the last flush.
 func (s *Server) flush(ctx context.Context) {
 	if err := s.store.TouchNodes(ctx, s.det.TakeSeen()); err != nil {
 		s.log.Warn("persist last-seen times", "err", err)

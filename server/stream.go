@@ -109,6 +109,7 @@ func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 		conn.Close()
 		return nil
 	}
+	s.replica.open(node)
 	// The session was checked to open the stream; frames only need its expiry checked.
 	_, _, expires, _ := s.session(bearer(r))
 	as := &agentStream{
@@ -166,7 +167,9 @@ func (s *Server) finish(as *agentStream) {
 		s.poller.remove(as)
 	}
 	as.st.conn.Close()
-	s.hub.detach(as.node, as.st)
+	if s.hub.detach(as.node, as.st) {
+		s.gaveUp(as.node)
+	}
 	s.metrics.agentConnections.Dec()
 	s.streams.Done()
 }

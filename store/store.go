@@ -57,6 +57,12 @@ type Store interface {
 	SetFacts(ctx context.Context, name string, f api.Facts) error
 	// TouchNodes records last-seen times in one batch.
 	TouchNodes(ctx context.Context, seen map[string]time.Time) error
+	// ReportReplica records that a server replica is alive and which agent streams it took up
+	// and gave up; a stream given up leaves the node with its last-seen time.
+	ReportReplica(ctx context.Context, r ReplicaReport) error
+	// StreamHolders says, for each named node that exists, which replica holds its stream, when
+	// that replica last reported, and when the node was last heard from.
+	StreamHolders(ctx context.Context, names []string) (map[string]StreamHolder, error)
 
 	// Keys lists release-signing keys, revoked ones included, oldest first.
 	Keys(ctx context.Context) ([]api.SigningKey, error)

@@ -57,6 +57,7 @@ func suite() []suiteTest {
 		{"SpendNonce", testSpendNonce},
 		{"Assigned", testAssigned},
 		{"Secrets", testSecrets},
+		{"Replicas", testReplicas},
 	}
 }
 
