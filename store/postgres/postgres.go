@@ -1,7 +1,8 @@
 // Package postgres is the PostgreSQL backend of the store, for several server replicas over one
 // database. Part of store.Store is done: the event log and its change feed, spent nonces,
-// sites, tokens and nodes; releases, channels, keys and assignments are not, so nothing opens
-// this backend for a server yet.
+// sites, tokens, nodes, and the reads of keys, releases and channels. Their writes, and
+// assignments and app reports, are Update's (store.Updater): the services make them from the
+// primitives of store.Tx. Nothing opens this backend for a server yet.
 //
 // Event ids follow commit order. Every transaction that writes events first takes one
 // transaction-scoped advisory lock (the events lock), so an event-writing transaction gets its
