@@ -30,6 +30,25 @@ func (t sqliteTx) exec(query string, args ...any) (sql.Result, error) {
 	return t.tx.ExecContext(t.ctx, query, args...)
 }
 
+// exists tells whether a query of one row finds it.
+func (t sqliteTx) exists(query string, args ...any) (bool, error) {
+	var one int
+	err := t.tx.QueryRowContext(t.ctx, query, args...).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// release returns an error unless app@version exists.
+func (t sqliteTx) release(app, version string) error {
+	ok, err := t.exists(`SELECT 1 FROM releases WHERE app = ? AND version = ?`, app, version)
+	if err == nil && !ok {
+		err = fmt.Errorf("release %s@%s %w", app, version, ErrNotFound)
+	}
+	return err
+}
+
 func (t sqliteTx) Key(id, publicKey string) (api.SigningKey, error) {
 	var k api.SigningKey
 	var created string
@@ -51,8 +70,18 @@ func (t sqliteTx) Key(id, publicKey string) (api.SigningKey, error) {
 }
 
 func (t sqliteTx) InsertKey(k api.SigningKey) error {
-	_, err := t.exec(`INSERT INTO signing_keys (id, public_key, comment, created_at) VALUES (?, ?, ?, ?)`,
-		k.ID, k.PublicKey, k.Comment, ts(k.CreatedAt))
+	if dup, err := t.exists(`SELECT 1 FROM signing_keys WHERE id = ? OR public_key = ?`, k.ID, k.PublicKey); err != nil || dup {
+		if err == nil {
+			err = fmt.Errorf("key %s %w", k.ID, ErrExists)
+		}
+		return err
+	}
+	var revoked any
+	if k.RevokedAt != nil {
+		revoked = ts(*k.RevokedAt)
+	}
+	_, err := t.exec(`INSERT INTO signing_keys (id, public_key, comment, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)`,
+		k.ID, k.PublicKey, k.Comment, ts(k.CreatedAt), revoked)
 	return err
 }
 
@@ -70,6 +99,11 @@ func (t sqliteTx) Release(app, version string) (api.Release, error) {
 }
 
 func (t sqliteTx) InsertRelease(r api.Release) error {
+	if err := t.release(r.App, r.Version); err == nil {
+		return fmt.Errorf("release %s@%s %w", r.App, r.Version, ErrExists)
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
 	_, err := t.exec(`INSERT INTO releases (app, version, class, blob, size, signed_by, signature, manifest, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.App, r.Version, r.Class, r.SHA256, r.Size, r.SignedBy, r.Signature, mustJSON(r.Manifest), ts(r.CreatedAt))
@@ -77,6 +111,9 @@ func (t sqliteTx) InsertRelease(r api.Release) error {
 }
 
 func (t sqliteTx) WithdrawRelease(app, version, reason string, at time.Time) (channels, nodes []string, err error) {
+	if err := t.release(app, version); err != nil {
+		return nil, nil, err
+	}
 	if channels, err = queryStrings(t.ctx, t.tx, `SELECT channel FROM channel_releases WHERE app = ? AND version = ? ORDER BY channel`, app, version); err != nil {
 		return nil, nil, err
 	}
@@ -108,6 +145,12 @@ func (t sqliteTx) InsertChannel(name, after string, allowUnsigned bool, at time.
 	if err != nil {
 		return err
 	}
+	if dup, err := t.exists(`SELECT 1 FROM channels WHERE name = ?`, name); err != nil || dup {
+		if err == nil {
+			err = fmt.Errorf("channel %q %w", name, ErrExists)
+		}
+		return err
+	}
 	// Two steps, so the unique positions never collide mid-update.
 	if _, err := t.exec(`UPDATE channels SET position = -(position + 1) WHERE position > ?`, pos); err != nil {
 		return err
@@ -136,6 +179,21 @@ func (t sqliteTx) Unsigned(channel string) ([]string, error) {
 }
 
 func (t sqliteTx) AddToChannel(channel, app, version, action, reason string, at time.Time) error {
+	if ok, err := t.exists(`SELECT 1 FROM channels WHERE name = ?`, channel); err != nil || !ok {
+		if err == nil {
+			err = fmt.Errorf("channel %q %w", channel, ErrNotFound)
+		}
+		return err
+	}
+	if err := t.release(app, version); err != nil {
+		return err
+	}
+	if in, err := t.exists(`SELECT 1 FROM channel_releases WHERE channel = ? AND app = ? AND version = ?`, channel, app, version); err != nil || in {
+		if err == nil {
+			err = fmt.Errorf("%s@%s in channel %s %w", app, version, channel, ErrExists)
+		}
+		return err
+	}
 	if _, err := t.exec(`INSERT INTO channel_releases (channel, app, version, added_at) VALUES (?, ?, ?, ?)`, channel, app, version, ts(at)); err != nil {
 		return err
 	}
@@ -147,6 +205,9 @@ func (t sqliteTx) AddToChannel(channel, app, version, action, reason string, at 
 // version differs, so a repeated deploy changes nothing; one more statement bumps the
 // generations of the nodes it changed.
 func (t sqliteTx) AssignNodes(names []string, app, version string, at time.Time) ([]string, error) {
+	if err := t.release(app, version); err != nil {
+		return nil, err
+	}
 	changed, err := queryStrings(t.ctx, t.tx, `INSERT INTO assignments (node, app, version, assigned_at)
 		SELECT name, ?, ?, ? FROM nodes WHERE name IN (SELECT value FROM json_each(?)) AND status != 'revoked'
 		ON CONFLICT (node, app) DO UPDATE SET version = excluded.version, assigned_at = excluded.assigned_at

@@ -13,7 +13,10 @@ import (
 // method runs in the context Update was given.
 //
 // Transactions of Update run one at a time (on PostgreSQL, across all replicas), so what a
-// method reads stays true until the transaction ends.
+// method reads stays true until the transaction ends. A method that refuses (ErrNotFound for
+// what it names that does not exist, ErrExists for an insert of what does) changes nothing and
+// leaves the transaction usable. A Tx is used by one goroutine, within the function it is given
+// to. Channels are listed without their releases, candidates or history.
 type Tx interface {
 	// Key returns the signing key whose id or public key is the one given; ErrNotFound when none.
 	Key(id, publicKey string) (api.SigningKey, error)

@@ -10,13 +10,7 @@ import (
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/store"
-	"github.com/ferryhq/ferry/store/storetest"
 )
-
-// The shared tests of store.Tx and of the reads of the catalog.
-func TestTx(t *testing.T) {
-	storetest.RunTx(t, func(t *testing.T) store.Store { return partial{Store: open(t, pg.DB(t))} })
-}
 
 // race runs fn n times at once, spread over the replicas, and returns what each returned.
 func race(replicas []*Store, n int, fn func(s *Store, i int) error) []error {

@@ -16,11 +16,12 @@ import (
 	"github.com/ferryhq/ferry/store"
 )
 
-// Run runs the suite; open returns a new, empty store.
+// Run runs the suite, RunTx's tests included; open returns a new, empty store.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	for _, tt := range suite() {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
 	}
+	t.Run("Tx", func(t *testing.T) { RunTx(t, open) })
 }
 
 // RunNamed runs the named tests of the suite, for a backend that is not complete yet; a name
