@@ -120,6 +120,12 @@ type Store interface {
 	// sweep, blob collection): it returns a context that ends when the server stops leading,
 	// or an error when ctx ends first. Cancelling ctx gives the lead up.
 	Lead(ctx context.Context) (context.Context, error)
+
+	// PutSecret stores value under name unless a value is stored there already, and returns the
+	// stored value: callers that put one name at once, on any replica, all get the same value
+	// back, and the first stays. The store keeps values as given; the server seals them first,
+	// so that reading the database alone opens none.
+	PutSecret(ctx context.Context, name string, value []byte) ([]byte, error)
 }
 
 // Limits of SpendNonce.

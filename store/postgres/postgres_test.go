@@ -47,7 +47,7 @@ type missing struct{ store.Store }
 // The tests of the shared suite whose methods this backend has.
 func TestSuite(t *testing.T) {
 	storetest.RunNamed(t, func(t *testing.T) store.Store { return partial{Store: open(t, pg.DB(t))} },
-		"Sites", "Enroll", "NodeStatus", "Labels", "Events", "Watch", "SpendNonce")
+		"Sites", "Enroll", "NodeStatus", "Labels", "Events", "Watch", "SpendNonce", "Secrets")
 }
 
 // A database written by a newer Ferry is refused, with the words SQLite uses; an up-to-date one

@@ -60,6 +60,7 @@ func suite() []suiteTest {
 		{"Channels", testChannels},
 		{"Assignments", testAssignments},
 		{"Unsigned", testUnsigned},
+		{"Secrets", testSecrets},
 	}
 }
 
