@@ -32,6 +32,9 @@ type Config struct {
 	DataDir string
 	// DB is a database URL; empty means SQLite in DataDir.
 	DB string
+	// BlobsDir holds the release bundles (default DataDir/blobs); replicas share one, on a
+	// shared filesystem.
+	BlobsDir string
 	// Store, when set, is the store to serve instead of the one DB names; the server closes it
 	// when it stops.
 	Store store.Store
@@ -153,6 +156,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.ClusterKey == "" {
 		cfg.ClusterKey = filepath.Join(cfg.DataDir, "cluster.key")
 	}
+	if cfg.BlobsDir == "" {
+		cfg.BlobsDir = filepath.Join(cfg.DataDir, "blobs")
+	}
 	// The data directory holds credentials: only the server's user may enter it.
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -187,7 +193,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	default:
 		return nil, fmt.Errorf("--db %q: only SQLite (the default) is supported by this build", cfg.DB)
 	}
-	blobs, err := blobstore.Open(filepath.Join(cfg.DataDir, "blobs"))
+	blobs, err := blobstore.Open(cfg.BlobsDir)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("blob store: %w", err)
