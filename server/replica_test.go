@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/ed25519"
+	"database/sql"
 	"encoding/base64"
 	"io"
 	"log/slog"
@@ -30,6 +31,21 @@ func replica(c Config, root, name string, log io.Writer) Config {
 	c.DataDir = filepath.Join(root, name)
 	c.Logger = slog.New(slog.NewTextHandler(log, nil))
 	return c
+}
+
+// openSession answers a challenge of c for node with its key.
+func openSession(t *testing.T, c *client.Client, node string, key ed25519.PrivateKey) api.Session {
+	t.Helper()
+	ch, err := c.Challenge(context.Background(), node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := base64.StdEncoding.EncodeToString(ed25519.Sign(key, api.SessionMessage(node, ch.Nonce)))
+	s, err := c.Session(context.Background(), api.SessionRequest{Node: node, Nonce: ch.Nonce, Signature: sig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func readFile(t *testing.T, file string) string {
@@ -196,5 +212,57 @@ func TestUpgradeKeepsCA(t *testing.T) {
 			t.Fatalf("replica %s pins %s, the CA from before %s", name, h.srv.CAPin, old.CAPin())
 		}
 		h.stop()
+	}
+}
+
+// The README's rotations: deleting the sealed session secret ends every session and keeps the
+// CA; deleting the sealed CA, with DATA/tls moved away, makes a new CA.
+func TestRotateSharedSecrets(t *testing.T) {
+	root := t.TempDir()
+	c := cluster(root)
+	h := start(t, replica(c, root, "a", io.Discard))
+	h.site("ams", 1)
+	req, priv := signed(t, h.enrollToken("ams", 1), "n1")
+	if _, err := h.client("").Enroll(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	sess := openSession(t, h.client(""), "n1", priv)
+	pin := h.srv.CAPin
+	h.stop()
+
+	deleteSecret := func(name string) {
+		t.Helper()
+		db, err := sql.Open("sqlite", filepath.Join(root, "ferry.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if res, err := db.Exec(`DELETE FROM secrets WHERE name = ?`, name); err != nil {
+			t.Fatal(err)
+		} else if n, _ := res.RowsAffected(); n != 1 {
+			t.Fatalf("no %s secret to delete", name)
+		}
+	}
+	deleteSecret("session")
+	h = start(t, replica(c, root, "a", io.Discard))
+	ac := h.client("")
+	if _, err := syncOnce(ac, sess.Token, api.Sync{}); client.StatusOf(err) != 401 {
+		t.Fatalf("a session from before the rotation: %v", err)
+	}
+	if _, err := syncOnce(ac, openSession(t, ac, "n1", priv).Token, api.Sync{}); err != nil {
+		t.Fatalf("a new session: %v", err)
+	}
+	if h.srv.CAPin != pin {
+		t.Fatal("rotating the session secret changed the CA")
+	}
+	h.stop()
+
+	deleteSecret("ca")
+	if err := os.Rename(filepath.Join(root, "a", "tls"), filepath.Join(root, "old-tls")); err != nil {
+		t.Fatal(err)
+	}
+	h = start(t, replica(c, root, "a", io.Discard))
+	if h.srv.CAPin == pin || h.srv.CAPin == "" {
+		t.Fatalf("the CA was not rotated: pin %q", h.srv.CAPin)
 	}
 }
