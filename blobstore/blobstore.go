@@ -45,9 +45,16 @@ const (
 	fileMode os.FileMode = 0o600
 )
 
+// staleUpload is how long a temporary file goes unwritten before Open takes it for what a process
+// killed mid-upload left: server replicas that share the directory stage their uploads in it,
+// and a live upload writes its file far more often (a stalled one is cut off after the server's
+// read timeout, 30 s by default).
+const staleUpload = time.Hour
+
 // Open returns the blob store rooted at dir, creating it, and clears temporary files that an
-// earlier process left when it was killed mid-upload. It also brings the modes of the store's
-// directories to 0700, for stores that earlier versions created more open.
+// earlier process left when it was killed mid-upload (those unwritten for staleUpload; another
+// replica's live uploads stay). It also brings the modes of the store's directories to 0700,
+// for stores that earlier versions created more open.
 func Open(dir string) (*Store, error) {
 	for _, d := range []string{dir, filepath.Join(dir, "sha256"), filepath.Join(dir, "tmp")} {
 		if err := mkdir(d); err != nil {
@@ -63,8 +70,11 @@ func Open(dir string) (*Store, error) {
 		}
 	}
 	tmps, _ := filepath.Glob(filepath.Join(dir, "tmp", "*"))
+	stale := time.Now().Add(-staleUpload)
 	for _, t := range tmps {
-		os.Remove(t)
+		if fi, err := os.Stat(t); err == nil && fi.ModTime().Before(stale) {
+			os.Remove(t)
+		}
 	}
 	return &Store{dir: dir, locks: map[string]*sumLock{}}, nil
 }

@@ -76,11 +76,19 @@ func TestInterruptedPutLeavesNothing(t *testing.T) {
 			t.Fatalf("interrupted upload left %v", files)
 		}
 	}
-	// A temporary file left by a killed process is cleared at the next Open.
-	os.WriteFile(filepath.Join(dir, "tmp", "upload-123"), []byte("partial"), 0o600)
+	// A temporary file left by a killed process is cleared at the next Open; one written
+	// lately, the live upload of another replica sharing the directory, is left alone.
+	stale, live := filepath.Join(dir, "tmp", "upload-123"), filepath.Join(dir, "tmp", "upload-456")
+	os.WriteFile(stale, []byte("partial"), 0o600)
+	old := time.Now().Add(-staleUpload - time.Minute)
+	os.Chtimes(stale, old, old)
+	os.WriteFile(live, []byte("partial"), 0o600)
 	Open(dir)
-	if _, err := os.Stat(filepath.Join(dir, "tmp", "upload-123")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("stale upload not cleared")
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Fatalf("a live upload was cleared: %v", err)
 	}
 }
 

@@ -85,6 +85,9 @@ func (g Globals) FlagToken() (string, error) { return g.e.flagToken() }
 // TLSOptions are --ca-cert, --client-cert and --client-key, else their environment variables.
 func (g Globals) TLSOptions() pki.ClientOptions { return g.e.tlsOptions() }
 
+// Getenv reads the environment ferry runs in, for the defaults of a verb's own flags.
+func (g Globals) Getenv(key string) string { return g.e.getenv(key) }
+
 // Verb makes a command that runs under the root beside the operator verbs.
 type Verb func(Globals) *cobra.Command
 

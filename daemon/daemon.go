@@ -41,6 +41,9 @@ func Server(g cli.Globals) *cobra.Command {
 				return err
 			}
 			cfg.Listen = listen
+			if cfg.BlobsDir == "" {
+				cfg.BlobsDir = g.Getenv("FERRY_BLOBS")
+			}
 			server.TuneGC()
 			l, err := net.Listen("tcp", listen)
 			if err != nil {
@@ -54,7 +57,9 @@ func Server(g cli.Globals) *cobra.Command {
 			if cfg.InsecureHTTP {
 				log.Warn("serving plain HTTP (--insecure-http): tokens travel in the clear unless a TLS-terminating proxy is in front")
 			}
-			log.Info("admin token", "file", cfg.DataDir+"/admin.token")
+			if srv.AdminToken != "" {
+				log.Info("admin token", "file", cfg.DataDir+"/admin.token")
+			}
 			if srv.CAFile != "" {
 				log.Info("server CA: operators set FERRY_CACERT to it, agents need only their token", "file", srv.CAFile, "pin", srv.CAPin)
 			}
@@ -65,6 +70,7 @@ func Server(g cli.Globals) *cobra.Command {
 	f.StringVar(&cfg.DataDir, "data", "", "directory for the database and admin.token")
 	f.StringVar(&listen, "listen", "127.0.0.1:7700", "address to serve the API on")
 	f.StringVar(&cfg.DB, "db", "", "database URL (default: SQLite in --data)")
+	f.StringVar(&cfg.BlobsDir, "blobs", "", "directory of release bundles; replicas share one, on a shared filesystem (default $FERRY_BLOBS, else DATA/blobs)")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "how often agents check in")
 	f.DurationVar(&cfg.HeartbeatGrace, "heartbeat-grace", 0, "silence after which a node is down (default 3 × interval)")
 	f.DurationVar(&cfg.BlobGCGrace, "blob-gc-grace", time.Hour, "keep a blob no release refers to this long after its last write")
@@ -76,7 +82,7 @@ func Server(g cli.Globals) *cobra.Command {
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "key of --tls-cert")
 	f.StringVar(&cfg.ClientCA, "client-ca", "", "require agents and operators to present certificates from this CA")
 	f.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP, for a TLS-terminating proxy in front")
-	f.StringVar(&cfg.ClusterKey, "cluster-key", "", "file of the secret that signs agent sessions, shared by replicas (default DATA/cluster.key)")
+	f.StringVar(&cfg.ClusterKey, "cluster-key", "", "file of the key that seals the secrets replicas share in the database; copy the first replica's to the others (default DATA/cluster.key)")
 	f.StringVar(&publicRate, "public-rate", "20/s", "requests per second each source address may make to the public agent routes")
 	f.IntVar(&cfg.PublicBurst, "public-burst", 100, "burst above --public-rate each source address may make")
 	f.IntVar(&cfg.MaxFollowers, "max-followers", 16, "event streams one operator token may hold open")

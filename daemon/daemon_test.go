@@ -35,7 +35,7 @@ func ferry(t *testing.T, args ...string) (stdout, stderr string, code int) {
 
 // noEnv keeps the operator's own FERRY_* settings out of a test.
 func noEnv(t *testing.T) {
-	for _, k := range []string{"FERRY_ADDR", "FERRY_TOKEN", "FERRY_CACERT", "FERRY_CLIENT_CERT", "FERRY_CLIENT_KEY", "FERRY_DB"} {
+	for _, k := range []string{"FERRY_ADDR", "FERRY_TOKEN", "FERRY_CACERT", "FERRY_CLIENT_CERT", "FERRY_CLIENT_KEY", "FERRY_DB", "FERRY_BLOBS"} {
 		t.Setenv(k, "")
 	}
 }
@@ -219,6 +219,39 @@ func TestServerAndAgent(t *testing.T) {
 	}
 	agent.stop(t)
 	srv.stop(t)
+}
+
+// The blob directory is --blobs, else $FERRY_BLOBS, else DATA/blobs: replicas point theirs at
+// one shared directory, outside their own data directories.
+func TestBlobsDir(t *testing.T) {
+	for _, tt := range []struct {
+		name, env, flag, want string
+	}{
+		{name: "default", want: "data/blobs"},
+		{name: "env", env: "shared", want: "shared"},
+		{name: "flag", env: "shared", flag: "flagged", want: "flagged"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			noEnv(t)
+			root := t.TempDir()
+			args := []string{"server", "--data", filepath.Join(root, "data"), "--listen", "127.0.0.1:0"}
+			if tt.env != "" {
+				t.Setenv("FERRY_BLOBS", filepath.Join(root, tt.env))
+			}
+			if tt.flag != "" {
+				args = append(args, "--blobs", filepath.Join(root, tt.flag))
+			}
+			srv := start(t, args...)
+			srv.stderr.waitMatch(t, regexp.MustCompile(`msg=serving `))
+			srv.stop(t)
+			for _, d := range []string{"data/blobs", "shared", "flagged"} {
+				_, err := os.Stat(filepath.Join(root, d, "sha256"))
+				if made := err == nil; made != (d == tt.want) {
+					t.Errorf("blob store in %s: %v", d, err)
+				}
+			}
+		})
+	}
 }
 
 // ferry dev runs a server and its agents in one process, says how to reach them, and stops

@@ -1,6 +1,7 @@
-// Package pki is Ferry's TLS trust: the CA and server certificate a server makes for itself on
-// first start, the CA pin that enrollment tokens carry, and client configurations that verify a
-// server against that pin or an operator's CA file, with an optional client certificate.
+// Package pki is Ferry's TLS trust: the CA a server makes for itself on first start (which
+// replicas share) and the server certificate each issues with it, the CA pin that enrollment
+// tokens carry, and client configurations that verify a server against that pin or an
+// operator's CA file, with an optional client certificate.
 //
 // A pin is the SHA-256 of a CA certificate's SubjectPublicKeyInfo, in lower-case hex, as
 // kubeadm's discovery hash: it survives re-issuing the CA certificate with the same key, and a
@@ -50,7 +51,7 @@ func ValidPin(s string) bool {
 // Files are the TLS files a server makes for itself under DATA/tls.
 type Files struct {
 	CA     string // ca.pem: the CA certificate operators and agents trust
-	CAKey  string // ca.key: signs server certificates; never leaves the server
+	CAKey  string // ca.key: signs server certificates; empty when IssueServerCert wrote the files
 	Cert   string // server.pem: the server certificate followed by the CA certificate
 	Key    string // server.key
 	Dir    string
@@ -69,31 +70,64 @@ const (
 // IP addresses) under dir, and re-uses them afterwards. The keys are ECDSA P-256, which every
 // browser accepts. Every file is 0600 and dir 0700, whatever the umask.
 func EnsureServerCert(dir string, hosts []string, now time.Time) (Files, error) {
-	f := Files{Dir: dir, CA: filepath.Join(dir, "ca.pem"), CAKey: filepath.Join(dir, "ca.key"),
-		Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server.key")}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	f := filesIn(dir)
+	if err := privateDir(dir); err != nil {
 		return f, err
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return f, err
-	}
-	caCert, caKey, err := loadPair(f.CA, f.CAKey)
+	ca, err := LoadCA(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		caCert, caKey, err = makeCA(f, now)
+		if ca, err = NewCA(now); err == nil {
+			err = writeCA(f, ca)
+		}
 	}
 	if err != nil {
 		return f, fmt.Errorf("server CA in %s: %w", dir, err)
 	}
-	f.caCert = caCert
+	return serverCert(f, ca, hosts, now)
+}
+
+// IssueServerCert is EnsureServerCert with a CA kept elsewhere (replicas keep theirs in their
+// database): it writes ca's certificate to dir/ca.pem, replacing whatever was there, and makes a
+// server certificate that ca issues for hosts, or re-uses the one in dir when ca issued it. It
+// does not write the CA's key, and leaves a ca.key already in dir alone.
+func IssueServerCert(dir string, ca CA, hosts []string, now time.Time) (Files, error) {
+	f := filesIn(dir)
+	f.CAKey = ""
+	if err := privateDir(dir); err != nil {
+		return f, err
+	}
+	if err := WriteSecret(f.CA, pemBlock("CERTIFICATE", ca.Cert.Raw)); err != nil {
+		return f, fmt.Errorf("server CA in %s: %w", dir, err)
+	}
+	return serverCert(f, ca, hosts, now)
+}
+
+func filesIn(dir string) Files {
+	return Files{Dir: dir, CA: filepath.Join(dir, "ca.pem"), CAKey: filepath.Join(dir, "ca.key"),
+		Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server.key")}
+}
+
+// privateDir makes dir, 0700 whatever the umask.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
+}
+
+// serverCert re-uses the server certificate in f when ca issued it, it names every host and it
+// expires no sooner than renewBefore; otherwise it issues a new one.
+func serverCert(f Files, ca CA, hosts []string, now time.Time) (Files, error) {
+	f.caCert = ca.Cert
 	leaf, _, err := loadPair(f.Cert, f.Key)
-	if err == nil && leaf.CheckSignatureFrom(caCert) == nil && now.Add(renewBefore).Before(leaf.NotAfter) && covers(leaf, hosts) {
+	if err == nil && leaf.CheckSignatureFrom(ca.Cert) == nil && now.Add(renewBefore).Before(leaf.NotAfter) && covers(leaf, hosts) {
 		return f, nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return f, fmt.Errorf("server certificate in %s: %w (move it away to have a new one made)", dir, err)
+		return f, fmt.Errorf("server certificate in %s: %w (move it away to have a new one made)", f.Dir, err)
 	}
-	if err := makeServerCert(f, caCert, caKey, hosts, now); err != nil {
-		return f, fmt.Errorf("server certificate in %s: %w", dir, err)
+	if err := makeServerCert(f, ca.Cert, ca.Key, hosts, now); err != nil {
+		return f, fmt.Errorf("server certificate in %s: %w", f.Dir, err)
 	}
 	return f, nil
 }
@@ -101,10 +135,18 @@ func EnsureServerCert(dir string, hosts []string, now time.Time) (Files, error) 
 // CAPin is the pin of the CA that EnsureServerCert made or found.
 func (f Files) CAPin() string { return Pin(f.caCert) }
 
-func makeCA(f Files, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+// CA is a certificate authority that issues server certificates: the one a server makes for
+// itself, which every replica of a cluster shares.
+type CA struct {
+	Cert *x509.Certificate
+	Key  *ecdsa.PrivateKey
+}
+
+// NewCA makes a CA: an ECDSA P-256 key and a self-signed certificate valid for ten years.
+func NewCA(now time.Time) (CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, err
+		return CA{}, err
 	}
 	host, _ := os.Hostname()
 	tmpl := &x509.Certificate{
@@ -119,17 +161,90 @@ func makeCA(f Files, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return nil, nil, err
+		return CA{}, err
 	}
-	cert, _ := x509.ParseCertificate(der)
-	// The key first: a CA certificate without its key would be re-used and be useless.
-	if err := writeKey(f.CAKey, key); err != nil {
-		return nil, nil, err
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return CA{}, err
 	}
-	if err := WriteSecret(f.CA, pemBlock("CERTIFICATE", der)); err != nil {
-		return nil, nil, err
+	return CA{Cert: cert, Key: key}, nil
+}
+
+// Pin is the pin of the CA's certificate.
+func (ca CA) Pin() string { return Pin(ca.Cert) }
+
+// MarshalPEM returns the CA's certificate and then its key (PKCS #8), both PEM: what ParseCA
+// reads back.
+func (ca CA) MarshalPEM() ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(ca.Key)
+	if err != nil {
+		return nil, err
 	}
-	return cert, key, nil
+	return append(pemBlock("CERTIFICATE", ca.Cert.Raw), pemBlock("PRIVATE KEY", der)...), nil
+}
+
+// ParseCA reads a CA that MarshalPEM wrote: a CA certificate and its ECDSA key.
+func ParseCA(b []byte) (CA, error) {
+	var ca CA
+	for {
+		var blk *pem.Block
+		if blk, b = pem.Decode(b); blk == nil {
+			break
+		}
+		switch blk.Type {
+		case "CERTIFICATE":
+			if ca.Cert != nil {
+				return CA{}, errors.New("CA: more than one certificate")
+			}
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return CA{}, fmt.Errorf("CA certificate: %w", err)
+			}
+			ca.Cert = c
+		case "PRIVATE KEY":
+			if ca.Key != nil {
+				return CA{}, errors.New("CA: more than one key")
+			}
+			k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+			if err != nil {
+				return CA{}, fmt.Errorf("CA key: %w", err)
+			}
+			key, ok := k.(*ecdsa.PrivateKey)
+			if !ok {
+				return CA{}, errors.New("CA key: not an ECDSA key")
+			}
+			ca.Key = key
+		}
+	}
+	switch {
+	case ca.Cert == nil || ca.Key == nil:
+		return CA{}, errors.New("CA: want a PEM certificate and its PEM key")
+	case !ca.Cert.IsCA:
+		return CA{}, errors.New("CA: the certificate is not a CA's")
+	case !ca.Key.PublicKey.Equal(ca.Cert.PublicKey):
+		return CA{}, errors.New("CA: the key is not the certificate's")
+	}
+	return ca, nil
+}
+
+// LoadCA reads the CA that EnsureServerCert keeps under dir, ca.pem and ca.key; the error wraps
+// os.ErrNotExist when either is missing.
+func LoadCA(dir string) (CA, error) {
+	f := filesIn(dir)
+	cert, key, err := loadPair(f.CA, f.CAKey)
+	if err != nil {
+		return CA{}, err
+	}
+	return CA{Cert: cert, Key: key}, nil
+}
+
+// writeCA writes a new CA's files, the key first: a CA certificate without its key would be
+// re-used and be useless.
+func writeCA(f Files, ca CA) error {
+	if err := writeKey(f.CAKey, ca.Key); err != nil {
+		return err
+	}
+	return WriteSecret(f.CA, pemBlock("CERTIFICATE", ca.Cert.Raw))
 }
 
 func makeServerCert(f Files, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, now time.Time) error {

@@ -154,3 +154,114 @@ func TestClientCertificates(t *testing.T) {
 		t.Fatal("a certificate without its key was accepted")
 	}
 }
+
+// Replicas share one CA, kept elsewhere as PEM: each writes its certificate and a server
+// certificate of its own, never its key, and all have the CA's pin. A directory holding another
+// CA (a server from before it joined) gets the shared one, and a server certificate it issued.
+func TestSharedCA(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	made, err := NewCA(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := made.MarshalPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := ParseCA(b)
+	if err != nil || ca.Pin() != made.Pin() || !ca.Key.Equal(made.Key) {
+		t.Fatalf("ParseCA(MarshalPEM()) = %v, %v", ca.Pin(), err)
+	}
+
+	root := t.TempDir()
+	first, _ := EnsureServerCert(filepath.Join(root, "b"), []string{"127.0.0.1"}, now) // a CA of its own
+	var pins []string
+	var caFiles []string
+	for _, d := range []string{"a", "b"} {
+		dir := filepath.Join(root, d)
+		f, err := IssueServerCert(dir, ca, []string{"127.0.0.1", d + ".example.org"}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, pin, err := ServerConfig(ServerOptions{CertFile: f.Cert, KeyFile: f.Key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pin != ca.Pin() || f.CAPin() != ca.Pin() || f.CAKey != "" {
+			t.Fatalf("%s: served pin %s, files' %s, CA key file %q; want %s and none", d, pin, f.CAPin(), f.CAKey, ca.Pin())
+		}
+		leaf, _ := ReadCerts(f.Cert)
+		if !covers(leaf[0], []string{d + ".example.org"}) {
+			t.Fatalf("%s: the server certificate names %v", d, leaf[0].DNSNames)
+		}
+		pem, _ := os.ReadFile(f.CA)
+		caFiles = append(caFiles, string(pem))
+		pins = append(pins, pin)
+		again, _ := IssueServerCert(dir, ca, []string{"127.0.0.1", d + ".example.org"}, now.Add(time.Hour))
+		if c1, c2 := read(t, f.Cert), read(t, again.Cert); c1 != c2 {
+			t.Fatalf("%s: a second start did not re-use the server certificate", d)
+		}
+	}
+	if caFiles[0] != caFiles[1] || pins[0] != pins[1] || first.CAPin() == pins[1] {
+		t.Fatal("the replicas' ca.pem or pins differ")
+	}
+	if _, err := os.Stat(filepath.Join(root, "a", "ca.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the shared CA's key was written: %v", err)
+	}
+	// The directory that had a CA of its own still holds that CA's key; its ca.pem is now the
+	// shared CA's, so it no longer loads as a CA.
+	if _, err := LoadCA(filepath.Join(root, "b")); err == nil || errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("LoadCA of a shared CA's certificate with another key: %v", err)
+	}
+	if _, err := LoadCA(filepath.Join(root, "a")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("LoadCA without a key: %v", err)
+	}
+	other, _ := EnsureServerCert(filepath.Join(root, "c"), nil, now)
+	if got, err := LoadCA(filepath.Join(root, "c")); err != nil || got.Pin() != other.CAPin() {
+		t.Fatalf("LoadCA = %v, %v; want %s", got.Pin(), err, other.CAPin())
+	}
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		fi, _ := d.Info()
+		if want := fs.FileMode(0o600); !d.IsDir() && fi.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", p, fi.Mode(), want)
+		}
+		return nil
+	})
+
+	leaf, _ := ReadCerts(filepath.Join(root, "a", "server.pem"))
+	otherKey, _ := NewCA(now)
+	for _, bad := range []struct {
+		what string
+		pem  []byte
+	}{
+		{"nothing", nil},
+		{"the certificate alone", pemBlock("CERTIFICATE", ca.Cert.Raw)},
+		{"another CA's key", append(pemBlock("CERTIFICATE", ca.Cert.Raw), mustPEM(t, otherKey)[len(pemBlock("CERTIFICATE", otherKey.Cert.Raw)):]...)},
+		{"a server certificate", append(pemBlock("CERTIFICATE", leaf[0].Raw), b[len(pemBlock("CERTIFICATE", ca.Cert.Raw)):]...)},
+		{"two certificates", append(pemBlock("CERTIFICATE", ca.Cert.Raw), b...)},
+		{"garbage", []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")},
+	} {
+		if _, err := ParseCA(bad.pem); err == nil {
+			t.Errorf("ParseCA of %s: no error", bad.what)
+		}
+	}
+}
+
+func read(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func mustPEM(t *testing.T, ca CA) []byte {
+	t.Helper()
+	b, err := ca.MarshalPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

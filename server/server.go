@@ -36,6 +36,9 @@ type Config struct {
 	DataDir string
 	// DB is a database URL; empty means SQLite in DataDir.
 	DB string
+	// BlobsDir holds the release bundles (default DataDir/blobs); replicas share one, on a
+	// shared filesystem.
+	BlobsDir string
 	// Store, when set, is the store to serve instead of the one DB names; the server closes it
 	// when it stops.
 	Store store.Store
@@ -56,14 +59,16 @@ type Config struct {
 	Listen    string
 	Advertise []string
 	// TLSCert and TLSKey are the operator's own certificate (followed by its chain) and key;
-	// without them the server makes a CA and a certificate under DataDir/tls on first start.
+	// without them the first replica makes the cluster's CA, kept sealed in the database, and
+	// each writes the CA's certificate and a server certificate of its own under DataDir/tls.
 	TLSCert, TLSKey string
 	// ClientCA, when set, requires agents and operators to present certificates from that CA.
 	ClientCA string
 	// InsecureHTTP serves plain HTTP, for a TLS-terminating proxy in front.
 	InsecureHTTP bool
-	// ClusterKey is the file holding the secret that signs agent sessions and challenges
-	// (default DataDir/cluster.key); replicas share it.
+	// ClusterKey is the file of the key that seals the secrets replicas share in the database,
+	// the one that signs agent sessions and challenges and the CA's key (default
+	// DataDir/cluster.key); the first replica makes it, and every other needs a copy.
 	ClusterKey string
 	// PublicRate and PublicBurst limit requests per source address to the public agent routes
 	// (enroll, challenge, session); defaults 20/s and 100.
@@ -113,10 +118,12 @@ type Server struct {
 	reports *addrLimits // app reports per node
 	follows followerCounts
 
-	// AdminToken is the admin API token, as written to DataDir/admin.token.
+	// AdminToken is the admin API token, as written to DataDir/admin.token; empty when another
+	// replica made the cluster's admin token (see ensureAdminToken).
 	AdminToken string
-	// CAPin is the pin enrollment tokens carry (empty over plain HTTP); CAFile is the CA the
-	// server made for itself, which operators point FERRY_CACERT at (empty with --tls-cert).
+	// CAPin is the pin enrollment tokens carry (empty over plain HTTP), the same on every
+	// replica; CAFile is the certificate of the CA the server made for itself, which operators
+	// point FERRY_CACERT at (empty with --tls-cert).
 	CAPin, CAFile string
 }
 
@@ -161,6 +168,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.ClusterKey == "" {
 		cfg.ClusterKey = filepath.Join(cfg.DataDir, "cluster.key")
 	}
+	if cfg.BlobsDir == "" {
+		cfg.BlobsDir = filepath.Join(cfg.DataDir, "blobs")
+	}
+	if err := checkTLSFlags(cfg); err != nil {
+		return nil, err
+	}
 	// The data directory holds credentials: only the server's user may enter it.
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -168,11 +181,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	secret, err := loadClusterKey(cfg.ClusterKey)
-	if err != nil {
-		return nil, err
-	}
-	tlsCfg, pin, caFile, err := serverTLS(cfg)
+	clusterKey, err := loadClusterKey(cfg.ClusterKey)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +204,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	default:
 		return nil, fmt.Errorf("--db %q: only SQLite (the default) is supported by this build", cfg.DB)
 	}
-	blobs, err := blobstore.Open(filepath.Join(cfg.DataDir, "blobs"))
+	id, err := loadIdentity(ctx, cfg, st, clusterKey)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	blobs, err := blobstore.Open(cfg.BlobsDir)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("blob store: %w", err)
@@ -210,10 +224,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		hub:     newHub(cfg.HeartbeatInterval),
 		mux:     http.NewServeMux(),
 		ready:   make(chan struct{}),
-		secret:  secret,
-		tls:     tlsCfg,
-		CAPin:   pin,
-		CAFile:  caFile,
+		secret:  id.secret,
+		tls:     id.tls,
+		CAPin:   id.pin,
+		CAFile:  id.caFile,
 		limits:  newAddrLimits(cfg.PublicRate, cfg.PublicBurst),
 		reports: newAddrLimits(reportRate, reportBurst),
 		replica: newReplicaState(cfg.Clock.Now()),
@@ -257,20 +271,44 @@ func (s *Server) load(ctx context.Context) error {
 	return nil
 }
 
-// ensureAdminToken keeps DATA/admin.token valid, making a new admin token when it is missing.
+// adminTokenDescription describes the admin token a server writes to its admin.token.
+const adminTokenDescription = "admin token written to admin.token"
+
+// ensureAdminToken keeps DATA/admin.token valid, making a new admin token when it is missing —
+// unless the database holds one made for admin.token already: a cluster has one, written by the
+// replica that started first, and operators copy it to the others.
 func (s *Server) ensureAdminToken(ctx context.Context) error {
 	file := filepath.Join(s.cfg.DataDir, "admin.token")
+	invalid := false
 	if b, err := os.ReadFile(file); err == nil {
 		tok := strings.TrimSpace(string(b))
 		if role, err := s.operatorRole(ctx, tok); err == nil && role == api.RoleAdmin {
 			s.AdminToken = tok
 			return nil
 		}
+		invalid = true
+	}
+	toks, err := s.store.Tokens(ctx)
+	if err != nil {
+		return fmt.Errorf("read tokens: %w", err)
+	}
+	now := s.clk.Now()
+	for _, t := range toks {
+		if t.Kind == store.KindOperator && t.Role == api.RoleAdmin && t.Description == adminTokenDescription && (t.ExpiresAt == nil || now.Before(*t.ExpiresAt)) {
+			why := "no admin.token here"
+			if invalid {
+				why = "admin.token is not a valid admin token here"
+			}
+			s.log.Warn(why+", and the database holds the admin token the first replica wrote to its admin.token: copy that file here (if it is lost, revoke that token and restart to have a new one made)", "file", file, "token", t.ID)
+			return nil
+		}
+	}
+	if invalid {
 		s.log.Warn("admin.token is not a valid admin token here; making a new one", "file", file)
 	}
 	secret, id, hash := newToken(prefixOperator)
 	ev, err := s.store.CreateToken(ctx, store.TokenRecord{ID: id, SecretHash: hash, Kind: store.KindOperator,
-		Role: api.RoleAdmin, CreatedAt: s.clk.Now(), Description: "admin token written to admin.token"})
+		Role: api.RoleAdmin, CreatedAt: now, Description: adminTokenDescription})
 	if err != nil {
 		return fmt.Errorf("create admin token: %w", err)
 	}

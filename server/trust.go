@@ -29,25 +29,31 @@ func (s *Server) Scheme() string {
 	return "https"
 }
 
-// serverTLS sets up the server's TLS: the operator's certificate, or one the server makes with
-// its own CA under DataDir/tls. It returns the configuration, the CA pin for enrollment tokens
-// and the CA file the server made (empty with the operator's certificate).
-func serverTLS(cfg Config) (*tls.Config, string, string, error) {
-	if cfg.InsecureHTTP {
-		if cfg.TLSCert != "" || cfg.ClientCA != "" {
-			return nil, "", "", errors.New("--insecure-http serves plain HTTP: it cannot go with --tls-cert or --client-ca")
-		}
-		return nil, "", "", nil
+// checkTLSFlags refuses TLS settings that do not go together, before anything is written.
+func checkTLSFlags(cfg Config) error {
+	if cfg.InsecureHTTP && (cfg.TLSCert != "" || cfg.ClientCA != "") {
+		return errors.New("--insecure-http serves plain HTTP: it cannot go with --tls-cert or --client-ca")
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
-		return nil, "", "", errors.New("give both --tls-cert and --tls-key, or neither (the server then makes its own CA)")
+		return errors.New("give both --tls-cert and --tls-key, or neither (the server then makes its own CA)")
+	}
+	return nil
+}
+
+// serverTLS sets up the server's TLS: the operator's certificate, or, with the cluster's CA
+// (nil otherwise), a certificate of this replica's own under DataDir/tls, beside the CA's
+// certificate. It returns the configuration, the CA pin for enrollment tokens and the CA file
+// the server wrote (empty with the operator's certificate).
+func serverTLS(cfg Config, ca *pki.CA) (*tls.Config, string, string, error) {
+	if cfg.InsecureHTTP {
+		return nil, "", "", nil
 	}
 	opts := pki.ServerOptions{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, ClientCAFile: cfg.ClientCA}
 	caFile := ""
-	if cfg.TLSCert == "" {
+	if ca != nil {
 		// Clients check certificates against their wall clocks, so they are made by the wall
 		// clock too, not the server's injected one.
-		files, err := pki.EnsureServerCert(filepath.Join(cfg.DataDir, "tls"), certHosts(cfg.Listen, cfg.Advertise), time.Now())
+		files, err := pki.IssueServerCert(filepath.Join(cfg.DataDir, "tls"), *ca, certHosts(cfg.Listen, cfg.Advertise), time.Now())
 		if err != nil {
 			return nil, "", "", err
 		}
@@ -92,9 +98,10 @@ func certHosts(listen string, advertise []string) []string {
 	return hosts
 }
 
-// loadClusterKey reads the secret that signs sessions and challenges, making it on first start.
-// It lives apart from the database, in a file whose mode is checked: anyone who can read it can
-// forge agent sessions.
+// loadClusterKey reads the key that seals the secrets replicas share in the database (the one
+// that signs sessions and challenges, the CA's key), making it on first start. It lives apart
+// from the database, in a file whose mode is checked: anyone who can read it and the database
+// can forge agent sessions and server certificates.
 func loadClusterKey(file string) ([]byte, error) {
 	fi, err := os.Stat(file)
 	if errors.Is(err, os.ErrNotExist) {
@@ -109,7 +116,7 @@ func loadClusterKey(file string) ([]byte, error) {
 		return nil, fmt.Errorf("cluster key: %w", err)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("cluster key %s is readable by others (mode %04o): anyone who reads it can forge agent sessions; chmod 600 %s", file, fi.Mode().Perm(), file)
+		return nil, fmt.Errorf("cluster key %s is readable by others (mode %04o): with the database, anyone who reads it can forge agent sessions; chmod 600 %s", file, fi.Mode().Perm(), file)
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {

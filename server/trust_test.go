@@ -130,13 +130,15 @@ func TestChallengeNotReplayedAfterRestart(t *testing.T) {
 	}
 }
 
-// Every file the server writes is 0600 and every directory 0700, whatever the umask; a cluster
-// key others can read stops the server at start.
+// Every file the server writes is 0600 and every directory 0700, whatever the umask, in its data
+// directory and a blob directory of its own; the CA's key is written nowhere (the database
+// holds it, sealed). A cluster key others can read stops the server at start.
 func TestServerFilesArePrivate(t *testing.T) {
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
-	dir := filepath.Join(t.TempDir(), "data")
-	h := start(t, Config{DataDir: dir})
+	root := t.TempDir()
+	dir := filepath.Join(root, "data")
+	h := start(t, Config{DataDir: dir, BlobsDir: filepath.Join(root, "blobs")})
 	h.site("ams", 1)
 	a, _ := h.runAgent("n1", h.enrollToken("ams", 1), "")
 	waitGeneration(t, a, 1)
@@ -150,9 +152,12 @@ func TestServerFilesArePrivate(t *testing.T) {
 	}
 	h.stop()
 	seen := 0
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			t.Fatal(err)
+		}
+		if p == root { // the testing package made it, not the server
+			return nil
 		}
 		fi, _ := d.Info()
 		want := fs.FileMode(0o600)
@@ -165,10 +170,13 @@ func TestServerFilesArePrivate(t *testing.T) {
 		seen++
 		return nil
 	})
-	for _, f := range []string{"ferry.db", "cluster.key", "admin.token", "tls/ca.key", "tls/server.key"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+	for _, f := range []string{"data/ferry.db", "data/cluster.key", "data/admin.token", "data/tls/ca.pem", "data/tls/server.pem", "data/tls/server.key", "blobs/sha256"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tls", "ca.key")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the CA's key was written to the data directory: %v", err)
 	}
 	if seen < 10 {
 		t.Fatalf("only %d paths under the data directory", seen)
