@@ -18,13 +18,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 )
 
 // Store is a blob directory.
 type Store struct {
-	dir string
+	dir   string
+	owner string // whose uploads this process stages
 
 	mu    sync.Mutex
 	locks map[string]*sumLock
@@ -51,11 +53,23 @@ const (
 // read timeout, 30 s by default).
 const staleUpload = time.Hour
 
-// Open returns the blob store rooted at dir, creating it, and clears temporary files that an
-// earlier process left when it was killed mid-upload (those unwritten for staleUpload; another
-// replica's live uploads stay). It also brings the modes of the store's directories to 0700,
-// for stores that earlier versions created more open.
-func Open(dir string) (*Store, error) {
+// Open returns the blob store rooted at dir for one process, which stages uploads in it, with
+// the default owner name; see OpenAs.
+func Open(dir string) (*Store, error) { return OpenAs(dir, "") }
+
+// OpenAs returns the blob store rooted at dir, creating it, for the process named owner: server
+// replicas that share one directory each open it under their own name, the same at every start
+// (e.g. from the data directory). It clears the temporary files that owner left when it was
+// killed mid-upload, and those of others unwritten for staleUpload: another replica's live
+// uploads stay. It also brings the modes of the store's directories to 0700, for stores that
+// earlier versions created more open.
+func OpenAs(dir, owner string) (*Store, error) {
+	if owner == "" {
+		owner = "local"
+	}
+	if !ValidOwner(owner) {
+		return nil, fmt.Errorf("blob store owner %q: want letters, digits and dashes", owner)
+	}
 	for _, d := range []string{dir, filepath.Join(dir, "sha256"), filepath.Join(dir, "tmp")} {
 		if err := mkdir(d); err != nil {
 			return nil, err
@@ -71,12 +85,13 @@ func Open(dir string) (*Store, error) {
 	}
 	tmps, _ := filepath.Glob(filepath.Join(dir, "tmp", "*"))
 	stale := time.Now().Add(-staleUpload)
+	mine := "upload-" + owner + "-"
 	for _, t := range tmps {
-		if fi, err := os.Stat(t); err == nil && fi.ModTime().Before(stale) {
+		if fi, err := os.Stat(t); err == nil && (strings.HasPrefix(filepath.Base(t), mine) || fi.ModTime().Before(stale)) {
 			os.Remove(t)
 		}
 	}
-	return &Store{dir: dir, locks: map[string]*sumLock{}}, nil
+	return &Store{dir: dir, owner: owner, locks: map[string]*sumLock{}}, nil
 }
 
 // mkdir creates d (and its missing parents) and sets its mode to 0700, not relying on the umask.
@@ -139,7 +154,7 @@ type Staged struct {
 // lock: the address is known only at the end. On any read error (a dropped connection, a size
 // limit) nothing is left behind.
 func (s *Store) Stage(r io.Reader) (*Staged, error) {
-	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "upload-*")
+	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "upload-"+s.owner+"-*")
 	if err != nil {
 		return nil, err
 	}
@@ -286,4 +301,17 @@ func syncDir(dir string) {
 		d.Sync()
 		d.Close()
 	}
+}
+
+// ValidOwner reports whether owner can name a process in a blob store's file names.
+func ValidOwner(owner string) bool {
+	if owner == "" || len(owner) > 64 {
+		return false
+	}
+	for _, c := range owner {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

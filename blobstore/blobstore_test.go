@@ -76,19 +76,29 @@ func TestInterruptedPutLeavesNothing(t *testing.T) {
 			t.Fatalf("interrupted upload left %v", files)
 		}
 	}
-	// A temporary file left by a killed process is cleared at the next Open; one written
-	// lately, the live upload of another replica sharing the directory, is left alone.
-	stale, live := filepath.Join(dir, "tmp", "upload-123"), filepath.Join(dir, "tmp", "upload-456")
-	os.WriteFile(stale, []byte("partial"), 0o600)
+	// A temporary file left by a killed process is cleared when it opens the store again, at
+	// once; another's only when unwritten for long: written lately, it is the live upload of
+	// another replica sharing the directory.
+	mine := filepath.Join(dir, "tmp", "upload-a-123")
+	stale, live := filepath.Join(dir, "tmp", "upload-b-123"), filepath.Join(dir, "tmp", "upload-b-456")
+	for _, f := range []string{mine, stale, live} {
+		os.WriteFile(f, []byte("partial"), 0o600)
+	}
 	old := time.Now().Add(-staleUpload - time.Minute)
 	os.Chtimes(stale, old, old)
-	os.WriteFile(live, []byte("partial"), 0o600)
-	Open(dir)
-	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
-		t.Fatal("stale upload not cleared")
+	if _, err := OpenAs(dir, "a"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{mine, stale} {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s not cleared", f)
+		}
 	}
 	if _, err := os.Stat(live); err != nil {
 		t.Fatalf("a live upload was cleared: %v", err)
+	}
+	if _, err := OpenAs(dir, "../x"); err == nil {
+		t.Fatal("an owner name with a path in it was taken")
 	}
 }
 

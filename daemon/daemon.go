@@ -44,6 +44,9 @@ func Server(g cli.Globals) *cobra.Command {
 			if cfg.BlobsDir == "" {
 				cfg.BlobsDir = g.Getenv("FERRY_BLOBS")
 			}
+			if cfg.DB == "" {
+				cfg.DB = g.Getenv("FERRY_DB")
+			}
 			server.TuneGC()
 			l, err := net.Listen("tcp", listen)
 			if err != nil {
@@ -69,7 +72,7 @@ func Server(g cli.Globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data", "", "directory for the database and admin.token")
 	f.StringVar(&listen, "listen", "127.0.0.1:7700", "address to serve the API on")
-	f.StringVar(&cfg.DB, "db", "", "database URL (default: SQLite in --data)")
+	f.StringVar(&cfg.DB, "db", "", "database: postgres://USER@HOST/DB, shared by replicas, or sqlite:FILE (default $FERRY_DB, else SQLite in --data)")
 	f.StringVar(&cfg.BlobsDir, "blobs", "", "directory of release bundles; replicas share one, on a shared filesystem (default $FERRY_BLOBS, else DATA/blobs)")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "how often agents check in")
 	f.DurationVar(&cfg.HeartbeatGrace, "heartbeat-grace", 0, "silence after which a node is down (default 3 × interval)")

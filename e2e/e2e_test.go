@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("GORACE") == "" {
 		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
-	code := m.Run()
+	code := pg.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

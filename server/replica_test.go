@@ -31,11 +31,13 @@ func TestReplicasSpeakForTheirStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Clock: clk, HeartbeatInterval: time.Minute} // grace 3 min
+	// grace 3 min; one cluster key, as replicas share
+	cfg := Config{Clock: clk, HeartbeatInterval: time.Minute, ClusterKey: filepath.Join(t.TempDir(), "cluster.key")}
 	cfg.Store = st
 	a := start(t, cfg)
 	cfg.Store = follower{st}
 	b := start(t, cfg)
+	b.admin = b.client(a.srv.AdminToken) // made by a; b writes none of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// a: sweep, collection, flush; b: sweep, flush.

@@ -4,12 +4,15 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -27,6 +30,7 @@ import (
 	"github.com/ferryhq/ferry/liveness"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/store"
+	"github.com/ferryhq/ferry/store/postgres"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -34,7 +38,8 @@ import (
 type Config struct {
 	// DataDir holds the database and admin.token.
 	DataDir string
-	// DB is a database URL; empty means SQLite in DataDir.
+	// DB is a database URL: postgres://… for PostgreSQL, which several replicas may share, or
+	// sqlite:FILE; empty means SQLite in DataDir.
 	DB string
 	// BlobsDir holds the release bundles (default DataDir/blobs); replicas share one, on a
 	// shared filesystem.
@@ -201,15 +206,21 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 		st = s
+	case strings.HasPrefix(cfg.DB, "postgres://") || strings.HasPrefix(cfg.DB, "postgresql://"):
+		s, err := postgres.Open(ctx, cfg.DB, postgres.WithLogger(cfg.Logger))
+		if err != nil {
+			return nil, fmt.Errorf("--db: %w", err)
+		}
+		st = s
 	default:
-		return nil, fmt.Errorf("--db %q: only SQLite (the default) is supported by this build", cfg.DB)
+		return nil, fmt.Errorf("--db %q: want postgres://USER@HOST/DB (several replicas) or sqlite:FILE (the default, in --data)", redactURL(cfg.DB))
 	}
 	id, err := loadIdentity(ctx, cfg, st, clusterKey)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	blobs, err := blobstore.Open(cfg.BlobsDir)
+	blobs, err := blobstore.OpenAs(cfg.BlobsDir, blobOwner(cfg.DataDir))
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("blob store: %w", err)
@@ -576,4 +587,26 @@ func TuneGC() {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(GCPercent)
 	}
+}
+
+// redactURL drops the password from a database URL, for messages.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}
+
+// blobOwner names this replica in the blob directory it may share with others: the same at
+// every start of the same data directory on the same host, so a replica killed mid-upload
+// clears what it left when it starts again, and never another's live upload.
+func blobOwner(dataDir string) string {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	host, _ := os.Hostname()
+	sum := sha256.Sum256([]byte(host + "\x00" + abs))
+	return hex.EncodeToString(sum[:6])
 }
