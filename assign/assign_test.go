@@ -15,6 +15,7 @@ import (
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/fault"
 	"github.com/ferryhq/ferry/internal/backend"
+	"github.com/ferryhq/ferry/inventory"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/store"
 )
@@ -30,16 +31,17 @@ func ptr[T any](v T) *T { return &v }
 func fleet(t *testing.T, st store.Store, nodes []string, versions ...string) map[string]api.Node {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := st.CreateSite(ctx, api.Site{Name: "ams", Tier: 1, CreatedAt: t0}); err != nil {
+	inv := inventory.New(st, clock.NewFake(t0))
+	if _, _, err := inv.AddSite(ctx, api.SiteAdd{Name: "ams", Tier: 1}); err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]api.Node{}
 	for _, name := range nodes {
 		id := "tok-" + name
-		if _, err := st.CreateToken(ctx, store.TokenRecord{ID: id, SecretHash: "h", Kind: store.KindEnroll, Site: "ams", UsesLeft: ptr(1), CreatedAt: t0}); err != nil {
+		if _, err := inv.CreateToken(ctx, store.TokenRecord{ID: id, SecretHash: "h", Kind: store.KindEnroll, Site: "ams", UsesLeft: ptr(1), CreatedAt: t0}); err != nil {
 			t.Fatal(err)
 		}
-		n, _, err := st.EnrollNode(ctx, id, "h", store.NodeRecord{Name: name, PublicKey: "pk-" + name}, t0)
+		n, _, err := inv.Enroll(ctx, id, "h", store.NodeRecord{Name: name, PublicKey: "pk-" + name})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +73,7 @@ func TestAssign(t *testing.T) {
 		if _, _, err := a.Assign(ctx, []string{"n1"}, "hello", "9.9.9"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("assign an unknown release: %v", err)
 		}
-		if _, err := st.RevokeNode(ctx, "n3", t0); err != nil {
+		if _, err := inventory.New(st, clock.NewFake(t0)).RemoveNode(ctx, "n3"); err != nil {
 			t.Fatal(err)
 		}
 		changed, ev, err := a.Assign(ctx, []string{"n2", "ghost", "n1", "n3", "n2"}, "hello", "1.0.0")
@@ -144,7 +146,7 @@ func TestReport(t *testing.T) {
 		if _, err := a.Report(ctx, "ghost", nil); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("report of an unknown node: %v", err)
 		}
-		if _, err := st.RevokeNode(ctx, "n2", t0); err != nil {
+		if _, err := inventory.New(st, clock.NewFake(t0)).RemoveNode(ctx, "n2"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := a.Report(ctx, "n2", ok); !errors.Is(err, store.ErrNotFound) {

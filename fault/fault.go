@@ -41,3 +41,6 @@ func Conflict(format string, args ...any) error { return newf(ErrConflict, forma
 
 // Forbidden returns an ErrForbidden failure.
 func Forbidden(format string, args ...any) error { return newf(ErrForbidden, format, args...) }
+
+// Unauthorized returns an ErrUnauthorized failure.
+func Unauthorized(format string, args ...any) error { return newf(ErrUnauthorized, format, args...) }

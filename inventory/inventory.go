@@ -6,8 +6,12 @@ package inventory
 
 import (
 	"context"
+	"crypto/subtle"
+	"errors"
+	"maps"
 	"math"
 	"strconv"
+	"time"
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/clock"
@@ -51,13 +55,163 @@ func (s *Service) AddSite(ctx context.Context, a api.SiteAdd) (api.Site, api.Eve
 		return api.Site{}, api.Event{}, err
 	}
 	site := api.Site{Name: a.Name, Tier: a.Tier, Lat: a.Lat, Lon: a.Lon, Contact: a.Contact, CreatedAt: s.clk.Now().UTC()}
-	ev, err := s.store.CreateSite(ctx, site)
+	var ev api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.InsertSite(site); err != nil {
+			if errors.Is(err, store.ErrExists) {
+				return fault.Conflict("site %q already exists", site.Name)
+			}
+			return err
+		}
+		var err error
+		ev, err = appendOne(tx, api.NewEvent(site.CreatedAt, api.EventSiteAdded, site.Name, api.SiteAdded{Tier: site.Tier, Lat: site.Lat, Lon: site.Lon}))
+		return err
+	})
 	return site, ev, err
 }
 
-// RemoveSite removes a site; one with live nodes only with force, which revokes them.
+// RemoveSite removes a site; one with live nodes only with force, which revokes them, each with
+// its own event, before the site's.
 func (s *Service) RemoveSite(ctx context.Context, name string, force bool) ([]api.Event, error) {
-	return s.store.DeleteSite(ctx, name, force, s.clk.Now())
+	now := s.clk.Now().UTC()
+	var evs []api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		if _, err := tx.Site(name); err != nil {
+			return err
+		}
+		live, err := tx.SiteNodes(name)
+		if err != nil {
+			return err
+		}
+		if len(live) > 0 && !force {
+			return fault.Conflict("site %q has %d node(s); remove them first or use --force", name, len(live))
+		}
+		if err := tx.DeleteSite(name); err != nil {
+			return err
+		}
+		for _, n := range live {
+			evs = append(evs, api.NewEvent(now, api.EventNodeRevoked, n, api.NodeRevoked{Site: name, Reason: "site removed"}))
+		}
+		evs = append(evs, api.NewEvent(now, api.EventSiteRemoved, name, api.SiteRemoved{NodesRevoked: len(live)}))
+		evs, err = tx.AppendEvents(evs...)
+		return err
+	})
+	return evs, err
+}
+
+// CreateToken stores a token made by the caller (who keeps its secret; the record holds its
+// hash).
+func (s *Service) CreateToken(ctx context.Context, t store.TokenRecord) (api.Event, error) {
+	var ev api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.InsertToken(t); err != nil {
+			return err
+		}
+		var err error
+		ev, err = appendOne(tx, api.NewEvent(t.CreatedAt, api.EventTokenCreated, t.ID, api.TokenCreated{Kind: t.Kind, Site: t.Site, Role: t.Role}))
+		return err
+	})
+	return ev, err
+}
+
+// RevokeToken revokes a token: it no longer authenticates anything.
+func (s *Service) RevokeToken(ctx context.Context, id string) (api.Event, error) {
+	now := s.clk.Now().UTC()
+	var ev api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		if err := tx.DeleteToken(id); err != nil {
+			return err
+		}
+		var err error
+		ev, err = appendOne(tx, api.NewEvent(now, api.EventTokenRevoked, id, nil))
+		return err
+	})
+	return ev, err
+}
+
+// errBadEnrollToken is what an enrollment with an unknown, revoked or mistyped token gets: the
+// same for each, so it tells a guesser nothing.
+var errBadEnrollToken = fault.Unauthorized("enrollment token unknown or revoked")
+
+// Enroll spends one use of an enrollment token, given as its id and the hash of its secret, and
+// records the node in the token's site, up. A name held by a revoked node is taken over; one
+// held by an enrolled node, or a public key already enrolled, is refused.
+func (s *Service) Enroll(ctx context.Context, tokenID, secretHash string, n store.NodeRecord) (api.Node, api.Event, error) {
+	now := s.clk.Now().UTC()
+	var ev api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		t, err := tx.Token(tokenID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return errBadEnrollToken
+		case err != nil:
+			return err
+		case subtle.ConstantTimeCompare([]byte(t.SecretHash), []byte(secretHash)) != 1 || t.Kind != store.KindEnroll:
+			return errBadEnrollToken
+		case t.ExpiresAt != nil && !now.Before(*t.ExpiresAt):
+			return fault.Unauthorized("enrollment token expired at %s; create a new one", t.ExpiresAt.Format(time.RFC3339))
+		case t.UsesLeft != nil && *t.UsesLeft <= 0:
+			return fault.Unauthorized("enrollment token is used up; create a new one")
+		}
+		if holder, err := tx.NodeWithKey(n.PublicKey); err == nil && holder != n.Name {
+			return fault.Conflict("this public key is already enrolled")
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err := tx.InsertNode(t.Site, n, now); errors.Is(err, store.ErrExists) {
+			return fault.Conflict("node name %q is taken by an enrolled node; pick another --name or remove it first", n.Name)
+		} else if err != nil {
+			return err
+		}
+		if err := tx.SpendToken(t.ID); err != nil {
+			return err
+		}
+		ev, err = appendOne(tx, api.NewEvent(now, api.EventNodeEnrolled, n.Name, api.NodeEnrolled{Site: t.Site, Token: t.ID}))
+		return err
+	})
+	if err != nil {
+		return api.Node{}, ev, err
+	}
+	node, err := s.store.Node(ctx, n.Name)
+	return node, ev, err
+}
+
+// SetStatus moves a node between up and down; it changes nothing, and returns no event, when the
+// node already has that status or is revoked.
+func (s *Service) SetStatus(ctx context.Context, name, status string) (api.Event, bool, error) {
+	now := s.clk.Now().UTC()
+	var ev api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		nodes, err := tx.Nodes([]string{name})
+		if err != nil {
+			return err
+		}
+		n, ok := nodes[name]
+		if !ok {
+			return fault.NotFound("node %q not found", name)
+		}
+		if n.Status == status || n.Status == api.StatusRevoked {
+			return nil
+		}
+		if err := tx.SetNodeStatus(name, status); err != nil {
+			return err
+		}
+		typ := api.EventNodeUp
+		if status == api.StatusDown {
+			typ = api.EventNodeDown
+		}
+		ev, err = appendOne(tx, api.NewEvent(now, typ, name, api.NodeStatusChanged{From: n.Status}))
+		return err
+	})
+	return ev, ev.ID != 0, err
+}
+
+func appendOne(tx store.Tx, e api.Event) (api.Event, error) {
+	evs, err := tx.AppendEvents(e)
+	if err != nil {
+		return e, err
+	}
+	return evs[0], nil
 }
 
 // Query selects nodes: revoked ones only when Status asks for them.
@@ -156,18 +310,107 @@ func (s *Service) LabelSelected(ctx context.Context, c api.LabelChange) (api.Lab
 }
 
 func (s *Service) label(ctx context.Context, names []string, c api.LabelChange) (api.LabelResult, []api.Event, error) {
-	nodes, evs, err := s.store.ChangeLabels(ctx, names, c.Set, c.Remove, s.clk.Now())
+	_, evs, err := s.ChangeLabels(ctx, names, c.Set, c.Remove)
 	if err != nil {
 		return api.LabelResult{}, nil, err
 	}
 	res := api.LabelResult{Nodes: []string{}}
-	for _, n := range nodes {
-		res.Nodes = append(res.Nodes, n.Name)
+	for _, e := range evs {
+		res.Nodes = append(res.Nodes, e.Subject)
 	}
 	return res, evs, nil
 }
 
+// ChangeLabels applies set and remove to each named node (every one must exist and not be
+// revoked) and returns the nodes it changed, with their new labels, generation and
+// assignments, and a node.labeled event for each. A change that would leave a node with more
+// than labels.MaxLabels labels fails whole; a node already over the bound may still shrink. It
+// is checked on the merged sets inside the transaction, so concurrent changes cannot pass the
+// bound together. However many nodes it changes, it costs a handful of statements.
+func (s *Service) ChangeLabels(ctx context.Context, names []string, set map[string]string, remove []string) ([]api.Node, []api.Event, error) {
+	now := s.clk.Now().UTC()
+	var changed []api.Node
+	var evs []api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		found, err := tx.Nodes(names)
+		if err != nil {
+			return err
+		}
+		updates := map[string]map[string]string{}
+		for _, name := range names {
+			n, ok := found[name]
+			if !ok || n.Status == api.StatusRevoked {
+				return fault.NotFound("node %q not found", name)
+			}
+			if _, done := updates[name]; done {
+				continue
+			}
+			m := make(map[string]string, len(n.Labels)+len(set))
+			for k, v := range n.Labels {
+				m[k] = v
+			}
+			for k, v := range set {
+				m[k] = v
+			}
+			for _, k := range remove {
+				delete(m, k)
+			}
+			if len(m) > labels.MaxLabels && len(m) > len(n.Labels) {
+				return fault.Conflict("node %s would carry %d labels; at most %d", name, len(m), labels.MaxLabels)
+			}
+			if maps.Equal(m, n.Labels) {
+				continue
+			}
+			updates[name] = m
+			evs = append(evs, api.NewEvent(now, api.EventNodeLabeled, name, api.NodeLabeled{Labels: m, Generation: n.Generation + 1}))
+			n.Labels, n.Generation = m, n.Generation+1
+			changed = append(changed, n)
+		}
+		if len(updates) == 0 {
+			return nil
+		}
+		if err := tx.SetLabels(updates); err != nil {
+			return err
+		}
+		if evs, err = tx.AppendEvents(evs...); err != nil {
+			return err
+		}
+		names := make([]string, len(changed))
+		for i, n := range changed {
+			names[i] = n.Name
+		}
+		assigned, err := tx.Assigned(names)
+		for i := range changed {
+			changed[i].Assigned = assigned[changed[i].Name]
+			if changed[i].Assigned == nil {
+				changed[i].Assigned = []api.Assignment{}
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return changed, evs, nil
+}
+
 // RemoveNode revokes a node: its sessions end and its name may enroll again with a new key.
 func (s *Service) RemoveNode(ctx context.Context, name string) (api.Event, error) {
-	return s.store.RevokeNode(ctx, name, s.clk.Now())
+	now := s.clk.Now().UTC()
+	var ev api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		nodes, err := tx.Nodes([]string{name})
+		if err != nil {
+			return err
+		}
+		if n, ok := nodes[name]; !ok || n.Status == api.StatusRevoked {
+			return fault.NotFound("node %q not found", name)
+		}
+		if err := tx.SetNodeStatus(name, api.StatusRevoked); err != nil {
+			return err
+		}
+		ev, err = appendOne(tx, api.NewEvent(now, api.EventNodeRevoked, name, nil))
+		return err
+	})
+	return ev, err
 }

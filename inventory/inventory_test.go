@@ -4,43 +4,48 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/fault"
+	"github.com/ferryhq/ferry/internal/backend"
 	"github.com/ferryhq/ferry/inventory"
+	"github.com/ferryhq/ferry/labels"
 	"github.com/ferryhq/ferry/store"
 )
 
+func TestMain(m *testing.M) { os.Exit(backend.Main(m)) }
+
 var t0 = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 
-// fleet returns the inventory over a fresh SQLite store with site ams and nodes enrolled with
-// the given labels.
-func fleet(t *testing.T, nodes map[string]map[string]string) (*inventory.Service, store.Store) {
+// fleet returns the inventory over st with site ams and nodes enrolled with the given labels.
+func fleet(t *testing.T, st store.Store, nodes map[string]map[string]string) *inventory.Service {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "ferry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	inv := inventory.New(st, clock.NewFake(t0))
 	if _, _, err := inv.AddSite(ctx, api.SiteAdd{Name: "ams", Tier: 1}); err != nil {
 		t.Fatal(err)
 	}
 	uses := len(nodes)
-	if _, err := st.CreateToken(ctx, store.TokenRecord{ID: "t", SecretHash: "h", Kind: store.KindEnroll, Site: "ams", UsesLeft: &uses, CreatedAt: t0}); err != nil {
+	if _, err := inv.CreateToken(ctx, store.TokenRecord{ID: "t", SecretHash: "h", Kind: store.KindEnroll, Site: "ams", UsesLeft: &uses, CreatedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
 	for name, lbl := range nodes {
-		if _, _, err := st.EnrollNode(ctx, "t", "h", store.NodeRecord{Name: name, PublicKey: "key-" + name, Labels: lbl}, t0); err != nil {
+		if _, _, err := inv.Enroll(ctx, "t", "h", store.NodeRecord{Name: name, PublicKey: "key-" + name, Labels: lbl}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return inv, st
+	return inv
+}
+
+func isKind(t *testing.T, what string, err, kind error) {
+	t.Helper()
+	if !errors.Is(err, kind) {
+		t.Fatalf("%s: %v; want %v", what, err, kind)
+	}
 }
 
 func names(nodes []api.Node) string {
@@ -52,14 +57,16 @@ func names(nodes []api.Node) string {
 }
 
 // Selection: negations, implicit site and tier labels, status, and refusals of bad queries.
-func TestSelect(t *testing.T) {
-	inv, st := fleet(t, map[string]map[string]string{
+func TestSelect(t *testing.T) { backend.Each(t, testSelect) }
+
+func testSelect(t *testing.T, st store.Store) {
+	inv := fleet(t, st, map[string]map[string]string{
 		"d1": {"role": "depot"},
 		"m1": {"role": "mirror", "zone": "a"},
 		"x1": nil,
 	})
 	ctx := context.Background()
-	if _, err := st.RevokeNode(ctx, "x1", t0); err != nil {
+	if _, err := inv.RemoveNode(ctx, "x1"); err != nil {
 		t.Fatal(err)
 	}
 	for q, want := range map[inventory.Query]string{
@@ -83,8 +90,10 @@ func TestSelect(t *testing.T) {
 
 // Label changes: bad changes are refused before anything is written; a selector change
 // touches only what it selects; a node takes a change only when its labels move.
-func TestLabel(t *testing.T) {
-	inv, st := fleet(t, map[string]map[string]string{"d1": {"role": "depot"}, "m1": {"role": "mirror"}})
+func TestLabel(t *testing.T) { backend.Each(t, testLabel) }
+
+func testLabel(t *testing.T, st store.Store) {
+	inv := fleet(t, st, map[string]map[string]string{"d1": {"role": "depot"}, "m1": {"role": "mirror"}})
 	ctx := context.Background()
 	last := func() int64 {
 		id, err := st.LastEventID(ctx)
@@ -117,15 +126,52 @@ func TestLabel(t *testing.T) {
 	if res, evs, err := inv.LabelNode(ctx, "m1", api.LabelChange{Set: map[string]string{"zone": "b"}}); err != nil || len(res.Nodes) != 0 || len(evs) != 0 {
 		t.Fatalf("a change that changes nothing: %+v %+v %v", res, evs, err)
 	}
-	if _, _, err := inv.LabelNode(ctx, "nope", api.LabelChange{Set: map[string]string{"zone": "b"}}); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := inv.LabelNode(ctx, "nope", api.LabelChange{Set: map[string]string{"zone": "b"}}); !errors.Is(err, fault.ErrNotFound) {
 		t.Fatalf("an unknown node: %v", err)
+	}
+
+	// Many nodes at once: one missing node fails the whole change; the changed nodes come back
+	// with their new labels, generation and assignments.
+	_, _, err = inv.ChangeLabels(ctx, []string{"d1", "zz"}, map[string]string{"zone": "c"}, nil)
+	isKind(t, "a change naming a missing node", err, fault.ErrNotFound)
+	if n, _ := st.Node(ctx, "d1"); n.Labels["zone"] != "" {
+		t.Fatalf("a failed change was partly applied: %+v", n)
+	}
+	d1, _ := st.Node(ctx, "d1")
+	nodes, evs, err := inv.ChangeLabels(ctx, []string{"d1", "m1", "d1"}, map[string]string{"zone": "c"}, []string{"role"})
+	if err != nil || len(nodes) != 2 || len(evs) != 2 || nodes[0].Name != "d1" || nodes[0].Generation != d1.Generation+1 ||
+		fmt.Sprint(nodes[0].Labels) != "map[zone:c]" || nodes[0].Assigned == nil {
+		t.Fatalf("ChangeLabels = %+v %+v %v", nodes, evs, err)
+	}
+	var p api.NodeLabeled
+	if evs[0].Decode(&p) != nil || p.Generation != nodes[0].Generation || fmt.Sprint(p.Labels) != "map[zone:c]" {
+		t.Fatalf("node.labeled event: %s", evs[0].Data)
+	}
+	// A node carries at most labels.MaxLabels: changes that would pass it fail whole, in
+	// however many calls they come.
+	many := func(prefix string, n int) map[string]string {
+		m := map[string]string{}
+		for i := 0; i < n; i++ {
+			m[fmt.Sprintf("%s%d", prefix, i)] = "x"
+		}
+		return m
+	}
+	if _, _, err := inv.ChangeLabels(ctx, []string{"d1", "m1"}, many("a", labels.MaxLabels-1), nil); err != nil {
+		t.Fatalf("labels up to the bound: %v", err)
+	}
+	_, _, err = inv.ChangeLabels(ctx, []string{"m1", "d1"}, many("b", 2), nil)
+	isKind(t, "labels past the bound", err, fault.ErrConflict)
+	if n, _ := st.Node(ctx, "m1"); len(n.Labels) > labels.MaxLabels || n.Labels["b0"] != "" {
+		t.Fatalf("a change past the bound was partly applied: %d labels", len(n.Labels))
 	}
 }
 
 // Sites: refusals of bad sites change nothing; a site with live nodes goes only by force,
 // revoking them.
-func TestSites(t *testing.T) {
-	inv, st := fleet(t, map[string]map[string]string{"n1": nil})
+func TestSites(t *testing.T) { backend.Each(t, testSites) }
+
+func testSites(t *testing.T, st store.Store) {
+	inv := fleet(t, st, map[string]map[string]string{"n1": nil})
 	ctx := context.Background()
 	lat, far := 52.0, 200.0
 	for _, a := range []api.SiteAdd{
@@ -141,11 +187,126 @@ func TestSites(t *testing.T) {
 	if sites, _ := st.Sites(ctx); len(sites) != 1 {
 		t.Fatalf("refused sites were stored: %+v", sites)
 	}
-	if _, err := inv.RemoveSite(ctx, "ams", false); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("removing a site with a live node: %v", err)
+	_, _, err := inv.AddSite(ctx, api.SiteAdd{Name: "ams", Tier: 2})
+	isKind(t, "a site again", err, fault.ErrConflict)
+	_, err = inv.RemoveSite(ctx, "ams", false)
+	isKind(t, "removing a site with a live node", err, fault.ErrConflict)
+	if st, _ := st.Site(ctx, "ams"); st.Nodes[api.StatusUp] != 1 {
+		t.Fatalf("site after a refused removal: %+v", st)
 	}
 	evs, err := inv.RemoveSite(ctx, "ams", true)
-	if err != nil || len(evs) != 2 || evs[0].Type != api.EventNodeRevoked || evs[1].Type != api.EventSiteRemoved {
+	if err != nil || len(evs) != 2 || evs[0].Type != api.EventNodeRevoked || evs[0].Subject != "n1" || evs[1].Type != api.EventSiteRemoved || evs[1].ID != evs[0].ID+1 {
 		t.Fatalf("forced removal: %+v %v", evs, err)
 	}
+	if _, err := st.Node(ctx, "n1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("node of a removed site: %v", err)
+	}
+	_, err = inv.RemoveSite(ctx, "ams", false)
+	isKind(t, "removing a missing site", err, store.ErrNotFound)
 }
+
+// Enrollment spends a use of a valid token; forged, expired, used-up and revoked tokens, taken
+// names and enrolled keys are refused; a revoked node's name enrolls again with a new key.
+func TestEnroll(t *testing.T) { backend.Each(t, testEnroll) }
+
+func testEnroll(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	inv := inventory.New(st, clk)
+	if _, _, err := inv.AddSite(ctx, api.SiteAdd{Name: "ams", Tier: 1}); err != nil {
+		t.Fatal(err)
+	}
+	exp := t0.Add(time.Hour)
+	if _, err := inv.CreateToken(ctx, store.TokenRecord{ID: "e1", SecretHash: "h1", Kind: store.KindEnroll, Site: "ams", UsesLeft: ptr(2), ExpiresAt: &exp, CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := inv.CreateToken(ctx, store.TokenRecord{ID: "e2", SecretHash: "h2", Kind: store.KindEnroll, Site: "nope", CreatedAt: t0})
+	isKind(t, "a token for a missing site", err, store.ErrNotFound)
+	if _, err := inv.CreateToken(ctx, store.TokenRecord{ID: "o1", SecretHash: "h1", Kind: store.KindOperator, Role: api.RoleAdmin, CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	rec := func(name string) store.NodeRecord { return store.NodeRecord{Name: name, PublicKey: "pk-" + name} }
+	enroll := func(tok, hash string, r store.NodeRecord) (api.Node, api.Event, error) {
+		return inv.Enroll(ctx, tok, hash, r)
+	}
+	_, _, err = enroll("e1", "wrong", rec("a"))
+	isKind(t, "a forged secret", err, fault.ErrUnauthorized)
+	_, _, err = enroll("o1", "h1", rec("a"))
+	isKind(t, "an operator token", err, fault.ErrUnauthorized)
+	_, _, err = enroll("nope", "h1", rec("a"))
+	isKind(t, "an unknown token", err, fault.ErrUnauthorized)
+	n, ev, err := enroll("e1", "h1", rec("a"))
+	if err != nil || n.Site != "ams" || n.Tier != 1 || n.Status != api.StatusUp || n.Generation != 1 || ev.Type != api.EventNodeEnrolled {
+		t.Fatalf("enroll: %+v %+v %v", n, ev, err)
+	}
+	_, _, err = enroll("e1", "h1", rec("a"))
+	isKind(t, "a taken name", err, fault.ErrConflict)
+	_, _, err = enroll("e1", "h1", store.NodeRecord{Name: "b", PublicKey: "pk-a"})
+	isKind(t, "an enrolled key", err, fault.ErrConflict)
+	if tok, _ := st.Token(ctx, "e1"); *tok.UsesLeft != 1 {
+		t.Fatalf("refused enrollments spent uses: %d left", *tok.UsesLeft)
+	}
+	if _, _, err := enroll("e1", "h1", rec("b")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = enroll("e1", "h1", rec("c"))
+	isKind(t, "a used-up token", err, fault.ErrUnauthorized)
+
+	// A revoked node's name can be enrolled again, with a new key.
+	if _, err := inv.RemoveNode(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = inv.RemoveNode(ctx, "a")
+	isKind(t, "remove twice", err, fault.ErrNotFound)
+	if _, err := inv.CreateToken(ctx, store.TokenRecord{ID: "e3", SecretHash: "h3", Kind: store.KindEnroll, Site: "ams", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := enroll("e3", "h3", store.NodeRecord{Name: "a", PublicKey: "pk-a2"}); err != nil || n.PublicKey != "pk-a2" {
+		t.Fatalf("re-enroll a revoked name: %+v %v", n, err)
+	}
+	if _, err := inv.RevokeToken(ctx, "e3"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = enroll("e3", "h3", rec("d"))
+	isKind(t, "a revoked token", err, fault.ErrUnauthorized)
+	_, err = inv.RevokeToken(ctx, "e3")
+	isKind(t, "revoke a token twice", err, store.ErrNotFound)
+
+	// Expiry is on the clock.
+	if _, err := inv.CreateToken(ctx, store.TokenRecord{ID: "e4", SecretHash: "h4", Kind: store.KindEnroll, Site: "ams", ExpiresAt: &exp, CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Hour)
+	_, _, err = enroll("e4", "h4", rec("e"))
+	isKind(t, "an expired token", err, fault.ErrUnauthorized)
+}
+
+// Status moves between up and down with an event each time, and not at all when unchanged or
+// for a revoked node.
+func TestSetStatus(t *testing.T) { backend.Each(t, testSetStatus) }
+
+func testSetStatus(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	inv := fleet(t, st, map[string]map[string]string{"n1": nil, "n2": nil})
+	ev, changed, err := inv.SetStatus(ctx, "n1", api.StatusDown)
+	var p api.NodeStatusChanged
+	if err != nil || !changed || ev.Type != api.EventNodeDown || ev.Decode(&p) != nil || p.From != api.StatusUp {
+		t.Fatalf("down: %+v %v %v", ev, changed, err)
+	}
+	if _, changed, err := inv.SetStatus(ctx, "n1", api.StatusDown); err != nil || changed {
+		t.Fatalf("down again: changed %v, %v", changed, err)
+	}
+	if ev, changed, _ := inv.SetStatus(ctx, "n1", api.StatusUp); !changed || ev.Type != api.EventNodeUp {
+		t.Fatalf("up: %+v", ev)
+	}
+	if _, err := inv.RemoveNode(ctx, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, changed, err := inv.SetStatus(ctx, "n2", api.StatusUp); err != nil || changed {
+		t.Fatalf("a revoked node came up: %v %v", changed, err)
+	}
+	_, _, err = inv.SetStatus(ctx, "nope", api.StatusUp)
+	isKind(t, "an unknown node", err, fault.ErrNotFound)
+}
+
+func ptr[T any](v T) *T { return &v }

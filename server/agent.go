@@ -42,9 +42,9 @@ func (s *Server) agentEnroll(w http.ResponseWriter, r *http.Request) error {
 	}
 	req.Facts.Protocol = protocolOf(r)
 	ctx := store.WithActor(r.Context(), store.Actor{ID: "node:" + req.Name, Source: sourceAddr(r)})
-	n, ev, err := s.store.EnrollNode(ctx, id, hashToken(cred), store.NodeRecord{
+	n, ev, err := s.inventory.Enroll(ctx, id, hashToken(cred), store.NodeRecord{
 		Name: req.Name, PublicKey: req.PublicKey, Labels: req.Labels, Facts: req.Facts,
-	}, s.clk.Now())
+	})
 	if err != nil {
 		return err
 	}

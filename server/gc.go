@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/blobstore"
+	"github.com/ferryhq/ferry/store"
 )
 
 // downloads counts the blob downloads in progress, so the collector never removes a blob that
@@ -76,7 +77,7 @@ func (s *Server) collectBlobs(ctx context.Context, beforeLock func(sum string)) 
 			continue
 		}
 		removed = append(removed, b.Sum)
-		if _, err := s.store.AppendEvent(ctx, api.NewEvent(now.UTC(), api.EventBlobCollected, "sha256:"+b.Sum, api.BlobCollected{Size: size})); err != nil {
+		if _, err := store.AppendEvent(ctx, s.store, api.NewEvent(now.UTC(), api.EventBlobCollected, "sha256:"+b.Sum, api.BlobCollected{Size: size})); err != nil {
 			s.log.Error("record a collected blob", "sha256", b.Sum, "err", err)
 		}
 	}

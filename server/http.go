@@ -85,23 +85,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		code, msg = http.StatusConflict, err.Error()
 	case errors.Is(err, store.ErrNotFound):
 		code, msg = http.StatusNotFound, err.Error()
-	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
-		code, msg = http.StatusConflict, trimSentinel(err)
-	case errors.Is(err, store.ErrTokenInvalid):
-		code, msg = http.StatusUnauthorized, trimSentinel(err)
+	case errors.Is(err, store.ErrExists):
+		code, msg = http.StatusConflict, err.Error()
 	default:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	writeJSON(w, code, api.Error{Error: msg})
-}
-
-// trimSentinel drops a trailing ": <sentinel>" so messages read as one sentence.
-func trimSentinel(err error) string {
-	m := err.Error()
-	for _, s := range []error{store.ErrConflict, store.ErrTokenInvalid, store.ErrExists} {
-		m = strings.TrimSuffix(m, ": "+s.Error())
-	}
-	return m
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

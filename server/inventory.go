@@ -125,7 +125,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	secret, id, hash := newToken(prefix)
 	rec.ID, rec.SecretHash = id, hash
-	ev, err := s.store.CreateToken(r.Context(), rec)
+	ev, err := s.inventory.CreateToken(r.Context(), rec)
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
-	ev, err := s.store.DeleteToken(r.Context(), r.PathValue("id"), s.clk.Now())
+	ev, err := s.inventory.RevokeToken(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/ferryhq/ferry/blobstore"
 	"github.com/ferryhq/ferry/catalog"
 	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/fault"
 	"github.com/ferryhq/ferry/inventory"
 	"github.com/ferryhq/ferry/liveness"
 	"github.com/ferryhq/ferry/release"
@@ -318,7 +319,7 @@ func (s *Server) ensureAdminToken(ctx context.Context) error {
 		s.log.Warn("admin.token is not a valid admin token here; making a new one", "file", file)
 	}
 	secret, id, hash := newToken(prefixOperator)
-	ev, err := s.store.CreateToken(ctx, store.TokenRecord{ID: id, SecretHash: hash, Kind: store.KindOperator,
+	ev, err := s.inventory.CreateToken(ctx, store.TokenRecord{ID: id, SecretHash: hash, Kind: store.KindOperator,
 		Role: api.RoleAdmin, CreatedAt: now, Description: adminTokenDescription})
 	if err != nil {
 		return fmt.Errorf("create admin token: %w", err)
@@ -538,7 +539,7 @@ func (s *Server) setStatus(ctx context.Context, name, status string) {
 	if down, known := s.det.Down(name); !known || down != (status == api.StatusDown) {
 		return
 	}
-	if _, _, err := s.store.SetNodeStatus(ctx, name, status, s.clk.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := s.inventory.SetStatus(ctx, name, status); err != nil && !errors.Is(err, fault.ErrNotFound) {
 		s.log.Error("record node status", "node", name, "status", status, "err", err)
 	}
 	if status == api.StatusDown {

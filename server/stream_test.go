@@ -361,14 +361,14 @@ func TestFeedDrivesStreams(t *testing.T) {
 	if err != nil || r.Desired == nil {
 		t.Fatalf("first answer: %+v %v", r, err)
 	}
-	if _, _, err := h.srv.store.ChangeLabels(ctx, []string{"n1"}, map[string]string{"zone": "c"}, nil, time.Now()); err != nil {
+	if _, _, err := h.srv.inventory.ChangeLabels(ctx, []string{"n1"}, map[string]string{"zone": "c"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	r, err = recv(t, st)
 	if err != nil || r.Desired == nil || r.Desired.Generation <= 1 || r.Desired.Labels["zone"] != "c" {
 		t.Fatalf("push after a write to the store: %+v %v", r, err)
 	}
-	if _, err := h.srv.store.RevokeNode(ctx, "n1", time.Now()); err != nil {
+	if _, err := h.srv.inventory.RemoveNode(ctx, "n1"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := recv(t, st); err == nil {

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/subtle"
 	"database/sql"
 	"embed"
 	"encoding/json"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
-	"github.com/ferryhq/ferry/labels"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -236,27 +234,6 @@ func (s *SQLite) SpendNonce(ctx context.Context, nonce string, expires, now time
 	return spent, nil
 }
 
-// CreateSite adds a site.
-func (s *SQLite) CreateSite(ctx context.Context, site api.Site) (api.Event, error) {
-	var ev api.Event
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO sites (name, tier, lat, lon, contact, created_at) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (name) DO NOTHING`, site.Name, site.Tier, site.Lat, site.Lon, site.Contact, ts(site.CreatedAt))
-		if err != nil {
-			return err
-		}
-		var n int
-		tx.QueryRowContext(ctx, `SELECT changes()`).Scan(&n)
-		if n == 0 {
-			return fmt.Errorf("site %q %w", site.Name, ErrExists)
-		}
-		data := api.SiteAdded{Tier: site.Tier, Lat: site.Lat, Lon: site.Lon}
-		ev, err = appendEvent(ctx, tx, api.NewEvent(site.CreatedAt, api.EventSiteAdded, site.Name, data))
-		return err
-	})
-	return ev, err
-}
-
 const siteCols = `s.name, s.tier, s.lat, s.lon, s.contact, s.created_at`
 
 func scanSite(sc interface{ Scan(...any) error }) (api.Site, error) {
@@ -326,70 +303,6 @@ func (s *SQLite) Site(ctx context.Context, name string) (api.Site, error) {
 	return st, rows.Err()
 }
 
-// DeleteSite removes a site (and with force, its nodes).
-func (s *SQLite) DeleteSite(ctx context.Context, name string, force bool, now time.Time) ([]api.Event, error) {
-	var evs []api.Event
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var exists int
-		tx.QueryRowContext(ctx, `SELECT count(*) FROM sites WHERE name = ?`, name).Scan(&exists)
-		if exists == 0 {
-			return fmt.Errorf("site %q %w", name, ErrNotFound)
-		}
-		live, err := queryStrings(ctx, tx, `SELECT name FROM nodes WHERE site = ? AND status != 'revoked' ORDER BY name`, name)
-		if err != nil {
-			return err
-		}
-		if len(live) > 0 && !force {
-			return fmt.Errorf("site %q has %d node(s); remove them first or use --force: %w", name, len(live), ErrConflict)
-		}
-		for _, n := range live {
-			ev, err := appendEvent(ctx, tx, api.NewEvent(now, api.EventNodeRevoked, n, api.NodeRevoked{Site: name, Reason: "site removed"}))
-			if err != nil {
-				return err
-			}
-			evs = append(evs, ev)
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE site = ?`, name); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM sites WHERE name = ?`, name); err != nil {
-			return err
-		}
-		ev, err := appendEvent(ctx, tx, api.NewEvent(now, api.EventSiteRemoved, name, api.SiteRemoved{NodesRevoked: len(live)}))
-		evs = append(evs, ev)
-		return err
-	})
-	return evs, err
-}
-
-// CreateToken stores a token.
-func (s *SQLite) CreateToken(ctx context.Context, t TokenRecord) (api.Event, error) {
-	var ev api.Event
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var site any
-		if t.Site != "" {
-			site = t.Site
-			var n int
-			tx.QueryRowContext(ctx, `SELECT count(*) FROM sites WHERE name = ?`, t.Site).Scan(&n)
-			if n == 0 {
-				return fmt.Errorf("site %q %w", t.Site, ErrNotFound)
-			}
-		}
-		var exp any
-		if t.ExpiresAt != nil {
-			exp = ts(*t.ExpiresAt)
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (id, secret_hash, kind, site, role, uses_left, expires_at, created_at, description)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.ID, t.SecretHash, t.Kind, site, t.Role, t.UsesLeft, exp, ts(t.CreatedAt), t.Description)
-		if err != nil {
-			return err
-		}
-		ev, err = appendEvent(ctx, tx, api.NewEvent(t.CreatedAt, api.EventTokenCreated, t.ID, api.TokenCreated{Kind: t.Kind, Site: t.Site, Role: t.Role}))
-		return err
-	})
-	return ev, err
-}
-
 const tokenCols = `id, secret_hash, kind, coalesce(site, ''), role, uses_left, expires_at, created_at, description`
 
 func scanToken(sc interface{ Scan(...any) error }) (TokenRecord, error) {
@@ -435,81 +348,6 @@ func (s *SQLite) Tokens(ctx context.Context) ([]TokenRecord, error) {
 		out = append(out, t)
 	}
 	return out, rows.Err()
-}
-
-// DeleteToken revokes a token.
-func (s *SQLite) DeleteToken(ctx context.Context, id string, now time.Time) (api.Event, error) {
-	var ev api.Event
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE id = ?`, id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("token %q %w", id, ErrNotFound)
-		}
-		ev, err = appendEvent(ctx, tx, api.NewEvent(now, api.EventTokenRevoked, id, nil))
-		return err
-	})
-	return ev, err
-}
-
-// EnrollNode spends an enrollment token and records the node.
-func (s *SQLite) EnrollNode(ctx context.Context, tokenID, secretHash string, n NodeRecord, now time.Time) (api.Node, api.Event, error) {
-	var ev api.Event
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		t, err := scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE id = ?`, tokenID))
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return fmt.Errorf("enrollment token unknown or revoked: %w", ErrTokenInvalid)
-		case err != nil:
-			return err
-		case subtle.ConstantTimeCompare([]byte(t.SecretHash), []byte(secretHash)) != 1 || t.Kind != KindEnroll:
-			return fmt.Errorf("enrollment token unknown or revoked: %w", ErrTokenInvalid)
-		case t.ExpiresAt != nil && !now.Before(*t.ExpiresAt):
-			return fmt.Errorf("enrollment token expired at %s; create a new one: %w", t.ExpiresAt.Format(time.RFC3339), ErrTokenInvalid)
-		case t.UsesLeft != nil && *t.UsesLeft <= 0:
-			return fmt.Errorf("enrollment token is used up; create a new one: %w", ErrTokenInvalid)
-		}
-		var status string
-		err = tx.QueryRowContext(ctx, `SELECT status FROM nodes WHERE name = ?`, n.Name).Scan(&status)
-		switch {
-		case err == nil && status != api.StatusRevoked:
-			return fmt.Errorf("node name %q is taken by an enrolled node; pick another --name or remove it first: %w", n.Name, ErrExists)
-		case err == nil:
-			if _, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE name = ?`, n.Name); err != nil {
-				return err
-			}
-		case !errors.Is(err, sql.ErrNoRows):
-			return err
-		}
-		var dup int
-		tx.QueryRowContext(ctx, `SELECT count(*) FROM nodes WHERE public_key = ?`, n.PublicKey).Scan(&dup)
-		if dup > 0 {
-			return fmt.Errorf("this public key is already enrolled: %w", ErrExists)
-		}
-		if t.UsesLeft != nil {
-			if _, err := tx.ExecContext(ctx, `UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?`, t.ID); err != nil {
-				return err
-			}
-		}
-		lbl := n.Labels
-		if lbl == nil {
-			lbl = map[string]string{}
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO nodes (name, site, public_key, status, labels, facts, generation, last_seen, enrolled_at)
-			VALUES (?, ?, ?, 'up', ?, ?, 1, ?, ?)`, n.Name, t.Site, n.PublicKey, mustJSON(lbl), mustJSON(n.Facts), ts(now), ts(now))
-		if err != nil {
-			return err
-		}
-		ev, err = appendEvent(ctx, tx, api.NewEvent(now, api.EventNodeEnrolled, n.Name, api.NodeEnrolled{Site: t.Site, Token: t.ID}))
-		return err
-	})
-	if err != nil {
-		return api.Node{}, ev, err
-	}
-	node, err := s.Node(ctx, n.Name)
-	return node, ev, err
 }
 
 const nodeCols = `n.name, n.site, s.tier, n.public_key, n.status, n.labels, n.facts, n.apps, n.generation, n.last_seen, n.enrolled_at`
@@ -637,120 +475,6 @@ func (s *SQLite) Node(ctx context.Context, name string) (api.Node, error) {
 	return n, assignedOf(ctx, s.r, &n)
 }
 
-// SetNodeStatus moves a node between up and down.
-func (s *SQLite) SetNodeStatus(ctx context.Context, name, status string, now time.Time) (api.Event, bool, error) {
-	var ev api.Event
-	changed := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var cur string
-		err := tx.QueryRowContext(ctx, `SELECT status FROM nodes WHERE name = ?`, name).Scan(&cur)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("node %q %w", name, ErrNotFound)
-		}
-		if err != nil {
-			return err
-		}
-		if cur == status || cur == api.StatusRevoked {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET status = ? WHERE name = ?`, status, name); err != nil {
-			return err
-		}
-		changed = true
-		typ := api.EventNodeUp
-		if status == api.StatusDown {
-			typ = api.EventNodeDown
-		}
-		ev, err = appendEvent(ctx, tx, api.NewEvent(now, typ, name, api.NodeStatusChanged{From: cur}))
-		return err
-	})
-	return ev, changed, err
-}
-
-// RevokeNode revokes a node's identity at once.
-func (s *SQLite) RevokeNode(ctx context.Context, name string, now time.Time) (api.Event, error) {
-	var ev api.Event
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var cur string
-		err := tx.QueryRowContext(ctx, `SELECT status FROM nodes WHERE name = ?`, name).Scan(&cur)
-		if errors.Is(err, sql.ErrNoRows) || cur == api.StatusRevoked {
-			return fmt.Errorf("node %q %w", name, ErrNotFound)
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET status = 'revoked' WHERE name = ?`, name); err != nil {
-			return err
-		}
-		ev, err = appendEvent(ctx, tx, api.NewEvent(now, api.EventNodeRevoked, name, nil))
-		return err
-	})
-	return ev, err
-}
-
-// ChangeLabels applies a label change to named nodes. However many nodes it changes, it costs
-// a handful of statements: one read of the nodes, one update, one insert of the events.
-func (s *SQLite) ChangeLabels(ctx context.Context, names []string, set map[string]string, remove []string, now time.Time) ([]api.Node, []api.Event, error) {
-	var evs []api.Event
-	var changed []api.Node
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		found, err := nodesNamed(ctx, tx, names)
-		if err != nil {
-			return err
-		}
-		updates := map[string]string{}
-		for _, name := range names {
-			n, ok := found[name]
-			if !ok || n.Status == api.StatusRevoked {
-				return fmt.Errorf("node %q %w", name, ErrNotFound)
-			}
-			if _, done := updates[name]; done {
-				continue
-			}
-			before := mustJSON(n.Labels)
-			m := map[string]string{}
-			for k, v := range n.Labels {
-				m[k] = v
-			}
-			for k, v := range set {
-				m[k] = v
-			}
-			for _, k := range remove {
-				delete(m, k)
-			}
-			// Checked here, on the merged set inside the transaction, so concurrent changes
-			// cannot together pass the bound; a node already over it may still shrink.
-			if len(m) > labels.MaxLabels && len(m) > len(n.Labels) {
-				return fmt.Errorf("node %s would carry %d labels; at most %d: %w", name, len(m), labels.MaxLabels, ErrConflict)
-			}
-			after := mustJSON(m)
-			if after == before {
-				continue
-			}
-			updates[name] = after
-			evs = append(evs, api.NewEvent(now.UTC(), api.EventNodeLabeled, name, api.NodeLabeled{Labels: m, Generation: n.Generation + 1}))
-			n.Labels = m
-			n.Generation++
-			changed = append(changed, n)
-		}
-		if len(updates) == 0 {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET labels = u.value, generation = generation + 1
-			FROM (SELECT key AS name, value FROM json_each(?)) AS u WHERE nodes.name = u.name`, mustJSON(updates)); err != nil {
-			return err
-		}
-		if evs, err = appendEvents(ctx, tx, evs); err != nil {
-			return err
-		}
-		return fillAssigned(ctx, tx, changed)
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return changed, evs, nil
-}
-
 // nodesNamed reads the named nodes that exist, in one query; their assignments are not filled.
 func nodesNamed(ctx context.Context, q querier, names []string) (map[string]api.Node, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+nodeCols+` FROM nodes n JOIN sites s ON s.name = n.site
@@ -831,16 +555,6 @@ func (s *SQLite) TouchNodes(ctx context.Context, seen map[string]time.Time) erro
 		}
 		return nil
 	})
-}
-
-// AppendEvent appends one event, recording the actor of ctx.
-func (s *SQLite) AppendEvent(ctx context.Context, e api.Event) (api.Event, error) {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		e, err = appendEvent(ctx, tx, e)
-		return err
-	})
-	return e, err
 }
 
 // LastEventID returns the id of the newest event.

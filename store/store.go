@@ -12,48 +12,32 @@ import (
 	"github.com/ferryhq/ferry/api"
 )
 
-// Errors a Store returns, wrapped with a message that names the object.
+// Errors a Store returns, wrapped with a message that names the object: what a method names does
+// not exist, or what it would insert does already. Deciding what is allowed is the services'.
 var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
-	ErrConflict = errors.New("conflict")
-	// ErrTokenInvalid covers unknown, expired, used-up and revoked tokens alike.
-	ErrTokenInvalid = errors.New("token invalid")
 )
 
-// Store is the durable state of one Ferry control plane.
+// Store is the durable state of one Ferry control plane: reads, the writes that record no event
+// (facts, last-seen times, replicas, spent nonces), and Update, in which the services make every
+// change that records one.
 //
-// Every event a method writes records the actor of the method's context (ActorFrom: System
-// when the context carries none) in its Actor, Role and Source, both in the events the method
-// returns and in the log Events reads.
+// Every event written records the actor of the context (ActorFrom: System when the context
+// carries none) in its Actor, Role and Source, both in the events returned and in the log
+// Events reads.
 type Store interface {
 	Close() error
 
-	CreateSite(ctx context.Context, s api.Site) (api.Event, error)
 	Sites(ctx context.Context) ([]api.Site, error)
 	Site(ctx context.Context, name string) (api.Site, error)
-	// DeleteSite removes a site. With nodes that are not revoked it fails with ErrConflict,
-	// unless force is set, in which case those nodes are revoked and removed with it.
-	DeleteSite(ctx context.Context, name string, force bool, now time.Time) ([]api.Event, error)
 
-	CreateToken(ctx context.Context, t TokenRecord) (api.Event, error)
-	// OperatorToken returns the operator token with this id; callers compare the secret hash.
+	// Token returns the token with this id; callers compare the secret hash.
 	Token(ctx context.Context, id string) (TokenRecord, error)
 	Tokens(ctx context.Context) ([]TokenRecord, error)
-	DeleteToken(ctx context.Context, id string, now time.Time) (api.Event, error)
 
-	// EnrollNode spends one use of the enrollment token (checked against secretHash and now)
-	// and records the node in the token's site. A name held by a revoked node is taken over.
-	EnrollNode(ctx context.Context, tokenID, secretHash string, n NodeRecord, now time.Time) (api.Node, api.Event, error)
 	Nodes(ctx context.Context) ([]api.Node, error)
 	Node(ctx context.Context, name string) (api.Node, error)
-	// SetNodeStatus moves a node between up and down; it is a no-op (no event) when unchanged.
-	SetNodeStatus(ctx context.Context, name, status string, now time.Time) (api.Event, bool, error)
-	RevokeNode(ctx context.Context, name string, now time.Time) (api.Event, error)
-	// ChangeLabels applies set/remove to each named node, bumps the generation of those that
-	// changed and returns them with their new state. A change that would leave a node with more
-	// than labels.MaxLabels labels fails whole with ErrConflict.
-	ChangeLabels(ctx context.Context, names []string, set map[string]string, remove []string, now time.Time) ([]api.Node, []api.Event, error)
 	SetFacts(ctx context.Context, name string, f api.Facts) error
 	// TouchNodes records last-seen times in one batch.
 	TouchNodes(ctx context.Context, seen map[string]time.Time) error
@@ -75,12 +59,9 @@ type Store interface {
 	// the highest version is the caller's) and, when withHistory, their history.
 	Channels(ctx context.Context, withHistory bool) ([]api.Channel, error)
 
-	// Updater runs the services' writes of keys, releases, channels and assignments: the rules
-	// are theirs, the storage primitives (Tx) the backend's.
+	// Updater runs the services' writes: the rules are theirs, the storage primitives (Tx) the
+	// backend's.
 	Updater
-
-	// AppendEvent appends e; its Actor, Role and Source are those of ctx, whatever e held.
-	AppendEvent(ctx context.Context, e api.Event) (api.Event, error)
 
 	// SpendNonce records nonce as spent until expires and returns true, or returns false when
 	// it is already spent (and its record has not expired by now). It also forgets the oldest

@@ -18,6 +18,38 @@ import (
 // leaves the transaction usable. A Tx is used by one goroutine, within the function it is given
 // to. Channels are listed without their releases, candidates or history.
 type Tx interface {
+	// Site returns a site, without its node counts; ErrNotFound when none.
+	Site(name string) (api.Site, error)
+	InsertSite(s api.Site) error
+	// DeleteSite removes a site with every node record in it, revoked ones included.
+	DeleteSite(name string) error
+	// SiteNodes lists, sorted, the nodes of a site that are not revoked.
+	SiteNodes(site string) ([]string, error)
+
+	// Token returns a token; ErrNotFound when none.
+	Token(id string) (TokenRecord, error)
+	// InsertToken stores a token; ErrNotFound when its site is unknown.
+	InsertToken(t TokenRecord) error
+	DeleteToken(id string) error
+	// SpendToken takes one use of a token whose uses are counted.
+	SpendToken(id string) error
+
+	// Nodes returns those of the named nodes that exist, revoked ones included, without their
+	// assignments.
+	Nodes(names []string) (map[string]api.Node, error)
+	// NodeWithKey returns the name of the node, revoked or not, enrolled with a public key;
+	// ErrNotFound when none is.
+	NodeWithKey(publicKey string) (string, error)
+	// InsertNode records a node of a site, up, at generation 1, enrolled and last seen at at. A
+	// revoked node of the same name is replaced; a live one is ErrExists.
+	InsertNode(site string, n NodeRecord, at time.Time) error
+	// SetNodeStatus sets a node's status (up, down or revoked).
+	SetNodeStatus(name, status string) error
+	// SetLabels gives each named node its new labels and the next generation.
+	SetLabels(labels map[string]map[string]string) error
+	// Assigned returns the assignments of the named nodes that have any.
+	Assigned(names []string) (map[string][]api.Assignment, error)
+
 	// Key returns the signing key whose id or public key is the one given; ErrNotFound when none.
 	Key(id, publicKey string) (api.SigningKey, error)
 	InsertKey(k api.SigningKey) error
@@ -61,4 +93,16 @@ type Tx interface {
 // otherwise, returning fn's error as it is.
 type Updater interface {
 	Update(ctx context.Context, fn func(Tx) error) error
+}
+
+// AppendEvent appends one event in a transaction of its own, with the actor of ctx.
+func AppendEvent(ctx context.Context, u Updater, e api.Event) (api.Event, error) {
+	err := u.Update(ctx, func(tx Tx) error {
+		evs, err := tx.AppendEvents(e)
+		if err == nil {
+			e = evs[0]
+		}
+		return err
+	})
+	return e, err
 }

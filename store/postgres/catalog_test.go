@@ -84,13 +84,12 @@ func TestUpdateLosesNothing(t *testing.T) {
 	url := pg.DB(t)
 	replicas := []*Store{open(t, url), open(t, url)}
 	a := replicas[0]
-	if _, err := a.CreateSite(ctx, api.Site{Name: "ams", Tier: 1, CreatedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.CreateToken(ctx, store.TokenRecord{ID: "t", SecretHash: "h", Kind: store.KindEnroll, Site: "ams", CreatedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := a.EnrollNode(ctx, "t", "h", store.NodeRecord{Name: "n1", PublicKey: "pk"}, time.Now()); err != nil {
+	if err := a.Update(ctx, func(tx store.Tx) error {
+		if err := tx.InsertSite(api.Site{Name: "ams", Tier: 1, CreatedAt: time.Now()}); err != nil {
+			return err
+		}
+		return tx.InsertNode("ams", store.NodeRecord{Name: "n1", PublicKey: "pk"}, time.Now())
+	}); err != nil {
 		t.Fatal(err)
 	}
 	const writers, rounds = 6, 10

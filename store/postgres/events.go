@@ -32,16 +32,6 @@ func eventArgs(e api.Event) []any {
 	return []any{e.Time, e.Type, e.Subject, data, e.Actor, e.Role, e.Source}
 }
 
-// AppendEvent appends one event, recording the actor of ctx.
-func (s *Store) AppendEvent(ctx context.Context, e api.Event) (api.Event, error) {
-	err := s.write(ctx, func(tx writeTx) error {
-		var err error
-		e, err = tx.appendEvent(ctx, e)
-		return err
-	})
-	return e, err
-}
-
 // Events reads the log after since, oldest first. Ids are assigned in commit order (see the
 // package doc), so a later read never finds an id below one an earlier read returned.
 func (s *Store) Events(ctx context.Context, since int64, limit int) ([]api.Event, error) {

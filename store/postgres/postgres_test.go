@@ -116,7 +116,7 @@ func TestEventTimeAsStored(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, pg.DB(t))
 	at := time.Date(2026, 5, 1, 12, 0, 0, 123456789, time.FixedZone("CEST", 2*3600))
-	ev, err := s.AppendEvent(ctx, api.NewEvent(at, "test", "x", nil))
+	ev, err := store.AppendEvent(ctx, s, api.NewEvent(at, "test", "x", nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestLostNotification(t *testing.T) {
 	var want []api.Event
 	write := func(subject string) {
 		t.Helper()
-		ev, err := b.AppendEvent(ctx, api.NewEvent(time.Now(), "test", subject, nil))
+		ev, err := store.AppendEvent(ctx, b, api.NewEvent(time.Now(), "test", subject, nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,7 +289,7 @@ func TestConcurrentWritersFollowerSkipsNothing(t *testing.T) {
 				subject := fmt.Sprintf("w%d-%d", w, i)
 				var err error
 				if i%2 == 0 {
-					_, err = s.AppendEvent(ctx, api.NewEvent(time.Now(), "test", subject, nil))
+					_, err = store.AppendEvent(ctx, s, api.NewEvent(time.Now(), "test", subject, nil))
 				} else { // several events in one transaction: a wider window between id and commit
 					err = s.write(ctx, func(tx writeTx) error {
 						for j := 0; j < perTx; j++ {
@@ -343,20 +343,22 @@ func TestConcurrentWritersFollowerSkipsNothing(t *testing.T) {
 }
 
 // A node's assignments come with it, with what the release says of its blob and withdrawal,
-// whether one node is read, all of them, or those a label change returns.
+// whether one node is read, all of them, or those Assigned names.
 func TestNodeAssignments(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, pg.DB(t))
-	if _, err := s.CreateSite(ctx, api.Site{Name: "ams", Tier: 1, CreatedAt: time.Now()}); err != nil {
+	if err := s.Update(ctx, func(tx store.Tx) error {
+		if err := tx.InsertSite(api.Site{Name: "ams", Tier: 1, CreatedAt: time.Now()}); err != nil {
+			return err
+		}
+		for _, name := range []string{"n1", "n2"} {
+			if err := tx.InsertNode("ams", store.NodeRecord{Name: name, PublicKey: "pk-" + name}, time.Now()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
-	}
-	for _, name := range []string{"n1", "n2"} {
-		if _, err := s.CreateToken(ctx, store.TokenRecord{ID: "t-" + name, SecretHash: "h", Kind: store.KindEnroll, Site: "ams", CreatedAt: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := s.EnrollNode(ctx, "t-"+name, "h", store.NodeRecord{Name: name, PublicKey: "pk-" + name}, time.Now()); err != nil {
-			t.Fatal(err)
-		}
 	}
 	// Releases and assignments are written here by hand until this backend writes them.
 	if _, err := s.pool.Exec(ctx, `INSERT INTO releases (app, version, class, blob, size, signature, manifest, created_at, withdrawn)
@@ -386,9 +388,9 @@ func TestNodeAssignments(t *testing.T) {
 		t.Fatalf("Nodes = %+v, %v", all, err)
 	}
 	check("Nodes", all...)
-	changed, _, err := s.ChangeLabels(ctx, []string{"n2", "n1"}, map[string]string{"zone": "b"}, nil, time.Now())
-	if err != nil || len(changed) != 2 || changed[0].Name != "n2" {
-		t.Fatalf("ChangeLabels = %+v, %v", changed, err)
+	var assigned map[string][]api.Assignment
+	if err := s.Update(ctx, func(tx store.Tx) (err error) { assigned, err = tx.Assigned([]string{"n2", "n1"}); return err }); err != nil || len(assigned) != 2 {
+		t.Fatalf("Assigned = %+v, %v", assigned, err)
 	}
-	check("ChangeLabels", changed...)
+	check("Assigned", api.Node{Name: "n1", Assigned: assigned["n1"]}, api.Node{Name: "n2", Assigned: assigned["n2"]})
 }

@@ -403,7 +403,7 @@ func testTxWithdraw(t *testing.T, s store.Store) {
 		_, err := tx.AssignNodes([]string{"n4"}, "hello", "2.0.0", t0)
 		return err
 	})
-	if _, err := s.RevokeNode(ctx, "n3", t0); err != nil {
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.SetNodeStatus("n3", api.StatusRevoked) }); err != nil {
 		t.Fatal(err)
 	}
 	before := generations(t, s, "n1", "n2", "n3", "n4")
@@ -468,7 +468,7 @@ func testTxAssignNodes(t *testing.T, s store.Store) {
 	for _, n := range []string{"n1", "n2", "n3"} {
 		enroll(t, s, "ams", n)
 	}
-	if _, err := s.RevokeNode(ctx, "n3", t0); err != nil {
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.SetNodeStatus("n3", api.StatusRevoked) }); err != nil {
 		t.Fatal(err)
 	}
 	insertReleases(t, s, release("hello", "1.0.0", "aa", 0), release("hello", "2.0.0", "bb", 0), release("other", "1.0.0", "cc", 0))
@@ -539,7 +539,7 @@ func testTxNodeApps(t *testing.T, s store.Store) {
 	addSite(t, s, "ams", 1)
 	enroll(t, s, "ams", "n1")
 	enroll(t, s, "ams", "n2")
-	if _, err := s.RevokeNode(ctx, "n2", t0); err != nil {
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.SetNodeStatus("n2", api.StatusRevoked) }); err != nil {
 		t.Fatal(err)
 	}
 	installed := t0.Add(time.Minute).In(cest)

@@ -1,0 +1,158 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/store"
+)
+
+// The inventory's primitives store and read sites, tokens and nodes as they say, and refuse
+// duplicates and unknown names without spoiling the transaction; the reads outside Update
+// (Sites with node counts, Tokens, Node, last-seen times and facts) see what they wrote.
+func testInventory(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	update := func(fn func(tx store.Tx) error) {
+		t.Helper()
+		if err := s.Update(ctx, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	is := func(what string, err, want error) {
+		t.Helper()
+		if !errors.Is(err, want) {
+			t.Fatalf("%s: %v; want %v", what, err, want)
+		}
+	}
+	exp := t0.Add(time.Hour)
+	update(func(tx store.Tx) error {
+		if err := tx.InsertSite(api.Site{Name: "ams", Tier: 1, Lat: ptr(52.37), Lon: ptr(4.9), Contact: "noc@ams", CreatedAt: t0}); err != nil {
+			return err
+		}
+		is("a site again", tx.InsertSite(api.Site{Name: "ams", Tier: 2, CreatedAt: t0}), store.ErrExists)
+		if err := tx.InsertSite(api.Site{Name: "gva", Tier: 3, CreatedAt: t0}); err != nil {
+			return err
+		}
+		st, err := tx.Site("ams")
+		if err != nil || st.Tier != 1 || *st.Lat != 52.37 || st.Contact != "noc@ams" || !st.CreatedAt.Equal(t0) {
+			t.Fatalf("Site = %+v %v", st, err)
+		}
+		_, err = tx.Site("nope")
+		is("an unknown site", err, store.ErrNotFound)
+
+		if err := tx.InsertToken(store.TokenRecord{ID: "e1", SecretHash: "h1", Kind: store.KindEnroll, Site: "ams", UsesLeft: ptr(2), ExpiresAt: &exp, CreatedAt: t0, Description: "d"}); err != nil {
+			return err
+		}
+		is("a token again", tx.InsertToken(store.TokenRecord{ID: "e1", SecretHash: "x", Kind: store.KindEnroll, Site: "ams", CreatedAt: t0}), store.ErrExists)
+		is("a token of an unknown site", tx.InsertToken(store.TokenRecord{ID: "e2", SecretHash: "h", Kind: store.KindEnroll, Site: "nope", CreatedAt: t0}), store.ErrNotFound)
+		if err := tx.InsertToken(store.TokenRecord{ID: "o1", SecretHash: "h", Kind: store.KindOperator, Role: api.RoleAdmin, CreatedAt: t0}); err != nil {
+			return err
+		}
+		if err := tx.SpendToken("e1"); err != nil {
+			return err
+		}
+		if err := tx.SpendToken("o1"); err != nil { // uses not counted: nothing to spend
+			return err
+		}
+		is("spend an unknown token", tx.SpendToken("nope"), store.ErrNotFound)
+		tok, err := tx.Token("e1")
+		if err != nil || *tok.UsesLeft != 1 || !tok.ExpiresAt.Equal(exp) || tok.Site != "ams" || tok.SecretHash != "h1" || tok.Description != "d" {
+			t.Fatalf("Token = %+v %v", tok, err)
+		}
+		if tok, err := tx.Token("o1"); err != nil || tok.UsesLeft != nil || tok.Role != api.RoleAdmin {
+			t.Fatalf("operator token = %+v %v", tok, err)
+		}
+		is("delete an unknown token", tx.DeleteToken("nope"), store.ErrNotFound)
+
+		for _, n := range []string{"n1", "n2", "n3"} {
+			if err := tx.InsertNode("ams", store.NodeRecord{Name: n, PublicKey: "pk-" + n, Labels: map[string]string{"role": "mirror"},
+				Facts: api.Facts{Hostname: n}}, t0); err != nil {
+				return err
+			}
+		}
+		is("a live node's name again", tx.InsertNode("ams", store.NodeRecord{Name: "n1", PublicKey: "pk-x"}, t0), store.ErrExists)
+		if name, err := tx.NodeWithKey("pk-n2"); err != nil || name != "n2" {
+			t.Fatalf("NodeWithKey = %q %v", name, err)
+		}
+		_, err = tx.NodeWithKey("pk-none")
+		is("an unknown key", err, store.ErrNotFound)
+		if err := tx.SetNodeStatus("n3", api.StatusRevoked); err != nil {
+			return err
+		}
+		is("status of an unknown node", tx.SetNodeStatus("nope", api.StatusDown), store.ErrNotFound)
+		if names, err := tx.SiteNodes("ams"); err != nil || fmt.Sprint(names) != "[n1 n2]" {
+			t.Fatalf("SiteNodes = %v %v", names, err)
+		}
+		// A revoked node's name is taken over, with a new key.
+		if err := tx.InsertNode("ams", store.NodeRecord{Name: "n3", PublicKey: "pk-n3b"}, t0.Add(time.Minute)); err != nil {
+			return err
+		}
+		if err := tx.SetLabels(map[string]map[string]string{"n1": {"zone": "b"}, "n2": {}}); err != nil {
+			return err
+		}
+		nodes, err := tx.Nodes([]string{"n1", "n2", "n3", "ghost"})
+		if err != nil || len(nodes) != 3 {
+			t.Fatalf("Nodes = %+v %v", nodes, err)
+		}
+		if n := nodes["n1"]; fmt.Sprint(n.Labels) != "map[zone:b]" || n.Generation != 2 || n.Site != "ams" || n.Tier != 1 || n.Status != api.StatusUp || n.Facts.Hostname != "n1" {
+			t.Fatalf("n1 = %+v", n)
+		}
+		if n := nodes["n2"]; len(n.Labels) != 0 || n.Generation != 2 {
+			t.Fatalf("n2 = %+v", n)
+		}
+		if n := nodes["n3"]; n.PublicKey != "pk-n3b" || n.Status != api.StatusUp || n.Generation != 1 || !n.EnrolledAt.Equal(t0.Add(time.Minute)) {
+			t.Fatalf("n3 after taking over a revoked name = %+v", n)
+		}
+		return nil
+	})
+
+	sites, err := s.Sites(ctx)
+	if err != nil || len(sites) != 2 || sites[0].Name != "ams" || sites[0].Nodes[api.StatusUp] != 3 || sites[1].Tier != 3 {
+		t.Fatalf("Sites = %+v %v", sites, err)
+	}
+	if toks, err := s.Tokens(ctx); err != nil || len(toks) != 2 {
+		t.Fatalf("Tokens = %+v %v", toks, err)
+	}
+	update(func(tx store.Tx) error { return tx.SetNodeStatus("n2", api.StatusDown) })
+	if st, err := s.Site(ctx, "ams"); err != nil || st.Nodes[api.StatusUp] != 2 || st.Nodes[api.StatusDown] != 1 {
+		t.Fatalf("Site = %+v %v", st, err)
+	}
+
+	seen := t0.Add(time.Minute)
+	if err := s.TouchNodes(ctx, map[string]time.Time{"n1": seen}); err != nil {
+		t.Fatal(err)
+	}
+	f := api.Facts{Hostname: "h1", OS: "linux", CPUs: 8}
+	if err := s.SetFacts(ctx, "n1", f); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Node(ctx, "n1")
+	if err != nil || !n.LastSeen.Equal(seen) || n.Facts != f {
+		t.Fatalf("node = %+v %v", n, err)
+	}
+	if err := s.SetFacts(ctx, "nope", f); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("facts of missing node: %v", err)
+	}
+
+	// Deleting a token or a site takes it away, the site with every node in it.
+	update(func(tx store.Tx) error {
+		if err := tx.DeleteToken("e1"); err != nil {
+			return err
+		}
+		if err := tx.DeleteSite("ams"); err != nil {
+			return err
+		}
+		is("delete an unknown site", tx.DeleteSite("nope"), store.ErrNotFound)
+		return nil
+	})
+	if _, err := s.Node(ctx, "n1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("node of a removed site: %v", err)
+	}
+	if _, err := s.Token(ctx, "e1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleted token: %v", err)
+	}
+}
