@@ -8,6 +8,9 @@
 //	func TestMain(m *testing.M) { os.Exit(pg.Main(m)) }
 //
 //	func TestX(t *testing.T) { url := pg.DB(t) ... }
+//
+// A program that is not a test (a benchmark harness) starts a cluster with Start and takes
+// databases with NewDB.
 package pgtest
 
 import (
@@ -58,38 +61,91 @@ type Cluster struct {
 // New returns a Cluster that starts nothing until a test asks for a database.
 func New() *Cluster { return &Cluster{} }
 
+// Options configure a cluster that Start starts.
+type Options struct {
+	// URL, when set, is an existing server to make the databases on instead of starting one: a
+	// URL or key=value connection string whose user may create databases.
+	URL string
+	// Settings are name=value server settings for a cluster of its own, applied after pgtest's
+	// defaults, which turn durability off (fsync, synchronous_commit and full_page_writes):
+	// a benchmark that compares with a durable store turns them back on here.
+	Settings []string
+}
+
+// Start starts a cluster for a program that is not a test, or connects to the server that
+// o.URL names; Stop ends it.
+func Start(o Options) (*Cluster, error) {
+	c := New()
+	c.once.Do(func() { c.err = c.startAt(o.URL, o.Settings) })
+	if c.err != nil {
+		return nil, c.err
+	}
+	return c, nil
+}
+
 // Main runs the package's tests, then stops the cluster's own server if one was started; it
 // returns the exit code for os.Exit.
 func (c *Cluster) Main(m *testing.M) int {
 	code := m.Run()
-	if c.local != nil {
-		if err := c.local.stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "pgtest:", err)
-			if code == 0 {
-				code = 1
-			}
+	if err := c.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest:", err)
+		if code == 0 {
+			code = 1
 		}
 	}
 	return code
 }
 
+// Stop stops the cluster's own server, if one was started, and removes its files.
+func (c *Cluster) Stop() error {
+	if c.local == nil {
+		return nil
+	}
+	return c.local.stop()
+}
+
+// PID is the process id of the cluster's own server (the postmaster, whose children are the
+// backends), or 0 when its databases are on another server.
+func (c *Cluster) PID() int {
+	if c.local == nil {
+		return 0
+	}
+	return c.local.cmd.Process.Pid
+}
+
 // DB creates an empty database for t, dropped when t ends, and returns its connection string.
 func (c *Cluster) DB(t testing.TB) string {
 	t.Helper()
+	url, drop, err := c.NewDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return url
+}
+
+// NewDB creates an empty database and returns its connection string and a function that drops
+// it, ending its sessions; for programs that are not tests, which have no t.Cleanup.
+func (c *Cluster) NewDB() (url string, drop func() error, err error) {
 	c.once.Do(func() { c.err = c.start() })
 	if c.err != nil {
-		t.Fatal(c.err)
+		return "", nil, c.err
 	}
 	name := "ferry_test_" + randomHex(8)
 	if err := c.exec("CREATE DATABASE " + pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatalf("create test database: %v", err)
+		return "", nil, fmt.Errorf("create test database: %w", err)
 	}
-	t.Cleanup(func() {
+	drop = func() error {
 		if err := c.exec("DROP DATABASE " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)"); err != nil {
-			t.Errorf("drop test database: %v", err)
+			return fmt.Errorf("drop test database: %w", err)
 		}
-	})
-	return c.dbURL(name)
+		return nil
+	}
+	return c.dbURL(name), drop, nil
 }
 
 // exec runs one statement on the admin database, on a connection of its own.
@@ -106,14 +162,22 @@ func (c *Cluster) exec(sql string) error {
 }
 
 func (c *Cluster) start() error {
-	if u := os.Getenv(EnvURL); u != "" {
+	if err := c.startAt(os.Getenv(EnvURL), nil); err != nil {
+		return fmt.Errorf("%w (or set %s to a server's URL)", err, EnvURL)
+	}
+	return nil
+}
+
+// startAt uses the server at u, or starts one of its own with settings when u is empty.
+func (c *Cluster) startAt(u string, settings []string) error {
+	if u != "" {
 		c.admin = u
 		c.dbURL = func(db string) string { return withDatabase(u, db) }
 		return nil
 	}
-	s, err := startServer()
+	s, err := startServer(settings)
 	if err != nil {
-		return fmt.Errorf("throw-away PostgreSQL cluster: %w (make deps installs PostgreSQL; or set %s to a server's URL)", err, EnvURL)
+		return fmt.Errorf("throw-away PostgreSQL cluster: %w (make deps installs PostgreSQL)", err)
 	}
 	c.local = s
 	c.admin = s.url("postgres")
@@ -155,9 +219,9 @@ func (s *server) url(db string) string {
 	return u.String()
 }
 
-// startServer runs initdb and starts the server, as an unprivileged user when the tests run as
-// root (PostgreSQL refuses to run as root).
-func startServer() (*server, error) {
+// startServer runs initdb and starts the server with settings (name=value) after its own, as an
+// unprivileged user when the tests run as root (PostgreSQL refuses to run as root).
+func startServer(settings []string) (*server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -185,10 +249,14 @@ func startServer() (*server, error) {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
-	s.cmd = s.command(context.Background(), cred, filepath.Join(bin, "postgres"), "-D", data, "-k", dir,
+	args := []string{"-D", data, "-k", dir,
 		"-c", "listen_addresses=", "-c", "lc_messages=C", "-c", "max_connections=300",
 		// Durability is of no use to a throw-away cluster; speed is.
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"}
+	for _, kv := range settings {
+		args = append(args, "-c", kv) // a later -c of the same name wins
+	}
+	s.cmd = s.command(context.Background(), cred, filepath.Join(bin, "postgres"), args...)
 	// The server goes down with the test binary, however that ends (a panic, a test timeout).
 	s.cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
 	stderr, err := s.cmd.StderrPipe()

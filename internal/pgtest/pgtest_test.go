@@ -52,3 +52,50 @@ func TestWithDatabase(t *testing.T) {
 		}
 	}
 }
+
+// A program that is not a test starts a cluster of its own, with its settings over pgtest's,
+// takes a database, drops it and stops the cluster.
+func TestStart(t *testing.T) {
+	if os.Getenv(EnvURL) != "" {
+		t.Skip(EnvURL + " is set: this test would start a cluster of its own")
+	}
+	c, err := Start(Options{Settings: []string{"fsync=on"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			c.Stop()
+		}
+	}()
+	if c.PID() == 0 {
+		t.Fatal("a cluster of its own has no server process id")
+	}
+	url, drop, err := c.NewDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fsync string
+	err = conn.QueryRow(ctx, `SHOW fsync`).Scan(&fsync)
+	conn.Close(ctx)
+	if err != nil || fsync != "on" {
+		t.Fatalf("fsync = %q (%v), want on: the caller's settings come after pgtest's", fsync, err)
+	}
+	if err := drop(); err != nil {
+		t.Fatal(err)
+	}
+	if conn, err := pgx.Connect(ctx, url); err == nil {
+		conn.Close(ctx)
+		t.Fatal("the dropped database still takes connections")
+	}
+	stopped = true
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
