@@ -83,15 +83,32 @@ func OpenAs(dir, owner string) (*Store, error) {
 			}
 		}
 	}
+	s := &Store{dir: dir, owner: owner, locks: map[string]*sumLock{}}
 	tmps, _ := filepath.Glob(filepath.Join(dir, "tmp", "*"))
 	stale := time.Now().Add(-staleUpload)
-	mine := "upload-" + owner + "-"
 	for _, t := range tmps {
-		if fi, err := os.Stat(t); err == nil && (strings.HasPrefix(filepath.Base(t), mine) || fi.ModTime().Before(stale)) {
-			os.Remove(t)
+		fi, err := os.Stat(t)
+		if err != nil {
+			continue
 		}
+		base := filepath.Base(t)
+		ours := strings.HasPrefix(base, "upload-"+owner+"-") || strings.HasPrefix(base, "collect-"+owner+"-")
+		if !ours && !fi.ModTime().Before(stale) {
+			continue
+		}
+		// A blob taken out by a collection that did not finish goes back: only a finished
+		// collection, which found it unreferenced, removes a blob.
+		if sum, ok := strings.CutPrefix(base, "collect-"); ok {
+			if i := strings.LastIndexByte(sum, '-'); i >= 0 && ValidSum(sum[i+1:]) {
+				if _, err := os.Stat(s.Path(sum[i+1:])); errors.Is(err, os.ErrNotExist) && mkdir(filepath.Dir(s.Path(sum[i+1:]))) == nil {
+					os.Rename(t, s.Path(sum[i+1:]))
+					continue
+				}
+			}
+		}
+		os.Remove(t)
 	}
-	return &Store{dir: dir, owner: owner, locks: map[string]*sumLock{}}, nil
+	return s, nil
 }
 
 // mkdir creates d (and its missing parents) and sets its mode to 0700, not relying on the umask.
@@ -184,9 +201,9 @@ func (s *Store) Stage(r io.Reader) (*Staged, error) {
 }
 
 // Commit puts the staged blob under its address, unless the same bytes are there already: then
-// the staged copy is dropped and the stored blob touched, so that a collector counting age from
-// the last write does not take it mid-push. created reports whether this commit made the blob.
-// The caller must hold Lock(st.Sum).
+// the stored blob is touched, so that a collector counting age from the last write does not take
+// it mid-push, and the staged copy is kept until Settle or Discard. created reports whether this
+// commit made the blob. The caller must hold Lock(st.Sum).
 func (st *Staged) Commit() (created bool, err error) {
 	if st.tmp == "" {
 		return false, errors.New("blobstore: staged blob already committed or discarded")
@@ -195,9 +212,29 @@ func (st *Staged) Commit() (created bool, err error) {
 	if _, err := os.Stat(final); err == nil {
 		now := time.Now()
 		os.Chtimes(final, now, now)
+		return false, nil
+	}
+	return st.place()
+}
+
+// Settle makes sure, once what refers to the blob is recorded, that the blob is in place: a
+// collector in another process (a replica sharing the directory, which does not share Lock)
+// may have taken the stored copy Commit found, after Commit and before the reference was
+// recorded. Then the staged copy takes its place. It reports whether it had to.
+func (st *Staged) Settle() (replaced bool, err error) {
+	if st.tmp == "" {
+		return false, nil
+	}
+	if _, err := os.Stat(st.s.Path(st.Sum)); err == nil {
 		st.Discard()
 		return false, nil
 	}
+	return st.place()
+}
+
+// place renames the staged file to the blob's address.
+func (st *Staged) place() (bool, error) {
+	final := st.s.Path(st.Sum)
 	if err := mkdir(filepath.Dir(final)); err != nil {
 		st.Discard()
 		return false, err
@@ -294,6 +331,35 @@ func (s *Store) Remove(sum string) error {
 		return nil
 	}
 	return err
+}
+
+// Collect removes blob sum unless keep, asked once the blob is out of its place, says to keep
+// it; then the blob goes back (unless another copy was put in place meanwhile). Taking the blob
+// out first is what makes this safe against a push in another process sharing the directory:
+// a push that finds the blob in place before it is taken out records its reference and then
+// Settles, putting its own copy back if needed; one that records its reference before keep
+// reads the references has it kept. removed is false when the blob was not there.
+func (s *Store) Collect(sum string, keep func() (bool, error)) (removed bool, err error) {
+	if !ValidSum(sum) {
+		return false, fmt.Errorf("invalid blob address %q", sum)
+	}
+	final := s.Path(sum)
+	out := filepath.Join(s.dir, "tmp", "collect-"+s.owner+"-"+sum)
+	if err := os.Rename(final, out); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	k, err := keep()
+	if err != nil || k {
+		if _, serr := os.Stat(final); serr == nil {
+			os.Remove(out)
+		} else if rerr := os.Rename(out, final); rerr != nil {
+			return false, errors.Join(err, rerr)
+		}
+		return false, err
+	}
+	return true, os.Remove(out)
 }
 
 func syncDir(dir string) {

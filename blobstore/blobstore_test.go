@@ -136,6 +136,9 @@ func TestStageCommitDiscard(t *testing.T) {
 	if created, err := b.Commit(); created || err != nil {
 		t.Fatalf("Commit of bytes already stored = %v %v", created, err)
 	}
+	if replaced, err := b.Settle(); replaced || err != nil {
+		t.Fatalf("Settle with the blob in place = %v %v", replaced, err)
+	}
 	unlock()
 	if bl, err := s.Stat(a.Sum); err != nil || time.Since(bl.ModTime) > time.Minute || bl.Size != int64(len(data)) {
 		t.Fatalf("Stat after a second Commit = %+v %v, want the blob touched", bl, err)
@@ -188,5 +191,79 @@ func TestLockIsPerSum(t *testing.T) {
 	defer s.mu.Unlock()
 	if len(s.locks) != 0 {
 		t.Fatalf("%d locks left in the table", len(s.locks))
+	}
+}
+
+// A collector and a push of the same bytes in two processes sharing the directory, which share
+// no lock: whichever way they interleave, a blob whose reference is recorded stays.
+func TestCollectAgainstAPushElsewhere(t *testing.T) {
+	dir := t.TempDir()
+	data := []byte("the same bytes, pushed again")
+	collector, err := OpenAs(dir, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pusher, err := OpenAs(dir, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, _, _, err := collector.Put(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	present := func(what string) {
+		t.Helper()
+		if b, err := collector.Open(sum); err != nil {
+			t.Fatalf("%s: the blob is gone: %v", what, err)
+		} else {
+			b.Close()
+		}
+	}
+
+	// The push finds the blob in place and commits; the collector takes it out before the push
+	// records its reference and finds none: the push's Settle puts its copy back.
+	staged, err := pusher.Stage(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created, err := staged.Commit(); created || err != nil {
+		t.Fatalf("Commit = %v %v", created, err)
+	}
+	if removed, err := collector.Collect(sum, func() (bool, error) { return false, nil }); !removed || err != nil {
+		t.Fatalf("Collect of an unreferenced blob = %v %v", removed, err)
+	}
+	if replaced, err := staged.Settle(); !replaced || err != nil {
+		t.Fatalf("Settle after the blob was collected = %v %v", replaced, err)
+	}
+	present("push settled after a collection")
+
+	// The reference is recorded while the blob is out: the collector puts it back.
+	if removed, err := collector.Collect(sum, func() (bool, error) { return true, nil }); removed || err != nil {
+		t.Fatalf("Collect of a referenced blob = %v %v", removed, err)
+	}
+	present("collection of a referenced blob")
+
+	// A failed look at the references keeps the blob.
+	if removed, err := collector.Collect(sum, func() (bool, error) { return false, errors.New("database down") }); removed || err == nil {
+		t.Fatalf("Collect with the references unknown = %v %v", removed, err)
+	}
+	present("collection with the references unknown")
+
+	// A collector killed with the blob out of place: its next Open puts it back.
+	if err := os.Rename(collector.Path(sum), filepath.Join(dir, "tmp", "collect-a-"+sum)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenAs(dir, "a"); err != nil {
+		t.Fatal(err)
+	}
+	present("a collector's restart")
+	if es := tmpFiles(t, dir); len(es) != 0 {
+		t.Fatalf("temporary files left: %v", es)
+	}
+	if removed, err := collector.Collect(sum, func() (bool, error) { return false, nil }); !removed || err != nil {
+		t.Fatalf("Collect = %v %v", removed, err)
+	}
+	if _, err := collector.Open(sum); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a collected blob is still there: %v", err)
 	}
 }

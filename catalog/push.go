@@ -79,7 +79,9 @@ func (s *Service) Push(ctx context.Context, bundle io.Reader, sig []byte) (rel a
 // commit puts a checked, staged blob in place and records its release, both under the lock of
 // the blob's sum. When recording fails and this push created the blob, the blob is removed
 // again — still under the lock, and only if no release refers to it after all (a failure can
-// come after the release was written, e.g. a cancelled request).
+// come after the release was written, e.g. a cancelled request). When recording succeeds, the
+// staged copy Settles: a collector on another replica, which does not share the lock, may have
+// taken the blob this push found in place.
 func (s *Service) commit(ctx context.Context, c bundleCheck, staged *blobstore.Staged, sig []byte) (api.Release, api.Event, bool, error) {
 	defer s.blobs.Lock(staged.Sum)()
 	blobCreated, err := staged.Commit()
@@ -106,6 +108,9 @@ func (s *Service) commit(ctx context.Context, c bundleCheck, staged *blobstore.S
 	}
 	if err != nil {
 		return api.Release{}, ev, false, err
+	}
+	if _, err := staged.Settle(); err != nil {
+		return api.Release{}, ev, false, fmt.Errorf("put the blob of %s@%s back in place: %w", r.App, r.Version, err)
 	}
 	rel, err := s.store.Release(ctx, r.App, r.Version)
 	return rel, ev, created, err

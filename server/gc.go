@@ -98,18 +98,19 @@ func (s *Server) collectBlob(ctx context.Context, sum string, now time.Time) (re
 	if err != nil {
 		return false, 0, nil // gone meanwhile
 	}
-	refs, err := s.store.ReferencedBlobs(ctx)
+	if s.downloading.busy(sum) || now.Sub(b.ModTime) < s.cfg.BlobGCGrace {
+		return false, 0, nil
+	}
+	// The references are read with the blob out of its place (see blobstore.Collect), so a push
+	// of the same bytes on another replica either is seen here or puts the blob back itself.
+	removed, err = s.blobs.Collect(sum, func() (bool, error) {
+		refs, err := s.store.ReferencedBlobs(ctx)
+		return refs[sum], err
+	})
 	if err != nil {
 		return false, 0, err
 	}
-	if !s.collectable(b, refs, now) {
-		return false, 0, nil
-	}
-	if err := s.blobs.Remove(sum); err != nil {
-		s.log.Warn("remove unreferenced blob", "sha256", sum, "err", err)
-		return false, 0, nil
-	}
-	return true, b.Size, nil
+	return removed, b.Size, nil
 }
 
 // gcLoop collects blobs every quarter of the grace period.
