@@ -114,6 +114,32 @@ func (s *Service) CreateToken(ctx context.Context, t store.TokenRecord) (api.Eve
 	return ev, err
 }
 
+// CreateTokenUnless stores a token made by the caller unless a token that have says it has is
+// stored already, which it returns instead. The look and the write are one transaction: of
+// replicas starting together, one makes the token and the others find it.
+func (s *Service) CreateTokenUnless(ctx context.Context, t store.TokenRecord, have func(store.TokenRecord) bool) (*store.TokenRecord, api.Event, error) {
+	var found *store.TokenRecord
+	var ev api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		toks, err := tx.Tokens()
+		if err != nil {
+			return err
+		}
+		for _, old := range toks {
+			if have(old) {
+				found = &old
+				return nil
+			}
+		}
+		if err := tx.InsertToken(t); err != nil {
+			return err
+		}
+		ev, err = appendOne(tx, api.NewEvent(t.CreatedAt, api.EventTokenCreated, t.ID, api.TokenCreated{Kind: t.Kind, Site: t.Site, Role: t.Role}))
+		return err
+	})
+	return found, ev, err
+}
+
 // RevokeToken revokes a token: it no longer authenticates anything.
 func (s *Service) RevokeToken(ctx context.Context, id string) (api.Event, error) {
 	now := s.clk.Now().UTC()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -310,3 +311,48 @@ func testSetStatus(t *testing.T, st store.Store) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Of many callers making "the" admin token at once (replicas starting together), one makes it
+// and the others find it.
+func TestCreateTokenUnless(t *testing.T) { backend.Each(t, testCreateTokenUnless) }
+
+func testCreateTokenUnless(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	inv := inventory.New(st, clock.NewFake(t0))
+	isAdmin := func(t store.TokenRecord) bool { return t.Role == api.RoleAdmin && t.Description == "first" }
+	const n = 8
+	made := make(chan string, n)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("admin-%d", i)
+			found, ev, err := inv.CreateTokenUnless(ctx, store.TokenRecord{ID: id, SecretHash: "h", Kind: store.KindOperator, Role: api.RoleAdmin,
+				CreatedAt: t0, Description: "first"}, isAdmin)
+			switch {
+			case err != nil:
+				errs <- err
+			case found == nil && ev.Type == api.EventTokenCreated:
+				made <- id
+			case found != nil && ev.ID == 0 && isAdmin(*found):
+			default:
+				errs <- fmt.Errorf("found %+v, event %+v", found, ev)
+			}
+		}()
+	}
+	wg.Wait()
+	close(made)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if len(made) != 1 {
+		t.Fatalf("%d callers made the token", len(made))
+	}
+	toks, err := st.Tokens(ctx)
+	if err != nil || len(toks) != 1 {
+		t.Fatalf("tokens = %+v %v", toks, err)
+	}
+}

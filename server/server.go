@@ -300,29 +300,25 @@ func (s *Server) ensureAdminToken(ctx context.Context) error {
 		}
 		invalid = true
 	}
-	toks, err := s.store.Tokens(ctx)
-	if err != nil {
-		return fmt.Errorf("read tokens: %w", err)
-	}
 	now := s.clk.Now()
-	for _, t := range toks {
-		if t.Kind == store.KindOperator && t.Role == api.RoleAdmin && t.Description == adminTokenDescription && (t.ExpiresAt == nil || now.Before(*t.ExpiresAt)) {
-			why := "no admin.token here"
-			if invalid {
-				why = "admin.token is not a valid admin token here"
-			}
-			s.log.Warn(why+", and the database holds the admin token the first replica wrote to its admin.token: copy that file here (if it is lost, revoke that token and restart to have a new one made)", "file", file, "token", t.ID)
-			return nil
-		}
-	}
-	if invalid {
-		s.log.Warn("admin.token is not a valid admin token here; making a new one", "file", file)
-	}
 	secret, id, hash := newToken(prefixOperator)
-	ev, err := s.inventory.CreateToken(ctx, store.TokenRecord{ID: id, SecretHash: hash, Kind: store.KindOperator,
-		Role: api.RoleAdmin, CreatedAt: now, Description: adminTokenDescription})
+	made, ev, err := s.inventory.CreateTokenUnless(ctx, store.TokenRecord{ID: id, SecretHash: hash, Kind: store.KindOperator,
+		Role: api.RoleAdmin, CreatedAt: now, Description: adminTokenDescription}, func(t store.TokenRecord) bool {
+		return t.Kind == store.KindOperator && t.Role == api.RoleAdmin && t.Description == adminTokenDescription && (t.ExpiresAt == nil || now.Before(*t.ExpiresAt))
+	})
 	if err != nil {
 		return fmt.Errorf("create admin token: %w", err)
+	}
+	if made != nil {
+		why := "no admin.token here"
+		if invalid {
+			why = "admin.token is not a valid admin token here"
+		}
+		s.log.Warn(why+", and the database holds the admin token the first replica wrote to its admin.token: copy that file here (if it is lost, revoke that token and restart to have a new one made)", "file", file, "token", made.ID)
+		return nil
+	}
+	if invalid {
+		s.log.Warn("admin.token was not a valid admin token here; made a new one", "file", file)
 	}
 	s.log.Info("event", "id", ev.ID, "type", ev.Type, "subject", ev.Subject)
 	tmp := file + ".tmp"

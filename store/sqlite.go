@@ -333,8 +333,10 @@ func (s *SQLite) Token(ctx context.Context, id string) (TokenRecord, error) {
 }
 
 // Tokens lists all tokens, oldest first.
-func (s *SQLite) Tokens(ctx context.Context) ([]TokenRecord, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+tokenCols+` FROM tokens ORDER BY created_at, id`)
+func (s *SQLite) Tokens(ctx context.Context) ([]TokenRecord, error) { return tokens(ctx, s.r) }
+
+func tokens(ctx context.Context, q querier) ([]TokenRecord, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+tokenCols+` FROM tokens ORDER BY created_at, id`)
 	if err != nil {
 		return nil, err
 	}

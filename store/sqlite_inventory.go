@@ -61,6 +61,8 @@ func (t sqliteTx) Token(id string) (TokenRecord, error) {
 	return tok, err
 }
 
+func (t sqliteTx) Tokens() ([]TokenRecord, error) { return tokens(t.ctx, t.tx) }
+
 func (t sqliteTx) InsertToken(tok TokenRecord) error {
 	var site any
 	if tok.Site != "" {

@@ -28,6 +28,8 @@ type Tx interface {
 
 	// Token returns a token; ErrNotFound when none.
 	Token(id string) (TokenRecord, error)
+	// Tokens lists every token, oldest first.
+	Tokens() ([]TokenRecord, error)
 	// InsertToken stores a token; ErrNotFound when its site is unknown.
 	InsertToken(t TokenRecord) error
 	DeleteToken(id string) error

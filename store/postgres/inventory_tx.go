@@ -59,6 +59,14 @@ func (u updateTx) Token(id string) (store.TokenRecord, error) {
 	return t, err
 }
 
+func (u updateTx) Tokens() ([]store.TokenRecord, error) {
+	rows, err := u.tx.Query(u.ctx, `SELECT `+tokenCols+` FROM tokens ORDER BY created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.TokenRecord, error) { return scanToken(r) })
+}
+
 func (u updateTx) InsertToken(t store.TokenRecord) error {
 	var site *string
 	if t.Site != "" {

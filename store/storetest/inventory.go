@@ -67,6 +67,9 @@ func testInventory(t *testing.T, s store.Store) {
 			t.Fatalf("operator token = %+v %v", tok, err)
 		}
 		is("delete an unknown token", tx.DeleteToken("nope"), store.ErrNotFound)
+		if toks, err := tx.Tokens(); err != nil || len(toks) != 2 || toks[0].ID != "e1" || toks[1].ID != "o1" {
+			t.Fatalf("Tokens = %+v %v", toks, err)
+		}
 
 		for _, n := range []string{"n1", "n2", "n3"} {
 			if err := tx.InsertNode("ams", store.NodeRecord{Name: n, PublicKey: "pk-" + n, Labels: map[string]string{"role": "mirror"},
