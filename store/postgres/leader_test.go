@@ -67,7 +67,7 @@ func TestLeaderHandover(t *testing.T) {
 	if la := <-again; la.err != nil || la.ctx.Err() != nil {
 		t.Fatalf("A after B's session died: %v", la.err)
 	}
-	if err := clkB.WaitPending(ctx, 1); err != nil {
+	if err := clkB.WaitPending(ctx, 2); err != nil { // the listener's check and the lead's
 		t.Fatal(err)
 	}
 	clkB.Advance(leaderCheck) // B's check finds its session gone

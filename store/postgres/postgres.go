@@ -15,7 +15,9 @@
 //
 // Changed is driven by LISTEN/NOTIFY: each event-writing transaction notifies at commit, and a
 // connection of each replica's own listens. A notification lost while that connection is down
-// loses nothing: each time it is connected again Changed fires, and followers catch up by id.
+// loses nothing: each time it is connected again Changed fires, and followers catch up by id. A
+// listening connection quiet for listenCheck is pinged, so one that died without a word (a host
+// or link gone) is found and replaced too.
 package postgres
 
 import (
@@ -48,6 +50,9 @@ const (
 
 // notifyChannel is the channel of LISTEN/NOTIFY on which writes announce their commits.
 const notifyChannel = "ferry_changes"
+
+// listenCheck is how long the listening connection may be quiet before it is pinged.
+const listenCheck = 30 * time.Second
 
 // Waits between attempts to listen again after the listening connection failed.
 const (
@@ -239,8 +244,17 @@ func (s *Store) listen(ctx context.Context, conn *pgx.Conn) {
 			s.changes.Fire()
 			var err error
 			for err == nil {
-				if _, err = conn.WaitForNotification(ctx); err == nil {
+				var n *pgconn.Notification
+				switch n, err = s.waitNotification(ctx, conn); {
+				case err != nil:
+				case n != nil:
 					s.changes.Fire()
+				default:
+					// Quiet for a while: a connection that died without a word (a host or a link
+					// gone, no FIN) fails the ping, and is replaced.
+					pctx, cancel := s.timeout(ctx, listenCheck)
+					err = conn.Ping(pctx)
+					cancel()
 				}
 			}
 			conn.Close(context.Background())
@@ -262,6 +276,43 @@ func (s *Store) listen(ctx context.Context, conn *pgx.Conn) {
 			backoff = min(2*backoff, maxListenBackoff)
 		}
 	}
+}
+
+// waitNotification waits for the next notification on conn, or for listenCheck on the store's
+// clock, when it returns neither a notification nor an error.
+func (s *Store) waitNotification(ctx context.Context, conn *pgx.Conn) (*pgconn.Notification, error) {
+	wctx, cancel := s.timeout(ctx, listenCheck)
+	defer cancel()
+	n, err := conn.WaitForNotification(wctx)
+	if err != nil && ctx.Err() == nil && errors.Is(wctx.Err(), context.DeadlineExceeded) {
+		return nil, nil
+	}
+	return n, err
+}
+
+// timeout is context.WithTimeout on the store's clock.
+func (s *Store) timeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	tctx, cancel := context.WithCancelCause(ctx)
+	t := s.clock.NewTimer(d)
+	go func() {
+		select {
+		case <-t.C():
+			cancel(context.DeadlineExceeded)
+		case <-tctx.Done():
+			t.Stop()
+		}
+	}()
+	return &causeContext{tctx}, func() { cancel(context.Canceled) }
+}
+
+// causeContext reports its cause as its error, so a timeout reads as context.DeadlineExceeded.
+type causeContext struct{ context.Context }
+
+func (c *causeContext) Err() error {
+	if c.Context.Err() == nil {
+		return nil
+	}
+	return context.Cause(c.Context)
 }
 
 // pgTime is t as PostgreSQL keeps it: in UTC, to the microsecond. Times are cut to that before

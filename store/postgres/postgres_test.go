@@ -4,15 +4,18 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/internal/pgtest"
 	"github.com/ferryhq/ferry/store"
 	"github.com/ferryhq/ferry/store/storetest"
@@ -393,4 +396,111 @@ func TestNodeAssignments(t *testing.T) {
 		t.Fatalf("Assigned = %+v, %v", assigned, err)
 	}
 	check("Assigned", api.Node{Name: "n1", Assigned: assigned["n1"]}, api.Node{Name: "n2", Assigned: assigned["n2"]})
+}
+
+// freezable is a connection that can go silent, as one to a host that vanished without a word
+// does: what it sends is lost and nothing comes back, until a deadline ends a read.
+type freezable struct {
+	net.Conn
+	frozen atomic.Bool
+}
+
+func (c *freezable) Read(p []byte) (int, error) {
+	for {
+		n, err := c.Conn.Read(p)
+		if err != nil || !c.frozen.Load() {
+			return n, err
+		}
+	}
+}
+
+func (c *freezable) Write(p []byte) (int, error) {
+	if c.frozen.Load() {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// A listening connection that goes quiet is pinged; one that answers goes on listening, one
+// that has silently died is replaced, and the followers catch up on what it missed.
+func TestSilentListenerReplaced(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := pg.DB(t)
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make(chan *freezable, 4)
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		f := &freezable{Conn: c}
+		conns <- f
+		return f, nil
+	}
+	clk := clock.NewFake(time.Now())
+	a := open(t, url, WithClock(clk), func(s *Store) {
+		s.dial = func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg.Copy()) }
+	})
+	listening := <-conns
+	b := open(t, url)
+	got := follow(ctx, a, 0)
+	write := func(subject string) api.Event {
+		t.Helper()
+		ev, err := store.AppendEvent(ctx, b, api.NewEvent(time.Now(), "test", subject, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	wait := func(what string, ch <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			t.Fatalf("%s: not woken", what)
+		}
+	}
+
+	// Quiet, then pinged: the connection answers and goes on listening.
+	if err := clk.WaitPending(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(listenCheck)
+	woken := a.Changed()
+	write("e1")
+	wait("after a ping that was answered", woken)
+	receive(t, ctx, got, 1)
+	select {
+	case c := <-conns:
+		t.Fatalf("a connection that answered was replaced by %v", c.RemoteAddr())
+	default:
+	}
+
+	// Silent: writes are not heard; the ping goes unanswered, a new connection listens and the
+	// follower catches up.
+	listening.frozen.Store(true)
+	woken = a.Changed()
+	e2 := write("e2")
+	if err := clk.WaitPending(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woken:
+		t.Fatal("woken through a silent connection")
+	default:
+	}
+	clk.Advance(listenCheck) // quiet: ping
+	if err := clk.WaitPending(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(listenCheck) // unanswered: replaced
+	wait("after the silent connection was replaced", woken)
+	<-conns
+	if evs := receive(t, ctx, got, 1); evs[0].ID != e2.ID {
+		t.Fatalf("caught up with %+v, want %d", evs, e2.ID)
+	}
 }
