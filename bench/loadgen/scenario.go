@@ -136,10 +136,14 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 	var syncs atomic.Int64    // heartbeats sent
 	var answered atomic.Int64 // agents that have had a first answer
 	var errs atomic.Int64
-	var firstErr sync.Once
-	failed := func(err error) {
-		errs.Add(1)
-		firstErr.Do(func() { fmt.Fprintf(os.Stderr, "%s: first agent error: %v\n", s, err) })
+	var connected atomic.Int64 // streams open
+	// failed counts an agent's error and prints the first few, with the agent, its replica, what
+	// it was doing and how many streams were open then.
+	failed := func(i int, what string, err error) {
+		if errs.Add(1) <= 5 {
+			fmt.Fprintf(os.Stderr, "%s: agent %d (replica %d) %s: %v (%d streams open, %d answered)\n", s, i,
+				i%len(reps)+1, what, err, connected.Load(), answered.Load())
+		}
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -167,9 +171,10 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 			st, err := ac.OpenStream(runCtx, a.sess)
 			<-opening
 			if err != nil {
-				failed(err)
+				failed(i, "opening its stream", err)
 				return
 			}
+			connected.Add(1)
 			stop := context.AfterFunc(runCtx, func() { st.Close() })
 			defer stop()
 			go func() {
@@ -178,7 +183,11 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 					r, err := st.Recv()
 					if err != nil {
 						if runCtx.Err() == nil {
-							failed(err)
+							what := "reading its stream"
+							if first {
+								what = "reading its first answer"
+							}
+							failed(i, what, err)
 						}
 						return
 					}
