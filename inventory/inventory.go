@@ -10,6 +10,7 @@ import (
 	"errors"
 	"maps"
 	"math"
+	"sort"
 	"strconv"
 	"time"
 
@@ -324,19 +325,35 @@ func (s *Service) LabelSelected(ctx context.Context, c api.LabelChange) (api.Lab
 	if err := CheckChange(c); err != nil {
 		return api.LabelResult{}, nil, err
 	}
-	nodes, err := s.Select(ctx, Query{Selector: c.Selector})
+	sel, err := labels.ParseSelector(c.Selector)
 	if err != nil {
-		return api.LabelResult{}, nil, err
+		return api.LabelResult{}, nil, fault.Invalid("%v", err)
 	}
-	names := make([]string, len(nodes))
-	for i, n := range nodes {
-		names[i] = n.Name
-	}
-	return s.label(ctx, names, c)
+	// The nodes are read once, inside the change's transaction, and selected there.
+	_, evs, err := s.changeLabels(ctx, func(tx store.Tx) ([]string, map[string]api.Node, error) {
+		all, err := tx.Nodes(nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		var names []string
+		for name, n := range all {
+			if n.Status != api.StatusRevoked && sel.Matches(Labels(n)) {
+				names = append(names, name)
+			}
+		}
+		sort.Strings(names)
+		return names, all, nil
+	}, c.Set, c.Remove)
+	return labelResult(evs, err)
 }
 
 func (s *Service) label(ctx context.Context, names []string, c api.LabelChange) (api.LabelResult, []api.Event, error) {
 	_, evs, err := s.ChangeLabels(ctx, names, c.Set, c.Remove)
+	return labelResult(evs, err)
+}
+
+// labelResult is what a label change answers: the nodes it changed.
+func labelResult(evs []api.Event, err error) (api.LabelResult, []api.Event, error) {
 	if err != nil {
 		return api.LabelResult{}, nil, err
 	}
@@ -348,17 +365,26 @@ func (s *Service) label(ctx context.Context, names []string, c api.LabelChange) 
 }
 
 // ChangeLabels applies set and remove to each named node (every one must exist and not be
-// revoked) and returns the nodes it changed, with their new labels, generation and
-// assignments, and a node.labeled event for each. A change that would leave a node with more
+// revoked) and returns the nodes it changed, with their new labels and generation (not their
+// assignments), and a node.labeled event for each. A change that would leave a node with more
 // than labels.MaxLabels labels fails whole; a node already over the bound may still shrink. It
 // is checked on the merged sets inside the transaction, so concurrent changes cannot pass the
 // bound together. However many nodes it changes, it costs a handful of statements.
 func (s *Service) ChangeLabels(ctx context.Context, names []string, set map[string]string, remove []string) ([]api.Node, []api.Event, error) {
+	return s.changeLabels(ctx, func(tx store.Tx) ([]string, map[string]api.Node, error) {
+		found, err := tx.Nodes(names)
+		return names, found, err
+	}, set, remove)
+}
+
+// changeLabels is ChangeLabels on the nodes pick names, from those it read.
+func (s *Service) changeLabels(ctx context.Context, pick func(tx store.Tx) ([]string, map[string]api.Node, error), set map[string]string, remove []string) ([]api.Node, []api.Event, error) {
 	now := s.clk.Now().UTC()
 	var changed []api.Node
 	var evs []api.Event
 	err := s.store.Update(ctx, func(tx store.Tx) error {
-		found, err := tx.Nodes(names)
+		changed, evs = nil, nil
+		names, found, err := pick(tx)
 		if err != nil {
 			return err
 		}
@@ -398,20 +424,7 @@ func (s *Service) ChangeLabels(ctx context.Context, names []string, set map[stri
 		if err := tx.SetLabels(updates); err != nil {
 			return err
 		}
-		if evs, err = tx.AppendEvents(evs...); err != nil {
-			return err
-		}
-		names := make([]string, len(changed))
-		for i, n := range changed {
-			names[i] = n.Name
-		}
-		assigned, err := tx.Assigned(names)
-		for i := range changed {
-			changed[i].Assigned = assigned[changed[i].Name]
-			if changed[i].Assigned == nil {
-				changed[i].Assigned = []api.Assignment{}
-			}
-		}
+		evs, err = tx.AppendEvents(evs...)
 		return err
 	})
 	if err != nil {

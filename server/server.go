@@ -461,13 +461,16 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return err
 }
 
-// sweepLoop judges silent nodes at their deadline (Sweep).
+// sweepLoop judges silent nodes at their deadline (Sweep), but no more often than a few times
+// per grace period: each pass scans every node, and deadlines spread over time (nodes that
+// another replica vouches for, say) would otherwise wake it for a node or two at a time.
 func (s *Server) sweepLoop(ctx context.Context) {
+	floor := min(time.Second, s.cfg.HeartbeatGrace/8)
 	for {
 		wait := time.Second
 		if dl := s.det.NextDeadline(); !dl.IsZero() {
 			if d := dl.Sub(s.clk.Now()); d < wait {
-				wait = max(d, 10*time.Millisecond)
+				wait = max(d, floor)
 			}
 		}
 		if !s.sleep(ctx, wait) {

@@ -479,13 +479,17 @@ func (s *SQLite) Node(ctx context.Context, name string) (api.Node, error) {
 
 // nodesNamed reads the named nodes that exist, in one query; their assignments are not filled.
 func nodesNamed(ctx context.Context, q querier, names []string) (map[string]api.Node, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+nodeCols+` FROM nodes n JOIN sites s ON s.name = n.site
-		WHERE n.name IN (SELECT value FROM json_each(?))`, mustJSON(names))
+	return nodesWhere(ctx, q, ` WHERE n.name IN (SELECT value FROM json_each(?))`, mustJSON(names))
+}
+
+// nodesWhere reads the nodes a condition selects, in one query, without their assignments.
+func nodesWhere(ctx context.Context, q querier, where string, args ...any) (map[string]api.Node, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+nodeCols+` FROM nodes n JOIN sites s ON s.name = n.site`+where, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := make(map[string]api.Node, len(names))
+	out := map[string]api.Node{}
 	for rows.Next() {
 		n, err := scanNode(rows)
 		if err != nil {

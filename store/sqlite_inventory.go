@@ -11,9 +11,6 @@ import (
 
 // The inventory's primitives of SQLite's Tx: sites, tokens and nodes.
 
-// refillAll is how many nodes past which Assigned reads every assignment at once.
-const refillAll = 64
-
 func (t sqliteTx) Site(name string) (api.Site, error) {
 	st, err := scanSite(t.tx.QueryRowContext(t.ctx, `SELECT `+siteCols+` FROM sites s WHERE s.name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -111,6 +108,9 @@ func (t sqliteTx) SpendToken(id string) error {
 }
 
 func (t sqliteTx) Nodes(names []string) (map[string]api.Node, error) {
+	if names == nil {
+		return nodesWhere(t.ctx, t.tx, "")
+	}
 	return nodesNamed(t.ctx, t.tx, names)
 }
 
@@ -164,21 +164,4 @@ func (t sqliteTx) SetLabels(labels map[string]map[string]string) error {
 	_, err := t.exec(`UPDATE nodes SET labels = u.value, generation = generation + 1
 		FROM (SELECT key AS name, value FROM json_each(?)) AS u WHERE nodes.name = u.name`, mustJSON(labels))
 	return err
-}
-
-func (t sqliteTx) Assigned(names []string) (map[string][]api.Assignment, error) {
-	if len(names) > refillAll {
-		all, err := assignments(t.ctx, t.tx, "")
-		if err != nil {
-			return nil, err
-		}
-		out := make(map[string][]api.Assignment, len(names))
-		for _, n := range names {
-			if a := all[n]; a != nil {
-				out[n] = a
-			}
-		}
-		return out, nil
-	}
-	return assignments(t.ctx, t.tx, ` WHERE a.node IN (SELECT value FROM json_each(?))`, mustJSON(names))
 }

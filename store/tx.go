@@ -36,8 +36,8 @@ type Tx interface {
 	// SpendToken takes one use of a token whose uses are counted.
 	SpendToken(id string) error
 
-	// Nodes returns those of the named nodes that exist, revoked ones included, without their
-	// assignments.
+	// Nodes returns those of the named nodes that exist, or every node when names is nil,
+	// revoked ones included, without their assignments.
 	Nodes(names []string) (map[string]api.Node, error)
 	// NodeWithKey returns the name of the node, revoked or not, enrolled with a public key;
 	// ErrNotFound when none is.
@@ -49,8 +49,6 @@ type Tx interface {
 	SetNodeStatus(name, status string) error
 	// SetLabels gives each named node its new labels and the next generation.
 	SetLabels(labels map[string]map[string]string) error
-	// Assigned returns the assignments of the named nodes that have any.
-	Assigned(names []string) (map[string][]api.Assignment, error)
 
 	// Key returns the signing key whose id or public key is the one given; ErrNotFound when none.
 	Key(id, publicKey string) (api.SigningKey, error)

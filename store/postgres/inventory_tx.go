@@ -112,7 +112,11 @@ func (u updateTx) SpendToken(id string) error {
 }
 
 func (u updateTx) Nodes(names []string) (map[string]api.Node, error) {
-	rows, err := u.tx.Query(u.ctx, nodeQuery+` WHERE n.name = ANY($1)`, names)
+	query, args := nodeQuery+` WHERE n.name = ANY($1)`, []any{names}
+	if names == nil {
+		query, args = nodeQuery, nil
+	}
+	rows, err := u.tx.Query(u.ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -180,11 +184,4 @@ func (u updateTx) SetLabels(labels map[string]map[string]string) error {
 		UPDATE nodes SET labels = l.labels, generation = nodes.generation + 1 FROM l JOIN locked ON locked.name = l.name
 		WHERE nodes.name = l.name`, labels)
 	return err
-}
-
-func (u updateTx) Assigned(names []string) (map[string][]api.Assignment, error) {
-	if names == nil {
-		names = []string{}
-	}
-	return assignments(u.ctx, u.tx, names)
 }

@@ -346,7 +346,7 @@ func TestConcurrentWritersFollowerSkipsNothing(t *testing.T) {
 }
 
 // A node's assignments come with it, with what the release says of its blob and withdrawal,
-// whether one node is read, all of them, or those Assigned names.
+// whether one node is read or all of them.
 func TestNodeAssignments(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, pg.DB(t))
@@ -391,11 +391,6 @@ func TestNodeAssignments(t *testing.T) {
 		t.Fatalf("Nodes = %+v, %v", all, err)
 	}
 	check("Nodes", all...)
-	var assigned map[string][]api.Assignment
-	if err := s.Update(ctx, func(tx store.Tx) (err error) { assigned, err = tx.Assigned([]string{"n2", "n1"}); return err }); err != nil || len(assigned) != 2 {
-		t.Fatalf("Assigned = %+v, %v", assigned, err)
-	}
-	check("Assigned", api.Node{Name: "n1", Assigned: assigned["n1"]}, api.Node{Name: "n2", Assigned: assigned["n2"]})
 }
 
 // freezable is a connection that can go silent, as one to a host that vanished without a word
