@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -197,7 +198,40 @@ func (c *Client) request(ctx context.Context, method, path, token string, in any
 	return req, nil
 }
 
+// do makes a request of the server in use and, when that one cannot take it, of each of the
+// others in turn: a request whose connection could not even be opened goes to the next address
+// whatever its method; a GET also moves on when the connection broke or the server answered
+// 502, 503 or 504. Nothing that may have been done once is sent twice.
 func (c *Client) do(ctx context.Context, method, path, token string, in, out any) error {
+	for tried := 1; ; tried++ {
+		err := c.doOnce(ctx, method, path, token, in, out)
+		if err == nil || tried >= len(c.bases) || ctx.Err() != nil || !elsewhere(method, err) {
+			return err
+		}
+		c.Failover()
+	}
+}
+
+// elsewhere reports whether a request that failed with err may go to another server.
+func elsewhere(method string, err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	if method != http.MethodGet {
+		return false
+	}
+	switch StatusOf(err) {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	case 0:
+		var pe *pki.PinError
+		return !errors.As(err, &pe) // a transport failure, not a server this client refuses
+	}
+	return false
+}
+
+func (c *Client) doOnce(ctx context.Context, method, path, token string, in, out any) error {
 	req, err := c.request(ctx, method, path, token, in)
 	if err != nil {
 		return err
@@ -480,6 +514,7 @@ func (c *Client) Events(ctx context.Context, since int64, limit int) ([]api.Even
 // so fn sees every event once, in order. Authentication failures end it.
 func (c *Client) FollowEvents(ctx context.Context, since int64, fn func(api.Event) error) error {
 	backoff := 100 * time.Millisecond
+	hops := 0 // servers moved to since the last wait
 	for {
 		got, err := c.followOnce(ctx, &since, fn)
 		if ctx.Err() != nil {
@@ -495,6 +530,16 @@ func (c *Client) FollowEvents(ctx context.Context, since int64, fn func(api.Even
 		if got {
 			backoff = 100 * time.Millisecond
 		}
+		// The stream is a GET: with several servers the next one carries it on from since, each
+		// tried once before waiting.
+		if got {
+			hops = 0
+		}
+		if err != nil && elsewhere(http.MethodGet, err) && hops+1 < len(c.bases) && c.Failover() {
+			hops++
+			continue
+		}
+		hops = 0
 		t := c.Clock.NewTimer(backoff)
 		select {
 		case <-ctx.Done():

@@ -85,6 +85,7 @@ func Server(g cli.Globals) *cobra.Command {
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "key of --tls-cert")
 	f.StringVar(&cfg.ClientCA, "client-ca", "", "require agents and operators to present certificates from this CA")
 	f.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP, for a TLS-terminating proxy in front")
+	f.BoolVar(&cfg.NewAdminToken, "new-admin-token", false, "make a new admin token in DATA/admin.token even if the database holds one (when the only admin.token is lost)")
 	f.StringVar(&cfg.ClusterKey, "cluster-key", "", "file of the key that seals the secrets replicas share in the database; copy the first replica's to the others (default DATA/cluster.key)")
 	f.StringVar(&publicRate, "public-rate", "20/s", "requests per second each source address may make to the public agent routes")
 	f.IntVar(&cfg.PublicBurst, "public-burst", 100, "burst above --public-rate each source address may make")

@@ -266,3 +266,31 @@ func TestRotateSharedSecrets(t *testing.T) {
 		t.Fatalf("the CA was not rotated: pin %q", h.srv.CAPin)
 	}
 }
+
+// A server whose only admin.token is lost makes none by itself (the database holds one), and a
+// new one, which works, when started with NewAdminToken.
+func TestNewAdminToken(t *testing.T) {
+	root := t.TempDir()
+	c := cluster(root)
+	a := start(t, replica(c, root, "a", io.Discard))
+	old := a.srv.AdminToken
+	a.stop()
+	if err := os.Remove(filepath.Join(root, "a", "admin.token")); err != nil {
+		t.Fatal(err)
+	}
+	b := start(t, replica(c, root, "a", io.Discard))
+	if b.srv.AdminToken != "" {
+		t.Fatal("a server made an admin token while the database holds one")
+	}
+	b.stop()
+	cfg := replica(c, root, "a", io.Discard)
+	cfg.NewAdminToken = true
+	d := start(t, cfg)
+	tok := strings.TrimSpace(readFile(t, filepath.Join(root, "a", "admin.token")))
+	if tok == "" || tok == old || d.srv.AdminToken != tok {
+		t.Fatalf("admin.token after NewAdminToken: %q (server holds %q, old %q)", tok, d.srv.AdminToken, old)
+	}
+	if _, err := d.client(tok).Sites(context.Background()); err != nil {
+		t.Fatalf("the new admin token: %v", err)
+	}
+}

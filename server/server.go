@@ -72,6 +72,9 @@ type Config struct {
 	ClientCA string
 	// InsecureHTTP serves plain HTTP, for a TLS-terminating proxy in front.
 	InsecureHTTP bool
+	// NewAdminToken makes a new admin token (written to DataDir/admin.token) even when the
+	// database holds one already: the way back when the only admin.token is lost.
+	NewAdminToken bool
 	// ClusterKey is the file of the key that seals the secrets replicas share in the database,
 	// the one that signs agent sessions and challenges and the CA's key (default
 	// DataDir/cluster.key); the first replica makes it, and every other needs a copy.
@@ -176,6 +179,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.BlobsDir == "" {
 		cfg.BlobsDir = filepath.Join(cfg.DataDir, "blobs")
+		if isPostgres(cfg.DB) {
+			cfg.Logger.Warn("--db is PostgreSQL but --blobs is not set: this server keeps bundles in its own data directory, where other replicas cannot serve them; give every replica the same --blobs DIR on a shared filesystem", "blobs", cfg.BlobsDir)
+		}
 	}
 	if err := checkTLSFlags(cfg); err != nil {
 		return nil, err
@@ -207,10 +213,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 		st = s
-	case strings.HasPrefix(cfg.DB, "postgres://") || strings.HasPrefix(cfg.DB, "postgresql://"):
+	case isPostgres(cfg.DB):
 		s, err := postgres.Open(ctx, cfg.DB, postgres.WithLogger(cfg.Logger))
 		if err != nil {
-			return nil, fmt.Errorf("--db: %w", err)
+			// pgx lists each address it tried on a line of its own: one line here.
+			return nil, fmt.Errorf("--db: %s", strings.ReplaceAll(err.Error(), "\n\t", "; "))
 		}
 		st = s
 	default:
@@ -304,7 +311,7 @@ func (s *Server) ensureAdminToken(ctx context.Context) error {
 	secret, id, hash := newToken(prefixOperator)
 	made, ev, err := s.inventory.CreateTokenUnless(ctx, store.TokenRecord{ID: id, SecretHash: hash, Kind: store.KindOperator,
 		Role: api.RoleAdmin, CreatedAt: now, Description: adminTokenDescription}, func(t store.TokenRecord) bool {
-		return t.Kind == store.KindOperator && t.Role == api.RoleAdmin && t.Description == adminTokenDescription && (t.ExpiresAt == nil || now.Before(*t.ExpiresAt))
+		return !s.cfg.NewAdminToken && t.Kind == store.KindOperator && t.Role == api.RoleAdmin && t.Description == adminTokenDescription && (t.ExpiresAt == nil || now.Before(*t.ExpiresAt))
 	})
 	if err != nil {
 		return fmt.Errorf("create admin token: %w", err)
@@ -314,7 +321,7 @@ func (s *Server) ensureAdminToken(ctx context.Context) error {
 		if invalid {
 			why = "admin.token is not a valid admin token here"
 		}
-		s.log.Warn(why+", and the database holds the admin token the first replica wrote to its admin.token: copy that file here (if it is lost, revoke that token and restart to have a new one made)", "file", file, "token", made.ID)
+		s.log.Warn(why+", and the database holds the admin token another server (or an earlier start) wrote to its admin.token: copy that file here, or start once with --new-admin-token to make a new one", "file", file, "token", made.ID)
 		return nil
 	}
 	if invalid {
@@ -609,4 +616,9 @@ func blobOwner(dataDir string) string {
 	host, _ := os.Hostname()
 	sum := sha256.Sum256([]byte(host + "\x00" + abs))
 	return hex.EncodeToString(sum[:6])
+}
+
+// isPostgres reports whether a --db URL names a PostgreSQL database.
+func isPostgres(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
