@@ -15,6 +15,7 @@ import (
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/fault"
 	"github.com/ferryhq/ferry/store"
+	"github.com/ferryhq/ferry/store/postgres"
 )
 
 // maxBody bounds every JSON request body.
@@ -87,6 +88,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		code, msg = http.StatusNotFound, err.Error()
 	case errors.Is(err, store.ErrExists):
 		code, msg = http.StatusConflict, err.Error()
+	case postgres.Unavailable(err):
+		code, msg = http.StatusServiceUnavailable, "the database is unavailable; try again shortly"
+		w.Header().Set("Retry-After", "1")
+		s.log.Warn("request failed: database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 	default:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}

@@ -93,7 +93,7 @@ func (v vault) take(ctx context.Context, name string, propose func() ([]byte, er
 	secret, err = v.key.Open(name, stored)
 	switch {
 	case errors.Is(err, seal.ErrOpen):
-		return nil, false, fmt.Errorf("cluster key %s does not open the secrets in the database (another cluster key sealed them): copy the first replica's cluster key to %s", v.file, v.file)
+		return nil, false, &otherClusterKeyError{file: v.file}
 	case err != nil:
 		return nil, false, fmt.Errorf("the %s secret in the database: %w", name, err)
 	}
@@ -132,4 +132,11 @@ func (v vault) ca(ctx context.Context, dir string, log *slog.Logger) (pki.CA, er
 		log.Warn("the CA in the data directory does not load, so the cluster has a new one: agents enrolled with the old one must enroll again", "dir", dir, "err", ownErr, "pin", ca.Pin())
 	}
 	return ca, nil
+}
+
+// otherClusterKeyError is a cluster key that does not open the database's secrets.
+type otherClusterKeyError struct{ file string }
+
+func (e *otherClusterKeyError) Error() string {
+	return fmt.Sprintf("cluster key %s does not open the secrets in the database (another cluster key sealed them): copy the first replica's cluster key to %s", e.file, e.file)
 }

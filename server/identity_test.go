@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"database/sql"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -160,7 +161,8 @@ func TestReplicasShareIdentity(t *testing.T) {
 }
 
 // A replica whose cluster key does not open the database's secrets refuses to start, in one line
-// that names its key file and says what to do; with the first replica's key copied, it starts.
+// that names its key file and says what to do; one with no key at all makes none (it would only
+// be another cluster's) and says to copy it; with the first replica's key copied, it starts.
 func TestOtherClusterKeyRefused(t *testing.T) {
 	root := t.TempDir()
 	c := cluster(root)
@@ -170,7 +172,18 @@ func TestOtherClusterKeyRefused(t *testing.T) {
 	b := replica(c, root, "b", io.Discard)
 	_, err := New(context.Background(), b)
 	file := filepath.Join(root, "b", "cluster.key")
-	want := "cluster key " + file + " does not open the secrets in the database (another cluster key sealed them): copy the first replica's cluster key to " + file
+	want := "no cluster key at " + file + ", and the database belongs to a cluster already: copy the first replica's cluster key there (mode 0600), or point --cluster-key at it"
+	if err == nil || err.Error() != want {
+		t.Fatalf("start without a cluster key: %v\nwant: %s", err, want)
+	}
+	if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused start left a cluster key: %v", err)
+	}
+	if err := os.WriteFile(file, []byte(base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(context.Background(), b)
+	want = "cluster key " + file + " does not open the secrets in the database (another cluster key sealed them): copy the first replica's cluster key to " + file
 	if err == nil || err.Error() != want {
 		t.Fatalf("start with another cluster key: %v\nwant: %s", err, want)
 	}

@@ -193,7 +193,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	clusterKey, err := loadClusterKey(cfg.ClusterKey)
+	clusterKey, madeKey, err := loadClusterKey(cfg.ClusterKey)
 	if err != nil {
 		return nil, err
 	}
@@ -224,6 +224,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("--db %q: want postgres://USER@HOST/DB (several replicas) or sqlite:FILE (the default, in --data)", redactURL(cfg.DB))
 	}
 	id, err := loadIdentity(ctx, cfg, st, clusterKey)
+	var other *otherClusterKeyError
+	if errors.As(err, &other) && madeKey {
+		// A key made just now for a database that already belongs to a cluster: the operator
+		// has not copied the first replica's key here (or mistyped its path). Leave no stray key.
+		os.Remove(cfg.ClusterKey)
+		err = fmt.Errorf("no cluster key at %s, and the database belongs to a cluster already: copy the first replica's cluster key there (mode 0600), or point --cluster-key at it", cfg.ClusterKey)
+	}
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -492,15 +499,18 @@ func (s *Server) sweepLoop(ctx context.Context) {
 // time). A replica that takes the lead counts every node's silence from then (retrack): it has
 // not heard the agents of the replica it takes over from, which may be looking for another.
 func (s *Server) leadLoop(ctx context.Context) {
+	wait := time.Second
 	for ctx.Err() == nil {
 		lead, err := s.store.Lead(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				s.log.Error("wait to lead; retrying", "err", err)
-				s.sleep(ctx, time.Second)
+				s.log.Warn("wait to lead; retrying", "err", err, "retry_in", wait)
+				s.sleep(ctx, wait)
+				wait = min(2*wait, 30*time.Second)
 			}
 			continue
 		}
+		wait = time.Second
 		s.log.Info("leading: this server marks silent nodes down and collects blobs", "replica", s.replica.id)
 		if err := s.retrack(lead); err != nil {
 			if ctx.Err() == nil {

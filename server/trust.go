@@ -102,19 +102,22 @@ func certHosts(listen string, advertise []string) []string {
 // that signs sessions and challenges, the CA's key), making it on first start. It lives apart
 // from the database, in a file whose mode is checked: anyone who can read it and the database
 // can forge agent sessions and server certificates.
-func loadClusterKey(file string) ([]byte, error) {
+func loadClusterKey(file string) (key []byte, made bool, err error) {
 	fi, err := os.Stat(file)
 	if errors.Is(err, os.ErrNotExist) {
 		key := make([]byte, 32)
 		rand.Read(key)
 		if err := pki.WriteSecret(file, []byte(base64.StdEncoding.EncodeToString(key)+"\n")); err != nil {
-			return nil, fmt.Errorf("cluster key: %w", err)
+			return nil, false, fmt.Errorf("cluster key: %w", err)
 		}
-		return key, nil
+		return key, true, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("cluster key: %w", err)
-	}
+	key, err = readClusterKey(file, fi)
+	return key, false, err
+}
+
+// readClusterKey reads an existing cluster key file.
+func readClusterKey(file string, fi os.FileInfo) ([]byte, error) {
 	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("cluster key %s is readable by others (mode %04o): with the database, anyone who reads it can forge agent sessions; chmod 600 %s", file, fi.Mode().Perm(), file)
 	}

@@ -341,3 +341,10 @@ func withActor(ctx context.Context, e api.Event) api.Event {
 	e.Actor, e.Role, e.Source = a.ID, a.Role, a.Source
 	return e
 }
+
+// Unavailable reports whether err says the database could not be reached (or the connection to
+// it broke before anything was done): the request may be tried again once it is back.
+func Unavailable(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || pgconn.SafeToRetry(err)
+}

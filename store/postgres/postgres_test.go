@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -497,5 +498,24 @@ func TestSilentListenerReplaced(t *testing.T) {
 	<-conns
 	if evs := receive(t, ctx, got, 1); evs[0].ID != e2.ID {
 		t.Fatalf("caught up with %+v, want %d", evs, e2.ID)
+	}
+}
+
+// Unavailable tells a database that cannot be reached from other failures.
+func TestUnavailable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	_, err = pgx.Connect(context.Background(), "postgres://ferry@"+addr+"/ferry?sslmode=disable&connect_timeout=5")
+	if err == nil || !Unavailable(err) {
+		t.Fatalf("a refused connection: %v, Unavailable %v", err, Unavailable(err))
+	}
+	for _, err := range []error{errors.New("syntax error"), store.ErrNotFound, fmt.Errorf("node %q %w", "x", store.ErrNotFound)} {
+		if Unavailable(err) {
+			t.Fatalf("Unavailable(%v)", err)
+		}
 	}
 }
