@@ -19,6 +19,8 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool) error 
 		return err
 	}
 	defer st.Close()
+	// Once an hour with each new session, and after every failover: which server it is on.
+	a.log.Info("streaming", "server", a.api.Addr())
 	replies := make(chan api.SyncReply)
 	broken := make(chan error, 1)
 	done := make(chan struct{})

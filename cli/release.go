@@ -131,7 +131,11 @@ func (e *env) releaseListCmd() *cobra.Command {
 		},
 		[]string{"APP", "VERSION", "CLASS", "CHANNELS", "SIGNED BY", "SHA256", "SIZE"},
 		func(r api.Release) []string {
-			return []string{r.App, r.Version, r.Class, dash(strings.Join(r.Channels, ",")), dash(r.SignedBy), r.SHA256[:12], bytes(uint64(r.Size))}
+			channels := dash(strings.Join(r.Channels, ","))
+			if r.Withdrawn != "" {
+				channels = "withdrawn" // in no channel, and why is in release show
+			}
+			return []string{r.App, r.Version, r.Class, channels, dash(r.SignedBy), r.SHA256[:12], bytes(uint64(r.Size))}
 		})
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -704,6 +705,9 @@ func TestChannelLifecycle(t *testing.T) {
 	must("release", "withdraw", "hello@1.1.0", "--reason", "crashes on start")
 	if c := candidate("production"); c != "1.0.0" {
 		t.Fatalf("after withdrawal production offers %q, want the fallback 1.0.0", c)
+	}
+	if out := must("release", "list", "hello"); !regexp.MustCompile(`(?m)^hello\s+1\.1\.0\s+minor\s+withdrawn\s`).MatchString(out) {
+		t.Fatalf("release list does not mark the withdrawn release:\n%s", out)
 	}
 	if out, err := run("release", "promote", "hello@1.1.0", "--to", "production"); err == nil || !strings.Contains(err.Error(), "withdrawn (reason: crashes on start)") {
 		t.Fatalf("promote a withdrawn release: %s %v", out, err)

@@ -93,11 +93,12 @@ func (s *Server) authorize(r *http.Request, acc access) error {
 		if err != nil {
 			return err
 		}
+		// The caller is known from here on, refused or not: the access log names who.
+		id, _ := splitToken(tok, prefixOperator)
+		*r = *r.WithContext(store.WithActor(r.Context(), store.Actor{ID: "token:" + id, Role: role, Source: sourceAddr(r)}))
 		if acc == admin && role != api.RoleAdmin {
 			return errorf(http.StatusForbidden, "this token has role %s; the request needs an admin token", role)
 		}
-		id, _ := splitToken(tok, prefixOperator)
-		*r = *r.WithContext(store.WithActor(r.Context(), store.Actor{ID: "token:" + id, Role: role, Source: sourceAddr(r)}))
 		return nil
 	case agentEnroll, agentSession:
 		if err := checkProtocol(r); err != nil {

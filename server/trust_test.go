@@ -385,10 +385,16 @@ func TestAccessLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.call("DELETE", "/v1/sites/nope", "")
+	viewer, err := h.admin.CreateToken(context.Background(), api.TokenCreate{Role: api.RoleViewer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.call("POST", "/v1/sites", viewer.Secret) // refused: the log still names who asked
 	adminID, _ := splitToken(h.srv.AdminToken, prefixOperator)
 	want := []map[string]any{
 		{"route": "GET /v1/sites", "method": "GET", "status": 200.0, "actor": "token:" + adminID, "source": "127.0.0.1"},
 		{"route": "DELETE /v1/sites/{name}", "method": "DELETE", "status": 401.0, "actor": "anonymous", "source": "127.0.0.1"},
+		{"route": "POST /v1/sites", "method": "POST", "status": 403.0, "actor": "token:" + viewer.ID, "source": "127.0.0.1"},
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	for _, w := range want {
