@@ -46,7 +46,7 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool) error 
 		default:
 		}
 		a.mu.Lock()
-		req := api.Sync{Generation: a.desired.Generation}
+		req := api.Sync{Generation: a.desired.Generation, Sparse: true}
 		sent := a.reportVer
 		if a.reportDirty || withFacts {
 			r := append([]api.NodeApp{}, a.report...)

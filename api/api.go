@@ -357,6 +357,11 @@ type Sync struct {
 	Facts      *Facts `json:"facts,omitempty"`
 	// Apps is the agent's report of its apps, sent when it changed and with every new session.
 	Apps *[]NodeApp `json:"apps,omitempty"`
+	// Sparse says the agent needs no answer to a plain heartbeat (one that carries nothing and
+	// holds the current desired state) when the server wrote to it within the last interval and
+	// a half: it is content to hear from the server every other interval, and each answer saved
+	// is most of a heartbeat's cost to the server.
+	Sparse bool `json:"sparse,omitempty"`
 }
 
 // SyncReply answers Sync. Desired is present when it is newer than the generation the agent has.

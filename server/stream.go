@@ -33,13 +33,17 @@ const maxFrame = maxBody
 // stream is one agent's open stream. Writes come from the read loop (answers) and from
 // whoever changes the node's desired state (pushes), so they are serialized here.
 type stream struct {
-	conn net.Conn
-	mu   sync.Mutex
-	sent int64 // newest generation written with its desired state
+	conn     net.Conn
+	mu       sync.Mutex
+	sent     int64     // newest generation written with its desired state
+	answered time.Time // when the last answer was written, on the server's clock
 }
 
 // send writes reply unless it carries a desired state no newer than one already sent.
-func (st *stream) send(reply api.SyncReply) error {
+func (st *stream) send(reply api.SyncReply) error { return st.answer(reply, time.Time{}) }
+
+// answer is send of an answer to a frame, at the server's time at.
+func (st *stream) answer(reply api.SyncReply, at time.Time) error {
 	b, err := json.Marshal(reply)
 	if err != nil {
 		return err
@@ -59,7 +63,17 @@ func (st *stream) send(reply api.SyncReply) error {
 	// A stuck agent must not hold up a push to everyone else.
 	st.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	_, err = st.conn.Write(append(b, '\n'))
+	if err == nil && at.After(st.answered) {
+		st.answered = at
+	}
 	return err
+}
+
+// answeredSince reports whether an answer was written to the stream after t.
+func (st *stream) answeredSince(t time.Time) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.answered.After(t)
 }
 
 // end makes the stream's reader stop: its next read sees the end of the stream, whether the
@@ -341,11 +355,16 @@ func (s *Server) handleFrame(as *agentStream, frame []byte) bool {
 	if !ok {
 		return false
 	}
+	now := s.clk.Now()
+	if req.Sparse && req.Apps == nil && req.Facts == nil && desired.Generation == req.Generation &&
+		as.st.answeredSince(now.Add(-s.cfg.HeartbeatInterval*3/2)) {
+		return true // heard, and the agent heard from us lately enough
+	}
 	reply := api.SyncReply{Generation: desired.Generation, HeartbeatInterval: api.Duration(s.cfg.HeartbeatInterval)}
 	if desired.Generation != req.Generation {
 		reply.Desired = &desired
 	}
-	return as.st.send(reply) == nil
+	return as.st.answer(reply, now) == nil
 }
 
 // refuse ends a stream with an error frame the agent can log, in the shape of an API error.

@@ -405,3 +405,36 @@ func TestLateSweepKeepsLiveNode(t *testing.T) {
 		t.Fatalf("the stream of a node that spoke again: %v", err)
 	}
 }
+
+// A sparse heartbeat (plain, at the current generation) is answered only when the stream has had
+// no answer for an interval and a half; anything else is answered at once.
+func TestSparseHeartbeats(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	h := start(t, Config{Clock: clk, HeartbeatInterval: 10 * time.Minute})
+	h.site("ams", 1)
+	ac, session := rawAgent(t, h, "ams", "n1")
+	st := openStream(t, ac, session().Token)
+	st.Send(api.Sync{Sparse: true}) // an older generation: answered with the desired state
+	if r, err := recv(t, st); err != nil || r.Desired == nil || r.Generation != 1 {
+		t.Fatalf("first answer: %+v %v", r, err)
+	}
+	// Answered a moment ago: the sparse heartbeat gets none, so the next frame read is the push
+	// of a label change made after it.
+	st.Send(api.Sync{Generation: 1, Sparse: true})
+	st.Send(api.Sync{Generation: 1}) // answered, so the sparse frame before it has been read
+	if r, err := recv(t, st); err != nil || r.Desired != nil || r.Generation != 1 {
+		t.Fatalf("answer to the frame after a sparse heartbeat: %+v %v", r, err)
+	}
+	if _, err := h.admin.Label(context.Background(), "n1", api.LabelChange{Set: map[string]string{"zone": "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := recv(t, st); err != nil || r.Desired == nil || r.Desired.Generation != 2 {
+		t.Fatalf("after a sparse heartbeat and a label change, read %+v %v; want the push (the heartbeat was answered?)", r, err)
+	}
+	// Quiet for an interval and a half: the sparse heartbeat is answered.
+	clk.Advance(15 * time.Minute)
+	st.Send(api.Sync{Generation: 2, Sparse: true})
+	if r, err := recv(t, st); err != nil || r.Desired != nil || r.Generation != 2 {
+		t.Fatalf("a sparse heartbeat after a quiet stream: %+v %v", r, err)
+	}
+}

@@ -201,7 +201,7 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 			tick := time.NewTicker(interval)
 			defer tick.Stop()
 			for {
-				if err := st.Send(api.Sync{Generation: a.gen.Load()}); err != nil {
+				if err := st.Send(api.Sync{Generation: a.gen.Load(), Sparse: true}); err != nil {
 					return
 				}
 				syncs.Add(1)
