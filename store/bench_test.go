@@ -115,3 +115,20 @@ func BenchmarkAssign10k(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTouchNodes10k is the once-a-minute flush of a fleet's last-seen times.
+func BenchmarkTouchNodes10k(b *testing.B) {
+	ctx := context.Background()
+	s, names := fleet10k(b)
+	seen := make(map[string]time.Time, len(names))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		now := time.Now()
+		for _, n := range names {
+			seen[n] = now
+		}
+		if err := s.TouchNodes(ctx, seen); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

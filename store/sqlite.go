@@ -548,18 +548,14 @@ func (s *SQLite) TouchNodes(ctx context.Context, seen map[string]time.Time) erro
 	if len(seen) == 0 {
 		return nil
 	}
+	// One statement for the whole batch: a fleet's flush is one write, not one per node.
+	times := make(map[string]string, len(seen))
+	for name, t := range seen {
+		times[name] = ts(t)
+	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `UPDATE nodes SET last_seen = ? WHERE name = ?`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		for name, t := range seen {
-			if _, err := st.ExecContext(ctx, ts(t), name); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err := tx.ExecContext(ctx, `UPDATE nodes SET last_seen = j.value FROM json_each(?) AS j WHERE nodes.name = j.key`, mustJSON(times))
+		return err
 	})
 }
 
