@@ -103,7 +103,7 @@ func (e *env) releasePushCmd() *cobra.Command {
 				}
 				defer func() { b.Abort(false); bar.Wait() }()
 			}
-			rel, err := c.PushRelease(cmd.Context(), body, fi.Size(), sig)
+			rel, created, err := c.Push(cmd.Context(), body, fi.Size(), sig)
 			if err != nil {
 				return err
 			}
@@ -113,6 +113,11 @@ func (e *env) releasePushCmd() *cobra.Command {
 			signed := "unsigned"
 			if rel.SignedBy != "" {
 				signed = "signed by " + rel.SignedBy
+			}
+			if !created {
+				e.printf("%s@%s is already in the catalog with these bytes (sha256:%s, %s), in %s; nothing changed\n",
+					rel.App, rel.Version, rel.SHA256, signed, dash(strings.Join(rel.Channels, ", ")))
+				return nil
 			}
 			e.printf("%s@%s pushed (sha256:%s, %s) to %s\n", rel.App, rel.Version, rel.SHA256, signed, strings.Join(rel.Channels, ", "))
 			return nil

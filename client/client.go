@@ -378,9 +378,16 @@ func (c *Client) RevokeKey(ctx context.Context, id string) error {
 // PushRelease streams a bundle of size bytes to the server, with its .minisig content when sig
 // is not nil.
 func (c *Client) PushRelease(ctx context.Context, bundle io.Reader, size int64, sig []byte) (api.Release, error) {
+	rel, _, err := c.Push(ctx, bundle, size, sig)
+	return rel, err
+}
+
+// Push is PushRelease that also says whether the push made the release (false: the same bytes
+// were there under that version already, and nothing changed).
+func (c *Client) Push(ctx context.Context, bundle io.Reader, size int64, sig []byte) (api.Release, bool, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", c.base()+"/v1/releases", bundle)
 	if err != nil {
-		return api.Release{}, err
+		return api.Release{}, false, err
 	}
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/gzip")
@@ -390,14 +397,14 @@ func (c *Client) PushRelease(ctx context.Context, bundle io.Reader, size int64, 
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return api.Release{}, c.unreachable(err)
+		return api.Release{}, false, c.unreachable(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		return api.Release{}, readError(resp)
+		return api.Release{}, false, readError(resp)
 	}
 	var out api.Release
-	return out, json.NewDecoder(resp.Body).Decode(&out)
+	return out, resp.StatusCode == http.StatusCreated, json.NewDecoder(resp.Body).Decode(&out)
 }
 
 // Releases lists releases, of one app when app is not empty.

@@ -40,9 +40,11 @@ func (s *Server) pushRelease(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if created {
-		s.settle(r.Context(), ev)
+	if !created {
+		writeJSON(w, http.StatusOK, rel) // the same bytes under that version already: nothing changed
+		return nil
 	}
+	s.settle(r.Context(), ev)
 	writeJSON(w, http.StatusCreated, rel)
 	return nil
 }
