@@ -47,10 +47,7 @@ func (s *Service) Assign(ctx context.Context, names []string, app, version strin
 			return err
 		}
 		changed = inOrder(names, done)
-		evs, err := tx.AppendEvents(api.NewEvent(now, api.EventReleaseDeployed, app+"@"+version, api.ReleaseDeployed{Nodes: changed}))
-		if err == nil {
-			ev = evs[0]
-		}
+		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventReleaseDeployed, app+"@"+version, api.ReleaseDeployed{Nodes: changed}))
 		return err
 	})
 	if err != nil {

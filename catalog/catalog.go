@@ -69,7 +69,7 @@ func (s *Service) TrustKey(ctx context.Context, publicKey, comment string) (api.
 		if err := tx.InsertKey(k); err != nil {
 			return err
 		}
-		ev, err = appendOne(tx, api.NewEvent(k.CreatedAt, api.EventKeyTrusted, k.ID, api.KeyTrusted{Comment: comment}))
+		ev, err = store.AppendOne(tx, api.NewEvent(k.CreatedAt, api.EventKeyTrusted, k.ID, api.KeyTrusted{Comment: comment}))
 		return err
 	})
 	return k, ev, err
@@ -87,7 +87,7 @@ func (s *Service) RevokeKey(ctx context.Context, id string) (api.Event, error) {
 		if !ok {
 			return fault.NotFound("trusted key %q not found", id)
 		}
-		ev, err = appendOne(tx, api.NewEvent(now, api.EventKeyRevoked, id, nil))
+		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventKeyRevoked, id, nil))
 		return err
 	})
 	return ev, err
@@ -117,7 +117,7 @@ func (s *Service) CreateChannel(ctx context.Context, c api.ChannelCreate) (api.E
 		if err := tx.InsertChannel(c.Name, c.After, c.AllowUnsigned, now); err != nil {
 			return err
 		}
-		ev, err = appendOne(tx, api.NewEvent(now, api.EventChannelCreated, c.Name, api.ChannelCreated{After: c.After, AllowUnsigned: c.AllowUnsigned}))
+		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventChannelCreated, c.Name, api.ChannelCreated{After: c.After, AllowUnsigned: c.AllowUnsigned}))
 		return err
 	})
 	return ev, err
@@ -152,7 +152,7 @@ func (s *Service) SetAllowUnsigned(ctx context.Context, name string, allow bool)
 		if err := tx.SetAllowUnsigned(name, allow); err != nil {
 			return err
 		}
-		ev, err = appendOne(tx, api.NewEvent(now, api.EventChannelChanged, name, api.ChannelChanged{AllowUnsigned: allow}))
+		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventChannelChanged, name, api.ChannelChanged{AllowUnsigned: allow}))
 		return err
 	})
 	return ev, err
@@ -204,7 +204,7 @@ func (s *Service) Promote(ctx context.Context, app, version, to string, force bo
 		if err := tx.AddToChannel(to, app, version, action, "", now); err != nil {
 			return err
 		}
-		ev, err = appendOne(tx, api.NewEvent(now, api.EventReleasePromoted, app+"@"+version,
+		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventReleasePromoted, app+"@"+version,
 			api.ReleasePromoted{To: to, From: from, Forced: from == ""}))
 		return err
 	})
@@ -231,7 +231,7 @@ func (s *Service) Withdraw(ctx context.Context, app, version, reason string) (ap
 		if err != nil {
 			return err
 		}
-		ev, err = appendOne(tx, api.NewEvent(now, api.EventReleaseWithdrawn, app+"@"+version,
+		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventReleaseWithdrawn, app+"@"+version,
 			api.ReleaseWithdrawn{Reason: reason, Channels: channels, AssignedNodes: len(nodes)}))
 		return err
 	})
@@ -276,7 +276,7 @@ func (s *Service) Republish(ctx context.Context, app, version string, epoch uint
 		if err := tx.AddToChannel(first.Name, app, newVersion, "republished", "from "+version, now); err != nil {
 			return err
 		}
-		ev, err = appendOne(tx, api.NewEvent(now, api.EventReleaseRepublished, app+"@"+newVersion,
+		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventReleaseRepublished, app+"@"+newVersion,
 			api.ReleaseRepublished{From: version, Channel: first.Name}))
 		return err
 	})
@@ -309,12 +309,4 @@ func firstChannel(tx store.Tx) (api.Channel, error) {
 
 func channelIndex(chans []api.Channel, name string) int {
 	return slices.IndexFunc(chans, func(c api.Channel) bool { return c.Name == name })
-}
-
-func appendOne(tx store.Tx, e api.Event) (api.Event, error) {
-	evs, err := tx.AppendEvents(e)
-	if err != nil {
-		return e, err
-	}
-	return evs[0], nil
 }

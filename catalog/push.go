@@ -143,7 +143,7 @@ func (s *Service) admit(ctx context.Context, r api.Release) (ev api.Event, creat
 			return err
 		}
 		created = true
-		ev, err = appendOne(tx, api.NewEvent(r.CreatedAt, api.EventReleasePushed, r.App+"@"+r.Version,
+		ev, err = store.AppendOne(tx, api.NewEvent(r.CreatedAt, api.EventReleasePushed, r.App+"@"+r.Version,
 			api.ReleasePushed{SHA256: r.SHA256, Size: r.Size, SignedBy: r.SignedBy, Channel: first.Name}))
 		return err
 	})

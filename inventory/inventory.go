@@ -65,7 +65,7 @@ func (s *Service) AddSite(ctx context.Context, a api.SiteAdd) (api.Site, api.Eve
 			return err
 		}
 		var err error
-		ev, err = appendOne(tx, api.NewEvent(site.CreatedAt, api.EventSiteAdded, site.Name, api.SiteAdded{Tier: site.Tier, Lat: site.Lat, Lon: site.Lon}))
+		ev, err = store.AppendOne(tx, api.NewEvent(site.CreatedAt, api.EventSiteAdded, site.Name, api.SiteAdded{Tier: site.Tier, Lat: site.Lat, Lon: site.Lon}))
 		return err
 	})
 	return site, ev, err
@@ -109,7 +109,7 @@ func (s *Service) CreateToken(ctx context.Context, t store.TokenRecord) (api.Eve
 			return err
 		}
 		var err error
-		ev, err = appendOne(tx, api.NewEvent(t.CreatedAt, api.EventTokenCreated, t.ID, api.TokenCreated{Kind: t.Kind, Site: t.Site, Role: t.Role}))
+		ev, err = store.AppendOne(tx, api.NewEvent(t.CreatedAt, api.EventTokenCreated, t.ID, api.TokenCreated{Kind: t.Kind, Site: t.Site, Role: t.Role}))
 		return err
 	})
 	return ev, err
@@ -135,7 +135,7 @@ func (s *Service) CreateTokenUnless(ctx context.Context, t store.TokenRecord, ha
 		if err := tx.InsertToken(t); err != nil {
 			return err
 		}
-		ev, err = appendOne(tx, api.NewEvent(t.CreatedAt, api.EventTokenCreated, t.ID, api.TokenCreated{Kind: t.Kind, Site: t.Site, Role: t.Role}))
+		ev, err = store.AppendOne(tx, api.NewEvent(t.CreatedAt, api.EventTokenCreated, t.ID, api.TokenCreated{Kind: t.Kind, Site: t.Site, Role: t.Role}))
 		return err
 	})
 	return found, ev, err
@@ -150,7 +150,7 @@ func (s *Service) RevokeToken(ctx context.Context, id string) (api.Event, error)
 			return err
 		}
 		var err error
-		ev, err = appendOne(tx, api.NewEvent(now, api.EventTokenRevoked, id, nil))
+		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventTokenRevoked, id, nil))
 		return err
 	})
 	return ev, err
@@ -193,7 +193,7 @@ func (s *Service) Enroll(ctx context.Context, tokenID, secretHash string, n stor
 		if err := tx.SpendToken(t.ID); err != nil {
 			return err
 		}
-		ev, err = appendOne(tx, api.NewEvent(now, api.EventNodeEnrolled, n.Name, api.NodeEnrolled{Site: t.Site, Token: t.ID}))
+		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventNodeEnrolled, n.Name, api.NodeEnrolled{Site: t.Site, Token: t.ID}))
 		return err
 	})
 	if err != nil {
@@ -227,18 +227,10 @@ func (s *Service) SetStatus(ctx context.Context, name, status string) (api.Event
 		if status == api.StatusDown {
 			typ = api.EventNodeDown
 		}
-		ev, err = appendOne(tx, api.NewEvent(now, typ, name, api.NodeStatusChanged{From: n.Status}))
+		ev, err = store.AppendOne(tx, api.NewEvent(now, typ, name, api.NodeStatusChanged{From: n.Status}))
 		return err
 	})
 	return ev, ev.ID != 0, err
-}
-
-func appendOne(tx store.Tx, e api.Event) (api.Event, error) {
-	evs, err := tx.AppendEvents(e)
-	if err != nil {
-		return e, err
-	}
-	return evs[0], nil
 }
 
 // Query selects nodes: revoked ones only when Status asks for them.
@@ -448,7 +440,7 @@ func (s *Service) RemoveNode(ctx context.Context, name string) (api.Event, error
 		if err := tx.SetNodeStatus(name, api.StatusRevoked); err != nil {
 			return err
 		}
-		ev, err = appendOne(tx, api.NewEvent(now, api.EventNodeRevoked, name, nil))
+		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventNodeRevoked, name, nil))
 		return err
 	})
 	return ev, err

@@ -97,12 +97,18 @@ type Updater interface {
 
 // AppendEvent appends one event in a transaction of its own, with the actor of ctx.
 func AppendEvent(ctx context.Context, u Updater, e api.Event) (api.Event, error) {
-	err := u.Update(ctx, func(tx Tx) error {
-		evs, err := tx.AppendEvents(e)
-		if err == nil {
-			e = evs[0]
-		}
+	err := u.Update(ctx, func(tx Tx) (err error) {
+		e, err = AppendOne(tx, e)
 		return err
 	})
 	return e, err
+}
+
+// AppendOne appends one event in tx and returns it as stored.
+func AppendOne(tx Tx, e api.Event) (api.Event, error) {
+	evs, err := tx.AppendEvents(e)
+	if err != nil {
+		return e, err
+	}
+	return evs[0], nil
 }
