@@ -66,7 +66,9 @@ func Server(g cli.Globals) *cobra.Command {
 			if srv.CAFile != "" {
 				log.Info("server CA: operators set FERRY_CACERT to it, agents need only their token", "file", srv.CAFile, "pin", srv.CAPin)
 			}
-			return srv.Serve(cmd.Context(), l)
+			err = srv.Serve(cmd.Context(), l)
+			log.Info("stopped")
+			return err
 		},
 	}
 	f := cmd.Flags()

@@ -453,7 +453,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
-	s.log.Info("serving", "addr", l.Addr().String(), "tls", s.tls != nil, "client_certs", s.cfg.ClientCA != "", "heartbeat_interval", s.cfg.HeartbeatInterval, "heartbeat_grace", s.cfg.HeartbeatGrace)
+	s.log.Info("serving", "addr", l.Addr().String(), "db", s.storeName(), "blobs", s.cfg.BlobsDir, "tls", s.tls != nil, "client_certs", s.cfg.ClientCA != "", "heartbeat_interval", s.cfg.HeartbeatInterval, "heartbeat_grace", s.cfg.HeartbeatGrace)
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
@@ -604,6 +604,20 @@ func TuneGC() {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(GCPercent)
 	}
+}
+
+// storeName says which database the server uses, for its log: the SQLite file, or the
+// PostgreSQL URL without its password.
+func (s *Server) storeName() string {
+	switch {
+	case s.cfg.Store != nil:
+		return fmt.Sprintf("%T", s.cfg.Store)
+	case isPostgres(s.cfg.DB):
+		return redactURL(s.cfg.DB)
+	case s.cfg.DB != "":
+		return s.cfg.DB
+	}
+	return "sqlite:" + filepath.Join(s.cfg.DataDir, "ferry.db")
 }
 
 // redactURL drops the password from a database URL, for messages.
