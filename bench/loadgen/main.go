@@ -55,12 +55,9 @@ func main() {
 	transport := flag.String("transport", "both", "plain (--insecure-http), tls, or both one after the other")
 	db := flag.String("db", "sqlite", "sqlite, postgres (a throw-away cluster, or $"+envPostgres+"), or both one after the other")
 	replicas := flag.String("replicas", "1", "server replicas over the one PostgreSQL database: N, or a list such as 1,2 (SQLite runs one)")
-	flag.StringVar(&o.profile, "cpuprofile", "", "directory for a CPU profile of the server over the window and a heap profile after it, per transport (runs bench/profserver; SQLite only)")
+	flag.StringVar(&o.profile, "cpuprofile", "", "directory for a CPU profile of the server (the first replica) over the window and a heap profile after it, per scenario (runs bench/profserver)")
 	flag.Parse()
 	setups, err := plan(*db, *replicas, *transport)
-	if err == nil && o.profile != "" && slices.ContainsFunc(setups, func(s setup) bool { return s.db == "postgres" }) {
-		err = errors.New("-cpuprofile runs bench/profserver, which serves SQLite only: use -db sqlite")
-	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(2)
@@ -87,6 +84,9 @@ type setup struct {
 }
 
 func (s setup) String() string { return fmt.Sprintf("%s×%d %s", s.db, s.replicas, s.mode) }
+
+// file names the scenario in its profiles' file names: sqlite-1-plain.
+func (s setup) file() string { return fmt.Sprintf("%s-%d-%s", s.db, s.replicas, s.mode) }
 
 // plan returns the scenarios of the -db, -replicas and -transport flags, in the order they run.
 func plan(db, replicas, transport string) ([]setup, error) {

@@ -224,7 +224,7 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 
 	control := reps[0].control
 	if control != "" {
-		if err := profctl.Start(control, filepath.Join(profile, "cpu-"+s.mode+".pprof")); err != nil {
+		if err := profctl.Start(control, filepath.Join(profile, "cpu-"+s.file()+".pprof")); err != nil {
 			return res, err
 		}
 	}
@@ -250,7 +250,7 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 		if err := profctl.Stop(control); err != nil {
 			return res, err
 		}
-		if err := profctl.Heap(control, filepath.Join(profile, "heap-"+s.mode+".pprof")); err != nil {
+		if err := profctl.Heap(control, filepath.Join(profile, "heap-"+s.file()+".pprof")); err != nil {
 			return res, err
 		}
 	}
