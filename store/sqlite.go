@@ -173,8 +173,6 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
-const insertEvent = `INSERT INTO events (time, type, subject, data, actor, role, source) VALUES (?, ?, ?, ?, ?, ?, ?)`
-
 // withActor sets e's actor to the one ctx carries (System when none), replacing whatever e held:
 // the actor of an event is always that of the request that wrote it.
 func withActor(ctx context.Context, e api.Event) api.Event {
@@ -183,25 +181,13 @@ func withActor(ctx context.Context, e api.Event) api.Event {
 	return e
 }
 
-// insertEventArgs returns the arguments of insertEvent for e.
+// insertEventArgs returns an event's column values, in the order appendEvents inserts them.
 func insertEventArgs(e api.Event) []any {
 	data := string(e.Data)
 	if data == "" {
 		data = "{}"
 	}
 	return []any{ts(e.Time), e.Type, e.Subject, data, e.Actor, e.Role, e.Source}
-}
-
-// appendEvent writes e, with the actor of ctx, and returns it as stored.
-func appendEvent(ctx context.Context, tx *sql.Tx, e api.Event) (api.Event, error) {
-	e = withActor(ctx, e)
-	res, err := tx.ExecContext(ctx, insertEvent, insertEventArgs(e)...)
-	if err != nil {
-		return e, err
-	}
-	e.ID, err = res.LastInsertId()
-	e.Time = e.Time.UTC()
-	return e, err
 }
 
 // SpendNonce records a nonce as spent until expires; false when it already is. Each call also
@@ -398,29 +384,6 @@ func assignments(ctx context.Context, q querier, where string, args ...any) (map
 	}
 	defer rows.Close()
 	return ScanAssignments(rows)
-}
-
-// fillAssigned fills the assignments of nodes: one query per node for a few, one query for the
-// whole fleet for many.
-func fillAssigned(ctx context.Context, q querier, nodes []api.Node) error {
-	if len(nodes) <= 64 {
-		for i := range nodes {
-			if err := assignedOf(ctx, q, &nodes[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	all, err := assignments(ctx, q, "")
-	if err != nil {
-		return err
-	}
-	for i := range nodes {
-		if a := all[nodes[i].Name]; a != nil {
-			nodes[i].Assigned = a
-		}
-	}
-	return nil
 }
 
 // assignedOf fills one node's assignments.

@@ -328,12 +328,6 @@ func pgTimePtr(t *time.Time) *time.Time {
 	return &v
 }
 
-// isUnique reports whether err is a violation of a unique constraint.
-func isUnique(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "23505"
-}
-
 // withActor sets e's actor to the one ctx carries (System when none), replacing whatever e held:
 // the actor of an event is always that of the request that wrote it.
 func withActor(ctx context.Context, e api.Event) api.Event {

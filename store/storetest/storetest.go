@@ -23,23 +23,6 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Tx", func(t *testing.T) { RunTx(t, open) })
 }
 
-// RunNamed runs the named tests of the suite, for a backend that is not complete yet; a name
-// the suite does not have fails.
-func RunNamed(t *testing.T, open func(t *testing.T) store.Store, names ...string) {
-	tests := map[string]func(*testing.T, store.Store){}
-	for _, tt := range suite() {
-		tests[tt.name] = tt.fn
-	}
-	for _, name := range names {
-		fn := tests[name]
-		if fn == nil {
-			t.Errorf("the suite has no test %q", name)
-			continue
-		}
-		t.Run(name, func(t *testing.T) { fn(t, open(t)) })
-	}
-}
-
 type suiteTest struct {
 	name string
 	fn   func(*testing.T, store.Store)
@@ -87,14 +70,6 @@ func enroll(t *testing.T, s store.Store, site, name string) api.Node {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// revoke marks a node revoked, as removing it does.
-func revoke(t *testing.T, s store.Store, name string) {
-	t.Helper()
-	if err := s.Update(context.Background(), func(tx store.Tx) error { return tx.SetNodeStatus(name, api.StatusRevoked) }); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // appendEvent appends one event under ctx.
