@@ -13,23 +13,10 @@ import (
 	"aead.dev/minisign"
 	"github.com/ferryhq/ferry/fault"
 	"github.com/ferryhq/ferry/internal/backend"
-	"github.com/ferryhq/ferry/release"
+	"github.com/ferryhq/ferry/internal/bundletest"
 	"github.com/ferryhq/ferry/signing"
 	"github.com/ferryhq/ferry/store"
 )
-
-// bundle builds a bundle of app@version with some payload.
-func bundle(t *testing.T, app, version, payload string) []byte {
-	t.Helper()
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, release.ManifestName), []byte(fmt.Sprintf("app: %s\nversion: %q\nclass: minor\n", app, version)), 0o644)
-	os.WriteFile(filepath.Join(dir, "payload"), []byte(payload), 0o644)
-	var buf bytes.Buffer
-	if _, _, err := release.Build(dir, &buf); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 var errCut = errors.New("connection cut")
 
@@ -56,7 +43,7 @@ func TestPush(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := bundle(t, "hello", "1.0.0", "hi")
+		b := bundletest.Build(t, "hello", "1.0.0", "hi")
 		f := filepath.Join(t.TempDir(), "b.tar.gz")
 		os.WriteFile(f, b, 0o644)
 		sigFile, err := signing.SignFile(priv, f, "test")
@@ -81,7 +68,7 @@ func TestPush(t *testing.T) {
 		if _, _, err := c.TrustKey(ctx, pub.String(), ""); err != nil {
 			t.Fatal(err)
 		}
-		refused("signed over other bytes", bytes.NewReader(bundle(t, "hello", "1.0.0", "other")), sig, fault.ErrForbidden)
+		refused("signed over other bytes", bytes.NewReader(bundletest.Build(t, "hello", "1.0.0", "other")), sig, fault.ErrForbidden)
 		refused("not a bundle", bytes.NewReader([]byte("hello")), sig, fault.ErrInvalid)
 		_, _, _, err = c.Push(ctx, cutReader{bytes.NewReader(b)}, sig)
 		if !errors.Is(err, errCut) || !errors.Is(err, fault.ErrInvalid) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/internal/bundletest"
 )
 
 // pushSigned pushes app@version signed by a key the server trusts.
@@ -16,7 +17,7 @@ func pushSigned(t *testing.T, h *harness, app, version string) {
 	if _, err := h.admin.TrustKey(context.Background(), api.KeyTrust{PublicKey: s.pub()}); err != nil {
 		t.Fatal(err)
 	}
-	b := bundle(t, app, version, app+version)
+	b := bundletest.Build(t, app, version, app+version)
 	if _, err := push(h, b, s.sign(b)); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/internal/bundletest"
 )
 
 func TestCollectBlobs(t *testing.T) {
@@ -15,7 +16,7 @@ func TestCollectBlobs(t *testing.T) {
 	ctx := context.Background()
 	sg := newSigner(t)
 	h.admin.TrustKey(ctx, api.KeyTrust{PublicKey: sg.pub()})
-	b := bundle(t, "hello", "1.0.0", "kept")
+	b := bundletest.Build(t, "hello", "1.0.0", "kept")
 	rel, err := push(h, b, sg.sign(b))
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +61,7 @@ func TestCollectBlobsRechecksUnderLock(t *testing.T) {
 	ctx := context.Background()
 	sg := newSigner(t)
 	h.admin.TrustKey(ctx, api.KeyTrust{PublicKey: sg.pub()})
-	b := bundle(t, "hello", "1.0.0", "pushed while collecting")
+	b := bundletest.Build(t, "hello", "1.0.0", "pushed while collecting")
 	sum, _, _, err := h.srv.blobs.Put(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/internal/bundletest"
 )
 
 // TestPushRaceKeepsReferencedBlobs pushes the same bytes concurrently with mixed outcomes —
@@ -40,7 +41,7 @@ func TestPushRaceKeepsReferencedBlobs(t *testing.T) {
 	slots := make(chan struct{}, inFlight)
 	var wg sync.WaitGroup
 	for i := range rounds {
-		b := bundle(t, "race", fmt.Sprintf("1.0.%d", i), fmt.Sprintf("round %d", i))
+		b := bundletest.Build(t, "race", fmt.Sprintf("1.0.%d", i), fmt.Sprintf("round %d", i))
 		good := trusted.sign(b)
 		attempts := []attempt{{good, 0}, {nil, refusedOrSame}}
 		if i%3 == 0 {

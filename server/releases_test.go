@@ -15,22 +15,10 @@ import (
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/internal/bundletest"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/signing"
 )
-
-// bundle builds a bundle of app@version with some payload and returns its bytes.
-func bundle(t *testing.T, app, version, payload string) []byte {
-	t.Helper()
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, release.ManifestName), []byte(fmt.Sprintf("app: %s\nversion: %q\nclass: minor\n", app, version)), 0o644)
-	os.WriteFile(filepath.Join(dir, "payload"), []byte(payload), 0o644)
-	var buf bytes.Buffer
-	if _, _, err := release.Build(dir, &buf); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 type signer struct {
 	t   *testing.T
@@ -93,7 +81,7 @@ func TestPushAndServeBlobs(t *testing.T) {
 	for i := 0; i < 20000; i++ {
 		fmt.Fprintf(&payload, "%d:%x ", i, i*i*7919)
 	}
-	b := bundle(t, "hello", "1.4.0", payload.String())
+	b := bundletest.Build(t, "hello", "1.4.0", payload.String())
 	if len(b) < 10000 {
 		t.Fatalf("bundle only %d bytes", len(b))
 	}
@@ -168,18 +156,18 @@ func TestPushRefusalsStoreNothing(t *testing.T) {
 	h.admin.TrustKey(ctx, api.KeyTrust{PublicKey: trusted.pub()})
 	rk, _ := h.admin.TrustKey(ctx, api.KeyTrust{PublicKey: revoked.pub()})
 	h.admin.RevokeKey(ctx, rk.ID)
-	good := bundle(t, "hello", "1.4.0", "v1")
+	good := bundletest.Build(t, "hello", "1.4.0", "v1")
 	if _, err := push(h, good, trusted.sign(good)); err != nil {
 		t.Fatal(err)
 	}
 	before, blobsBefore := lastEventID(t, h.admin), len(blobFiles(t, h))
-	other := bundle(t, "hello", "1.4.0", "other content")
-	next := bundle(t, "hello", "1.5.0", "v2")
+	other := bundletest.Build(t, "hello", "1.4.0", "other content")
+	next := bundletest.Build(t, "hello", "1.5.0", "v2")
 	corrupt := append([]byte(nil), next...)
 	corrupt[len(corrupt)/2] ^= 0xff
 	noise := make([]byte, 70<<10)
 	rand.Read(noise)
-	huge := bundle(t, "hello", "1.6.0", string(noise)) // a well-formed bundle, checked until the limit cuts it off
+	huge := bundletest.Build(t, "hello", "1.6.0", string(noise)) // a well-formed bundle, checked until the limit cuts it off
 	cases := []struct {
 		name string
 		b    []byte

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/internal/bundletest"
 )
 
 // GET /v1/events?since=N answers the events after N, never N itself, over HTTP as in the store.
@@ -36,7 +37,7 @@ func TestCollectorKeepsWithdrawnBlob(t *testing.T) {
 	ctx := context.Background()
 	sg := newSigner(t)
 	h.admin.TrustKey(ctx, api.KeyTrust{PublicKey: sg.pub()})
-	b := bundle(t, "hello", "1.0.0", "withdrawn later")
+	b := bundletest.Build(t, "hello", "1.0.0", "withdrawn later")
 	rel, err := push(h, b, sg.sign(b))
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +67,7 @@ func TestChannelCandidateOrder(t *testing.T) {
 	sg := newSigner(t)
 	h.admin.TrustKey(ctx, api.KeyTrust{PublicKey: sg.pub()})
 	for _, v := range []string{"1.9.0", "1.10.0", "1.2.0"} {
-		b := bundle(t, "hello", v, "v"+v)
+		b := bundletest.Build(t, "hello", v, "v"+v)
 		if _, err := push(h, b, sg.sign(b)); err != nil {
 			t.Fatal(err)
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/internal/bundletest"
 )
 
 // (Syncs here send generation 0, so the server answers at once with the desired state.)
@@ -146,7 +147,7 @@ func TestServerFilesArePrivate(t *testing.T) {
 	if _, err := h.admin.TrustKey(context.Background(), api.KeyTrust{PublicKey: s.pub()}); err != nil {
 		t.Fatal(err)
 	}
-	b := bundle(t, "hello", "1.0.0", "x")
+	b := bundletest.Build(t, "hello", "1.0.0", "x")
 	if _, err := push(h, b, s.sign(b)); err != nil {
 		t.Fatal(err)
 	}
