@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/catalog"
 	"github.com/ferryhq/ferry/clock"
-	"github.com/ferryhq/ferry/fault"
 	"github.com/ferryhq/ferry/store"
 )
 
@@ -35,12 +35,8 @@ func (s *Service) Assign(ctx context.Context, names []string, app, version strin
 	var changed []string
 	var ev api.Event
 	err := s.store.Update(ctx, func(tx store.Tx) error {
-		rel, err := tx.Release(app, version)
-		if err != nil {
+		if _, err := catalog.Live(tx, app, version, "deploy"); err != nil {
 			return err
-		}
-		if rel.Withdrawn != "" {
-			return fault.Conflict("release %s@%s is withdrawn (reason: %s); deploy another version", app, version, rel.Withdrawn)
 		}
 		done, err := tx.AssignNodes(names, app, version, now)
 		if err != nil || len(done) == 0 {

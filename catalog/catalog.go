@@ -165,12 +165,9 @@ func (s *Service) Promote(ctx context.Context, app, version, to string, force bo
 	now := s.clk.Now().UTC()
 	var ev api.Event
 	err := s.store.Update(ctx, func(tx store.Tx) error {
-		rel, err := tx.Release(app, version)
+		rel, err := Live(tx, app, version, "promote")
 		if err != nil {
 			return err
-		}
-		if rel.Withdrawn != "" {
-			return fault.Conflict("release %s@%s is withdrawn (reason: %s); promote another version", app, version, rel.Withdrawn)
 		}
 		chans, err := tx.Channels()
 		if err != nil {
@@ -285,6 +282,16 @@ func (s *Service) Republish(ctx context.Context, app, version string, epoch uint
 	}
 	rel, err := s.store.Release(ctx, app, newVersion)
 	return rel, ev, err
+}
+
+// Live returns app@version unless it is withdrawn: a withdrawn release goes nowhere, neither into
+// a channel nor onto a node. verb is what the caller would have done with it ("promote").
+func Live(tx store.Tx, app, version, verb string) (api.Release, error) {
+	rel, err := tx.Release(app, version)
+	if err == nil && rel.Withdrawn != "" {
+		err = fault.Conflict("release %s@%s is withdrawn (reason: %s); %s another version", app, version, rel.Withdrawn, verb)
+	}
+	return rel, err
 }
 
 // admitUnsigned refuses an unsigned release for a channel that does not allow unsigned ones.
