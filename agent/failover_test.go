@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/server"
 )
 
@@ -149,4 +150,42 @@ func TestRemovedNodeStops(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the agent of a removed node is still running")
 	}
+}
+
+// An agent takes a server that leaves its sparse heartbeats unanswered for api.SparseSilent
+// intervals for dead, and moves on; a server that answers every third interval, as servers
+// do, is never taken for dead. The server's clock stands still here, so after its first answer
+// it never finds the stream quiet long enough to answer again.
+func TestAgentLeavesASilentServer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, _, tok := startServer(t, ctx, server.Config{Clock: clock.NewFake(time.Now()), HeartbeatInterval: 10 * time.Second})
+	clk := clock.NewFake(time.Now())
+	logs := &lockedBuf{}
+	a, err := agent.New(agent.Config{Server: addr, Token: tok.Secret, DataDir: t.TempDir(), Name: "n1",
+		Clock: clk, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	logs.waitCount(t, "desired state", 1) // the first answer: nothing is unanswered
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	const silent = "the server stopped answering"
+	// Heartbeats at 10 s, 20 s, 30 s and 40 s go unanswered: the oldest has waited 30 s, the
+	// three intervals a server may take, and the agent keeps the stream.
+	for range api.SparseSilent + 1 {
+		clk.Advance(10 * time.Second)
+		if err := clk.WaitDue(wctx, 10*time.Second); err != nil {
+			t.Fatalf("no next heartbeat: %v\n%s", err, logs.String())
+		}
+		if strings.Contains(logs.String(), silent) {
+			t.Fatalf("the agent left a server within %d intervals:\n%s", api.SparseSilent, logs.String())
+		}
+	}
+	clk.Advance(10 * time.Second) // 50 s: the oldest unanswered heartbeat has waited 40 s
+	logs.waitCount(t, silent, 1)
 }

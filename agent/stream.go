@@ -105,7 +105,7 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool) error 
 				return err
 			}
 		case <-hb.C():
-			if !unanswered.IsZero() && a.clk.Now().Sub(unanswered) > 2*interval {
+			if !unanswered.IsZero() && a.clk.Now().Sub(unanswered) > api.SparseSilent*interval {
 				return errors.New("the server stopped answering on the stream")
 			}
 			if err := send(false); err != nil {

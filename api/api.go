@@ -358,11 +358,21 @@ type Sync struct {
 	// Apps is the agent's report of its apps, sent when it changed and with every new session.
 	Apps *[]NodeApp `json:"apps,omitempty"`
 	// Sparse says the agent needs no answer to a plain heartbeat (one that carries nothing and
-	// holds the current desired state) when the server wrote to it within the last interval and
-	// a half: it is content to hear from the server every other interval, and each answer saved
-	// is most of a heartbeat's cost to the server.
+	// holds the current desired state) when the server wrote to it within the last SparseQuiet
+	// intervals: it is content to hear from the server every third interval, and each answer
+	// saved is most of a heartbeat's cost to the server.
 	Sparse bool `json:"sparse,omitempty"`
 }
+
+// SparseQuiet is how long a server may leave a sparse stream without an answer, given the
+// heartbeat interval: two and a half intervals, so that a heartbeat arriving early by up to half
+// an interval (the agent's and the server's timers drift apart) does not skip its turn.
+func SparseQuiet(interval time.Duration) time.Duration { return interval * 5 / 2 }
+
+// SparseSilent is how many heartbeat intervals an agent waits for an answer to a sparse stream
+// before it takes the server for dead: the server answers within SparseQuiet, and the half
+// interval between them is for the answer to travel.
+const SparseSilent = 3
 
 // SyncReply answers Sync. Desired is present when it is newer than the generation the agent has.
 type SyncReply struct {

@@ -66,6 +66,23 @@ func (d *Detector) Heartbeat(name string, now time.Time) (cameBack, known bool) 
 	return false, true
 }
 
+// HeartbeatUp records that a node the detector holds up spoke at now, as Heartbeat does; for a
+// node it holds down or does not track it records nothing and reports false, so that the caller
+// can go the longer way of Heartbeat and record the node's return.
+func (d *Detector) HeartbeatUp(name string, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.nodes[name]
+	if !ok || e.down {
+		return false
+	}
+	if now.After(e.seen) {
+		e.seen = now
+	}
+	d.dirty[name] = e.seen
+	return true
+}
+
 // SetDown records that the node was marked down elsewhere (another replica's sweep), so that
 // its next heartbeat here reports its return.
 func (d *Detector) SetDown(name string) {

@@ -138,3 +138,30 @@ func TestVouchAndSetDown(t *testing.T) {
 		t.Fatal("SetDown or Vouch started tracking an unknown node")
 	}
 }
+
+// HeartbeatUp records a heartbeat of a node held up, as Heartbeat does, and leaves a node held
+// down, or one not tracked, untouched for Heartbeat to record its return.
+func TestHeartbeatUp(t *testing.T) {
+	now := time.Unix(1000, 0)
+	d := New(30 * time.Second)
+	d.Track("a", false, now)
+	d.Track("b", true, now)
+	if !d.HeartbeatUp("a", now.Add(20*time.Second)) {
+		t.Fatal("HeartbeatUp refused a node held up")
+	}
+	if got := d.Sweep(now.Add(40 * time.Second)); len(got) != 0 {
+		t.Fatalf("a heard 20 s ago was swept: %v", got)
+	}
+	if seen := d.TakeSeen(); !seen["a"].Equal(now.Add(20 * time.Second)) {
+		t.Fatalf("HeartbeatUp left a's last-seen time unflushed: %v", seen)
+	}
+	if d.HeartbeatUp("b", now.Add(time.Second)) || d.HeartbeatUp("ghost", now) {
+		t.Fatal("HeartbeatUp took a node held down, or one not tracked")
+	}
+	if back, _ := d.Heartbeat("b", now.Add(time.Second)); !back {
+		t.Fatal("after HeartbeatUp refused it, b's heartbeat no longer reports its return")
+	}
+	if seen := d.TakeSeen(); len(seen) != 1 {
+		t.Fatalf("refused HeartbeatUps left last-seen times: %v", seen)
+	}
+}

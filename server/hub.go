@@ -158,6 +158,17 @@ func (h *hub) watch(name string) (api.Desired, bool) {
 	return n.desired, true
 }
 
+// generation returns the generation of the node's desired state; false if the node is gone.
+func (h *hub) generation(name string) (int64, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n, ok := h.nodes[name]
+	if !ok {
+		return 0, false
+	}
+	return n.desired.Generation, true
+}
+
 // counts returns node counts by site and status.
 func (h *hub) counts() map[[2]string]int {
 	h.mu.RLock()

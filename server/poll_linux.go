@@ -86,6 +86,18 @@ func (c *pollConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// unsent reports how many bytes written to the connection the peer has not yet acknowledged, or
+// -1 when the kernel will not say.
+func (c *pollConn) unsent() int {
+	n := -1
+	c.raw.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); err == nil {
+			n = v
+		}
+	})
+	return n
+}
+
 // poller watches the streams' connections with one epoll instance, edge-triggered: a stream is
 // handed to a worker when something arrives, and a stream whose worker is still reading is
 // marked to be read again instead, so no two workers ever read one stream. The epoll
@@ -171,27 +183,38 @@ func (p *poller) remove(as *agentStream) {
 func (p *poller) loop() {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 256)
-	for {
-		var n int
-		var werr error
-		err := p.raw.Read(func(epfd uintptr) bool {
-			n, werr = unix.EpollWait(int(epfd), events, 0)
-			return n != 0 || (werr != nil && werr != unix.EINTR)
-		})
-		if err != nil {
-			return // the epoll descriptor was closed: stop
-		}
-		if werr != nil {
-			panic(os.NewSyscallError("epoll_wait", werr)) // a bad descriptor or buffer: a bug
-		}
-		for _, ev := range events[:n] {
-			p.mu.Lock()
-			as := p.streams[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]
-			p.mu.Unlock()
-			if as != nil && p.arrived(as) {
-				p.ready(as)
+	var werr error
+	// The events are handled inside the one RawRead, which waits for Go's poller to find the
+	// epoll descriptor readable whenever a wait returned fewer events than it had room for:
+	// epoll then held no more, and every event queued after the wait makes the descriptor
+	// readable anew. Asking again at once would mostly hear "none" (a system call a heartbeat),
+	// and a fresh RawRead would forget a readiness noticed in between.
+	p.raw.Read(func(epfd uintptr) bool {
+		for {
+			n, err := unix.EpollWait(int(epfd), events, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				werr = err
+				return true
+			}
+			for _, ev := range events[:n] {
+				p.mu.Lock()
+				as := p.streams[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]
+				p.mu.Unlock()
+				if as != nil && p.arrived(as) {
+					p.ready(as)
+				}
+			}
+			if n < len(events) {
+				return false
 			}
 		}
+	})
+	// RawRead returns when the epoll descriptor is closed, by stop.
+	if werr != nil && !errors.Is(werr, unix.EBADF) {
+		panic(os.NewSyscallError("epoll_wait", werr)) // a bad buffer: a bug
 	}
 }
 

@@ -12,6 +12,8 @@ func pollable(c net.Conn) net.Conn { return c }
 
 func takeOver(net.Conn) *pollConn { return nil }
 
+func (*pollConn) unsent() int { return -1 }
+
 type poller struct{}
 
 func newPoller(func(*agentStream)) (*poller, error) { return nil, nil }

@@ -438,7 +438,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.serveCtx = ctx
 	s.workers = startWorkers()
 	var err error
-	if s.poller, err = newPoller(s.pollReady); err != nil {
+	pollBuf := make([]byte, readBuffer) // the poller's own, for pollQuick
+	if s.poller, err = newPoller(func(as *agentStream) { s.pollQuick(as, pollBuf) }); err != nil {
 		s.workers.stop()
 		return err
 	}

@@ -35,8 +35,8 @@ const maxFrame = maxBody
 type stream struct {
 	conn     net.Conn
 	mu       sync.Mutex
-	sent     int64     // newest generation written with its desired state
-	answered time.Time // when the last answer was written, on the server's clock
+	sent     int64        // newest generation written with its desired state
+	answered atomic.Int64 // when the last answer was written, on the server's clock (Unix ns)
 }
 
 // send writes reply unless it carries a desired state no newer than one already sent.
@@ -44,37 +44,36 @@ func (st *stream) send(reply api.SyncReply) error { return st.answer(reply, time
 
 // answer is send of an answer to a frame, at the server's time at.
 func (st *stream) answer(reply api.SyncReply, at time.Time) error {
-	b, err := json.Marshal(reply)
-	if err != nil {
-		return err
-	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	// A stuck agent must not hold up a push to everyone else.
+	return st.writeLocked(reply, at, 10*time.Second)
+}
+
+// writeLocked is answer with st.mu held, waiting at most wait for the connection to take it.
+func (st *stream) writeLocked(reply api.SyncReply, at time.Time, wait time.Duration) error {
 	if reply.Desired != nil {
 		if reply.Desired.Generation <= st.sent {
 			reply.Desired = nil
-			if b, err = json.Marshal(reply); err != nil {
-				return err
-			}
 		} else {
 			st.sent = reply.Desired.Generation
 		}
 	}
-	// A stuck agent must not hold up a push to everyone else.
-	st.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	b, err := json.Marshal(reply)
+	if err != nil {
+		return err
+	}
+	st.conn.SetWriteDeadline(time.Now().Add(wait))
 	_, err = st.conn.Write(append(b, '\n'))
-	if err == nil && at.After(st.answered) {
-		st.answered = at
+	if err == nil && !at.IsZero() && at.UnixNano() > st.answered.Load() {
+		st.answered.Store(at.UnixNano())
 	}
 	return err
 }
 
-// answeredSince reports whether an answer was written to the stream after t.
-func (st *stream) answeredSince(t time.Time) bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.answered.After(t)
-}
+// answeredSince reports whether an answer was written to the stream after t. It takes no lock:
+// the poller asks it while a writer may hold the stream.
+func (st *stream) answeredSince(t time.Time) bool { return st.answered.Load() > t.UnixNano() }
 
 // end makes the stream's reader stop: its next read sees the end of the stream, whether the
 // poller's worker or the stream's own goroutine reads it, and the reader then closes it.
@@ -146,6 +145,8 @@ func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 	// The stream goes on after this handler returns, so that net/http's buffers and request
 	// state for the connection can go.
 	if as.pc = takeOver(conn); as.pc != nil && s.poller != nil {
+		_, tlsConn := conn.(*tls.Conn)
+		as.plain = !tlsConn
 		s.workers.submit(func(buf []byte) {
 			if len(early) > 0 && !s.feed(as, early) {
 				s.finish(as)
@@ -171,6 +172,7 @@ type agentStream struct {
 	st      *stream
 	frames  framer       // cuts what the agent sends into frames
 	pc      *pollConn    // the connection the poller watches, if it does
+	plain   bool         // pc carries the frames themselves, not TLS records
 	id      uint64       // the stream's registration with the poller, once it has one
 	reading atomic.Int32 // idle, reading or again, while the poller watches it
 }
@@ -218,6 +220,77 @@ func (s *Server) pollReady(as *agentStream) {
 	s.workers.submit(func(buf []byte) { s.pollStream(as, buf) })
 }
 
+// pollQuick is the poller's own turn at a stream it found readable, before any worker's: it
+// reads what has come and, when that is only heartbeats that quickFrame takes, handles them
+// there and then, writing their answers too when that need not wait (answerQuick). Handing a
+// stream to a worker wakes a second thread for every heartbeat, which cost more than the
+// heartbeat itself. Anything else (a report, a node coming back, an error) goes to a worker
+// with the bytes read so far, and the worker carries on from there. buf is the poller's own.
+func (s *Server) pollQuick(as *agentStream, buf []byte) {
+	rest, done := s.readQuick(as, buf)
+	if done && !s.poller.finished(as) {
+		return
+	}
+	rest = bytes.Clone(rest)
+	s.workers.submit(func(buf []byte) {
+		if len(rest) > 0 && !s.feed(as, rest) {
+			s.finish(as)
+			return
+		}
+		s.pollStream(as, buf)
+	})
+}
+
+// quickWriteWait bounds how long the poller may wait on a write that TLS makes while it reads (an
+// alert, or the answer to a key update): an agent that stops reading must not hold up the
+// others' heartbeats.
+const quickWriteWait = 100 * time.Millisecond
+
+// readQuick reads as's connection without waiting and handles the whole frames that
+// quickFrame takes. It reports done when it handled all that had come; otherwise rest holds the
+// bytes from the first frame it left, for a worker, which goes on reading after them.
+func (s *Server) readQuick(as *agentStream, buf []byte) (rest []byte, done bool) {
+	if as.frames.pending != nil {
+		return nil, false // a frame a worker began: the worker's framer has it
+	}
+	if !as.plain {
+		// Every write to the stream holds its lock, so none is under way while the poller
+		// holds it, and the short deadline binds only what TLS writes during this read; the
+		// next writer sets its own.
+		if !as.st.mu.TryLock() {
+			return nil, false
+		}
+		defer as.st.mu.Unlock()
+		as.st.conn.SetWriteDeadline(time.Now().Add(quickWriteWait))
+	}
+	for range readsPerTurn {
+		n, err := as.st.conn.Read(buf)
+		data := buf[:n]
+		for len(data) > 0 {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				return data, false
+			}
+			switch q, reply, at := s.quickFrame(as, data[:i]); q {
+			case notQuick:
+				return data, false
+			case answerDue:
+				s.answerQuick(as, reply, at, !as.plain)
+			}
+			data = data[i+1:]
+		}
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, true
+		case err != nil:
+			return nil, false // the worker's read meets it again and ends the stream
+		case as.plain && n < len(buf):
+			return nil, true // see readFrames
+		}
+	}
+	return nil, false
+}
+
 // readStream reads a stream that the poller does not watch, on the stream's own goroutine,
 // until the stream breaks or the agent falls silent past the grace period; workers handle the
 // frames.
@@ -258,16 +331,18 @@ const (
 // workers.
 const readsPerTurn = 16
 
-// readFrames reads and handles what has come on a polled connection, without waiting: the
-// connection has nothing more once a read says so, since TLS may have read ahead of the
-// records it returned.
+// readFrames reads and handles what has come on a polled connection, without waiting. Through
+// TLS the connection has nothing more only once a read says so, since TLS may have read ahead
+// of the records it returned. A plain connection has nothing more once a read fills less than
+// the buffer: the socket gave all it held, and whatever comes after makes the poller hand the
+// stream over again. That saves a system call on every heartbeat.
 func (s *Server) readFrames(as *agentStream, buf []byte) readResult {
 	for range readsPerTurn {
 		n, err := as.st.conn.Read(buf)
 		if n > 0 && !s.feed(as, buf[:n]) {
 			return readEnd
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		if errors.Is(err, os.ErrDeadlineExceeded) || (err == nil && as.plain && n < len(buf)) {
 			return readWait
 		}
 		if err != nil {
@@ -338,14 +413,22 @@ var errFrameTooLong = errorf(http.StatusRequestEntityTooLarge, "frame longer tha
 // handleFrame records one frame of an agent's and answers it; it reports whether the stream
 // goes on.
 func (s *Server) handleFrame(as *agentStream, frame []byte) bool {
+	switch q, reply, at := s.quickFrame(as, frame); q {
+	case heard:
+		return true
+	case answerDue:
+		return as.st.answer(reply, at) == nil
+	}
 	if !s.clk.Now().Before(as.expires) {
 		s.refuse(as.st, errBadSession)
 		return false
 	}
-	var req api.Sync
-	if err := decodeJSON(bytes.NewReader(frame), &req); err != nil {
-		s.refuse(as.st, err)
-		return false
+	req, ok := plainHeartbeat(frame)
+	if !ok {
+		if err := decodeJSON(bytes.NewReader(frame), &req); err != nil {
+			s.refuse(as.st, err)
+			return false
+		}
 	}
 	if err := s.heartbeat(as.ctx, as.node, req, as.proto); err != nil {
 		s.refuse(as.st, err)
@@ -357,7 +440,7 @@ func (s *Server) handleFrame(as *agentStream, frame []byte) bool {
 	}
 	now := s.clk.Now()
 	if req.Sparse && req.Apps == nil && req.Facts == nil && desired.Generation == req.Generation &&
-		as.st.answeredSince(now.Add(-s.cfg.HeartbeatInterval*3/2)) {
+		as.st.answeredSince(now.Add(-api.SparseQuiet(s.cfg.HeartbeatInterval))) {
 		return true // heard, and the agent heard from us lately enough
 	}
 	reply := api.SyncReply{Generation: desired.Generation, HeartbeatInterval: api.Duration(s.cfg.HeartbeatInterval)}
@@ -365,6 +448,97 @@ func (s *Server) handleFrame(as *agentStream, frame []byte) bool {
 		reply.Desired = &desired
 	}
 	return as.st.answer(reply, now) == nil
+}
+
+// What quickFrame made of a frame.
+type quick int
+
+const (
+	notQuick  quick = iota // handleFrame's to handle in full; nothing was changed
+	heard                  // noted; nothing to write
+	answerDue              // noted; the stream is due the answer quickFrame returned
+)
+
+// quickFrame handles a frame that asks for nothing but a note in memory, and perhaps a plain
+// answer: a sparse heartbeat that carries nothing, at the current generation, from a node that
+// is up. For any other frame it reports notQuick, having changed nothing, and handleFrame
+// handles it in full. It neither waits nor writes, so the poller may call it.
+func (s *Server) quickFrame(as *agentStream, frame []byte) (quick, api.SyncReply, time.Time) {
+	req, ok := plainHeartbeat(frame)
+	if !ok {
+		return notQuick, api.SyncReply{}, time.Time{}
+	}
+	now := s.clk.Now()
+	if !now.Before(as.expires) {
+		return notQuick, api.SyncReply{}, time.Time{}
+	}
+	if gen, ok := s.hub.generation(as.node); !ok || gen != req.Generation {
+		return notQuick, api.SyncReply{}, time.Time{}
+	}
+	if !s.det.HeartbeatUp(as.node, now) {
+		return notQuick, api.SyncReply{}, time.Time{} // down or untracked: handleFrame records its return
+	}
+	s.metrics.heartbeats.Inc()
+	if as.st.answeredSince(now.Add(-api.SparseQuiet(s.cfg.HeartbeatInterval))) {
+		return heard, api.SyncReply{}, time.Time{}
+	}
+	return answerDue, api.SyncReply{Generation: req.Generation, HeartbeatInterval: api.Duration(s.cfg.HeartbeatInterval)}, now
+}
+
+// answerQuick writes an answer quickFrame found due, from the poller, when it need not wait: the
+// stream's lock is free (or the poller holds it already, reading TLS: locked) and the socket
+// holds nothing unsent, so the few bytes go straight into an empty buffer. Otherwise a worker
+// writes it. A stream whose answer cannot be written is ended.
+func (s *Server) answerQuick(as *agentStream, reply api.SyncReply, at time.Time, locked bool) {
+	if locked || as.st.mu.TryLock() {
+		var err error
+		wrote := as.pc.unsent() == 0
+		if wrote {
+			err = as.st.writeLocked(reply, at, quickWriteWait)
+		}
+		if !locked {
+			as.st.mu.Unlock()
+		}
+		if err != nil {
+			as.st.end()
+		}
+		if wrote {
+			return
+		}
+	}
+	s.workers.submit(func([]byte) {
+		if as.st.answer(reply, at) != nil {
+			as.st.end()
+		}
+	})
+}
+
+// plainHeartbeat reads a sparse heartbeat that carries nothing, in the one form agents write it
+// (`{"generation":N,"sparse":true}`), without the JSON decoder: it is nearly every frame, and
+// decoding was a tenth of a heartbeat's cost. Any other frame, this form with a space in it
+// included, is not ok and goes to the decoder; what this accepts, the decoder reads alike (a
+// fuzz test holds them to it).
+func plainHeartbeat(frame []byte) (api.Sync, bool) {
+	const head, tail = `{"generation":`, `,"sparse":true}`
+	if len(frame) > len(head)+20+len(tail) || !bytes.HasPrefix(frame, []byte(head)) || !bytes.HasSuffix(frame, []byte(tail)) {
+		return api.Sync{}, false
+	}
+	num := frame[len(head) : len(frame)-len(tail)]
+	digits := bytes.TrimPrefix(num, []byte("-"))
+	// JSON numbers have no leading zeros and no plus sign; ParseInt would take both.
+	if len(digits) == 0 || (digits[0] == '0' && len(digits) > 1) {
+		return api.Sync{}, false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return api.Sync{}, false
+		}
+	}
+	gen, err := strconv.ParseInt(string(num), 10, 64)
+	if err != nil {
+		return api.Sync{}, false
+	}
+	return api.Sync{Generation: gen, Sparse: true}, true
 }
 
 // refuse ends a stream with an error frame the agent can log, in the shape of an API error.

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -151,10 +152,16 @@ func TestAgentStream(t *testing.T) {
 	}
 }
 
-// streamPaths runs a stream test on both ways of reading streams: the poller (Linux) and a
-// goroutine per stream, which the server uses for connections it cannot poll.
+// streamPaths runs a stream test on both ways of reading streams: the poller (Linux), over TLS
+// and plain HTTP, whose reads differ, and a goroutine per stream, which the server uses for
+// connections it cannot poll.
 func streamPaths(t *testing.T, cfg Config, test func(t *testing.T, h *harness)) {
 	t.Run("poller", func(t *testing.T) { test(t, start(t, cfg)) })
+	t.Run("poller-plain", func(t *testing.T) {
+		plain := cfg
+		plain.InsecureHTTP = true
+		test(t, start(t, plain))
+	})
 	t.Run("goroutine", func(t *testing.T) {
 		test(t, startOn(t, cfg, func(l net.Listener) net.Listener { return opaqueListener{l} }))
 	})
@@ -171,11 +178,17 @@ func (l opaqueListener) Accept() (net.Conn, error) {
 	return struct{ net.Conn }{c}, nil
 }
 
-// rawStream opens an agent stream by hand over TLS, sending early right behind the upgrade
-// request, in the same write.
-func rawStream(t *testing.T, h *harness, token string, early string) (*tls.Conn, *bufio.Reader) {
+// rawStream opens an agent stream by hand, over TLS unless the server speaks plain HTTP, sending
+// early right behind the upgrade request, in the same write.
+func rawStream(t *testing.T, h *harness, token string, early string) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	conn, err := tls.Dial("tcp", strings.TrimPrefix(h.addr, "https://"), h.http.Transport.(*http.Transport).TLSClientConfig)
+	var conn net.Conn
+	var err error
+	if addr, ok := strings.CutPrefix(h.addr, "http://"); ok {
+		conn, err = net.Dial("tcp", addr)
+	} else {
+		conn, err = tls.Dial("tcp", strings.TrimPrefix(h.addr, "https://"), h.http.Transport.(*http.Transport).TLSClientConfig)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +252,14 @@ func TestStreamFraming(t *testing.T) {
 			}
 		}
 		replies(t, br, 60)
-		if n, _ := h.admin.Node(context.Background(), "n1"); n.Facts.CPUs != 4 || n.Status != api.StatusUp {
+		// Sparse heartbeats need no answer, having had one just now; a frame among them that
+		// does, in the same read, is answered, and the heartbeats after it are still read.
+		sparse := strings.Repeat(`{"generation":1,"sparse":true}`+"\n", 5)
+		if _, err := io.WriteString(conn, sparse+`{"generation":1,"facts":{"hostname":"n1","cpus":8}}`+"\n"+sparse+`{"generation":1}`+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		replies(t, br, 2)
+		if n, _ := h.admin.Node(context.Background(), "n1"); n.Facts.CPUs != 8 || n.Status != api.StatusUp {
 			t.Fatalf("node after the frames: %+v", n)
 		}
 
@@ -407,10 +427,13 @@ func TestLateSweepKeepsLiveNode(t *testing.T) {
 }
 
 // A sparse heartbeat (plain, at the current generation) is answered only when the stream has had
-// no answer for an interval and a half; anything else is answered at once.
+// no answer for two intervals and a half; anything else is answered at once.
 func TestSparseHeartbeats(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
-	h := start(t, Config{Clock: clk, HeartbeatInterval: 10 * time.Minute})
+	streamPaths(t, Config{Clock: clk, HeartbeatInterval: 10 * time.Minute}, func(t *testing.T, h *harness) { sparseHeartbeats(t, h, clk) })
+}
+
+func sparseHeartbeats(t *testing.T, h *harness, clk *clock.Fake) {
 	h.site("ams", 1)
 	ac, session := rawAgent(t, h, "ams", "n1")
 	st := openStream(t, ac, session().Token)
@@ -431,10 +454,101 @@ func TestSparseHeartbeats(t *testing.T) {
 	if r, err := recv(t, st); err != nil || r.Desired == nil || r.Desired.Generation != 2 {
 		t.Fatalf("after a sparse heartbeat and a label change, read %+v %v; want the push (the heartbeat was answered?)", r, err)
 	}
-	// Quiet for an interval and a half: the sparse heartbeat is answered.
-	clk.Advance(15 * time.Minute)
+	// Quiet for two intervals: still no answer. The frame after it is answered at once, so the
+	// next answer read is the one to that frame.
+	clk.Advance(20 * time.Minute)
+	st.Send(api.Sync{Generation: 2, Sparse: true})
+	st.Send(api.Sync{Generation: 2})
+	if r, err := recv(t, st); err != nil || r.Desired != nil || r.Generation != 2 {
+		t.Fatalf("answer to the frame after a sparse heartbeat: %+v %v", r, err)
+	}
+	// Quiet for two intervals and a half: the sparse heartbeat is answered.
+	clk.Advance(25 * time.Minute)
 	st.Send(api.Sync{Generation: 2, Sparse: true})
 	if r, err := recv(t, st); err != nil || r.Desired != nil || r.Generation != 2 {
 		t.Fatalf("a sparse heartbeat after a quiet stream: %+v %v", r, err)
+	}
+}
+
+// The heartbeat fast path reads every frame it accepts as the decoder does, and accepts every
+// plain sparse heartbeat an agent writes.
+func FuzzPlainHeartbeat(f *testing.F) {
+	for _, s := range []string{`{"generation":7,"sparse":true}`, `{"generation":-0,"sparse":true}`,
+		`{"generation":007,"sparse":true}`, `{"generation":+7,"sparse":true}`, `{"generation":1e3,"sparse":true}`,
+		`{"generation":9223372036854775808,"sparse":true}`, `{"generation": 7,"sparse":true}`,
+		`{"generation":7,"sparse":true,"apps":[]}`, `{"generation":,"sparse":true}`} {
+		f.Add([]byte(s), int64(0))
+	}
+	f.Add([]byte(nil), int64(-9223372036854775808))
+	f.Fuzz(func(t *testing.T, frame []byte, gen int64) {
+		if got, ok := plainHeartbeat(frame); ok {
+			var want api.Sync
+			if err := decodeJSON(bytes.NewReader(frame), &want); err != nil {
+				t.Fatalf("fast path took %q, which the decoder refuses: %v", frame, err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("fast path read %q as %+v, the decoder as %+v", frame, got, want)
+			}
+		}
+		sent, err := json.Marshal(api.Sync{Generation: gen, Sparse: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := plainHeartbeat(sent); !ok || got.Generation != gen || !got.Sparse {
+			t.Fatalf("fast path missed the agent's heartbeat %s: %+v %v", sent, got, ok)
+		}
+	})
+}
+
+// The poller's own turn handles a plain sparse heartbeat at the current generation, from a node
+// that is up, by noting the node seen and, when the stream is due one, returning a plain answer;
+// every other frame it leaves untouched for a worker's handleFrame.
+func TestQuickFrame(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	h := start(t, Config{Clock: clk, HeartbeatInterval: 10 * time.Minute, HeartbeatGrace: 15 * time.Minute})
+	h.site("ams", 1)
+	rawAgent(t, h, "ams", "n1")
+	t0 := clk.Now()
+	h.srv.det.Heartbeat("n1", t0)
+	as := &agentStream{node: "n1", expires: t0.Add(time.Hour), st: &stream{}}
+	as.st.answered.Store(t0.UnixNano())
+	beat := func(gen int64) []byte { b, _ := json.Marshal(api.Sync{Generation: gen, Sparse: true}); return b }
+
+	clk.Advance(5 * time.Minute)
+	for _, frame := range [][]byte{
+		beat(0),                    // an older generation: the answer carries the desired state
+		[]byte(`{"generation":1}`), // not sparse: answered
+		[]byte(`{"generation": 1,"sparse":true}`), // not the form agents write: the decoder's
+		[]byte(`{"generation":1,"sparse":true,"apps":[]}`),
+	} {
+		if q, _, _ := h.srv.quickFrame(as, frame); q != notQuick {
+			t.Errorf("quickFrame took %s", frame)
+		}
+	}
+	if got := h.srv.det.Sweep(t0.Add(16 * time.Minute)); len(got) != 1 {
+		t.Fatalf("frames quickFrame refused were noted: Sweep = %v", got)
+	}
+	// n1 is down now: its heartbeat is handleFrame's, which records the return.
+	if q, _, _ := h.srv.quickFrame(as, beat(1)); q != notQuick {
+		t.Fatal("quickFrame took the heartbeat of a node held down")
+	}
+	h.srv.det.Heartbeat("n1", clk.Now())
+	if q, _, _ := h.srv.quickFrame(as, beat(1)); q != heard {
+		t.Fatalf("quickFrame made %v of a plain sparse heartbeat on a stream answered lately, want heard", q)
+	}
+	if got := h.srv.det.Sweep(t0.Add(19 * time.Minute)); len(got) != 0 {
+		t.Fatalf("a node quickFrame noted 14 minutes ago was swept: %v", got)
+	}
+	clk.Advance(21 * time.Minute) // 26 minutes since the stream's last answer: one is due
+	q, reply, at := h.srv.quickFrame(as, beat(1))
+	if want := (api.SyncReply{Generation: 1, HeartbeatInterval: api.Duration(10 * time.Minute)}); q != answerDue || !reflect.DeepEqual(reply, want) || !at.Equal(clk.Now()) {
+		t.Fatalf("quickFrame on a stream due an answer: %v %+v %v, want answerDue %+v at %v", q, reply, at, want, clk.Now())
+	}
+	if got := h.srv.det.Sweep(clk.Now().Add(14 * time.Minute)); len(got) != 0 {
+		t.Fatalf("a heartbeat due an answer was not noted: Sweep = %v", got)
+	}
+	as.expires = clk.Now()
+	if q, _, _ := h.srv.quickFrame(as, beat(1)); q != notQuick {
+		t.Fatal("quickFrame took a heartbeat on an expired session")
 	}
 }
