@@ -69,6 +69,11 @@ const (
 func (p *proc) run(lo *leftover, ready chan struct{}) {
 	defer p.s.wg.Done()
 	defer close(p.done)
+	defer func() {
+		if ready != nil { // closing before the first start: Start must not wait on
+			close(ready)
+		}
+	}()
 	var inst *instance
 	if lo != nil && lo.pidfd != nil {
 		if lo.rec.Spec == p.fp {

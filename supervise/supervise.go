@@ -72,8 +72,9 @@ type Status struct {
 	Pid int
 	// Started is when the running process started; zero when none runs.
 	Started time.Time
-	// Restarts counts the starts after a death, over the process's supervised life (carried
-	// across adoption). Start, Restart and Stop do not count.
+	// Restarts counts the starts after a death, over the process's supervised life: carried
+	// across adoption, and counting a death that happened while no supervisor ran. Start,
+	// Restart and Stop do not count.
 	Restarts int
 	// Adopted says the running process was started by an earlier supervisor.
 	Adopted bool
@@ -290,6 +291,8 @@ func (s *Supervisor) Start(ctx context.Context, spec Spec) error {
 	select {
 	case <-ready:
 		return nil
+	case <-s.quit:
+		return errors.New("supervise: supervisor closed during the start")
 	case <-ctx.Done():
 		return ctx.Err()
 	}

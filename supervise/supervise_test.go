@@ -303,6 +303,45 @@ func TestAlwaysExitingBacksOffThenCrashloops(t *testing.T) {
 	}
 }
 
+// A process in crashloop whose try runs for a whole window is running again.
+func TestCrashloopEndsAfterAWindowUp(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1e9, 0))
+	s := open(t, newDirs(t), clk)
+	w := watch(t, s)
+	count := filepath.Join(t.TempDir(), "count")
+	// Dies three times, then stays up.
+	spec := sh("flaky", `n=$(cat "$COUNT" 2>/dev/null || echo 0); echo $((n+1)) > "$COUNT"; [ $n -ge 3 ] && exec sleep 100000; exit 1`, "COUNT="+count)
+	spec.Restart = Restart{Burst: 2}
+	if err := s.Start(ctxT(t), spec); err != nil {
+		t.Fatal(err)
+	}
+	st := w.next("flaky", func(st Status) bool { return st.State == Backoff })
+	if err := clk.WaitDue(ctxT(t), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(st.Retry.Sub(clk.Now()))
+	st = w.next("flaky", func(st Status) bool { return st.State == Crashloop })
+	if err := clk.WaitDue(ctxT(t), DefaultMaxBackoff); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(DefaultMaxBackoff)
+	st = w.next("flaky", func(st Status) bool { return st.Pid != 0 })
+	if st.State != Crashloop || st.Restarts != 3 {
+		t.Fatalf("the try that stays up: %+v, want still in crashloop", st)
+	}
+	if err := clk.WaitDue(ctxT(t), DefaultWindow); err != nil {
+		t.Fatal(err)
+	}
+	if !noTimerWithin(clk, DefaultWindow-time.Millisecond) {
+		t.Fatal("crashloop ends before a whole window")
+	}
+	clk.Advance(DefaultWindow)
+	got := w.next("flaky", func(got Status) bool { return got.State == Running })
+	if got.Pid != st.Pid {
+		t.Fatalf("running after a window up: %+v", got)
+	}
+}
+
 // fifo makes a named pipe in a temporary directory.
 func fifo(t *testing.T, name string) string {
 	t.Helper()
