@@ -317,9 +317,11 @@ func (s *Supervisor) Restart(ctx context.Context, name string) error {
 // command hands a stop or restart to a process's loop and waits for it to be done.
 func (s *Supervisor) command(ctx context.Context, name string, restart bool) error {
 	s.mu.Lock()
-	p, lo := s.procs[name], s.found[name]
+	p, lo, closed := s.procs[name], s.found[name], s.closed
 	s.mu.Unlock()
 	switch {
+	case closed:
+		return errors.New("supervise: supervisor is closed")
 	case p == nil && lo != nil && !restart:
 		return s.stopLeftover(ctx, name, lo)
 	case p == nil && lo != nil:
