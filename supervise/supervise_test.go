@@ -1,7 +1,6 @@
 package supervise
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -352,19 +351,15 @@ func fifo(t *testing.T, name string) string {
 	return path
 }
 
-// readLine reads one line from the named pipe at path: it waits for a writer.
+// readLine reads what a writer writes to the named pipe at path, until it closes its end (a
+// shell has then restored what it redirected), and returns the first line.
 func readLine(t *testing.T, path string) string {
 	t.Helper()
 	got := make(chan string, 1)
 	go func() {
-		f, err := os.Open(path)
-		if err != nil {
-			got <- ""
-			return
-		}
-		defer f.Close()
-		line, _ := bufio.NewReader(f).ReadString('\n')
-		got <- strings.TrimSpace(line)
+		b, _ := os.ReadFile(path)
+		line, _, _ := strings.Cut(string(b), "\n")
+		got <- line
 	}()
 	select {
 	case line := <-got:
