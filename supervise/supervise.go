@@ -122,7 +122,8 @@ type Supervisor struct {
 	wg   sync.WaitGroup
 	feed feed
 
-	writeMu sync.Mutex // serializes state file writes
+	writeMu  sync.Mutex // serializes state file writes
+	rotateMu sync.Mutex // one rotation at a time
 
 	mu     sync.Mutex
 	closed bool
@@ -423,7 +424,9 @@ func (s *Supervisor) Subscribe() (changes <-chan Status, cancel func()) {
 	return s.feed.subscribe()
 }
 
-// LogFile returns the path of a process's current log file, for following it.
+// LogFile returns the path of a process's current log file, for following it. Rotation
+// truncates the file in place: a follower that finds it shorter than where it read reads again
+// from its start.
 func (s *Supervisor) LogFile(name string) (string, error) {
 	if err := checkName(name); err != nil {
 		return "", err
@@ -444,6 +447,8 @@ func (s *Supervisor) Tail(name string, n int) ([]byte, error) {
 // Rotate rotates now every supervised or unclaimed process's log that has reached its size;
 // the supervisor also does so every Config.RotateEvery.
 func (s *Supervisor) Rotate() error {
+	s.rotateMu.Lock()
+	defer s.rotateMu.Unlock()
 	s.mu.Lock()
 	limits := map[string]Logs{}
 	for name, p := range s.procs {
