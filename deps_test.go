@@ -41,11 +41,21 @@ func within(pkg string, dirs ...string) bool {
 // The agent and the client side never reach into server, store or web code; they talk to the
 // server through the client package alone.
 func TestImportDirection(t *testing.T) {
-	for _, pkg := range []string{"./agent", "./client", "./api", "./labels", "./clock", "./pki"} {
+	for _, pkg := range []string{"./agent", "./client", "./api", "./labels", "./clock", "./pki", "./supervise"} {
 		for _, dep := range deps(t, pkg) {
 			if within(dep, "server", "store", "web") {
 				t.Errorf("%s imports %s", pkg, dep)
 			}
+		}
+	}
+}
+
+// The supervisor runs what the agent tells it to and knows nothing of the server, its API or
+// releases: of the module's packages it uses the clock alone.
+func TestSupervisorKnowsOnlyTheClock(t *testing.T) {
+	for _, dep := range deps(t, "./supervise") {
+		if dep != "supervise" && dep != "clock" {
+			t.Errorf("supervise imports %s; it may use only clock", dep)
 		}
 	}
 }
