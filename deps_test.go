@@ -41,11 +41,21 @@ func within(pkg string, dirs ...string) bool {
 // The agent and the client side never reach into server, store or web code; they talk to the
 // server through the client package alone.
 func TestImportDirection(t *testing.T) {
-	for _, pkg := range []string{"./agent", "./client", "./api", "./labels", "./clock", "./pki"} {
+	for _, pkg := range []string{"./agent", "./client", "./api", "./labels", "./clock", "./pki", "./check"} {
 		for _, dep := range deps(t, pkg) {
 			if within(dep, "server", "store", "web") {
 				t.Errorf("%s imports %s", pkg, dep)
 			}
+		}
+	}
+}
+
+// The check runners serve the agent without knowing it: specs in, results out, time from
+// clock; nothing of the API, the client or the server.
+func TestCheckIsALeaf(t *testing.T) {
+	for _, dep := range deps(t, "./check") {
+		if dep != "check" && dep != "clock" {
+			t.Errorf("check imports %s; it may use only clock", dep)
 		}
 	}
 }
