@@ -167,18 +167,20 @@ func (r *Runner) runHTTP(ctx context.Context, url string, timeout time.Duration)
 		return netFailure(ctx, "HTTP", err, timeout)
 	}
 	defer resp.Body.Close()
-	body := make([]byte, maxBody)
-	n, _ := io.ReadFull(resp.Body, body)
+	// The answer's head decides; the body is read only to say why a failure failed (a healthy
+	// endpoint may well stream forever).
 	elapsed := r.clk.Now().Sub(start)
 	perf := []Perf{{Label: "time", Value: elapsed.Seconds(), UOM: "s", Min: float(0)}}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		msg := "HTTP CRITICAL: " + resp.Status
-		if line := oneLine(string(body[:n])); line != "" {
-			msg += ": " + line
-		}
-		return Result{State: Critical, Output: clip(msg, 512), Perf: perf}
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		return Result{State: OK, Output: "HTTP OK: " + resp.Status, Perf: perf}
 	}
-	return Result{State: OK, Output: "HTTP OK: " + resp.Status, Perf: perf}
+	body := make([]byte, maxBody)
+	n, _ := io.ReadFull(resp.Body, body)
+	msg := "HTTP CRITICAL: " + resp.Status
+	if line := oneLine(string(body[:n])); line != "" {
+		msg += ": " + line
+	}
+	return Result{State: Critical, Output: clip(msg, 512), Perf: perf}
 }
 
 func (r *Runner) runTCP(ctx context.Context, addr string, timeout time.Duration) Result {

@@ -39,6 +39,14 @@ func TestHTTP(t *testing.T) {
 		fmt.Fprint(w, "\n  database down\nsecond line")
 	})
 	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/healthz", http.StatusFound) })
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "event: hello\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
 	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
@@ -57,6 +65,7 @@ func TestHTTP(t *testing.T) {
 	}{
 		{srv.URL + "/healthz", 0, OK, "HTTP OK: 200 OK"},
 		{srv.URL + "/created", 0, OK, "HTTP OK: 201 Created"},
+		{srv.URL + "/stream", time.Hour, OK, "HTTP OK: 200 OK"}, // the head decides; the body is not awaited
 		{srv.URL + "/down", 0, Critical, "HTTP CRITICAL: 503 Service Unavailable: database down"},
 		{srv.URL + "/moved", 0, Critical, "HTTP CRITICAL: 302 Found"},
 		{srv.URL + "/hang", 200 * time.Millisecond, Critical, "HTTP CRITICAL: no answer within 200ms"},

@@ -22,6 +22,10 @@ const maxStderr = 4 << 10
 // only a descendant that left the group (setsid) can hold them that long.
 const ioGrace = time.Second
 
+// killGrace is how long a plugin killed for overrunning may take to die before the check
+// answers without it.
+const killGrace = 5 * time.Second
+
 // runExec runs a plugin as Nagios does, with one difference: the plugin gets only the
 // environment given, not the agent's.
 //
@@ -64,35 +68,50 @@ func (r *Runner) runExec(ctx context.Context, s Spec, timeout time.Duration) Res
 	}
 	outc, errc := drain(outR, max), drain(errR, maxStderr)
 
+	// exited says the plugin is gone: true if it is left a zombie (its pid, and so its process
+	// group id, still taken), false if it was reaped already.
 	pid := cmd.Process.Pid
-	exited := make(chan struct{})
-	var waitErr error
+	exited := make(chan bool, 1)
 	go func() {
-		if canPin {
-			waitPinned(pid)
-		} else {
-			waitErr = cmd.Wait()
+		if canPin && waitPinned(pid) == nil {
+			exited <- true
+			return
 		}
-		close(exited)
+		cmd.Wait()
+		exited <- false
 	}()
-	stopped := false
+	var pinned, stopped bool
 	select {
-	case <-exited:
+	case pinned = <-exited:
 	case <-ctx.Done():
 		// Nagios kills a plugin that overruns with SIGKILL to its whole process group.
 		stopped = true
 		syscall.Kill(-pid, syscall.SIGKILL)
-		<-exited
+		dying, cancel := context.WithTimeout(context.Background(), killGrace)
+		defer cancel()
+		select {
+		case pinned = <-exited:
+		case <-dying.Done():
+			// Stuck in the kernel (a hung NFS mount, say): answer now, reap when it dies.
+			go func() {
+				if <-exited {
+					syscall.Kill(-pid, syscall.SIGKILL)
+					cmd.Wait()
+				}
+			}()
+			return Result{State: Critical, Output: fmt.Sprintf("plugin timed out after %v and has not died yet (pid %d)", timeout, pid)}
+		}
 	}
-	if canPin {
-		// The plugin is a zombie, so its process group id cannot have been reused: whatever it
-		// left running in the group goes too, and with it any hold on the output pipes.
+	if pinned {
+		// The plugin's group id cannot have been reused: whatever it left running in the group
+		// goes too, and with it any hold on the output pipes.
 		syscall.Kill(-pid, syscall.SIGKILL)
 	}
 	grace, cancel := context.WithTimeout(context.Background(), ioGrace)
 	defer cancel()
 	out, errOut := collect(grace, outR, outc), collect(grace, errR, errc)
-	if canPin {
+	var waitErr error
+	if pinned {
 		waitErr = cmd.Wait()
 	}
 
@@ -102,9 +121,12 @@ func (r *Runner) runExec(ctx context.Context, s Spec, timeout time.Duration) Res
 		}
 		return Result{State: Critical, Output: fmt.Sprintf("plugin timed out after %v", timeout)}
 	}
+	if cmd.ProcessState == nil {
+		return Result{State: Critical, Output: fmt.Sprintf("plugin did not exit properly: %v", waitErr)}
+	}
 	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if !ok {
-		return Result{State: Critical, Output: "plugin did not exit properly: " + fmt.Sprint(waitErr)}
+		return Result{State: Critical, Output: "plugin did not exit properly: " + cmd.ProcessState.String()}
 	}
 	if ws.Signaled() {
 		return Result{State: Critical, Output: fmt.Sprintf("plugin did not exit properly: killed by signal %v", ws.Signal())}
