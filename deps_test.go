@@ -41,7 +41,7 @@ func within(pkg string, dirs ...string) bool {
 // The agent and the client side never reach into server, store or web code; they talk to the
 // server through the client package alone.
 func TestImportDirection(t *testing.T) {
-	for _, pkg := range []string{"./agent", "./client", "./api", "./labels", "./clock", "./pki", "./supervise"} {
+	for _, pkg := range []string{"./agent", "./client", "./api", "./labels", "./clock", "./pki", "./supervise", "./check"} {
 		for _, dep := range deps(t, pkg) {
 			if within(dep, "server", "store", "web") {
 				t.Errorf("%s imports %s", pkg, dep)
@@ -50,12 +50,15 @@ func TestImportDirection(t *testing.T) {
 	}
 }
 
-// The supervisor runs what the agent tells it to and knows nothing of the server, its API or
-// releases: of the module's packages it uses the clock alone.
-func TestSupervisorKnowsOnlyTheClock(t *testing.T) {
-	for _, dep := range deps(t, "./supervise") {
-		if dep != "supervise" && dep != "clock" {
-			t.Errorf("supervise imports %s; it may use only clock", dep)
+// The supervisor and the check runners serve the agent without knowing it: specs in, processes
+// and results out. They know nothing of the server, its API or releases: of the module's
+// packages they use the clock alone.
+func TestNodeToolsKnowOnlyTheClock(t *testing.T) {
+	for _, pkg := range []string{"supervise", "check"} {
+		for _, dep := range deps(t, "./"+pkg) {
+			if dep != pkg && dep != "clock" {
+				t.Errorf("%s imports %s; it may use only clock", pkg, dep)
+			}
 		}
 	}
 }

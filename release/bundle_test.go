@@ -139,6 +139,11 @@ func TestReadRefusesHostileBundles(t *testing.T) {
 		{"manifest symlink", tarball(t, entry{name: "m", body: good}, entry{name: ManifestName, link: "m", typ: tar.TypeSymlink}), "regular file"},
 		{"huge manifest", tarball(t, entry{name: ManifestName, body: good + "#" + strings.Repeat("x", MaxManifestSize)}), "larger than"},
 		{"bad manifest", tarball(t, entry{name: ManifestName, body: "app: x\nversion: 1\nclass: minor\n"}), "invalid version"},
+		// What a push refuses before anything is stored: a program outside the release, absurd
+		// restart limits, a huge environment.
+		{"escaping command", tarball(t, entry{name: ManifestName, body: hostile("command: [../../bin/x]")}), "processes.0.command: program \"../../bin/x\" leaves the release directory"},
+		{"absurd restarts", tarball(t, entry{name: ManifestName, body: hostile("command: [bin/x]\n    restart: {burst: 100000, window: 1000h}")}), "processes.0.restart.burst"},
+		{"huge env", tarball(t, entry{name: ManifestName, body: hostile("command: [bin/x]\n    env: {A: \"" + strings.Repeat("x", MaxEnvBytes) + "\"}")}), "processes.0.env: 32770 bytes of variables"},
 	}
 	for _, c := range cases {
 		_, err := Read(bytes.NewReader(c.b), Limits{})
@@ -149,6 +154,11 @@ func TestReadRefusesHostileBundles(t *testing.T) {
 	if _, err := Read(bytes.NewReader(tarball(t, man, entry{name: "big", body: strings.Repeat("x", 100)})), Limits{MaxUnpacked: 50}); err == nil {
 		t.Error("unpacked-size limit not enforced")
 	}
+}
+
+// hostile is a manifest whose one process has the given fields.
+func hostile(fields string) string {
+	return "app: x\nversion: 1.0.0\nclass: minor\nprocesses:\n  - name: web\n    " + fields + "\n"
 }
 
 // With no limit given, a bundle may hold DefaultMaxUnpacked (4 GiB) of file contents.
