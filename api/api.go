@@ -106,6 +106,56 @@ type NodeApp struct {
 	Pending string `json:"pending,omitempty"`
 	Error   string `json:"error,omitempty"`
 	Retry   bool   `json:"retry,omitempty"`
+	// State is where the app is in its life on the node (AppStateRunning, AppStateRolledBack,
+	// …). When it is rolled_back or failed, Pending is the release that failed and Error the
+	// failing step and why.
+	State string `json:"state,omitempty"`
+	// LogTail is the end of the failing process's log when the app failed or rolled back, at
+	// most MaxLogTail bytes.
+	LogTail   string         `json:"log_tail,omitempty"`
+	Processes []ProcessState `json:"processes,omitempty"`
+	// Ports are the ports the agent gave the release's named ports, by name.
+	Ports map[string]int `json:"ports,omitempty"`
+}
+
+// App states, in NodeApp.State. An app moves downloading → installing → starting → verifying →
+// running for each new release; a release that fails after its predecessor was stopped is rolled
+// back, and the app stays rolled_back, its old release running, until the desired state changes.
+const (
+	AppStateDownloading = "downloading"
+	AppStateInstalling  = "installing"
+	AppStateStarting    = "starting"
+	AppStateVerifying   = "verifying"
+	AppStateRunning     = "running"
+	AppStateStopped     = "stopped"   // stopped by an operator, or the release has no processes
+	AppStateCrashloop   = "crashloop" // a process keeps dying; the supervisor backs off
+	AppStateFailed      = "failed"    // nothing runs: no earlier release to go back to, or that failed too
+	AppStateRolledBack  = "rolled_back"
+)
+
+// AppStates lists every app state, in the order of an app's life.
+var AppStates = []string{AppStateDownloading, AppStateInstalling, AppStateStarting, AppStateVerifying, AppStateRunning, AppStateStopped, AppStateCrashloop, AppStateFailed, AppStateRolledBack}
+
+// MaxLogTail bounds NodeApp.LogTail.
+const MaxLogTail = 4096
+
+// ProcessState is one supervised process of an app, as its agent last saw it.
+type ProcessState struct {
+	Name     string     `json:"name"`
+	State    string     `json:"state"` // starting, running, backoff, crashloop, stopping, stopped
+	PID      int        `json:"pid,omitempty"`
+	Started  *time.Time `json:"started,omitempty"`
+	Restarts int        `json:"restarts"`
+	// LastExit is the process's last exit, when it has exited; its code and signal are
+	// unknown for a process the agent adopted after a restart of its own.
+	LastExit *ProcessExit `json:"last_exit,omitempty"`
+}
+
+// ProcessExit is how a process ended.
+type ProcessExit struct {
+	Time   time.Time `json:"time"`
+	Code   *int      `json:"code,omitempty"`
+	Signal string    `json:"signal,omitempty"`
 }
 
 // Assignment is one app's desired release on a node, with what the agent needs to fetch and

@@ -34,6 +34,7 @@ const (
 
 	EventAppInstalled = "app.installed" // AppInstalled
 	EventAppFailed    = "app.failed"    // AppFailed
+	EventAppState     = "app.state"     // AppStateChanged
 
 	EventBlobCollected = "blob.collected" // BlobCollected
 )
@@ -146,6 +147,16 @@ type AppFailed struct {
 	Version string `json:"version"`
 	Error   string `json:"error"`
 	Retry   bool   `json:"retry"`
+}
+
+// AppStateChanged is the payload of app.state: an app on a node moved from one state to another
+// (api.AppStateRunning, api.AppStateRolledBack, …). Reason says why, for failed, rolled_back and crashloop.
+type AppStateChanged struct {
+	App     string `json:"app"`
+	Version string `json:"version,omitempty"`
+	From    string `json:"from,omitempty"`
+	To      string `json:"to"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // BlobCollected is the payload of blob.collected.

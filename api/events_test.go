@@ -28,6 +28,7 @@ func TestEventPayloadRoundTrip(t *testing.T) {
 		EventReleaseDeployed:    &ReleaseDeployed{Nodes: []string{"n1", "n2"}},
 		EventAppInstalled:       &AppInstalled{App: "hello", Version: "1.1.0", SHA256: "ab", From: "1.0.0"},
 		EventAppFailed:          &AppFailed{App: "hello", Version: "1.1.0", Error: "boom", Retry: true},
+		EventAppState:           &AppStateChanged{App: "hello", Version: "1.1.0", From: AppStateVerifying, To: AppStateRolledBack, Reason: "web exited"},
 		EventBlobCollected:      &BlobCollected{Size: 42},
 	}
 	for typ, p := range payloads {

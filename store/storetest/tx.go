@@ -544,8 +544,9 @@ func testTxNodeApps(t *testing.T, s store.Store) {
 	}
 	installed := t0.Add(time.Minute).In(cest)
 	apps := []api.NodeApp{
-		{App: "hello", Version: "1.0.0", SHA256: "aa", InstalledAt: &installed},
-		{App: "other", Pending: "2.0.0", Error: "signature does not verify", Retry: true},
+		{App: "hello", Version: "1.0.0", SHA256: "aa", InstalledAt: &installed, State: api.AppStateRunning,
+			Processes: []api.ProcessState{{Name: "web", State: "running", PID: 42, Restarts: 1}}, Ports: map[string]int{"http": 31000}},
+		{App: "other", Pending: "2.0.0", Error: "signature does not verify", Retry: true, State: api.AppStateRolledBack, LogTail: "panic: boom\n"},
 	}
 	checkApps := func(what string, got []api.NodeApp) {
 		t.Helper()
@@ -555,7 +556,7 @@ func testTxNodeApps(t *testing.T, s store.Store) {
 		}
 		a, b := got[0], apps[0]
 		a.InstalledAt, b.InstalledAt = nil, nil
-		if a != b || got[1] != apps[1] {
+		if !reflect.DeepEqual(a, b) || !reflect.DeepEqual(got[1], apps[1]) {
 			t.Fatalf("%s = %+v; want %+v", what, got, apps)
 		}
 	}
