@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
@@ -153,6 +156,68 @@ func validApps(apps []api.NodeApp) error {
 		// Shown to operators and stored in events as given: no control or bidi characters.
 		if !allBytes(a.Version, versionByte) || !allBytes(a.Pending, versionByte) || !allBytes(a.SHA256, versionByte) || !printableText(a.Error) {
 			return errorf(http.StatusBadRequest, "app report for %s has control characters in a field", a.App)
+		}
+		if err := validRunning(a); err != nil {
+			return errorf(http.StatusBadRequest, "app report for %s: %v", a.App, err)
+		}
+	}
+	return nil
+}
+
+// Bounds of what an agent reports about an app's processes and ports: a manifest holds no
+// more than these.
+const (
+	maxReportedProcesses = 64
+	maxReportedPorts     = 32
+)
+
+// processStates are the states a supervised process is reported in.
+var processStates = map[string]bool{"starting": true, "running": true, "backoff": true, "crashloop": true, "stopping": true, "stopped": true}
+
+// validRunning checks the part of an app report about what runs: the app's state, its
+// processes, its ports and the log tail, which operators read as given.
+func validRunning(a api.NodeApp) error {
+	if a.State != "" && !slices.Contains(api.AppStates, a.State) {
+		return fmt.Errorf("unknown state %q", a.State)
+	}
+	if len(a.LogTail) > api.MaxLogTail {
+		return fmt.Errorf("log tail of %d bytes; at most %d", len(a.LogTail), api.MaxLogTail)
+	}
+	// A log tail keeps its lines and tabs; nothing else that steers a terminal.
+	if !printableText(strings.NewReplacer("\n", " ", "\t", " ").Replace(a.LogTail)) {
+		return errors.New("control characters in the log tail")
+	}
+	if len(a.Processes) > maxReportedProcesses {
+		return fmt.Errorf("%d processes; at most %d", len(a.Processes), maxReportedProcesses)
+	}
+	names := map[string]bool{}
+	for _, p := range a.Processes {
+		if err := labels.CheckName("process name", p.Name); err != nil {
+			return err
+		}
+		if names[p.Name] {
+			return fmt.Errorf("process %s listed twice", p.Name)
+		}
+		names[p.Name] = true
+		if !processStates[p.State] {
+			return fmt.Errorf("process %s: unknown state %q", p.Name, p.State)
+		}
+		if p.PID < 0 || p.Restarts < 0 {
+			return fmt.Errorf("process %s: negative pid or restarts", p.Name)
+		}
+		if p.LastExit != nil && (len(p.LastExit.Signal) > 16 || !allBytes(p.LastExit.Signal, versionByte)) {
+			return fmt.Errorf("process %s: bad signal name", p.Name)
+		}
+	}
+	if len(a.Ports) > maxReportedPorts {
+		return fmt.Errorf("%d ports; at most %d", len(a.Ports), maxReportedPorts)
+	}
+	for name, port := range a.Ports {
+		if err := labels.CheckName("port name", name); err != nil {
+			return err
+		}
+		if port < 1 || port > 65535 {
+			return fmt.Errorf("port %s is %d; want 1-65535", name, port)
 		}
 	}
 	return nil

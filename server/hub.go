@@ -106,11 +106,12 @@ func (h *hub) relabel(name string, labels map[string]string, gen int64) bool {
 	return true
 }
 
-// endStream ends the node's stream, if it has one.
-func (h *hub) endStream(name string) {
+// endStream ends the node's stream if it has one opened at or before t: a stream opened after
+// the caller judged the node silent is the node speaking again, and stays.
+func (h *hub) endStream(name string, t time.Time) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	if n, ok := h.nodes[name]; ok && n.stream != nil {
+	if n, ok := h.nodes[name]; ok && n.stream != nil && !n.stream.opened.After(t) {
 		n.stream.end()
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -105,6 +107,54 @@ func FuzzDecode(f *testing.F) {
 			case *api.Sync:
 				if r.Apps != nil {
 					validApps(*r.Apps)
+				}
+			}
+		}
+	})
+}
+
+// An app report the server accepts is bounded and holds nothing that steers a terminal, however
+// it was made; a refusal is a 400 in one clean line.
+func FuzzValidApps(f *testing.F) {
+	for _, s := range []string{
+		`[{"app":"hello","version":"1.0.0","state":"running","processes":[{"name":"web","state":"running","pid":42,"restarts":0}],"ports":{"http":31000}}]`,
+		`[{"app":"hello","version":"1.0.0","pending":"1.1.0","state":"rolled_back","error":"verify: web exited 1","log_tail":"panic: boom\n\tat main.go:3\n"}]`,
+		`[{"app":"hello","state":"sleeping"}]`, `[{"app":"hello","log_tail":"\u001b[2J"}]`,
+		`[{"app":"hello","processes":[{"name":"web","state":"running","last_exit":{"time":"2026-01-01T00:00:00Z","signal":"SIGKILL"}}]}]`,
+		`[{"app":"hello","ports":{"http":0,"Bad Name":70000}}]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var apps []api.NodeApp
+		if json.Unmarshal(b, &apps) != nil {
+			return
+		}
+		if err := validApps(apps); err != nil {
+			var he *httpError
+			if !errors.As(err, &he) || he.code != http.StatusBadRequest || strings.ContainsAny(err.Error(), "\n\r\x1b") {
+				t.Fatalf("refusal is not a clean 400: %q", err.Error())
+			}
+			return
+		}
+		for _, a := range apps {
+			if a.State != "" && !slices.Contains(api.AppStates, a.State) {
+				t.Fatalf("accepted state %q", a.State)
+			}
+			if len(a.LogTail) > api.MaxLogTail || strings.ContainsAny(a.LogTail, "\x1b\r\u202e") {
+				t.Fatalf("accepted log tail %q", a.LogTail)
+			}
+			if len(a.Processes) > maxReportedProcesses || len(a.Ports) > maxReportedPorts {
+				t.Fatalf("accepted %d processes and %d ports", len(a.Processes), len(a.Ports))
+			}
+			for _, p := range a.Processes {
+				if !processStates[p.State] || p.PID < 0 || p.Restarts < 0 || strings.ContainsAny(p.Name, "\x1b\n ") {
+					t.Fatalf("accepted process %+v", p)
+				}
+			}
+			for name, port := range a.Ports {
+				if port < 1 || port > 65535 || strings.ContainsAny(name, "\x1b\n =") {
+					t.Fatalf("accepted port %q=%d", name, port)
 				}
 			}
 		}

@@ -26,7 +26,16 @@ type pollConn struct {
 	*net.TCPConn
 	raw      syscall.RawConn
 	nonblock atomic.Bool // set once a stream owns the connection
+	// drained is set once a read of the current turn found the socket emptied: it filled less
+	// than it asked for, or there was nothing. The turn's later reads then say "nothing more"
+	// without asking the kernel (through TLS too, which asks once more after every record); what
+	// comes after that read starts a turn of its own through the poller. Only the reader of the
+	// turn touches it; newTurn clears it.
+	drained bool
 }
+
+// newTurn begins a reader's turn at the connection, after the poller found it readable.
+func (c *pollConn) newTurn() { c.drained = false }
 
 // pollable wraps c when the poller can watch it; net/http serves it as before, since the
 // wrapper changes reads only once a stream has taken the connection over.
@@ -63,6 +72,9 @@ func (c *pollConn) Read(p []byte) (int, error) {
 	if !c.nonblock.Load() {
 		return c.TCPConn.Read(p)
 	}
+	if c.drained {
+		return 0, os.ErrDeadlineExceeded
+	}
 	var n int
 	var errno error
 	err := c.raw.Read(func(fd uintptr) bool {
@@ -77,12 +89,14 @@ func (c *pollConn) Read(p []byte) (int, error) {
 	case err != nil:
 		return 0, err
 	case errno == syscall.EAGAIN:
+		c.drained = true
 		return 0, os.ErrDeadlineExceeded
 	case errno != nil:
 		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
 	case n == 0 && len(p) > 0:
 		return 0, io.EOF
 	}
+	c.drained = n < len(p)
 	return n, nil
 }
 

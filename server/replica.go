@@ -107,7 +107,7 @@ func (s *Server) Sweep(ctx context.Context) {
 	}
 	if !s.leading.Load() {
 		for _, name := range silent {
-			s.hub.endStream(name)
+			s.hub.endStream(name, now)
 		}
 		return
 	}

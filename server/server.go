@@ -551,6 +551,7 @@ func (s *Server) sleep(ctx context.Context, d time.Duration) bool { return clock
 // with the detector's latest word. A node marked down also loses its stream, which carries
 // nothing. The feed brings the new status to the hub.
 func (s *Server) setStatus(ctx context.Context, name, status string) {
+	judged := s.clk.Now()
 	s.statusMu.Lock()
 	defer s.statusMu.Unlock()
 	if down, known := s.det.Down(name); !known || down != (status == api.StatusDown) {
@@ -560,7 +561,9 @@ func (s *Server) setStatus(ctx context.Context, name, status string) {
 		s.log.Error("record node status", "node", name, "status", status, "err", err)
 	}
 	if status == api.StatusDown {
-		s.hub.endStream(name)
+		// Not a stream the node opened after it was judged down: it may have come back
+		// while the store was written, and the store is written again for that.
+		s.hub.endStream(name, judged)
 	}
 }
 

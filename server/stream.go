@@ -34,9 +34,25 @@ const maxFrame = maxBody
 // whoever changes the node's desired state (pushes), so they are serialized here.
 type stream struct {
 	conn     net.Conn
+	opened   time.Time // on the server's clock
 	mu       sync.Mutex
 	sent     int64        // newest generation written with its desired state
 	answered atomic.Int64 // when the last answer was written, on the server's clock (Unix ns)
+	deadline time.Time    // the connection's write deadline, as last set under mu; zero: none
+}
+
+// setWriteDeadline sets the connection's write deadline; st.mu is held.
+func (st *stream) setWriteDeadline(t time.Time) {
+	st.deadline = t
+	st.conn.SetWriteDeadline(t)
+}
+
+// shortenWriteDeadline brings the write deadline forward to t unless it is no later already
+// (setting it costs more than reading a heartbeat); st.mu is held.
+func (st *stream) shortenWriteDeadline(t time.Time) {
+	if st.deadline.IsZero() || st.deadline.After(t) {
+		st.setWriteDeadline(t)
+	}
 }
 
 // send writes reply unless it carries a desired state no newer than one already sent.
@@ -63,7 +79,7 @@ func (st *stream) writeLocked(reply api.SyncReply, at time.Time, wait time.Durat
 	if err != nil {
 		return err
 	}
-	st.conn.SetWriteDeadline(time.Now().Add(wait))
+	st.setWriteDeadline(time.Now().Add(wait))
 	_, err = st.conn.Write(append(b, '\n'))
 	if err == nil && !at.IsZero() && at.UnixNano() > st.answered.Load() {
 		st.answered.Store(at.UnixNano())
@@ -117,7 +133,7 @@ func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 	// Opening a stream is a sign of life, counted before the stream is attached: the sweep
 	// must not take the node for silent and end the stream it has just opened.
 	back, _ := s.det.Heartbeat(node, s.clk.Now())
-	st := &stream{conn: conn}
+	st := &stream{conn: conn, opened: s.clk.Now()}
 	if !s.hub.attach(node, st) {
 		conn.Close()
 		return nil
@@ -222,17 +238,21 @@ func (s *Server) pollReady(as *agentStream) {
 
 // pollQuick is the poller's own turn at a stream it found readable, before any worker's: it
 // reads what has come and, when that is only heartbeats that quickFrame takes, handles them
-// there and then, writing their answers too when that need not wait (answerQuick). Handing a
+// there and then, writing their answers too when that need not wait (tryAnswer). Handing a
 // stream to a worker wakes a second thread for every heartbeat, which cost more than the
 // heartbeat itself. Anything else (a report, a node coming back, an error) goes to a worker
 // with the bytes read so far, and the worker carries on from there. buf is the poller's own.
 func (s *Server) pollQuick(as *agentStream, buf []byte) {
-	rest, done := s.readQuick(as, buf)
-	if done && !s.poller.finished(as) {
+	turn := s.readQuick(as, buf)
+	if turn.done && !s.poller.finished(as) {
 		return
 	}
-	rest = bytes.Clone(rest)
+	rest, owed := bytes.Clone(turn.rest), turn.owed
 	s.workers.submit(func(buf []byte) {
+		if owed != nil && as.st.answer(owed.reply, owed.at) != nil {
+			s.finish(as)
+			return
+		}
 		if len(rest) > 0 && !s.feed(as, rest) {
 			s.finish(as)
 			return
@@ -241,54 +261,73 @@ func (s *Server) pollQuick(as *agentStream, buf []byte) {
 	})
 }
 
+// quickTurn is what the poller's turn at a stream leaves for a worker, unless done.
+type quickTurn struct {
+	done bool   // all that had come was handled
+	rest []byte // the bytes from the first frame the poller left; the worker reads on after them
+	owed *owed  // an answer the poller could not write at once, to write before rest
+}
+
+// owed is an answer due to a heartbeat that quickFrame took.
+type owed struct {
+	reply api.SyncReply
+	at    time.Time
+}
+
 // quickWriteWait bounds how long the poller may wait on a write that TLS makes while it reads (an
 // alert, or the answer to a key update): an agent that stops reading must not hold up the
 // others' heartbeats.
 const quickWriteWait = 100 * time.Millisecond
 
 // readQuick reads as's connection without waiting and handles the whole frames that
-// quickFrame takes. It reports done when it handled all that had come; otherwise rest holds the
-// bytes from the first frame it left, for a worker, which goes on reading after them.
-func (s *Server) readQuick(as *agentStream, buf []byte) (rest []byte, done bool) {
+// quickFrame takes, writing their answers when tryAnswer can. It stops at the first frame it
+// cannot handle, or after one whose answer it could not write, leaving the rest to a worker:
+// the worker must not be waited for here, since it may need the stream's lock that this holds.
+func (s *Server) readQuick(as *agentStream, buf []byte) quickTurn {
 	if as.frames.pending != nil {
-		return nil, false // a frame a worker began: the worker's framer has it
+		return quickTurn{} // a frame a worker began: the worker's framer has it
 	}
 	if !as.plain {
 		// Every write to the stream holds its lock, so none is under way while the poller
 		// holds it, and the short deadline binds only what TLS writes during this read; the
 		// next writer sets its own.
 		if !as.st.mu.TryLock() {
-			return nil, false
+			return quickTurn{}
 		}
 		defer as.st.mu.Unlock()
-		as.st.conn.SetWriteDeadline(time.Now().Add(quickWriteWait))
+		as.st.shortenWriteDeadline(time.Now().Add(quickWriteWait))
 	}
+	as.pc.newTurn()
 	for range readsPerTurn {
 		n, err := as.st.conn.Read(buf)
 		data := buf[:n]
 		for len(data) > 0 {
 			i := bytes.IndexByte(data, '\n')
 			if i < 0 {
-				return data, false
+				return quickTurn{rest: data}
 			}
-			switch q, reply, at := s.quickFrame(as, data[:i]); q {
-			case notQuick:
-				return data, false
-			case answerDue:
-				s.answerQuick(as, reply, at, !as.plain)
+			q, reply, at := s.quickFrame(as, data[:i])
+			if q == notQuick {
+				return quickTurn{rest: data}
 			}
 			data = data[i+1:]
+			if q == answerDue {
+				if wrote, err := s.tryAnswer(as, reply, at, !as.plain); err != nil {
+					as.st.end()
+					return quickTurn{} // the worker's read finds the stream ended
+				} else if !wrote {
+					return quickTurn{rest: data, owed: &owed{reply, at}}
+				}
+			}
 		}
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, true
+			return quickTurn{done: true}
 		case err != nil:
-			return nil, false // the worker's read meets it again and ends the stream
-		case as.plain && n < len(buf):
-			return nil, true // see readFrames
+			return quickTurn{} // the worker's read meets it again and ends the stream
 		}
 	}
-	return nil, false
+	return quickTurn{}
 }
 
 // readStream reads a stream that the poller does not watch, on the stream's own goroutine,
@@ -331,18 +370,18 @@ const (
 // workers.
 const readsPerTurn = 16
 
-// readFrames reads and handles what has come on a polled connection, without waiting. Through
-// TLS the connection has nothing more only once a read says so, since TLS may have read ahead
-// of the records it returned. A plain connection has nothing more once a read fills less than
-// the buffer: the socket gave all it held, and whatever comes after makes the poller hand the
-// stream over again. That saves a system call on every heartbeat.
+// readFrames reads and handles what has come on a polled connection, without waiting: the
+// connection has nothing more once a read says so, since TLS may have read ahead of the
+// records it returned (the read that says so costs no system call once one found the socket
+// emptied: see pollConn.drained).
 func (s *Server) readFrames(as *agentStream, buf []byte) readResult {
+	as.pc.newTurn()
 	for range readsPerTurn {
 		n, err := as.st.conn.Read(buf)
 		if n > 0 && !s.feed(as, buf[:n]) {
 			return readEnd
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) || (err == nil && as.plain && n < len(buf)) {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return readWait
 		}
 		if err != nil {
@@ -485,32 +524,21 @@ func (s *Server) quickFrame(as *agentStream, frame []byte) (quick, api.SyncReply
 	return answerDue, api.SyncReply{Generation: req.Generation, HeartbeatInterval: api.Duration(s.cfg.HeartbeatInterval)}, now
 }
 
-// answerQuick writes an answer quickFrame found due, from the poller, when it need not wait: the
+// tryAnswer writes an answer quickFrame found due, from the poller, when it need not wait: the
 // stream's lock is free (or the poller holds it already, reading TLS: locked) and the socket
-// holds nothing unsent, so the few bytes go straight into an empty buffer. Otherwise a worker
-// writes it. A stream whose answer cannot be written is ended.
-func (s *Server) answerQuick(as *agentStream, reply api.SyncReply, at time.Time, locked bool) {
-	if locked || as.st.mu.TryLock() {
-		var err error
-		wrote := as.pc.unsent() == 0
-		if wrote {
-			err = as.st.writeLocked(reply, at, quickWriteWait)
+// holds nothing unsent, so the few bytes go straight into an empty buffer. It reports whether
+// it wrote; an error means the stream is broken.
+func (s *Server) tryAnswer(as *agentStream, reply api.SyncReply, at time.Time, locked bool) (bool, error) {
+	if !locked {
+		if !as.st.mu.TryLock() {
+			return false, nil
 		}
-		if !locked {
-			as.st.mu.Unlock()
-		}
-		if err != nil {
-			as.st.end()
-		}
-		if wrote {
-			return
-		}
+		defer as.st.mu.Unlock()
 	}
-	s.workers.submit(func([]byte) {
-		if as.st.answer(reply, at) != nil {
-			as.st.end()
-		}
-	})
+	if as.pc.unsent() != 0 {
+		return false, nil
+	}
+	return true, as.st.writeLocked(reply, at, quickWriteWait)
 }
 
 // plainHeartbeat reads a sparse heartbeat that carries nothing, in the one form agents write it
@@ -554,6 +582,6 @@ func (s *Server) refuse(st *stream, err error) {
 	b, _ := json.Marshal(e)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	st.setWriteDeadline(time.Now().Add(time.Second))
 	st.conn.Write(append(b, '\n'))
 }

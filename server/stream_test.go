@@ -552,3 +552,23 @@ func TestQuickFrame(t *testing.T) {
 		t.Fatal("quickFrame took a heartbeat on an expired session")
 	}
 }
+
+// A node judged silent that opens a new stream before its stream is ended keeps the new one:
+// only a stream opened at or before the judgment is ended.
+func TestEndStreamSparesANewerStream(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	h := start(t, Config{Clock: clk, HeartbeatInterval: time.Minute})
+	h.site("ams", 1)
+	_, session := rawAgent(t, h, "ams", "n1")
+	judged := clk.Now()
+	clk.Advance(time.Second)
+	conn, br := rawStream(t, h, session().Token, `{"generation":1}`+"\n")
+	replies(t, br, 1)
+	h.srv.hub.endStream("n1", judged)
+	io.WriteString(conn, `{"generation":1}`+"\n")
+	replies(t, br, 1)
+	h.srv.hub.endStream("n1", clk.Now())
+	if _, err := br.ReadBytes('\n'); !errors.Is(err, io.EOF) {
+		t.Fatalf("a stream opened before the judgment: %v", err)
+	}
+}
