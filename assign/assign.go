@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
@@ -113,8 +114,36 @@ func Transitions(node string, before, after []api.NodeApp, now time.Time) []api.
 		case a.Error != "" && (a.Error != b.Error || a.Pending != b.Pending || a.Retry != b.Retry):
 			evs = append(evs, api.NewEvent(now, api.EventAppFailed, node, api.AppFailed{App: a.App, Version: a.Pending, Error: a.Error, Retry: a.Retry}))
 		}
+		if a.State != "" && a.State != b.State {
+			evs = append(evs, api.NewEvent(now, api.EventAppState, node, stateChange(b, a)))
+		}
 	}
 	return evs
+}
+
+// stateChange describes an app's move from one reported state to the next: the release it
+// concerns is the one that failed when it failed or rolled back, else the one that runs.
+func stateChange(before, after api.NodeApp) api.AppStateChanged {
+	c := api.AppStateChanged{App: after.App, Version: after.Version, From: before.State, To: after.State}
+	switch after.State {
+	case api.AppStateFailed, api.AppStateRolledBack:
+		if after.Pending != "" {
+			c.Version = after.Pending
+		}
+		c.Reason = after.Error
+	case api.AppStateCrashloop:
+		for _, p := range after.Processes {
+			if p.State == "crashloop" {
+				c.Reason = fmt.Sprintf("process %s keeps exiting (%d restarts)", p.Name, p.Restarts)
+				break
+			}
+		}
+	case api.AppStateDownloading, api.AppStateInstalling, api.AppStateStarting, api.AppStateVerifying:
+		if after.Pending != "" {
+			c.Version = after.Pending
+		}
+	}
+	return c
 }
 
 // sameReport tells whether two reports say the same, as they are stored (JSON).

@@ -172,6 +172,12 @@ func TestTransitions(t *testing.T) {
 		{"failure for another version", []api.NodeApp{{App: "a", Pending: "2", Error: "e"}}, []api.NodeApp{{App: "a", Pending: "3", Error: "e"}}, "[app.failed]"},
 		{"two apps", nil, []api.NodeApp{{App: "a", Version: "1"}, {App: "b", Pending: "1", Error: "e"}}, "[app.installed app.failed]"},
 		{"app gone", []api.NodeApp{{App: "a", Version: "1"}}, nil, "[]"},
+		{"a state", nil, []api.NodeApp{{App: "a", Pending: "1", State: api.AppStateDownloading}}, "[app.state]"},
+		{"same state", []api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning}}, []api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning}}, "[]"},
+		{"installed and running", []api.NodeApp{{App: "a", Pending: "1", State: api.AppStateVerifying}}, []api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning}}, "[app.installed app.state]"},
+		{"rolled back", []api.NodeApp{{App: "a", Version: "1", Pending: "2", State: api.AppStateVerifying}},
+			[]api.NodeApp{{App: "a", Version: "1", Pending: "2", Error: "verify: web exited", State: api.AppStateRolledBack}}, "[app.failed app.state]"},
+		{"state dropped by an older agent", []api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning}}, []api.NodeApp{{App: "a", Version: "1"}}, "[]"},
 	} {
 		var types []string
 		for _, e := range assign.Transitions("n1", tc.before, tc.after, now) {
@@ -182,6 +188,38 @@ func TestTransitions(t *testing.T) {
 		}
 		if got := fmt.Sprint(types); got != tc.want && !(tc.want == "[]" && types == nil) {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// An app.state event names the release it concerns and, for a failure, why.
+func TestStateChangePayloads(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		before, after api.NodeApp
+		want          api.AppStateChanged
+	}{
+		{"rolled back: the release that failed, and why",
+			api.NodeApp{App: "a", Version: "1", Pending: "2", State: api.AppStateVerifying},
+			api.NodeApp{App: "a", Version: "1", Pending: "2", Error: "verify: check http failed", State: api.AppStateRolledBack},
+			api.AppStateChanged{App: "a", Version: "2", From: api.AppStateVerifying, To: api.AppStateRolledBack, Reason: "verify: check http failed"}},
+		{"running: the release that runs",
+			api.NodeApp{App: "a", Pending: "2", State: api.AppStateVerifying},
+			api.NodeApp{App: "a", Version: "2", State: api.AppStateRunning},
+			api.AppStateChanged{App: "a", Version: "2", From: api.AppStateVerifying, To: api.AppStateRunning}},
+		{"crashloop: which process",
+			api.NodeApp{App: "a", Version: "2", State: api.AppStateRunning},
+			api.NodeApp{App: "a", Version: "2", State: api.AppStateCrashloop, Processes: []api.ProcessState{{Name: "ok", State: "running"}, {Name: "web", State: "crashloop", Restarts: 6}}},
+			api.AppStateChanged{App: "a", Version: "2", From: api.AppStateRunning, To: api.AppStateCrashloop, Reason: "process web keeps exiting (6 restarts)"}},
+		{"downloading: the release on its way",
+			api.NodeApp{App: "a", Version: "1", State: api.AppStateRunning},
+			api.NodeApp{App: "a", Version: "1", Pending: "2", State: api.AppStateDownloading},
+			api.AppStateChanged{App: "a", Version: "2", From: api.AppStateRunning, To: api.AppStateDownloading}},
+	} {
+		evs := assign.Transitions("n1", []api.NodeApp{tc.before}, []api.NodeApp{tc.after}, t0)
+		var got api.AppStateChanged
+		if len(evs) == 0 || evs[len(evs)-1].Type != api.EventAppState || evs[len(evs)-1].Decode(&got) != nil || got != tc.want {
+			t.Errorf("%s: events %+v, payload %+v; want %+v", tc.name, evs, got, tc.want)
 		}
 	}
 }

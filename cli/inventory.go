@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -228,7 +230,11 @@ func (e *env) nodeCmd() *cobra.Command {
 				{"agent", fmt.Sprintf("%s (protocol %d)", dash(f.AgentVersion), f.Protocol)},
 				{"last seen", ago(n.LastSeen)}, {"enrolled", n.EnrolledAt.Format(time.RFC3339)},
 			}
-			return e.table([]string{"FIELD", "VALUE"}, append(rows, appRows(n)...))
+			if err := e.table([]string{"FIELD", "VALUE"}, append(rows, appRows(n)...)); err != nil {
+				return err
+			}
+			e.printLogTails(n)
+			return nil
 		},
 	}
 	rm := &cobra.Command{
@@ -342,15 +348,14 @@ func bytes(n uint64) string {
 // appRows describes each app of a node: the release installed, the one assigned when it differs,
 // and why that one is not installed.
 func appRows(n api.Node) [][]string {
-	assigned := map[string]string{}
-	for _, a := range n.Assigned {
-		assigned[a.App] = a.Version
-	}
 	var rows [][]string
 	seen := map[string]bool{}
 	for _, a := range n.Apps {
 		seen[a.App] = true
 		v := dash(a.Version)
+		if a.State != "" {
+			v += " " + a.State
+		}
 		if a.Pending != "" {
 			v += " (assigned " + a.Pending + ")"
 		}
@@ -358,6 +363,17 @@ func appRows(n api.Node) [][]string {
 			v += ": " + a.Error
 		}
 		rows = append(rows, []string{"app " + a.App, v})
+		for _, p := range a.Processes {
+			rows = append(rows, []string{"  process " + p.Name, processLine(p)})
+		}
+		if len(a.Ports) > 0 {
+			names := slices.Sorted(maps.Keys(a.Ports))
+			ports := make([]string, len(names))
+			for i, name := range names {
+				ports[i] = fmt.Sprintf("%s=%d", name, a.Ports[name])
+			}
+			rows = append(rows, []string{"  ports", strings.Join(ports, " ")})
+		}
 	}
 	for _, a := range n.Assigned {
 		if !seen[a.App] {
@@ -365,6 +381,43 @@ func appRows(n api.Node) [][]string {
 		}
 	}
 	return rows
+}
+
+// processLine describes a supervised process in one cell: state, pid, restarts, last exit.
+func processLine(p api.ProcessState) string {
+	parts := []string{p.State}
+	if p.PID > 0 {
+		parts = append(parts, fmt.Sprintf("pid %d", p.PID))
+	}
+	if p.Started != nil {
+		parts = append(parts, "up since "+p.Started.Format(time.RFC3339))
+	}
+	parts = append(parts, fmt.Sprintf("%d restarts", p.Restarts))
+	if x := p.LastExit; x != nil {
+		how := "exit status unknown (adopted)"
+		switch {
+		case x.Signal != "":
+			how = "killed by " + x.Signal
+		case x.Code != nil:
+			how = fmt.Sprintf("exited %d", *x.Code)
+		}
+		parts = append(parts, "last "+how+" at "+x.Time.Format(time.RFC3339))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// printLogTails prints the log tail an app reported with its failure, line by line, after the
+// node's table.
+func (e *env) printLogTails(n api.Node) {
+	for _, a := range n.Apps {
+		if a.LogTail == "" {
+			continue
+		}
+		e.printf("\nlog tail of %s (the failing process):\n", a.App)
+		for _, line := range strings.Split(strings.TrimRight(a.LogTail, "\n"), "\n") {
+			e.printf("  %s\n", line)
+		}
+	}
 }
 
 // appSummary is a node's apps in one cell: hello@1.4.0, with "→1.5.0!" when an assigned
