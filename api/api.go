@@ -169,14 +169,38 @@ type Assignment struct {
 	// Withdrawn is set once the release is withdrawn: agents that have not installed it yet
 	// must not, and the reason says why.
 	Withdrawn string `json:"withdrawn,omitempty"`
+	// Channel is the channel the node follows for the app, whose candidate Version is; empty
+	// when the version is pinned.
+	Channel string `json:"channel,omitempty"`
 }
 
 // Deploy assigns a release to every node a selector matches (direct: no waves). A dry run
 // makes every check the deploy makes and answers what it would do, changing nothing.
 type Deploy struct {
-	Release  string `json:"release"` // APP@VERSION
+	Release  string `json:"release"` // APP@VERSION, or APP with Channel
 	Selector string `json:"selector"`
 	DryRun   bool   `json:"dry_run,omitempty"`
+	// Channel makes the nodes follow the channel's candidate of the app: a promotion into the
+	// channel moves them forward, a withdrawal back to the channel's new candidate.
+	Channel string `json:"channel,omitempty"`
+}
+
+// Undeploy takes an app off every node a selector matches: their agents stop its processes and
+// remove its releases.
+type Undeploy struct {
+	App      string `json:"app"`
+	Selector string `json:"selector"`
+	DryRun   bool   `json:"dry_run,omitempty"`
+}
+
+// Undeployed answers Undeploy: the nodes the app was taken off (on a dry run, would be), and
+// how many matched.
+type Undeployed struct {
+	App     string   `json:"app"`
+	DryRun  bool     `json:"dry_run,omitempty"`
+	Nodes   []string `json:"nodes"`
+	Matched int      `json:"matched"`
+	EventID int64    `json:"event_id,omitempty"`
 }
 
 // Deployed answers Deploy. Nodes are the nodes the deploy assigned the release to (on a dry

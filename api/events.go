@@ -32,9 +32,10 @@ const (
 	EventReleaseRepublished = "release.republished" // ReleaseRepublished
 	EventReleaseDeployed    = "release.deployed"    // ReleaseDeployed
 
-	EventAppInstalled = "app.installed" // AppInstalled
-	EventAppFailed    = "app.failed"    // AppFailed
-	EventAppState     = "app.state"     // AppStateChanged
+	EventAppInstalled = "app.installed"  // AppInstalled
+	EventAppFailed    = "app.failed"     // AppFailed
+	EventAppState     = "app.state"      // AppStateChanged
+	EventAppUndeploy  = "app.undeployed" // AppUndeployed
 
 	EventBlobCollected = "blob.collected" // BlobCollected
 )
@@ -130,6 +131,14 @@ type ReleaseRepublished struct {
 
 // ReleaseDeployed is the payload of release.deployed: the nodes whose desired state changed.
 type ReleaseDeployed struct {
+	Nodes []string `json:"nodes"`
+	// Channel is set when the nodes follow a channel: deployed to follow it, or moved because
+	// its candidate changed.
+	Channel string `json:"channel,omitempty"`
+}
+
+// AppUndeployed is the payload of app.undeployed: the app was taken off these nodes.
+type AppUndeployed struct {
 	Nodes []string `json:"nodes"`
 }
 

@@ -10,11 +10,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/catalog"
 	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/fault"
 	"github.com/ferryhq/ferry/store"
 )
 
@@ -39,12 +41,71 @@ func (s *Service) Assign(ctx context.Context, names []string, app, version strin
 		if _, err := catalog.Live(tx, app, version, "deploy"); err != nil {
 			return err
 		}
-		done, err := tx.AssignNodes(names, app, version, now)
+		done, err := tx.AssignNodes(names, app, version, "", now)
 		if err != nil || len(done) == 0 {
 			return err
 		}
 		changed = inOrder(names, done)
 		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventReleaseDeployed, app+"@"+version, api.ReleaseDeployed{Nodes: changed}))
+		return err
+	})
+	if err != nil {
+		return nil, api.Event{}, err
+	}
+	return changed, ev, nil
+}
+
+// Follow makes each named node that is not revoked follow channel for app: its desired release
+// is the channel's candidate now, and moves with it (see catalog). It returns the candidate, the
+// nodes whose desired state changed, in the order given, and one release.deployed event naming
+// them and the channel when any did. A channel that holds no release of the app is refused.
+func (s *Service) Follow(ctx context.Context, names []string, app, channel string) (string, []string, api.Event, error) {
+	now := s.clk.Now().UTC()
+	var changed []string
+	var ev api.Event
+	var version string
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		chans, err := tx.Channels()
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(chans, func(c api.Channel) bool { return c.Name == channel }) {
+			return fault.NotFound("channel %q not found", channel)
+		}
+		if version, err = catalog.Candidate(tx, channel, app); err != nil {
+			return err
+		}
+		if version == "" {
+			return fault.Conflict("channel %s holds no release of %s; push or promote one into it first", channel, app)
+		}
+		done, err := tx.AssignNodes(names, app, version, channel, now)
+		if err != nil || len(done) == 0 {
+			return err
+		}
+		changed = inOrder(names, done)
+		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventReleaseDeployed, app+"@"+version, api.ReleaseDeployed{Nodes: changed, Channel: channel}))
+		return err
+	})
+	if err != nil {
+		return "", nil, api.Event{}, err
+	}
+	return version, changed, ev, nil
+}
+
+// Unassign takes app off each named node: its agent stops the app and removes its releases. It
+// returns the nodes that had it assigned, in the order given, and one app.undeployed event
+// naming them when any did.
+func (s *Service) Unassign(ctx context.Context, names []string, app string) ([]string, api.Event, error) {
+	now := s.clk.Now().UTC()
+	var changed []string
+	var ev api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		done, err := tx.UnassignNodes(names, app)
+		if err != nil || len(done) == 0 {
+			return err
+		}
+		changed = inOrder(names, done)
+		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventAppUndeploy, app, api.AppUndeployed{Nodes: changed}))
 		return err
 	})
 	if err != nil {

@@ -223,3 +223,90 @@ func TestStateChangePayloads(t *testing.T) {
 		}
 	}
 }
+
+// Nodes that follow a channel get its candidate, move with it on promotion, withdrawal and
+// republish, and stay put when the channel is left without one; pinned nodes never move.
+func TestFollowChannel(t *testing.T) {
+	backend.Each(t, func(t *testing.T, st store.Store) {
+		ctx := context.Background()
+		fleet(t, st, []string{"n1", "n2", "n3"}, "1.0.0", "1.1.0")
+		a := assign.New(st, clock.NewFake(t0))
+		c := catalog.New(st, nil, clock.NewFake(t0), release.Limits{}, slog.New(slog.DiscardHandler))
+		desired := func(name string) (string, string) {
+			t.Helper()
+			n, err := st.Node(ctx, name)
+			if err != nil || len(n.Assigned) != 1 {
+				t.Fatalf("%s assigned %+v, %v", name, n.Assigned, err)
+			}
+			return n.Assigned[0].Version, n.Assigned[0].Channel
+		}
+		if _, _, _, err := a.Follow(ctx, []string{"n1"}, "hello", "nowhere"); !errors.Is(err, fault.ErrNotFound) {
+			t.Fatalf("follow an unknown channel: %v", err)
+		}
+		if _, _, _, err := a.Follow(ctx, []string{"n1"}, "hello", "preview"); !errors.Is(err, fault.ErrConflict) {
+			t.Fatalf("follow a channel without the app: %v", err)
+		}
+		ver, changed, ev, err := a.Follow(ctx, []string{"n1", "n2"}, "hello", "unstable")
+		var p api.ReleaseDeployed
+		if err != nil || ver != "1.1.0" || fmt.Sprint(changed) != "[n1 n2]" || ev.Subject != "hello@1.1.0" || ev.Decode(&p) != nil || p.Channel != "unstable" {
+			t.Fatalf("Follow = %s %v %+v %v", ver, changed, ev, err)
+		}
+		if _, changed, _, err := a.Follow(ctx, []string{"n1"}, "hello", "unstable"); err != nil || len(changed) != 0 {
+			t.Fatalf("following again changed %v, %v", changed, err)
+		}
+		if _, _, err := a.Assign(ctx, []string{"n3"}, "hello", "1.1.0"); err != nil {
+			t.Fatal(err)
+		}
+		// A withdrawal moves the followers back to the channel's new candidate.
+		if _, err := c.Withdraw(ctx, "hello", "1.1.0", "crashes"); err != nil {
+			t.Fatal(err)
+		}
+		if v, ch := desired("n1"); v != "1.0.0" || ch != "unstable" {
+			t.Fatalf("a follower after the withdrawal: %s %s", v, ch)
+		}
+		if v, ch := desired("n3"); v != "1.1.0" || ch != "" {
+			t.Fatalf("a pinned node moved: %s %s", v, ch)
+		}
+		// A republish lands in the first channel with a higher epoch: the followers take it.
+		if _, _, err := c.Republish(ctx, "hello", "1.0.0", 1); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := desired("n2"); v != "1:1.0.0" {
+			t.Fatalf("a follower after the republish: %s", v)
+		}
+		// Followers of preview move when a release is promoted into it.
+		if _, _, _, err := a.Follow(ctx, []string{"n3"}, "hello", "unstable"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Promote(ctx, "hello", "1.0.0", "preview", false); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := a.Follow(ctx, []string{"n3"}, "hello", "preview"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Promote(ctx, "hello", "1:1.0.0", "preview", false); err != nil {
+			t.Fatal(err)
+		}
+		if v, ch := desired("n3"); v != "1:1.0.0" || ch != "preview" {
+			t.Fatalf("a follower of preview after a promotion: %s %s", v, ch)
+		}
+		// Withdrawing the candidate moves the followers to what the channel holds next.
+		if _, err := c.Withdraw(ctx, "hello", "1:1.0.0", "bad too"); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := desired("n3"); v != "1.0.0" {
+			t.Fatalf("a follower of preview after the withdrawal: %s (1.0.0 is still in preview)", v)
+		}
+		// Undeploy.
+		changed, ev, err = a.Unassign(ctx, []string{"n3", "ghost", "n1"}, "hello")
+		if err != nil || fmt.Sprint(changed) != "[n3 n1]" || ev.Type != api.EventAppUndeploy {
+			t.Fatalf("Unassign = %v %+v %v", changed, ev, err)
+		}
+		if n, _ := st.Node(ctx, "n1"); len(n.Assigned) != 0 {
+			t.Fatalf("n1 still assigned %+v", n.Assigned)
+		}
+		if changed, _, err := a.Unassign(ctx, []string{"n1"}, "hello"); err != nil || len(changed) != 0 {
+			t.Fatalf("Unassign again = %v %v", changed, err)
+		}
+	})
+}

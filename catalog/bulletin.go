@@ -39,20 +39,35 @@ func WithCandidates(chans []api.Channel) []api.Channel {
 		if chans[i].Candidates == nil {
 			chans[i].Candidates = map[string]string{}
 		}
-		best := map[string]release.Version{}
+		byApp := map[string][]string{}
 		for _, r := range chans[i].Releases {
 			app, ver, _ := strings.Cut(r, "@")
-			v, err := release.ParseVersion(ver)
-			if err != nil {
-				continue
-			}
-			if cur, ok := best[app]; !ok || v.Compare(cur) > 0 {
-				best[app] = v
-				chans[i].Candidates[app] = ver
+			byApp[app] = append(byApp[app], ver)
+		}
+		for app, vers := range byApp {
+			if c := highest(vers); c != "" {
+				chans[i].Candidates[app] = c
 			}
 		}
 	}
 	return chans
+}
+
+// highest is the highest (epoch, version) of versions: a channel's candidate among the versions
+// of one app it holds; "" when there is none.
+func highest(versions []string) string {
+	var best release.Version
+	out := ""
+	for _, ver := range versions {
+		v, err := release.ParseVersion(ver)
+		if err != nil {
+			continue
+		}
+		if out == "" || v.Compare(best) > 0 {
+			best, out = v, ver
+		}
+	}
+	return out
 }
 
 // Bulletin says, per app (of one app when app is set), each channel's candidate in promotion

@@ -203,7 +203,10 @@ func (s *Service) Promote(ctx context.Context, app, version, to string, force bo
 		}
 		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventReleasePromoted, app+"@"+version,
 			api.ReleasePromoted{To: to, From: from, Forced: from == ""}))
-		return err
+		if err != nil {
+			return err
+		}
+		return moveFollowers(tx, app, []string{to}, now)
 	})
 	return ev, err
 }
@@ -230,7 +233,10 @@ func (s *Service) Withdraw(ctx context.Context, app, version, reason string) (ap
 		}
 		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventReleaseWithdrawn, app+"@"+version,
 			api.ReleaseWithdrawn{Reason: reason, Channels: channels, AssignedNodes: len(nodes)}))
-		return err
+		if err != nil {
+			return err
+		}
+		return moveFollowers(tx, app, channels, now)
 	})
 	return ev, err
 }
@@ -275,7 +281,10 @@ func (s *Service) Republish(ctx context.Context, app, version string, epoch uint
 		}
 		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventReleaseRepublished, app+"@"+newVersion,
 			api.ReleaseRepublished{From: version, Channel: first.Name}))
-		return err
+		if err != nil {
+			return err
+		}
+		return moveFollowers(tx, app, []string{first.Name}, now)
 	})
 	if err != nil {
 		return api.Release{}, ev, err

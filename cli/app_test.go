@@ -100,6 +100,11 @@ func TestNodeShowApps(t *testing.T) {
 	if strings.Join(rows, "\n") != strings.Join(want, "\n") {
 		t.Errorf("rows:\n%s\nwant:\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"))
 	}
+	pinned := api.Node{Apps: []api.NodeApp{{App: "hello", Version: "1.1.0"}, {App: "other", Version: "2.0.0"}},
+		Assigned: []api.Assignment{{App: "hello", Version: "1.1.0", Withdrawn: "crashes"}, {App: "other", Version: "2.0.0"}}}
+	if got := appSummary(pinned); got != "hello@1.1.0(withdrawn) other@2.0.0" {
+		t.Errorf("node list's apps of a node running a withdrawn release: %q", got)
+	}
 	var out strings.Builder
 	e := &env{stdout: &out}
 	e.printLogTails(n)

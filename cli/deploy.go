@@ -15,17 +15,24 @@ import (
 )
 
 func (e *env) deployCmd() *cobra.Command {
-	var sel string
+	var sel, channel string
 	var all, wait, dryRun bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "deploy APP@VER --selector SEL | --all [--dry-run | --wait [--timeout D]]",
-		Short: "Assign a release to nodes at once (direct: no waves); their agents verify and install it",
+		Use:   "deploy APP@VER | APP --channel CH  --selector SEL | --all [--dry-run | --wait [--timeout D]]",
+		Short: "Assign a release to nodes at once (direct: no waves), or make them follow a channel; their agents verify and install it",
 		Args:  Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			app, ver, err := splitRelease("deploy", a[0])
-			if err != nil {
-				return err
+			var app, ver string
+			var err error
+			if channel == "" {
+				if app, ver, err = splitRelease("deploy", a[0]); err != nil {
+					return err
+				}
+			} else if strings.Contains(a[0], "@") {
+				return Usagef("deploy: with --channel, name the app alone (%s): the nodes follow the channel's candidate", strings.SplitN(a[0], "@", 2)[0])
+			} else {
+				app = a[0]
 			}
 			switch {
 			case sel != "" && all:
@@ -48,9 +55,12 @@ func (e *env) deployCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := c.Deploy(cmd.Context(), api.Deploy{Release: a[0], Selector: sel, DryRun: dryRun})
+			res, err := c.Deploy(cmd.Context(), api.Deploy{Release: a[0], Channel: channel, Selector: sel, DryRun: dryRun})
 			if err != nil {
 				return err
+			}
+			if channel != "" {
+				_, ver, _ = strings.Cut(res.Release, "@") // the channel's candidate
 			}
 			if dryRun {
 				return e.printDryRun(cmd.Context(), c, res, app, sel)
@@ -63,7 +73,11 @@ func (e *env) deployCmd() *cobra.Command {
 			case len(res.Nodes) == 0:
 				e.printf("%s assigned to 0 node(s): all %d matching node(s) have it assigned already\n", res.Release, res.Matched)
 			default:
-				e.printf("%s assigned to %d node(s)\n", res.Release, len(res.Nodes))
+				follows := ""
+				if channel != "" {
+					follows = ", which follow " + channel
+				}
+				e.printf("%s assigned to %d node(s)%s\n", res.Release, len(res.Nodes), follows)
 			}
 			if !wait {
 				e.printf("follow with: ferry events --follow, or deploy with --wait\n")
@@ -81,10 +95,60 @@ func (e *env) deployCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&sel, "selector", "l", "", "deploy to every node this selector matches")
+	cmd.Flags().StringVar(&channel, "channel", "", "make the nodes follow this channel's candidate of APP: promotions move them forward, withdrawals back")
 	cmd.Flags().BoolVar(&all, "all", false, "deploy to every node")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list the nodes the deploy would change, and change nothing")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every assigned node has installed the release or given up on it")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait, how long to wait")
+	return cmd
+}
+
+func (e *env) undeployCmd() *cobra.Command {
+	var sel string
+	var all, dryRun bool
+	cmd := &cobra.Command{
+		Use:   "undeploy APP --selector SEL | --all [--dry-run]",
+		Short: "Take an app off nodes: their agents stop its processes and remove its releases",
+		Args:  Args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if err := labels.CheckName("app name", a[0]); err != nil {
+				return UsageError{err}
+			}
+			switch {
+			case sel != "" && all:
+				return Usagef("undeploy: give --selector or --all, not both")
+			case all:
+				sel = labels.KeySite
+			case sel == "":
+				return Usagef("undeploy: give --selector SEL (e.g. site=ams) or --all")
+			}
+			if _, err := labels.ParseSelector(sel); err != nil {
+				return UsageError{err}
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.Undeploy(cmd.Context(), api.Undeploy{App: a[0], Selector: sel, DryRun: dryRun})
+			if err != nil {
+				return err
+			}
+			switch {
+			case e.json():
+				return e.printJSON(res)
+			case len(res.Nodes) == 0:
+				e.printf("%s is assigned to none of the %d matching node(s); nothing undeployed\n", res.App, res.Matched)
+			case dryRun:
+				e.printf("dry run: %s would be taken off %d node(s): %s; nothing changed\n", res.App, len(res.Nodes), strings.Join(res.Nodes, " "))
+			default:
+				e.printf("%s taken off %d node(s); their agents stop it and remove its releases\n", res.App, len(res.Nodes))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&sel, "selector", "l", "", "undeploy from every node this selector matches")
+	cmd.Flags().BoolVar(&all, "all", false, "undeploy from every node")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list the nodes it would be taken off, and change nothing")
 	return cmd
 }
 

@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferryhq/ferry/api"
 )
@@ -98,5 +100,56 @@ func TestDeployDryRun(t *testing.T) {
 	_, realErr, realCode := f.ferry("deploy", "hello@1.0.0", "--all")
 	if code != 1 || realCode != 1 || errOut != realErr {
 		t.Errorf("dry run of a withdrawn release: exit %d %q; the deploy itself: exit %d %q", code, errOut, realCode, realErr)
+	}
+}
+
+// deploy --channel makes nodes follow the channel: a withdrawal moves them back to the
+// channel's new candidate and their agents install it; undeploy takes the app off them.
+func TestDeployFollowsChannel(t *testing.T) {
+	f := newFleet(t)
+	f.agent("ams-01", "ams", nil)
+	f.agent("ams-02", "ams", nil)
+	f.push("hello", "1.0.0")
+	f.push("hello", "1.1.0")
+	if _, errOut, code := f.ferry("deploy", "hello@1.1.0", "--channel", "unstable", "--all"); code != 2 || !strings.Contains(errOut, "name the app alone") {
+		t.Errorf("deploy APP@VER --channel: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := f.ferry("deploy", "hello", "--channel", "production", "--all"); code != 1 || !strings.Contains(errOut, "channel production holds no release of hello") {
+		t.Errorf("deploy --channel without the app in it: exit %d, %q", code, errOut)
+	}
+	out := f.mustFerry("deploy", "hello", "--channel", "unstable", "--selector", "site=ams", "--wait", "-o", "json")
+	var res deployOutcome
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Release != "hello@1.1.0" || len(res.Installed) != 2 {
+		t.Fatalf("deploy --channel --wait: %+v %v\n%s", res, err, out)
+	}
+	n, err := f.admin.Node(f.ctx, "ams-01")
+	if err != nil || len(n.Assigned) != 1 || n.Assigned[0].Channel != "unstable" {
+		t.Fatalf("ams-01 assigned %+v %v", n.Assigned, err)
+	}
+	since := f.events()[len(f.events())-1].ID
+	f.mustFerry("release", "withdraw", "hello@1.1.0", "--reason", "crashes on start")
+	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer cancel()
+	for _, node := range []string{"ams-01", "ams-02"} {
+		if _, err := f.admin.WaitEvent(ctx, since, func(e api.Event) bool {
+			var p api.AppInstalled
+			return e.Type == api.EventAppInstalled && e.Subject == node && e.Decode(&p) == nil && p.Version == "1.0.0"
+		}); err != nil {
+			t.Fatalf("%s did not go back to 1.0.0 after the withdrawal: %v", node, err)
+		}
+	}
+	out = f.mustFerry("undeploy", "hello", "--selector", "site=ams", "--dry-run")
+	if !strings.HasPrefix(out, "dry run: hello would be taken off 2 node(s)") {
+		t.Errorf("undeploy --dry-run: %q", out)
+	}
+	var un api.Undeployed
+	if err := json.Unmarshal([]byte(f.mustFerry("undeploy", "hello", "--all", "-o", "json")), &un); err != nil || len(un.Nodes) != 2 {
+		t.Fatalf("undeploy: %+v %v", un, err)
+	}
+	if n, _ := f.admin.Node(f.ctx, "ams-02"); len(n.Assigned) != 0 {
+		t.Errorf("ams-02 still assigned %+v", n.Assigned)
+	}
+	if out := f.mustFerry("undeploy", "hello", "--all"); out != "hello is assigned to none of the 2 matching node(s); nothing undeployed\n" {
+		t.Errorf("undeploy again: %q", out)
 	}
 }

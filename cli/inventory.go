@@ -199,7 +199,7 @@ func (e *env) nodeCmd() *cobra.Command {
 		},
 		[]string{"NAME", "SITE", "STATUS", "LABELS", "APPS", "PLATFORM", "AGENT", "LAST SEEN"},
 		func(n api.Node) []string {
-			return []string{n.Name, n.Site, n.Status, dash(labels.Set(n.Labels).String()), dash(appSummary(n.Apps)),
+			return []string{n.Name, n.Site, n.Status, dash(labels.Set(n.Labels).String()), dash(appSummary(n)),
 				dash(n.Facts.OS + "/" + n.Facts.Arch), dash(n.Facts.AgentVersion), ago(n.LastSeen)}
 		})
 	list.Flags().StringVar(&q.Site, "site", "", "only nodes of this site")
@@ -420,12 +420,22 @@ func (e *env) printLogTails(n api.Node) {
 	}
 }
 
-// appSummary is a node's apps in one cell: hello@1.4.0, with "→1.5.0!" when an assigned
-// release failed to install and "→1.5.0" while one is pending.
-func appSummary(apps []api.NodeApp) string {
-	parts := make([]string, 0, len(apps))
-	for _, a := range apps {
+// appSummary is a node's apps in one cell: hello@1.4.0, with "(withdrawn)" when it runs its
+// assigned release and that was withdrawn, "→1.5.0!" when an assigned release failed to install
+// and "→1.5.0" while one is pending.
+func appSummary(n api.Node) string {
+	withdrawn := map[string]bool{}
+	for _, a := range n.Assigned {
+		if a.Withdrawn != "" {
+			withdrawn[a.App+"@"+a.Version] = true
+		}
+	}
+	parts := make([]string, 0, len(n.Apps))
+	for _, a := range n.Apps {
 		p := a.App + "@" + dash(a.Version)
+		if withdrawn[p] {
+			p += "(withdrawn)"
+		}
 		if a.Pending != "" {
 			p += "→" + a.Pending
 			if a.Error != "" {

@@ -682,6 +682,12 @@ func (c *Client) Deploy(ctx context.Context, req api.Deploy) (api.Deployed, erro
 	return out, c.do(ctx, "POST", "/v1/deploy", c.token, req, &out)
 }
 
+// Undeploy takes an app off the nodes a selector matches.
+func (c *Client) Undeploy(ctx context.Context, req api.Undeploy) (api.Undeployed, error) {
+	var out api.Undeployed
+	return out, c.do(ctx, "POST", "/v1/undeploy", c.token, req, &out)
+}
+
 // Stream is an agent's protocol-2 stream: it sends api.Sync frames and receives api.SyncReply
 // frames, each a line of JSON.
 type Stream struct {

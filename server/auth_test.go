@@ -55,6 +55,7 @@ var routeAccess = map[string]access{
 	"POST /v1/channels":                           admin,
 	"PATCH /v1/channels/{name}":                   admin,
 	"POST /v1/deploy":                             admin,
+	"POST /v1/undeploy":                           admin,
 }
 
 func TestEveryRouteIsAuthenticated(t *testing.T) {

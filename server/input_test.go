@@ -52,6 +52,13 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"deploy without a selector", "POST", "/v1/deploy", "application/json", `{"release":"hello@1.0.0"}`, 400},
 		{"deploy with a bad selector", "POST", "/v1/deploy", "application/json", `{"release":"hello@1.0.0","selector":"a==="}`, 400},
 		{"deploy a missing release", "POST", "/v1/deploy", "application/json", `{"release":"hello@1.0.0","selector":"site"}`, 404},
+		{"follow a channel with a version", "POST", "/v1/deploy", "application/json", `{"release":"hello@1.0.0","channel":"unstable","selector":"site"}`, 400},
+		{"follow a channel with a bad app name", "POST", "/v1/deploy", "application/json", `{"release":"Hello World","channel":"unstable","selector":"site"}`, 400},
+		{"follow a missing channel", "POST", "/v1/deploy", "application/json", `{"release":"hello","channel":"nowhere","selector":"site"}`, 404},
+		{"follow a channel without the app", "POST", "/v1/deploy", "application/json", `{"release":"hello","channel":"unstable","selector":"site"}`, 409},
+		{"undeploy a bad app name", "POST", "/v1/undeploy", "application/json", `{"app":"../x","selector":"site"}`, 400},
+		{"undeploy without a selector", "POST", "/v1/undeploy", "application/json", `{"app":"hello"}`, 400},
+		{"undeploy with an unknown field", "POST", "/v1/undeploy", "application/json", `{"app":"hello","selector":"site","force":true}`, 400},
 		{"channel set without a change", "PATCH", "/v1/channels/unstable", "application/json", `{}`, 400},
 		{"channel set on a missing channel", "PATCH", "/v1/channels/nope", "application/json", `{"allow_unsigned":true}`, 404},
 		{"no such route", "GET", "/v1/nothing", "", ``, 404},
@@ -91,7 +98,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		targets := []any{&api.SiteAdd{}, &api.TokenCreate{}, &api.Enroll{}, &api.ChallengeRequest{}, &api.SessionRequest{}, &api.Sync{}, &api.LabelChange{},
-			&api.Deploy{}, &api.ChannelSet{}}
+			&api.Deploy{}, &api.ChannelSet{}, &api.Undeploy{}}
 		for _, v := range targets {
 			if err := decodeJSON(bytes.NewReader(b), v); err != nil {
 				if _, ok := err.(*httpError); !ok {

@@ -384,6 +384,7 @@ func (s *Server) routesInit() {
 	s.handle("PATCH /v1/channels/{name}", admin, s.setChannel)
 	s.handle("GET /v1/bulletin", viewer, s.bulletin)
 	s.handle("POST /v1/deploy", admin, s.deploy)
+	s.handle("POST /v1/undeploy", admin, s.undeploy)
 
 	s.handle("GET /v1/events", viewer, s.listEvents)
 

@@ -101,7 +101,7 @@ func BenchmarkAssign10k(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		err := s.Update(ctx, func(tx store.Tx) error {
-			changed, err := tx.AssignNodes(names, "hello", fmt.Sprintf("1.0.%d", i), now)
+			changed, err := tx.AssignNodes(names, "hello", fmt.Sprintf("1.0.%d", i), "", now)
 			if err == nil && len(changed) != len(names) {
 				err = fmt.Errorf("changed %d of %d", len(changed), len(names))
 			}

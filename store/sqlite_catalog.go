@@ -204,20 +204,50 @@ func (t sqliteTx) AddToChannel(channel, app, version, action, reason string, at 
 // AssignNodes upserts every assignment in one statement, which changes a row only when the
 // version differs, so a repeated deploy changes nothing; one more statement bumps the
 // generations of the nodes it changed.
-func (t sqliteTx) AssignNodes(names []string, app, version string, at time.Time) ([]string, error) {
+func (t sqliteTx) AssignNodes(names []string, app, version, channel string, at time.Time) ([]string, error) {
 	if err := t.release(app, version); err != nil {
 		return nil, err
 	}
-	changed, err := queryStrings(t.ctx, t.tx, `INSERT INTO assignments (node, app, version, assigned_at)
-		SELECT name, ?, ?, ? FROM nodes WHERE name IN (SELECT value FROM json_each(?)) AND status != 'revoked'
-		ON CONFLICT (node, app) DO UPDATE SET version = excluded.version, assigned_at = excluded.assigned_at
-		WHERE assignments.version != excluded.version
-		RETURNING node`, app, version, ts(at), mustJSON(names))
-	if err != nil || len(changed) == 0 {
-		return changed, err
+	changed, err := queryStrings(t.ctx, t.tx, `INSERT INTO assignments (node, app, version, channel, assigned_at)
+		SELECT name, ?, ?, ?, ? FROM nodes WHERE name IN (SELECT value FROM json_each(?)) AND status != 'revoked'
+		ON CONFLICT (node, app) DO UPDATE SET version = excluded.version, channel = excluded.channel, assigned_at = excluded.assigned_at
+		WHERE assignments.version != excluded.version OR assignments.channel != excluded.channel
+		RETURNING node`, app, version, channel, ts(at), mustJSON(names))
+	if err != nil {
+		return nil, err
 	}
-	_, err = t.exec(`UPDATE nodes SET generation = generation + 1 WHERE name IN (SELECT value FROM json_each(?))`, mustJSON(changed))
-	return changed, err
+	return changed, t.bump(changed)
+}
+
+// bump gives the named nodes new generations.
+func (t sqliteTx) bump(names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	_, err := t.exec(`UPDATE nodes SET generation = generation + 1 WHERE name IN (SELECT value FROM json_each(?))`, mustJSON(names))
+	return err
+}
+
+func (t sqliteTx) UnassignNodes(names []string, app string) ([]string, error) {
+	changed, err := queryStrings(t.ctx, t.tx, `DELETE FROM assignments WHERE app = ? AND node IN (SELECT value FROM json_each(?)) RETURNING node`,
+		app, mustJSON(names))
+	if err != nil {
+		return nil, err
+	}
+	return changed, t.bump(changed)
+}
+
+func (t sqliteTx) ChannelVersions(channel, app string) ([]string, error) {
+	return queryStrings(t.ctx, t.tx, `SELECT version FROM channel_releases WHERE channel = ? AND app = ?`, channel, app)
+}
+
+func (t sqliteTx) MoveFollowers(app, channel, version string, at time.Time) ([]string, error) {
+	changed, err := queryStrings(t.ctx, t.tx, `UPDATE assignments SET version = ?, assigned_at = ?
+		WHERE app = ? AND channel = ? AND channel != '' AND version != ? RETURNING node`, version, ts(at), app, channel, version)
+	if err != nil {
+		return nil, err
+	}
+	return changed, t.bump(changed)
 }
 
 func (t sqliteTx) NodeApps(node string) ([]api.NodeApp, error) {

@@ -76,9 +76,18 @@ type Tx interface {
 	AddToChannel(channel, app, version, action, reason string, at time.Time) error
 
 	// AssignNodes makes app@version the desired release of each named node that is not revoked,
-	// and gives each node whose assignment changed a new generation. It returns the nodes it
-	// changed, in no particular order; unknown names are skipped.
-	AssignNodes(names []string, app, version string, at time.Time) ([]string, error)
+	// following channel (empty: a pin of the version), and gives each node whose assignment
+	// changed a new generation. It returns the nodes it changed, in no particular order; unknown
+	// names are skipped.
+	AssignNodes(names []string, app, version, channel string, at time.Time) ([]string, error)
+	// UnassignNodes drops the named nodes' assignment of app, giving each node it changed a new
+	// generation, and returns those nodes.
+	UnassignNodes(names []string, app string) ([]string, error)
+	// ChannelVersions lists the versions of app in channel, in no particular order.
+	ChannelVersions(channel, app string) ([]string, error)
+	// MoveFollowers makes version the desired release of every node that follows channel for
+	// app and is assigned another, giving each a new generation, and returns those nodes.
+	MoveFollowers(app, channel, version string, at time.Time) ([]string, error)
 	// NodeApps returns the apps a node last reported; ErrNotFound when the node is unknown or
 	// revoked.
 	NodeApps(node string) ([]api.NodeApp, error)

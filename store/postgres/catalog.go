@@ -373,21 +373,21 @@ func (u updateTx) AddToChannel(channel, app, version, action, reason string, at 
 // AssignNodes assigns app@version to the named nodes that are not revoked and bumps the
 // generation of those whose assignment changed, in one statement however many names there are;
 // it returns those nodes by name. An unknown release is ErrNotFound.
-func (u updateTx) AssignNodes(names []string, app, version string, at time.Time) ([]string, error) {
+func (u updateTx) AssignNodes(names []string, app, version, channel string, at time.Time) ([]string, error) {
 	var haveRelease bool
 	var changed []string
-	// The upsert changes a row only when the version differs, so a repeated assignment changes
-	// nothing and wakes no agent.
+	// The upsert changes a row only when the version or the channel differs, so a repeated
+	// assignment changes nothing and wakes no agent.
 	if err := u.tx.QueryRow(u.ctx, `WITH r AS (SELECT app, version FROM releases WHERE app = $2 AND version = $3),
-		assigned AS (INSERT INTO assignments (node, app, version, assigned_at)
-			SELECT n.name, r.app, r.version, $4 FROM nodes n, r WHERE n.name = ANY($1) AND n.status != 'revoked'
-			ON CONFLICT (node, app) DO UPDATE SET version = excluded.version, assigned_at = excluded.assigned_at
-				WHERE assignments.version != excluded.version
+		assigned AS (INSERT INTO assignments (node, app, version, channel, assigned_at)
+			SELECT n.name, r.app, r.version, $5, $4 FROM nodes n, r WHERE n.name = ANY($1) AND n.status != 'revoked'
+			ON CONFLICT (node, app) DO UPDATE SET version = excluded.version, channel = excluded.channel, assigned_at = excluded.assigned_at
+				WHERE assignments.version != excluded.version OR assignments.channel != excluded.channel
 			RETURNING node),
 		locked AS MATERIALIZED (`+lockNodes(`SELECT node FROM assigned`)+`),
 		bumped AS (UPDATE nodes SET generation = generation + 1 FROM locked WHERE nodes.name = locked.name RETURNING nodes.name)
 		SELECT EXISTS (SELECT FROM r), array(SELECT name FROM bumped ORDER BY name COLLATE "C")`,
-		names, app, version, pgTime(at)).Scan(&haveRelease, &changed); err != nil {
+		names, app, version, pgTime(at), channel).Scan(&haveRelease, &changed); err != nil {
 		return nil, err
 	}
 	if !haveRelease {
@@ -395,6 +395,42 @@ func (u updateTx) AssignNodes(names []string, app, version string, at time.Time)
 	}
 	if len(changed) == 0 {
 		return nil, nil
+	}
+	return changed, nil
+}
+
+// UnassignNodes drops the named nodes' assignment of app and bumps their generations, in one
+// statement.
+func (u updateTx) UnassignNodes(names []string, app string) ([]string, error) {
+	var changed []string
+	err := u.tx.QueryRow(u.ctx, `WITH dropped AS (DELETE FROM assignments WHERE app = $2 AND node = ANY($1) RETURNING node),
+		locked AS MATERIALIZED (`+lockNodes(`SELECT node FROM dropped`)+`),
+		bumped AS (UPDATE nodes SET generation = generation + 1 FROM locked WHERE nodes.name = locked.name RETURNING nodes.name)
+		SELECT array(SELECT name FROM bumped ORDER BY name COLLATE "C")`, names, app).Scan(&changed)
+	if err != nil || len(changed) == 0 {
+		return nil, err
+	}
+	return changed, nil
+}
+
+// ChannelVersions lists the versions of app in channel.
+func (u updateTx) ChannelVersions(channel, app string) ([]string, error) {
+	var out []string
+	err := u.tx.QueryRow(u.ctx, `SELECT array(SELECT version FROM channel_releases WHERE channel = $1 AND app = $2)`, channel, app).Scan(&out)
+	return out, err
+}
+
+// MoveFollowers gives the nodes that follow channel for app version, and new generations, in
+// one statement.
+func (u updateTx) MoveFollowers(app, channel, version string, at time.Time) ([]string, error) {
+	var changed []string
+	err := u.tx.QueryRow(u.ctx, `WITH moved AS (UPDATE assignments SET version = $3, assigned_at = $4
+			WHERE app = $1 AND channel = $2 AND channel != '' AND version != $3 RETURNING node),
+		locked AS MATERIALIZED (`+lockNodes(`SELECT node FROM moved`)+`),
+		bumped AS (UPDATE nodes SET generation = generation + 1 FROM locked WHERE nodes.name = locked.name RETURNING nodes.name)
+		SELECT array(SELECT name FROM bumped ORDER BY name COLLATE "C")`, app, channel, version, pgTime(at)).Scan(&changed)
+	if err != nil || len(changed) == 0 {
+		return nil, err
 	}
 	return changed, nil
 }

@@ -273,7 +273,7 @@ func testAssigned(t *testing.T, s store.Store) {
 			} else if err != nil {
 				return err
 			}
-			_, err := tx.AssignNodes(nodes, "hello", version, t0)
+			_, err := tx.AssignNodes(nodes, "hello", version, "", t0)
 			return err
 		})
 		if err != nil {

@@ -28,6 +28,7 @@ func RunTx(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Channels", testTxChannels},
 		{"Withdraw", testTxWithdraw},
 		{"AssignNodes", testTxAssignNodes},
+		{"Follow", testTxFollow},
 		{"NodeApps", testTxNodeApps},
 		{"AppendEvents", testTxAppendEvents},
 		{"Rollback", testTxRollback},
@@ -397,10 +398,10 @@ func testTxWithdraw(t *testing.T, s store.Store) {
 				return err
 			}
 		}
-		if _, err := tx.AssignNodes([]string{"n1", "n2", "n3"}, "hello", "1.0.0", t0); err != nil {
+		if _, err := tx.AssignNodes([]string{"n1", "n2", "n3"}, "hello", "1.0.0", "", t0); err != nil {
 			return err
 		}
-		_, err := tx.AssignNodes([]string{"n4"}, "hello", "2.0.0", t0)
+		_, err := tx.AssignNodes([]string{"n4"}, "hello", "2.0.0", "", t0)
 		return err
 	})
 	if err := s.Update(ctx, func(tx store.Tx) error { return tx.SetNodeStatus("n3", api.StatusRevoked) }); err != nil {
@@ -477,7 +478,7 @@ func testTxAssignNodes(t *testing.T, s store.Store) {
 		var changed []string
 		update(t, ctx, s, func(tx store.Tx) error {
 			var err error
-			changed, err = tx.AssignNodes(names, app, version, t0)
+			changed, err = tx.AssignNodes(names, app, version, "", t0)
 			return err
 		})
 		return changed
@@ -521,17 +522,86 @@ func testTxAssignNodes(t *testing.T, s store.Store) {
 	check("n2", hello1, other)
 
 	update(t, ctx, s, func(tx store.Tx) error {
-		changed, err := tx.AssignNodes([]string{"n1"}, "hello", "9.9.9", t0)
+		changed, err := tx.AssignNodes([]string{"n1"}, "hello", "9.9.9", "", t0)
 		wantErr(t, "AssignNodes of an unknown release", err, store.ErrNotFound)
 		if len(changed) != 0 {
 			t.Fatalf("AssignNodes of an unknown release changed %v", changed)
 		}
-		if changed, err := tx.AssignNodes(nil, "hello", "1.0.0", t0); err != nil || len(changed) != 0 {
+		if changed, err := tx.AssignNodes(nil, "hello", "1.0.0", "", t0); err != nil || len(changed) != 0 {
 			t.Fatalf("AssignNodes of no node = %v, %v", changed, err)
 		}
 		return nil
 	})
 	checkGenerations(t, s, before, map[string]int64{"n1": 2, "n2": 2})
+}
+
+// A node follows a channel for an app: the assignment names the channel, MoveFollowers moves
+// the followers of that channel (and no one else) to another version with new generations, and
+// UnassignNodes drops the app.
+func testTxFollow(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	addSite(t, s, "ams", 1)
+	for _, n := range []string{"n1", "n2", "n3"} {
+		enroll(t, s, "ams", n)
+	}
+	insertReleases(t, s, release("hello", "1.0.0", "aa", 0), release("hello", "2.0.0", "bb", 0))
+	var moved, dropped []string
+	update(t, ctx, s, func(tx store.Tx) error {
+		for _, add := range [][2]string{{"unstable", "1.0.0"}, {"preview", "1.0.0"}, {"unstable", "2.0.0"}} {
+			if err := tx.AddToChannel(add[0], "hello", add[1], "pushed", "", t0); err != nil {
+				return err
+			}
+		}
+		if vs, err := tx.ChannelVersions("unstable", "hello"); err != nil || sorted(vs) != "[1.0.0 2.0.0]" {
+			t.Fatalf("ChannelVersions = %v, %v", vs, err)
+		}
+		if vs, err := tx.ChannelVersions("production", "hello"); err != nil || len(vs) != 0 {
+			t.Fatalf("ChannelVersions of an empty channel = %v, %v", vs, err)
+		}
+		if _, err := tx.AssignNodes([]string{"n1", "n2"}, "hello", "1.0.0", "preview", t0); err != nil {
+			return err
+		}
+		// A pin of the version n1 follows is a change: n1 no longer follows.
+		if changed, err := tx.AssignNodes([]string{"n1"}, "hello", "1.0.0", "", t0); err != nil || fmt.Sprint(changed) != "[n1]" {
+			t.Fatalf("pinning a follower changed %v, %v", changed, err)
+		}
+		_, err := tx.AssignNodes([]string{"n3"}, "hello", "1.0.0", "unstable", t0)
+		return err
+	})
+	before := generations(t, s, "n1", "n2", "n3")
+	update(t, ctx, s, func(tx store.Tx) error {
+		var err error
+		if moved, err = tx.MoveFollowers("hello", "preview", "2.0.0", t0); err != nil {
+			return err
+		}
+		if again, err := tx.MoveFollowers("hello", "preview", "2.0.0", t0); err != nil || len(again) != 0 {
+			t.Fatalf("moving followers again changed %v, %v", again, err)
+		}
+		return nil
+	})
+	if fmt.Sprint(moved) != "[n2]" {
+		t.Fatalf("MoveFollowers moved %v, want the one node that follows preview", moved)
+	}
+	checkGenerations(t, s, before, map[string]int64{"n2": 1})
+	n2, err := s.Node(ctx, "n2")
+	if err != nil || len(n2.Assigned) != 1 || n2.Assigned[0].Version != "2.0.0" || n2.Assigned[0].Channel != "preview" {
+		t.Fatalf("n2 after the move: %+v %v", n2.Assigned, err)
+	}
+	if n1, err := s.Node(ctx, "n1"); err != nil || n1.Assigned[0].Version != "1.0.0" || n1.Assigned[0].Channel != "" {
+		t.Fatalf("the pinned node moved: %+v %v", n1.Assigned, err)
+	}
+	update(t, ctx, s, func(tx store.Tx) error {
+		var err error
+		dropped, err = tx.UnassignNodes([]string{"n1", "n3", "ghost"}, "hello")
+		return err
+	})
+	if sorted(dropped) != "[n1 n3]" {
+		t.Fatalf("UnassignNodes dropped %v", dropped)
+	}
+	checkGenerations(t, s, before, map[string]int64{"n1": 1, "n2": 1, "n3": 1})
+	if n3, err := s.Node(ctx, "n3"); err != nil || len(n3.Assigned) != 0 {
+		t.Fatalf("n3 after UnassignNodes: %+v %v", n3.Assigned, err)
+	}
 }
 
 func testTxNodeApps(t *testing.T, s store.Store) {
@@ -701,7 +771,7 @@ func testTxRollback(t *testing.T, s store.Store) {
 		must(tx.AddToChannel("unstable", "hello", "1.0.0", "pushed", "", t0))
 		must(tx.InsertChannel("canary", "preview", false, t0))
 		must(tx.SetAllowUnsigned("production", true))
-		_, err := tx.AssignNodes([]string{"n1"}, "hello", "1.0.0", t0)
+		_, err := tx.AssignNodes([]string{"n1"}, "hello", "1.0.0", "", t0)
 		must(err)
 		must(tx.SetNodeApps("n1", []api.NodeApp{{App: "hello", Version: "1.0.0", SHA256: "aa"}}))
 		_, err = tx.AppendEvents(api.NewEvent(t0, "test", "a", nil), api.NewEvent(t0, "test", "b", nil))
