@@ -116,6 +116,9 @@ type NodeApp struct {
 	Processes []ProcessState `json:"processes,omitempty"`
 	// Ports are the ports the agent gave the release's named ports, by name.
 	Ports map[string]int `json:"ports,omitempty"`
+	// Restarted is the count of operator restarts (Assignment.Restarts) the agent has carried
+	// out.
+	Restarted int64 `json:"restarted,omitempty"`
 }
 
 // App states, in NodeApp.State. An app moves downloading → installing → starting → verifying →
@@ -172,6 +175,33 @@ type Assignment struct {
 	// Channel is the channel the node follows for the app, whose candidate Version is; empty
 	// when the version is pinned.
 	Channel string `json:"channel,omitempty"`
+	// Stopped says an operator stopped the app: its processes stay stopped, across restarts of
+	// the agent, until it is started again.
+	Stopped bool `json:"stopped,omitempty"`
+	// Restarts counts the restarts an operator asked for: each time it grows the agent restarts
+	// the app's processes once.
+	Restarts int64 `json:"restarts,omitempty"`
+}
+
+// App actions an operator takes on nodes (AppControl.Action).
+const (
+	AppStop    = "stop"
+	AppStart   = "start"
+	AppRestart = "restart"
+)
+
+// AppControl asks for an action on an app on the named nodes, which must have it assigned.
+type AppControl struct {
+	App    string   `json:"app"`
+	Action string   `json:"action"` // stop, start or restart
+	Nodes  []string `json:"nodes"`
+}
+
+// AppControlled answers AppControl: the nodes whose desired state changed (a start of a
+// running app changes nothing), and the app.controlled event's id.
+type AppControlled struct {
+	Nodes   []string `json:"nodes"`
+	EventID int64    `json:"event_id,omitempty"`
 }
 
 // Deploy assigns a release to every node a selector matches (direct: no waves). A dry run

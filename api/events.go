@@ -36,6 +36,8 @@ const (
 	EventAppFailed    = "app.failed"     // AppFailed
 	EventAppState     = "app.state"      // AppStateChanged
 	EventAppUndeploy  = "app.undeployed" // AppUndeployed
+	EventAppControl   = "app.controlled" // AppControlledEvent
+	EventAppRestarted = "app.restarted"  // AppRestarted
 
 	EventBlobCollected = "blob.collected" // BlobCollected
 )
@@ -135,6 +137,21 @@ type ReleaseDeployed struct {
 	// Channel is set when the nodes follow a channel: deployed to follow it, or moved because
 	// its candidate changed.
 	Channel string `json:"channel,omitempty"`
+}
+
+// AppControlledEvent is the payload of app.controlled: an operator stopped, started or restarted
+// the app on these nodes.
+type AppControlledEvent struct {
+	Action string   `json:"action"`
+	Nodes  []string `json:"nodes"`
+}
+
+// AppRestarted is the payload of app.restarted: the node's agent restarted the app's processes
+// as an operator asked, Restarts times so far.
+type AppRestarted struct {
+	App      string `json:"app"`
+	Version  string `json:"version,omitempty"`
+	Restarts int64  `json:"restarts"`
 }
 
 // AppUndeployed is the payload of app.undeployed: the app was taken off these nodes.

@@ -27,6 +27,8 @@ func TestEventPayloadRoundTrip(t *testing.T) {
 		EventReleaseRepublished: &ReleaseRepublished{From: "1.0.0", Channel: "unstable"},
 		EventReleaseDeployed:    &ReleaseDeployed{Nodes: []string{"n1", "n2"}, Channel: "preview"},
 		EventAppUndeploy:        &AppUndeployed{Nodes: []string{"n1"}},
+		EventAppControl:         &AppControlledEvent{Action: AppRestart, Nodes: []string{"n1"}},
+		EventAppRestarted:       &AppRestarted{App: "hello", Version: "1.0.0", Restarts: 2},
 		EventAppInstalled:       &AppInstalled{App: "hello", Version: "1.1.0", SHA256: "ab", From: "1.0.0"},
 		EventAppFailed:          &AppFailed{App: "hello", Version: "1.1.0", Error: "boom", Retry: true},
 		EventAppState:           &AppStateChanged{App: "hello", Version: "1.1.0", From: AppStateVerifying, To: AppStateRolledBack, Reason: "web exited"},

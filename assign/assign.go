@@ -114,6 +114,31 @@ func (s *Service) Unassign(ctx context.Context, names []string, app string) ([]s
 	return changed, ev, nil
 }
 
+// Control records an operator's action (api.AppStop, AppStart, AppRestart) on app on each named
+// node that has it assigned, for their agents to carry out. It returns the nodes whose desired
+// state changed, in the order given, and one app.controlled event naming them when any did.
+func (s *Service) Control(ctx context.Context, names []string, app, action string) ([]string, api.Event, error) {
+	if action != api.AppStop && action != api.AppStart && action != api.AppRestart {
+		return nil, api.Event{}, fault.Invalid("unknown action %q: want stop, start or restart", action)
+	}
+	now := s.clk.Now().UTC()
+	var changed []string
+	var ev api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		done, err := tx.ControlApp(names, app, action)
+		if err != nil || len(done) == 0 {
+			return err
+		}
+		changed = inOrder(names, done)
+		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventAppControl, app, api.AppControlledEvent{Action: action, Nodes: changed}))
+		return err
+	})
+	if err != nil {
+		return nil, api.Event{}, err
+	}
+	return changed, ev, nil
+}
+
 // inOrder returns the names of set in the order of names, each once.
 func inOrder(names, set []string) []string {
 	in := make(map[string]bool, len(set))
@@ -177,6 +202,9 @@ func Transitions(node string, before, after []api.NodeApp, now time.Time) []api.
 		}
 		if a.State != "" && a.State != b.State {
 			evs = append(evs, api.NewEvent(now, api.EventAppState, node, stateChange(b, a)))
+		}
+		if a.Restarted > b.Restarted {
+			evs = append(evs, api.NewEvent(now, api.EventAppRestarted, node, api.AppRestarted{App: a.App, Version: a.Version, Restarts: a.Restarted}))
 		}
 	}
 	return evs

@@ -177,6 +177,8 @@ func TestTransitions(t *testing.T) {
 		{"installed and running", []api.NodeApp{{App: "a", Pending: "1", State: api.AppStateVerifying}}, []api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning}}, "[app.installed app.state]"},
 		{"rolled back", []api.NodeApp{{App: "a", Version: "1", Pending: "2", State: api.AppStateVerifying}},
 			[]api.NodeApp{{App: "a", Version: "1", Pending: "2", Error: "verify: web exited", State: api.AppStateRolledBack}}, "[app.failed app.state]"},
+		{"restarted by an operator", []api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning, Restarted: 1}},
+			[]api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning, Restarted: 2}}, "[app.restarted]"},
 		{"state dropped by an older agent", []api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning}}, []api.NodeApp{{App: "a", Version: "1"}}, "[]"},
 	} {
 		var types []string

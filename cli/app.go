@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
@@ -14,7 +16,7 @@ import (
 )
 
 func (e *env) appCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "app", Short: "See how an app runs across the fleet"}
+	cmd := &cobra.Command{Use: "app", Short: "See how an app runs across the fleet; stop, start and restart it"}
 	var sel string
 	status := &cobra.Command{
 		Use:   "status APP [--selector SEL]",
@@ -42,7 +44,10 @@ func (e *env) appCmd() *cobra.Command {
 		},
 	}
 	status.Flags().StringVarP(&sel, "selector", "l", "", "only nodes matching this label selector, e.g. site=ams")
-	cmd.AddCommand(status)
+	cmd.AddCommand(status,
+		e.controlCmd(api.AppStop, "Stop an app's processes on nodes; they stay stopped, across agent restarts, until started"),
+		e.controlCmd(api.AppStart, "Start an app that was stopped on nodes"),
+		e.controlCmd(api.AppRestart, "Restart an app's processes on nodes, a few nodes at a time"))
 	return cmd
 }
 
@@ -172,4 +177,187 @@ func (e *env) printAppStatus(st AppStatus) error {
 func oneLine(s string) string {
 	first, _, _ := strings.Cut(s, "\n")
 	return first
+}
+
+// controlCmd is `ferry app stop|start|restart`: the action on every node a selector matches
+// that has the app assigned, in a sliding window of maxParallel nodes (0: all at once), each
+// node's turn ending when its agent reports the app stopped, running again, or failing.
+func (e *env) controlCmd(action, short string) *cobra.Command {
+	var sel string
+	var all bool
+	var maxParallel int
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   action + " APP --selector SEL | --all [--max-parallel N] [--timeout D]",
+		Short: short,
+		Args:  Args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			app := a[0]
+			if err := labels.CheckName("app name", app); err != nil {
+				return UsageError{err}
+			}
+			switch {
+			case sel != "" && all:
+				return Usagef("app %s: give --selector or --all, not both", action)
+			case all:
+				sel = labels.KeySite
+			case sel == "":
+				return Usagef("app %s: give --selector SEL (e.g. site=ams) or --all", action)
+			}
+			if _, err := labels.ParseSelector(sel); err != nil {
+				return UsageError{err}
+			}
+			if maxParallel < 0 || timeout <= 0 {
+				return Usagef("app %s: --max-parallel must be 0 or more and --timeout positive", action)
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			nodes, err := c.Nodes(cmd.Context(), client.NodeQuery{Selector: sel})
+			if err != nil {
+				return err
+			}
+			var names []string
+			for _, n := range nodes {
+				if slices.ContainsFunc(n.Assigned, func(as api.Assignment) bool { return as.App == app }) {
+					names = append(names, n.Name)
+				}
+			}
+			if len(names) == 0 {
+				return fmt.Errorf("no node that matches %s has %s assigned; nothing to %s", labels.Quote(sel), app, action)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			out := e.controlAll(ctx, c, app, action, names, maxParallel)
+			if e.json() {
+				if err := e.printJSON(out); err != nil {
+					return err
+				}
+			}
+			if n := len(out.Failed) + len(out.Waiting); n > 0 {
+				return fmt.Errorf("%s %s: %d of %d node(s) did not get there (%d failed, %d still waiting)", action, app, n, len(names), len(out.Failed), len(out.Waiting))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&sel, "selector", "l", "", "every node this selector matches that has the app")
+	cmd.Flags().BoolVar(&all, "all", false, "every node that has the app")
+	cmd.Flags().IntVar(&maxParallel, "max-parallel", 1, "nodes at a time; the next starts as soon as one is done (0: all at once)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the nodes in all")
+	return cmd
+}
+
+// ControlOutcome is what `ferry app stop|start|restart -o json` prints.
+type ControlOutcome struct {
+	App     string   `json:"app"`
+	Action  string   `json:"action"`
+	Done    []string `json:"done"`
+	Failed  []string `json:"failed"`
+	Waiting []string `json:"waiting"`
+}
+
+// controlAll carries out action on the nodes, at most maxParallel at a time (0: all).
+func (e *env) controlAll(ctx context.Context, c *client.Client, app, action string, names []string, maxParallel int) ControlOutcome {
+	if maxParallel == 0 || maxParallel > len(names) {
+		maxParallel = len(names)
+	}
+	out := ControlOutcome{App: app, Action: action, Done: []string{}, Failed: []string{}, Waiting: []string{}}
+	var mu sync.Mutex
+	slots := make(chan struct{}, maxParallel)
+	var wg sync.WaitGroup
+	for _, name := range names {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			mu.Lock()
+			out.Waiting = append(out.Waiting, name)
+			mu.Unlock()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			ok, why := e.controlOne(ctx, c, app, action, name)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case ok:
+				out.Done = append(out.Done, name)
+				if !e.json() {
+					e.printf("%s: %s %s\n", name, app, pastTense[action])
+				}
+			case ctx.Err() != nil:
+				out.Waiting = append(out.Waiting, name)
+				if !e.json() {
+					e.printf("%s: no word yet\n", name)
+				}
+			default:
+				out.Failed = append(out.Failed, name)
+				if !e.json() {
+					e.printf("%s: %s\n", name, why)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+var pastTense = map[string]string{api.AppStop: "stopped", api.AppStart: "started", api.AppRestart: "restarted"}
+
+// controlOne asks for the action on one node and waits until its agent reports it done, or the
+// app failing there; it says why not when it was not done.
+func (e *env) controlOne(ctx context.Context, c *client.Client, app, action, name string) (bool, string) {
+	res, err := c.ControlApp(ctx, api.AppControl{App: app, Action: action, Nodes: []string{name}})
+	if err != nil {
+		return false, err.Error()
+	}
+	if len(res.Nodes) == 0 {
+		return true, "" // nothing to change: stopped or started already
+	}
+	var target int64
+	if action == api.AppRestart {
+		n, err := c.Node(ctx, name)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, as := range n.Assigned {
+			if as.App == app {
+				target = as.Restarts
+			}
+		}
+	}
+	var why string
+	_, err = c.WaitEvent(ctx, res.EventID, func(ev api.Event) bool {
+		if ev.Subject != name {
+			return false
+		}
+		switch ev.Type {
+		case api.EventAppRestarted:
+			var p api.AppRestarted
+			return action == api.AppRestart && ev.Decode(&p) == nil && p.App == app && p.Restarts >= target
+		case api.EventAppState:
+			var p api.AppStateChanged
+			if ev.Decode(&p) != nil || p.App != app {
+				return false
+			}
+			switch p.To {
+			case api.AppStateStopped:
+				return action == api.AppStop
+			case api.AppStateRunning:
+				return action == api.AppStart
+			case api.AppStateFailed, api.AppStateCrashloop:
+				why = p.To + ": " + p.Reason
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return false, err.Error()
+	}
+	return why == "", why
 }

@@ -112,3 +112,29 @@ func TestNodeShowApps(t *testing.T) {
 		t.Errorf("log tail: %q", got)
 	}
 }
+
+// app stop|start|restart name the app and the nodes; nodes without the app are not theirs.
+func TestAppControlRefusals(t *testing.T) {
+	f := newFleet(t)
+	f.agent("ams-01", "ams", nil)
+	for _, args := range [][]string{
+		{"app", "restart", "hello"},
+		{"app", "restart", "hello", "--all", "--selector", "site=ams"},
+		{"app", "stop", "Bad_Name", "--all"},
+		{"app", "start", "hello", "--all", "--max-parallel", "-1"},
+		{"app", "start", "hello", "--all", "--timeout", "0s"},
+	} {
+		if _, errOut, code := f.ferry(args...); code != 2 || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("ferry %s: exit %d, stderr %q", strings.Join(args, " "), code, errOut)
+		}
+	}
+	_, errOut, code := f.ferry("app", "restart", "hello", "--all")
+	if code != 1 || errOut != "ferry: no node that matches \"site\" has hello assigned; nothing to restart\n" {
+		t.Errorf("restart an app no node has: exit %d, %q", code, errOut)
+	}
+	for _, ev := range f.events() {
+		if ev.Type == api.EventAppControl {
+			t.Errorf("a refused action was logged: %+v", ev)
+		}
+	}
+}

@@ -688,6 +688,12 @@ func (c *Client) Undeploy(ctx context.Context, req api.Undeploy) (api.Undeployed
 	return out, c.do(ctx, "POST", "/v1/undeploy", c.token, req, &out)
 }
 
+// ControlApp stops, starts or restarts an app on the named nodes.
+func (c *Client) ControlApp(ctx context.Context, req api.AppControl) (api.AppControlled, error) {
+	var out api.AppControlled
+	return out, c.do(ctx, "POST", "/v1/apps/control", c.token, req, &out)
+}
+
 // Stream is an agent's protocol-2 stream: it sends api.Sync frames and receives api.SyncReply
 // frames, each a line of JSON.
 type Stream struct {

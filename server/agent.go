@@ -180,6 +180,9 @@ func validRunning(a api.NodeApp) error {
 	if a.State != "" && !slices.Contains(api.AppStates, a.State) {
 		return fmt.Errorf("unknown state %q", a.State)
 	}
+	if a.Restarted < 0 {
+		return errors.New("negative restart count")
+	}
 	if len(a.LogTail) > api.MaxLogTail {
 		return fmt.Errorf("log tail of %d bytes; at most %d", len(a.LogTail), api.MaxLogTail)
 	}

@@ -56,6 +56,7 @@ var routeAccess = map[string]access{
 	"PATCH /v1/channels/{name}":                   admin,
 	"POST /v1/deploy":                             admin,
 	"POST /v1/undeploy":                           admin,
+	"POST /v1/apps/control":                       admin,
 }
 
 func TestEveryRouteIsAuthenticated(t *testing.T) {

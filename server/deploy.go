@@ -183,6 +183,32 @@ func (s *Server) undeploy(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// maxControlNodes bounds the nodes one app action names: the CLI names a window of them.
+const maxControlNodes = 10000
+
+// controlApp stops, starts or restarts an app on the named nodes.
+func (s *Server) controlApp(w http.ResponseWriter, r *http.Request) error {
+	var req api.AppControl
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := labels.CheckName("app name", req.App); err != nil {
+		return errorf(http.StatusBadRequest, "%v", err)
+	}
+	if len(req.Nodes) == 0 || len(req.Nodes) > maxControlNodes {
+		return errorf(http.StatusBadRequest, "name 1 to %d nodes", maxControlNodes)
+	}
+	changed, ev, err := s.assign.Control(r.Context(), req.Nodes, req.App, req.Action)
+	if err != nil {
+		return err
+	}
+	if len(changed) > 0 {
+		s.settle(r.Context(), ev)
+	}
+	writeJSON(w, http.StatusOK, api.AppControlled{Nodes: append([]string{}, changed...), EventID: ev.ID})
+	return nil
+}
+
 // assigned is node n's assignment of app; its App is empty when there is none.
 func assigned(n api.Node, app string) api.Assignment {
 	for _, a := range n.Assigned {

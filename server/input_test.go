@@ -57,6 +57,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"follow a missing channel", "POST", "/v1/deploy", "application/json", `{"release":"hello","channel":"nowhere","selector":"site"}`, 404},
 		{"follow a channel without the app", "POST", "/v1/deploy", "application/json", `{"release":"hello","channel":"unstable","selector":"site"}`, 409},
 		{"undeploy a bad app name", "POST", "/v1/undeploy", "application/json", `{"app":"../x","selector":"site"}`, 400},
+		{"an unknown app action", "POST", "/v1/apps/control", "application/json", `{"app":"hello","action":"pause","nodes":["n1"]}`, 400},
+		{"an app action on no node", "POST", "/v1/apps/control", "application/json", `{"app":"hello","action":"stop","nodes":[]}`, 400},
+		{"an app action on a bad app name", "POST", "/v1/apps/control", "application/json", `{"app":"Hello!","action":"stop","nodes":["n1"]}`, 400},
 		{"undeploy without a selector", "POST", "/v1/undeploy", "application/json", `{"app":"hello"}`, 400},
 		{"undeploy with an unknown field", "POST", "/v1/undeploy", "application/json", `{"app":"hello","selector":"site","force":true}`, 400},
 		{"channel set without a change", "PATCH", "/v1/channels/unstable", "application/json", `{}`, 400},
@@ -98,7 +101,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		targets := []any{&api.SiteAdd{}, &api.TokenCreate{}, &api.Enroll{}, &api.ChallengeRequest{}, &api.SessionRequest{}, &api.Sync{}, &api.LabelChange{},
-			&api.Deploy{}, &api.ChannelSet{}, &api.Undeploy{}}
+			&api.Deploy{}, &api.ChannelSet{}, &api.Undeploy{}, &api.AppControl{}}
 		for _, v := range targets {
 			if err := decodeJSON(bytes.NewReader(b), v); err != nil {
 				if _, ok := err.(*httpError); !ok {

@@ -385,6 +385,7 @@ func (s *Server) routesInit() {
 	s.handle("GET /v1/bulletin", viewer, s.bulletin)
 	s.handle("POST /v1/deploy", admin, s.deploy)
 	s.handle("POST /v1/undeploy", admin, s.undeploy)
+	s.handle("POST /v1/apps/control", admin, s.controlApp)
 
 	s.handle("GET /v1/events", viewer, s.listEvents)
 

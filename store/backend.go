@@ -112,13 +112,14 @@ type Rows interface {
 	Err() error
 }
 
-// ScanAssignments reads rows of (node, app, version, sha256, size, signature, withdrawn, channel).
+// ScanAssignments reads rows of (node, app, version, sha256, size, signature, withdrawn, channel,
+// stopped, restarts).
 func ScanAssignments(rows Rows) (map[string][]api.Assignment, error) {
 	var out Assignments
 	for rows.Next() {
 		var node string
 		var a api.Assignment
-		if err := rows.Scan(&node, &a.App, &a.Version, &a.SHA256, &a.Size, &a.Signature, &a.Withdrawn, &a.Channel); err != nil {
+		if err := rows.Scan(&node, &a.App, &a.Version, &a.SHA256, &a.Size, &a.Signature, &a.Withdrawn, &a.Channel, &a.Stopped, &a.Restarts); err != nil {
 			return nil, err
 		}
 		out.Add(node, a)

@@ -237,6 +237,26 @@ func (t sqliteTx) UnassignNodes(names []string, app string) ([]string, error) {
 	return changed, t.bump(changed)
 }
 
+func (t sqliteTx) ControlApp(names []string, app, action string) ([]string, error) {
+	var set string
+	switch action {
+	case api.AppStop:
+		set = `stopped = 1 WHERE stopped = 0 AND`
+	case api.AppStart:
+		set = `stopped = 0 WHERE stopped != 0 AND`
+	case api.AppRestart:
+		set = `restarts = restarts + 1 WHERE`
+	default:
+		return nil, fmt.Errorf("app action %q: %w", action, ErrNotFound)
+	}
+	changed, err := queryStrings(t.ctx, t.tx, `UPDATE assignments SET `+set+` app = ? AND node IN (SELECT value FROM json_each(?)) RETURNING node`,
+		app, mustJSON(names))
+	if err != nil {
+		return nil, err
+	}
+	return changed, t.bump(changed)
+}
+
 func (t sqliteTx) ChannelVersions(channel, app string) ([]string, error) {
 	return queryStrings(t.ctx, t.tx, `SELECT version FROM channel_releases WHERE channel = ? AND app = ?`, channel, app)
 }

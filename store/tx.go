@@ -85,6 +85,11 @@ type Tx interface {
 	UnassignNodes(names []string, app string) ([]string, error)
 	// ChannelVersions lists the versions of app in channel, in no particular order.
 	ChannelVersions(channel, app string) ([]string, error)
+	// ControlApp records an operator's action on the named nodes' app: stop (stopped until
+	// started), start, or restart (the restart count grows by one). It gives each node whose
+	// assignment changed a new generation and returns those nodes; nodes without the app
+	// assigned are skipped.
+	ControlApp(names []string, app, action string) ([]string, error)
 	// MoveFollowers makes version the desired release of every node that follows channel for
 	// app and is assigned another, giving each a new generation, and returns those nodes.
 	MoveFollowers(app, channel, version string, at time.Time) ([]string, error)

@@ -413,6 +413,31 @@ func (u updateTx) UnassignNodes(names []string, app string) ([]string, error) {
 	return changed, nil
 }
 
+// ControlApp records an operator's action on the named nodes' app and bumps the generations of
+// the nodes it changed, in one statement.
+func (u updateTx) ControlApp(names []string, app, action string) ([]string, error) {
+	var set string
+	switch action {
+	case api.AppStop:
+		set = `stopped = true WHERE NOT stopped AND`
+	case api.AppStart:
+		set = `stopped = false WHERE stopped AND`
+	case api.AppRestart:
+		set = `restarts = restarts + 1 WHERE`
+	default:
+		return nil, fmt.Errorf("app action %q: %w", action, store.ErrNotFound)
+	}
+	var changed []string
+	err := u.tx.QueryRow(u.ctx, `WITH done AS (UPDATE assignments SET `+set+` app = $2 AND node = ANY($1) RETURNING node),
+		locked AS MATERIALIZED (`+lockNodes(`SELECT node FROM done`)+`),
+		bumped AS (UPDATE nodes SET generation = generation + 1 FROM locked WHERE nodes.name = locked.name RETURNING nodes.name)
+		SELECT array(SELECT name FROM bumped ORDER BY name COLLATE "C")`, names, app).Scan(&changed)
+	if err != nil || len(changed) == 0 {
+		return nil, err
+	}
+	return changed, nil
+}
+
 // ChannelVersions lists the versions of app in channel.
 func (u updateTx) ChannelVersions(channel, app string) ([]string, error) {
 	var out []string

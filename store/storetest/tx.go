@@ -29,6 +29,7 @@ func RunTx(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Withdraw", testTxWithdraw},
 		{"AssignNodes", testTxAssignNodes},
 		{"Follow", testTxFollow},
+		{"ControlApp", testTxControlApp},
 		{"NodeApps", testTxNodeApps},
 		{"AppendEvents", testTxAppendEvents},
 		{"Rollback", testTxRollback},
@@ -602,6 +603,64 @@ func testTxFollow(t *testing.T, s store.Store) {
 	if n3, err := s.Node(ctx, "n3"); err != nil || len(n3.Assigned) != 0 {
 		t.Fatalf("n3 after UnassignNodes: %+v %v", n3.Assigned, err)
 	}
+}
+
+// ControlApp stops, starts and restarts an app on the nodes that have it assigned, changing
+// (and giving a new generation to) only the nodes whose assignment it changed.
+func testTxControlApp(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	addSite(t, s, "ams", 1)
+	for _, n := range []string{"n1", "n2", "n3"} {
+		enroll(t, s, "ams", n)
+	}
+	insertReleases(t, s, release("hello", "1.0.0", "aa", 0))
+	update(t, ctx, s, func(tx store.Tx) error {
+		_, err := tx.AssignNodes([]string{"n1", "n2"}, "hello", "1.0.0", "", t0)
+		return err
+	})
+	control := func(action string, names ...string) string {
+		t.Helper()
+		var changed []string
+		update(t, ctx, s, func(tx store.Tx) error {
+			var err error
+			changed, err = tx.ControlApp(names, "hello", action)
+			return err
+		})
+		return sorted(changed)
+	}
+	state := func(name string) (bool, int64) {
+		t.Helper()
+		n, err := s.Node(ctx, name)
+		if err != nil || len(n.Assigned) != 1 {
+			t.Fatalf("%s assigned %+v, %v", name, n.Assigned, err)
+		}
+		return n.Assigned[0].Stopped, n.Assigned[0].Restarts
+	}
+	before := generations(t, s, "n1", "n2", "n3")
+	if got := control(api.AppStop, "n1", "n3"); got != "[n1]" {
+		t.Fatalf("stop changed %s, want n1 (n3 has no hello)", got)
+	}
+	if got := control(api.AppStop, "n1"); got != "[]" {
+		t.Fatalf("stopping a stopped app changed %s", got)
+	}
+	if stopped, _ := state("n1"); !stopped {
+		t.Fatal("n1 is not stopped")
+	}
+	if got := control(api.AppRestart, "n1", "n2"); got != "[n1 n2]" {
+		t.Fatalf("restart changed %s", got)
+	}
+	if got := control(api.AppStart, "n1", "n2"); got != "[n1]" {
+		t.Fatalf("start changed %s, want the stopped n1", got)
+	}
+	if stopped, restarts := state("n1"); stopped || restarts != 1 {
+		t.Fatalf("n1 after stop, restart, start: stopped %v, restarts %d", stopped, restarts)
+	}
+	checkGenerations(t, s, before, map[string]int64{"n1": 3, "n2": 1})
+	update(t, ctx, s, func(tx store.Tx) error {
+		_, err := tx.ControlApp([]string{"n1"}, "hello", "pause")
+		wantErr(t, "ControlApp with an unknown action", err, store.ErrNotFound)
+		return nil
+	})
 }
 
 func testTxNodeApps(t *testing.T, s store.Store) {
