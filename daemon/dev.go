@@ -4,17 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+
+	"aead.dev/minisign"
 
 	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/cli"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/examples/hello"
 	"github.com/ferryhq/ferry/pki"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/server"
@@ -114,9 +119,12 @@ func runDev(ctx context.Context, g cli.Globals, nAgents, nSites int, dataDir, li
 Try, in another terminal:
   export FERRY_ADDR=%s FERRY_TOKEN=$(cat %s) FERRY_CACERT=%s
   ferry node list
-  ferry release list                                 # a signed demo release, hello@1.0.0
-  ferry deploy hello@1.0.0 --selector role=mirror    # the agents verify it, then install it
+  ferry release list                                  # hello 1.0.0, 1.1.0 and 1.2.0, signed
+  ferry deploy hello@1.0.0 --selector role=mirror --wait   # verified, installed, started
+  ferry app status hello
   ferry node show %s
+  ferry deploy hello@1.1.0 --selector role=mirror --wait   # fails its health check: rolled back
+  ferry deploy hello@1.2.0 --selector role=mirror --wait
   ferry events --follow
 
 Ctrl-C stops everything.
@@ -193,39 +201,50 @@ func devAgents(ctx context.Context, g cli.Globals, c *client.Client, nAgents, nS
 	return out, nil
 }
 
-// devRelease signs the demo app with a key kept in the data directory, has the server trust
-// that key and pushes the bundle, so the demo can show a deploy. Re-running with the same
-// --data pushes the same bytes again, which is a no-op.
+// The demo app is examples/hello, run by this very binary (ferry example-hello), so that the
+// demo needs no toolchain: dev copies the binary to DATA/demo/bin/ferry, a path that stays put
+// across runs with the same --data, and each release's bin/hello execs it. Three releases: 1.0.0
+// and 1.2.0 are healthy, 1.1.0 fails its health check, for a rollback to watch.
+var demoReleases = []struct{ version, broken string }{{"1.0.0", ""}, {"1.1.0", "health"}, {"1.2.0", ""}}
+
+// demoManifest is the demo app's ferry.yaml at version, broken as HELLO_BROKEN says.
+func demoManifest(version, broken string) string {
+	env := fmt.Sprintf("      HELLO_VERSION: %q\n", version)
+	if broken != "" {
+		env += fmt.Sprintf("      HELLO_BROKEN: %q\n", broken)
+	}
+	return fmt.Sprintf(`app: hello
+version: %s
+class: minor
+ports:
+  - name: http
+processes:
+  - name: web
+    command: [bin/hello]
+    env:
+%schecks:
+  - name: healthz
+    http: http://127.0.0.1:${FERRY_PORT_HTTP}/healthz
+    interval: 2s
+    timeout: 2s
+update:
+  min_healthy_time: 3s
+  healthy_deadline: 20s
+`, version, env)
+}
+
+// devRelease signs the demo app's releases with a key kept in the data directory, has the
+// server trust that key and pushes them, so the demo can show a deploy. Re-running with the
+// same --data finds them pushed already.
 func devRelease(ctx context.Context, c *client.Client, dataDir string) error {
 	dir := filepath.Join(dataDir, "demo")
-	src := filepath.Join(dir, "hello")
 	// The demo directory holds the demo's signing key: only this user may enter it.
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o700); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(src, "bin"), 0o755); err != nil {
-		return err
-	}
-	files := map[string]string{
-		release.ManifestName: "app: hello\nversion: 1.0.0\nclass: minor\nprocesses:\n  - name: web\n    command: [\"bin/hello\"]\n",
-		"bin/hello":          "#!/bin/sh\necho hello from ferry\n",
-	}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o755); err != nil {
-			return err
-		}
-	}
-	bundle := filepath.Join(dir, "hello-1.0.0.tar.gz")
-	f, err := os.Create(bundle)
-	if err != nil {
-		return err
-	}
-	if _, _, err := release.Build(src, f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
+	ferryBin := filepath.Join(dir, "bin", "ferry")
+	if err := copyExecutable(ferryBin); err != nil {
+		return fmt.Errorf("copy ferry for the demo app: %w", err)
 	}
 	keyDir := filepath.Join(dir, "key")
 	if _, err := os.Stat(filepath.Join(keyDir, signing.SecretKeyFile)); err != nil {
@@ -237,16 +256,53 @@ func devRelease(ctx context.Context, c *client.Client, dataDir string) error {
 	if err != nil {
 		return err
 	}
-	sigFile, err := signing.SignFile(priv, bundle, "ferry dev demo")
-	if err != nil {
-		return err
-	}
 	pub, err := os.ReadFile(filepath.Join(keyDir, signing.PublicKeyFile))
 	if err != nil {
 		return err
 	}
 	if _, err := c.TrustKey(ctx, api.KeyTrust{PublicKey: string(pub), Comment: "ferry dev demo"}); err != nil && client.StatusOf(err) != http.StatusConflict {
 		return fmt.Errorf("trust the demo key: %w", err)
+	}
+	for _, r := range demoReleases {
+		if _, err := c.Release(ctx, "hello", r.version); err == nil {
+			continue // pushed by an earlier run with this --data
+		}
+		src := filepath.Join(dir, "hello-"+r.version)
+		if err := os.MkdirAll(filepath.Join(src, "bin"), 0o755); err != nil {
+			return err
+		}
+		files := map[string]string{
+			release.ManifestName: demoManifest(r.version, r.broken),
+			"bin/hello":          "#!/bin/sh\nexec " + shellQuote(ferryBin) + " example-hello\n",
+		}
+		for name, body := range files {
+			if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o755); err != nil {
+				return err
+			}
+		}
+		if err := pushDemo(ctx, c, priv, src, filepath.Join(dir, "hello-"+r.version+".tar.gz")); err != nil {
+			return fmt.Errorf("push the demo release hello@%s: %w", r.version, err)
+		}
+	}
+	return nil
+}
+
+// pushDemo builds src into bundle, signs it and pushes it.
+func pushDemo(ctx context.Context, c *client.Client, priv minisign.PrivateKey, src, bundle string) error {
+	f, err := os.Create(bundle)
+	if err != nil {
+		return err
+	}
+	if _, _, err := release.Build(src, f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	sigFile, err := signing.SignFile(priv, bundle, "ferry dev demo")
+	if err != nil {
+		return err
 	}
 	sig, err := os.ReadFile(sigFile)
 	if err != nil {
@@ -261,8 +317,53 @@ func devRelease(ctx context.Context, c *client.Client, dataDir string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.PushRelease(ctx, b, fi.Size(), sig); err != nil {
-		return fmt.Errorf("push the demo release: %w", err)
+	_, err = c.PushRelease(ctx, b, fi.Size(), sig)
+	return err
+}
+
+// copyExecutable copies the running binary to dst (replacing it by a rename, so a demo process
+// running the old copy keeps it).
+func copyExecutable(dst string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
 	}
-	return nil
+	in, err := os.Open(self)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".ferry-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, in); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o755); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
+}
+
+// shellQuote quotes s for sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// ExampleHello is the demo app, examples/hello, as a hidden verb of this binary (see devRelease).
+func ExampleHello(g cli.Globals) *cobra.Command {
+	return &cobra.Command{
+		Use:    "example-hello",
+		Short:  "Run Ferry's example app (the demo fleet's hello): an HTTP service on $FERRY_PORT_HTTP",
+		Hidden: true,
+		Args:   cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return hello.Main(cmd.Context(), os.Getenv, g.Stdout())
+		},
+	}
 }

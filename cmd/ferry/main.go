@@ -15,7 +15,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr, daemon.Server, daemon.Agent, daemon.Dev)
+	err := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr, daemon.Server, daemon.Agent, daemon.Dev, daemon.ExampleHello)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, cli.Message(err))
