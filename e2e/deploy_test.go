@@ -189,27 +189,34 @@ func throttle(t *testing.T, target string, rate int) string {
 	return "https://" + l.Addr().String()
 }
 
+// demoVersions are the releases of the demo app that ferry dev pushes.
+var demoVersions = []string{"1.0.0", "1.1.0", "1.2.0"}
+
 // TestDevDemo runs the README's first command, ferry dev, and walks its suggested path: the
 // demo fleet comes up, its signed demo release deploys to the mirrors, and Ctrl-C stops it.
 func TestDevDemo(t *testing.T) {
 	listen, data := freeAddr(t), t.TempDir()
 	dev := startProc(t, "dev", "--agents", "6", "--sites", "3", "--listen", listen, "--data", data)
 	f := &fleet{t: t, data: data, listen: listen, addr: "https://" + listen, server: dev}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(data, "admin.token")); err == nil {
-			if out, err := f.ferry("release", "list", "-o", "json"); err == nil && strings.Contains(out, `"hello"`) {
-				if nodes, _ := f.ferry("node", "list", "--status", "up", "-o", "json"); strings.Count(nodes, `"name"`) == 6 {
-					break
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the demo fleet did not come up:\n%s", dev.out.String())
-		}
-	}
+	// The banner comes once the demo releases are pushed; the agents start after it.
+	dev.out.waitFor(t, "Ferry dev fleet: 6 agents over 3 sites", 60*time.Second)
 	var err error
 	if f.admin, err = f.client(); err != nil {
 		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	enrolled := map[string]bool{}
+	if _, err := f.admin.WaitEvent(ctx, 0, func(e api.Event) bool {
+		if e.Type == api.EventNodeEnrolled {
+			enrolled[e.Subject] = true
+		}
+		return len(enrolled) == 6
+	}); err != nil {
+		t.Fatalf("the demo fleet did not come up (%d agents enrolled): %v\n%s", len(enrolled), err, dev.out.String())
+	}
+	if out := f.mustFerry("release", "list"); strings.Count(out, "hello") != len(demoVersions) {
+		t.Fatalf("the demo releases:\n%s", out)
 	}
 	since := f.lastEvent()
 	if out := f.mustFerry("deploy", "hello@1.0.0", "--selector", "role=mirror"); !strings.Contains(out, "assigned to 2 node(s)") {
