@@ -123,6 +123,12 @@ func (n *node) hello() (api.NodeApp, <-chan struct{}) {
 // retry, a reconnection's) and the report does not yet satisfy ok.
 func (n *node) waitReport(t *testing.T, clk *clock.Fake, ok func(api.NodeApp) bool) api.NodeApp {
 	t.Helper()
+	return n.waitReportWithin(t, clk, 2*time.Second, ok)
+}
+
+// waitReportWithin is waitReport moving the clock on when a wait of at most within has begun.
+func (n *node) waitReportWithin(t *testing.T, clk *clock.Fake, within time.Duration, ok func(api.NodeApp) bool) api.NodeApp {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for {
@@ -134,7 +140,7 @@ func (n *node) waitReport(t *testing.T, clk *clock.Fake, ok func(api.NodeApp) bo
 		dctx, dcancel := context.WithCancel(ctx)
 		if clk != nil {
 			due = make(chan error, 1)
-			go func() { due <- clk.WaitDue(dctx, 2*time.Second) }()
+			go func() { due <- clk.WaitDue(dctx, within) }()
 		}
 		select {
 		case <-changed:
@@ -426,4 +432,69 @@ hooks: {post_install: [sh, -c, "echo installed"], pre_stop: [sh, -c, "echo stopp
 			}
 		})
 	}
+}
+
+// A first install whose process exits is failed, with nothing current; a process of a running
+// release that keeps dying puts the app in crashloop, and the app is running again once the
+// process stays up; a release whose post_install hook fails is failed before anything is
+// stopped: the running release keeps its process.
+func TestFailedCrashloopAndHooks(t *testing.T) {
+	r := newRig(t)
+	clk := clock.NewFake(time.Now())
+	dir := t.TempDir()
+	killServices(t, dir)
+	n := r.start("n1", dir, agent.Config{Clock: clk})
+
+	r.pushManifest("0.9.0", "processes:\n  - name: web\n    command: [sh, -c, \"echo no luck; exit 1\"]\n"+
+		"update: {min_healthy_time: 1s, healthy_deadline: 5s}\n", nil)
+	r.deploy("hello@0.9.0", "site=ams")
+	na := n.waitReport(t, clk, func(a api.NodeApp) bool { return a.State == api.AppStateFailed })
+	if na.Version != "" || na.Pending != "0.9.0" || !strings.Contains(na.Error, "web exited") || !strings.Contains(na.LogTail, "no luck") {
+		t.Fatalf("failed first install: %+v", na)
+	}
+	if _, err := os.Readlink(filepath.Join(dir, "apps/hello/current")); err == nil {
+		t.Fatal("a failed first install left a current release")
+	}
+
+	flag := filepath.Join(t.TempDir(), "crash")
+	r.pushManifest("1.0.0", fmt.Sprintf(`processes:
+  - name: web
+    command: [sh, -c, "if [ -e \"$CRASH\" ]; then echo crashing; exit 1; fi; exec sleep 100000"]
+    env: {CRASH: %q}
+    restart: {burst: 2, window: 3s, backoff_max: 1s}
+update: {min_healthy_time: 1s, healthy_deadline: 5s}
+hooks: {post_start: [sh, -c, "echo started $FERRY_VERSION"]}
+`, flag), nil)
+	r.deploy("hello@1.0.0", "site=ams")
+	na = n.waitReport(t, clk, inState(api.AppStateRunning, "1.0.0"))
+	pid := na.Processes[0].PID
+
+	t.Run("crashloop", func(t *testing.T) {
+		os.WriteFile(flag, nil, 0o644)
+		syscall.Kill(pid, syscall.SIGKILL)
+		na := n.waitReport(t, clk, inState(api.AppStateCrashloop, "1.0.0"))
+		if p := na.Processes[0]; p.State != "crashloop" || p.Restarts < 2 || p.LastExit == nil || p.LastExit.Code == nil || *p.LastExit.Code != 1 {
+			t.Fatalf("crashloop: %+v %+v", na, p.LastExit)
+		}
+		os.Remove(flag)
+		na = n.waitReportWithin(t, clk, 5*time.Second, inState(api.AppStateRunning, "1.0.0"))
+		pid = na.Processes[0].PID
+		if !alive(pid) {
+			t.Fatalf("running again, but process %d is gone", pid)
+		}
+	})
+
+	t.Run("a failing post_install hook stops nothing", func(t *testing.T) {
+		r.pushManifest("1.1.0", "processes:\n  - name: web\n    command: [sh, -c, \"exec sleep 100000\"]\n"+
+			"hooks: {post_install: [sh, -c, \"echo migration failed; exit 4\"]}\n", nil)
+		r.deploy("hello@1.1.0", "site=ams")
+		na := n.waitReport(t, nil, func(a api.NodeApp) bool { return a.State == api.AppStateFailed && a.Pending == "1.1.0" })
+		if na.Version != "1.0.0" || !strings.Contains(na.Error, "post_install") || !strings.Contains(na.LogTail, "migration failed") ||
+			len(na.Processes) != 1 || na.Processes[0].PID != pid || !alive(pid) {
+			t.Fatalf("after the failed hook: %+v", na)
+		}
+		if b, _ := os.ReadFile(filepath.Join(dir, "apps/hello/logs/_hooks.log")); !strings.Contains(string(b), "started 1.0.0") {
+			t.Fatalf("hooks log:\n%s", b)
+		}
+	})
 }
