@@ -498,3 +498,72 @@ hooks: {post_start: [sh, -c, "echo started $FERRY_VERSION"]}
 		}
 	})
 }
+
+// An agent killed at any step of a rollback leaves the node at a whole release; a restarted
+// agent finishes the rollback (adopting the old release's processes once they are started
+// again) and does not try the failed release again.
+func TestCrashWhileRollingBack(t *testing.T) {
+	r := newRig(t)
+	good := `ports: [{name: http}]
+processes:
+  - name: web
+    command: [sh, -c, "echo up on $0; exec sleep 100000", "${FERRY_PORT_HTTP}"]
+update: {min_healthy_time: 0s}
+`
+	r.pushManifest("1.0.0", good, nil)
+	r.pushManifest("1.2.0", "ports: [{name: http}]\nprocesses:\n  - name: web\n    command: [sh, -c, \"echo bad; exit 1\"]\nupdate: {min_healthy_time: 1s}\n", nil)
+	steps := agent.Steps()
+	for _, step := range steps[slices.Index(steps, "pre_stop"):] {
+		t.Run(step, func(t *testing.T) {
+			name := "back-" + strings.ReplaceAll(step, "_", "-")
+			dir := t.TempDir()
+			killServices(t, dir)
+			var armed, back atomic.Bool
+			crashed := make(chan struct{})
+			fault := func(app, s string) error {
+				if !armed.Load() {
+					return nil
+				}
+				if back.Load() && s == step {
+					armed.Store(false)
+					close(crashed)
+					return errCrash
+				}
+				if s == "verify" { // the new release's verify, which fails: what follows is the way back
+					back.Store(true)
+				}
+				return nil
+			}
+			n := r.start(name, dir, agent.Config{Clock: clock.NewFake(time.Now()), Fault: fault})
+			r.deploy("hello@1.0.0", "role="+name)
+			old := n.waitReport(t, nil, inState(api.AppStateRunning, "1.0.0"))
+			armed.Store(true)
+			r.deploy("hello@1.2.0", "role="+name)
+			select {
+			case <-crashed:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the rollback never reached the step")
+			}
+			n.stop()
+			cur, err := os.Readlink(filepath.Join(dir, "apps/hello/current"))
+			if err != nil || (cur != "releases/1.0.0" && cur != "releases/1.2.0") {
+				t.Fatalf("after the crash current -> %q (%v)", cur, err)
+			}
+			atCrash := servicePids(t, dir)["web"]
+
+			n = r.start(name, dir, agent.Config{Clock: clock.NewFake(time.Now())})
+			t.Cleanup(n.stop)
+			na := n.waitReport(t, nil, inState(api.AppStateRolledBack, "1.0.0"))
+			if na.Pending != "1.2.0" || !strings.Contains(na.Error, "web exited") || len(na.Processes) != 1 || !alive(na.Processes[0].PID) ||
+				na.Ports["http"] != old.Ports["http"] {
+				t.Fatalf("after the restart: %+v", na)
+			}
+			if slices.Index(steps, step) > slices.Index(steps, "start") && na.Processes[0].PID != atCrash {
+				t.Fatalf("the old release's process %d was not adopted: now %d", atCrash, na.Processes[0].PID)
+			}
+			if b, _ := os.Readlink(filepath.Join(dir, "apps/hello/current")); b != "releases/1.0.0" {
+				t.Fatalf("current -> %s", b)
+			}
+		})
+	}
+}

@@ -102,6 +102,15 @@ func (a *Agent) verify(ctx context.Context, r *appRun, rel *releaseInfo, w *proc
 			return se
 		}
 	}
+	// What the supervisor says now has the last word: a process that died just now, its death
+	// not yet through the watch, did not stay up.
+	for _, p := range rel.m.Processes {
+		if st, ok := r.sup.Status(p.Name); ok {
+			if err := w.see(st); err != nil {
+				return a.procError(r, stepVerify, st.Name, err)
+			}
+		}
+	}
 	return nil
 }
 
