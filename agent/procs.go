@@ -110,7 +110,8 @@ func (a *Agent) startRelease(ctx context.Context, r *appRun, rel *releaseInfo) (
 	a.setCurrent(r, rel)
 	for _, s := range specs {
 		if st, ok := r.sup.Status(s.Name); ok && st.State != supervise.Stopped {
-			continue // started in this agent's life already
+			w.see(st) // started in this agent's life already: watched from how it runs now
+			continue
 		}
 		if err := r.sup.Start(ctx, s); err != nil {
 			w.cancel()

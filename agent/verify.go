@@ -102,9 +102,20 @@ func (a *Agent) verify(ctx context.Context, r *appRun, rel *releaseInfo, w *proc
 			return se
 		}
 	}
-	// What the supervisor says now has the last word: a process that died just now, its death
-	// not yet through the watch, did not stay up.
+	// The changes come in order: once the watch has seen each process's first run, what the
+	// supervisor says now has the last word, so a death not yet through the watch (the wait
+	// may have ended first) fails the verify too.
 	for _, p := range rel.m.Processes {
+		for w.pids[p.Name] == 0 {
+			select {
+			case st := <-w.ch:
+				if err := w.see(st); err != nil {
+					return a.procError(r, stepVerify, st.Name, err)
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		if st, ok := r.sup.Status(p.Name); ok {
 			if err := w.see(st); err != nil {
 				return a.procError(r, stepVerify, st.Name, err)
