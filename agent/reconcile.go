@@ -86,6 +86,7 @@ func (a *Agent) converge(ctx context.Context, d api.Desired) (retry bool) {
 		}
 		if cur, ok := a.inst.current(as.App); ok && cur.Version == as.Version && cur.SHA256 == as.SHA256 {
 			a.setFailed(as.App, nil)
+			a.ensureRunning(ctx, r)
 			if a.state(r).Failure != nil {
 				if err := a.update(r, func(st *runState) { st.Failure = nil }); err != nil {
 					a.log.Error("save app state", "app", as.App, "err", err)
@@ -131,6 +132,27 @@ func (a *Agent) converge(ctx context.Context, d api.Desired) (retry bool) {
 	}
 	a.refresh()
 	return retry
+}
+
+// ensureRunning starts (or adopts) the current release's processes of an app that has none
+// running: the agent found it unassigned when it started, and it is assigned again.
+func (a *Agent) ensureRunning(ctx context.Context, r *appRun) {
+	a.runMu.Lock()
+	running := r.cur != nil
+	a.runMu.Unlock()
+	if running {
+		return
+	}
+	rel, err := a.release(r, a.inst.currentDir(r.name))
+	if err == nil {
+		var w *procWatch
+		if w, err = a.startRelease(ctx, r, rel); err == nil {
+			w.cancel()
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		a.log.Error("start current release", "app", r.name, "err", err)
+	}
 }
 
 func (a *Agent) setFailed(app string, f *failure) {

@@ -568,3 +568,34 @@ update: {min_healthy_time: 0s}
 		})
 	}
 }
+
+// An agent that starts with processes that no assigned app claims stops them; when the app is
+// assigned again, its current release runs again.
+func TestUnclaimedProcessesStopped(t *testing.T) {
+	r := newRig(t)
+	dir := t.TempDir()
+	killServices(t, dir)
+	n := r.start("n1", dir, agent.Config{Clock: clock.NewFake(time.Now())})
+	r.pushManifest("1.0.0", "processes:\n  - name: web\n    command: [sh, -c, \"exec sleep 100000\"]\nupdate: {min_healthy_time: 0s}\n", nil)
+	r.deploy("hello@1.0.0", "site=ams")
+	old := n.waitReport(t, nil, inState(api.AppStateRunning, "1.0.0"))
+	n.stop()
+
+	// The agent last heard of a desired state without hello (as after an undeploy).
+	var d api.Desired
+	b, err := os.ReadFile(filepath.Join(dir, "desired.json"))
+	if err != nil || json.Unmarshal(b, &d) != nil || len(d.Apps) != 1 {
+		t.Fatalf("desired.json: %s %v", b, err)
+	}
+	d.Apps, d.Generation = nil, 1
+	b, _ = json.Marshal(d)
+	os.WriteFile(filepath.Join(dir, "desired.json"), b, 0o600)
+
+	n = r.start("n1", dir, agent.Config{Clock: clock.NewFake(time.Now())})
+	na := n.waitReport(t, nil, func(a api.NodeApp) bool {
+		return a.State == api.AppStateRunning && len(a.Processes) == 1 && a.Processes[0].PID != old.Processes[0].PID && a.Processes[0].PID != 0
+	})
+	if alive(old.Processes[0].PID) || !alive(na.Processes[0].PID) {
+		t.Fatalf("the unclaimed process %d still runs, or the new one %d does not", old.Processes[0].PID, na.Processes[0].PID)
+	}
+}
