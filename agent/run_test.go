@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -33,7 +34,46 @@ func TestMain(m *testing.M) {
 	if v := os.Getenv("AGENT_TEST_SERVE"); v != "" {
 		serve(v)
 	}
+	if dir := os.Getenv("AGENT_TEST_AGENT"); dir != "" {
+		os.Exit(agentHelper(dir))
+	}
 	os.Exit(m.Run())
+}
+
+// agentHelper runs an agent on dir in this process, printing each change of its hello app as a
+// line of JSON, and kills itself with SIGKILL before step AGENT_TEST_KILL_AT of its second
+// install.
+func agentHelper(dir string) int {
+	step := os.Getenv("AGENT_TEST_KILL_AT")
+	installs := 0
+	fault := func(app, s string) error {
+		if s == "download" {
+			installs++
+		}
+		if installs == 2 && s == step {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+		return nil
+	}
+	a, err := agent.New(agent.Config{Server: os.Getenv("AGENT_TEST_SERVER"), Token: os.Getenv("AGENT_TEST_TOKEN"), DataDir: dir,
+		Name: os.Getenv("AGENT_TEST_NAME"), Labels: map[string]string{"role": os.Getenv("AGENT_TEST_NAME")}, Fault: fault,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go a.Run(context.Background())
+	for {
+		apps, changed := a.Report()
+		for _, na := range apps {
+			if na.App == "hello" {
+				b, _ := json.Marshal(na)
+				fmt.Println(string(b))
+			}
+		}
+		<-changed
+	}
 }
 
 func serve(version string) {
@@ -236,7 +276,16 @@ func servicePids(t *testing.T, dir string) map[string]int {
 	return out
 }
 
-func alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
+// alive says whether pid runs: a zombie does not (a process whose parent was killed may stay one
+// when init does not reap it).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if pid <= 0 || err != nil {
+		return false
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
 
 // get answers what the service on port says.
 func get(t *testing.T, port int) string {
@@ -597,5 +646,98 @@ func TestUnclaimedProcessesStopped(t *testing.T) {
 	})
 	if alive(old.Processes[0].PID) || !alive(na.Processes[0].PID) {
 		t.Fatalf("the unclaimed process %d still runs, or the new one %d does not", old.Processes[0].PID, na.Processes[0].PID)
+	}
+}
+
+// An agent process killed with SIGKILL before any step of an install leaves the node at a
+// whole release, with the old release's process still running until its stop; a new agent on
+// the data directory finishes the install, adopting the new release's process when it was
+// already started.
+func TestKill9AtEveryStep(t *testing.T) {
+	r := newRig(t)
+	manifest := "processes:\n  - name: web\n    command: [sh, -c, \"exec sleep 100000\"]\nupdate: {min_healthy_time: 0s}\n" +
+		"hooks: {post_install: [sh, -c, \"echo installed\"], pre_stop: [sh, -c, \"echo stopping\"], post_start: [sh, -c, \"echo started\"]}\n"
+	r.pushManifest("1.0.0", manifest, nil)
+	r.pushManifest("1.1.0", manifest, nil)
+	steps := agent.Steps()
+	for i, step := range steps {
+		t.Run(step, func(t *testing.T) {
+			name := "kill-" + strings.ReplaceAll(step, "_", "-")
+			dir := t.TempDir()
+			killServices(t, dir)
+			h := exec.Command(os.Args[0], "-test.run=^$")
+			h.Env = append(os.Environ(), "AGENT_TEST_AGENT="+dir, "AGENT_TEST_KILL_AT="+step, "AGENT_TEST_SERVER="+r.addr,
+				"AGENT_TEST_TOKEN="+r.token, "AGENT_TEST_NAME="+name)
+			h.Stderr = os.Stderr
+			out, err := h.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := h.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { h.Process.Kill(); h.Wait() })
+			reports := make(chan api.NodeApp, 100)
+			go func() {
+				defer close(reports)
+				dec := json.NewDecoder(out)
+				for {
+					var na api.NodeApp
+					if dec.Decode(&na) != nil {
+						return
+					}
+					reports <- na
+				}
+			}()
+			ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+			defer cancel()
+			if _, err := r.admin.WaitEvent(ctx, 0, func(e api.Event) bool { return e.Type == "node.enrolled" && e.Subject == name }); err != nil {
+				t.Fatal(err)
+			}
+			r.deploy("hello@1.0.0", "role="+name)
+			var old api.NodeApp
+			for old.State != api.AppStateRunning || old.Version != "1.0.0" {
+				select {
+				case na, ok := <-reports:
+					if !ok {
+						t.Fatal("the agent ended before 1.0.0 ran")
+					}
+					old = na
+				case <-ctx.Done():
+					t.Fatalf("1.0.0 never ran: %+v", old)
+				}
+			}
+			oldPid := old.Processes[0].PID
+			r.deploy("hello@1.1.0", "role="+name)
+			for range reports { // until the agent is killed
+			}
+			if err := h.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+				t.Fatalf("the agent ended with %v, not killed", err)
+			}
+
+			cur, err := os.Readlink(filepath.Join(dir, "apps/hello/current"))
+			if err != nil || (cur != "releases/1.0.0" && cur != "releases/1.1.0") {
+				t.Fatalf("after the kill current -> %q (%v)", cur, err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "apps/hello", cur, "ferry.yaml")); err != nil {
+				t.Fatalf("current release is not whole: %v", err)
+			}
+			if i < slices.Index(steps, "stop") && (!alive(oldPid) || cur != "releases/1.0.0") {
+				t.Fatalf("killed before the stop: old process alive %v, current -> %s", alive(oldPid), cur)
+			}
+			atKill := servicePids(t, dir)["web"]
+
+			n := r.start(name, dir, agent.Config{Clock: clock.NewFake(time.Now())})
+			t.Cleanup(n.stop)
+			na := n.waitReport(t, nil, func(a api.NodeApp) bool {
+				return a.State == api.AppStateRunning && a.Version == "1.1.0" && a.Pending == ""
+			})
+			if len(na.Processes) != 1 || !alive(na.Processes[0].PID) || alive(oldPid) {
+				t.Fatalf("after the restart: %+v; old process %d alive: %v", na, oldPid, alive(oldPid))
+			}
+			if i > slices.Index(steps, "start") && na.Processes[0].PID != atKill {
+				t.Fatalf("the new release's process %d was not adopted: now %d", atKill, na.Processes[0].PID)
+			}
+		})
 	}
 }
