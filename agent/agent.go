@@ -1,6 +1,7 @@
 // Package agent is the process on every node: it enrolls once with a one-off token, keeps its
-// own key pair, heartbeats, receives the node's desired state by long poll, and installs the
-// releases assigned to the node after verifying them again. It talks to the server only through
+// own key pair, heartbeats, receives the node's desired state by long poll, installs the
+// releases assigned to the node after verifying them again, and runs them: it supervises their
+// processes, verifies a new release's health and rolls back one that fails. It talks to the server only through
 // the client package and keeps working while the server is away.
 package agent
 
@@ -20,6 +21,7 @@ import (
 
 	"aead.dev/minisign"
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/check"
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/labels"
@@ -51,6 +53,11 @@ type Config struct {
 	CACert string
 	// ClientCert and ClientKey are the node's certificate for servers that require one.
 	ClientCert, ClientKey string
+	// Fault, when set, is called before each step of an app's install (the names Steps
+	// returns); an error stops the install there, as if the agent had died, and the next agent
+	// on the data directory goes on from that step. Tests use it to crash the agent between
+	// any two steps.
+	Fault func(app, step string) error
 }
 
 // Agent is one node's agent.
@@ -63,10 +70,14 @@ type Agent struct {
 	pub   string
 	api   *client.Client
 
-	inst *installer
-	// failed remembers, per app, the assignment that last failed and why; one that failed for
-	// good is not retried until the assignment changes. Only the reconcile goroutine and New
-	// use it.
+	inst   *installer
+	checks *check.Runner
+
+	// runMu guards runs and failed, which the reconcile goroutine writes and the report reads.
+	runMu sync.Mutex
+	runs  map[string]*appRun
+	// failed remembers, per app, the assignment that last failed to download or unpack and
+	// why; one that failed for good is not retried until the assignment changes.
 	failed map[string]failure
 
 	mu      sync.Mutex
@@ -81,6 +92,7 @@ type Agent struct {
 	report      []api.NodeApp
 	reportVer   int
 	reportDirty bool
+	reported    chan struct{} // closed and replaced when the report changes
 	poke        chan struct{} // cuts a held sync short to send a new report
 	// online is closed once the agent first holds a session: installs wait for it, since
 	// fetching keys and blobs needs one.
@@ -157,7 +169,7 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, clk: cfg.Clock, key: key, api: c, id: id, changed: make(chan struct{}), caPin: pin,
 		pub:    base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)),
 		failed: map[string]failure{}, poke: make(chan struct{}, 1), online: make(chan struct{}),
-		reconnected: make(chan struct{}, 1)}
+		reconnected: make(chan struct{}, 1), runs: map[string]*appRun{}, reported: make(chan struct{}), checks: check.NewRunner(cfg.Clock)}
 	a.inst = &installer{dir: cfg.DataDir, api: c, session: a.sessionToken, pinned: pinned,
 		allowUnsigned: cfg.AllowUnsigned, clk: cfg.Clock}
 	if id == nil {
@@ -226,6 +238,7 @@ type fatalError struct{ error }
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	defer a.closeApps() // once reconcile is done: the processes go on running, to be adopted
 	wg.Add(1)
 	go func() { defer wg.Done(); a.reconcile(ctx) }()
 	defer wg.Wait()

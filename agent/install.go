@@ -25,14 +25,17 @@ import (
 
 // An install fetches the release's blob (resuming a partial download with a Range request),
 // checks its sha256 and its minisign signature against the keys this node trusts, unpacks it
-// beside the running release and switches to it with one rename, so the node is always at a
-// whole release: a killed install leaves the old one in place.
+// beside the running release and switches to it with one rename (run.go drives these steps), so
+// the node is always at a whole release: a killed install leaves the old one in place.
 //
 // Layout under the data directory:
 //
 //	apps/APP/releases/DIR/       an unpacked release (DIR is its version, ':' written as '_')
 //	apps/APP/releases/DIR.json   what it is: app, version, sha256, install time
 //	apps/APP/current -> releases/DIR
+//	apps/APP/run.json            the app's install state machine (run.go), ports
+//	apps/APP/supervise/          the app's supervisor state: its processes, for adoption
+//	apps/APP/logs/               the processes' logs (NAME.log) and the hooks' (_hooks.log)
 //	downloads/SHA256.part        a download in progress
 const (
 	appsDir      = "apps"
@@ -120,29 +123,31 @@ func checkAssignment(a api.Assignment) (release.Version, error) {
 	return v, nil
 }
 
-// install makes a the app's current release.
-func (in *installer) install(ctx context.Context, a api.Assignment) (installed, error) {
+// prepare fetches and verifies a's release and unpacks it beside the running one, which it
+// does not touch; it returns the release's directory name under apps/APP/releases. unpacking,
+// when not nil, is called before the unpack and may stop it.
+func (in *installer) prepare(ctx context.Context, a api.Assignment, unpacking func() error) (string, error) {
 	want, err := checkAssignment(a)
 	if err != nil {
-		return installed{}, err
+		return "", err
 	}
 	var sig []byte
 	var keys []minisign.PublicKey
 	if a.Signature == "" {
 		if !in.allowUnsigned {
-			return installed{}, permanent("%s@%s is unsigned and this agent installs only signed releases (start it with --allow-unsigned to accept unsigned ones)", a.App, a.Version)
+			return "", permanent("%s@%s is unsigned and this agent installs only signed releases (start it with --allow-unsigned to accept unsigned ones)", a.App, a.Version)
 		}
 	} else {
 		if sig, err = base64.StdEncoding.DecodeString(a.Signature); err != nil {
-			return installed{}, permanent("signature is not base64: %v", err)
+			return "", permanent("signature is not base64: %v", err)
 		}
 		if keys, err = in.trusted(ctx); err != nil {
-			return installed{}, err
+			return "", err
 		}
 	}
 	f, err := in.download(ctx, a)
 	if err != nil {
-		return installed{}, err
+		return "", err
 	}
 	defer f.Close()
 
@@ -152,40 +157,69 @@ func (in *installer) install(ctx context.Context, a api.Assignment) (installed, 
 	if sig != nil {
 		_, verr = signing.NewVerifier(io.TeeReader(f, h)).Verify(sig, keys)
 	} else if _, err := io.Copy(h, f); err != nil {
-		return installed{}, err
+		return "", err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != a.SHA256 {
 		// Damaged on the way or at the source: drop it, and fetch it again on the next try.
 		os.Remove(f.Name())
-		return installed{}, fmt.Errorf("downloaded blob has sha256 %s, want %s; not installing", got, a.SHA256)
+		return "", fmt.Errorf("downloaded blob has sha256 %s, want %s; not installing", got, a.SHA256)
 	}
 	if verr != nil {
-		return installed{}, permanent("%v; not installing", verr)
+		return "", permanent("%v; not installing", verr)
+	}
+	if unpacking != nil {
+		if err := unpacking(); err != nil {
+			return "", err
+		}
 	}
 
 	releases := filepath.Join(in.appDir(a.App), "releases")
 	if err := os.MkdirAll(releases, 0o755); err != nil {
-		return installed{}, err
+		return "", err
 	}
 	name := versionDir(a.Version)
 	final := filepath.Join(releases, name)
 	var have installed
 	if readJSON(final+".json", &have) != nil || have.SHA256 != a.SHA256 || !isDir(final) {
 		if err := in.unpack(f, a, want, releases, final); err != nil {
-			return installed{}, err
+			return "", err
 		}
 	}
 	cur := installed{App: a.App, Version: a.Version, SHA256: a.SHA256, InstalledAt: in.clk.Now().UTC()}
 	if err := saveJSON(final+".json", cur); err != nil {
-		return installed{}, err
+		return "", err
 	}
-	prev, _ := os.Readlink(filepath.Join(in.appDir(a.App), currentLink))
-	if err := switchLink(in.appDir(a.App), filepath.Join("releases", name)); err != nil {
-		return installed{}, err
+	return name, nil
+}
+
+// currentDir returns the directory name of the app's current release; "" when there is none.
+func (in *installer) currentDir(app string) string {
+	target, err := os.Readlink(filepath.Join(in.appDir(app), currentLink))
+	if err != nil {
+		return ""
 	}
-	os.Remove(f.Name())
-	in.prune(releases, name, filepath.Base(prev))
-	return cur, nil
+	return filepath.Base(target)
+}
+
+// switchTo points the app's current link at the release directory name, or removes the link
+// when name is "" (a first install going back to nothing).
+func (in *installer) switchTo(app, name string) error {
+	if name == "" {
+		err := os.Remove(filepath.Join(in.appDir(app), currentLink))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		syncDir(in.appDir(app))
+		return nil
+	}
+	return switchLink(in.appDir(app), filepath.Join("releases", name))
+}
+
+// switched drops what an install no longer needs once its release is current: the download,
+// and every release but keep (the new one and the one before it, to roll back to).
+func (in *installer) switched(a api.Assignment, keep ...string) {
+	os.Remove(filepath.Join(in.dir, downloadsDir, a.SHA256+".part"))
+	in.prune(filepath.Join(in.appDir(a.App), "releases"), keep...)
 }
 
 // unpack writes the verified bundle into a scratch directory beside the releases and renames

@@ -102,8 +102,8 @@ func (r *rig) push(version string, signed bool) api.Release {
 	r.t.Helper()
 	dir := r.t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
-	os.WriteFile(filepath.Join(dir, release.ManifestName), []byte("app: hello\nversion: "+version+"\nclass: minor\n"+
-		"processes:\n  - name: web\n    command: [\"bin/hello\"]\n"), 0o644)
+	// No processes: these tests are about fetching and verifying (run_test.go runs services).
+	os.WriteFile(filepath.Join(dir, release.ManifestName), []byte("app: hello\nversion: "+version+"\nclass: minor\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "bin/hello"), []byte("#!/bin/sh\necho "+version+"\n"), 0o755)
 	file := filepath.Join(r.t.TempDir(), "hello.tar.gz")
 	var b bytes.Buffer
@@ -138,6 +138,7 @@ func (r *rig) deploy(release, selector string) {
 type node struct {
 	name string
 	dir  string
+	a    *agent.Agent
 	stop func()
 }
 
@@ -145,7 +146,9 @@ func (r *rig) start(name, dir string, cfg agent.Config) *node {
 	r.t.Helper()
 	cfg.Server, cfg.Token, cfg.DataDir, cfg.Name = r.addr, r.token, dir, name
 	cfg.Labels = map[string]string{"role": name}
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		r.t.Fatal(err)
@@ -153,7 +156,7 @@ func (r *rig) start(name, dir string, cfg agent.Config) *node {
 	ctx, cancel := context.WithCancel(r.ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); a.Run(ctx) }()
-	n := &node{name: name, dir: dir, stop: func() { cancel(); <-done }}
+	n := &node{name: name, dir: dir, a: a, stop: func() { cancel(); <-done }}
 	r.t.Cleanup(n.stop)
 	wctx, wcancel := context.WithTimeout(r.ctx, 10*time.Second)
 	defer wcancel()

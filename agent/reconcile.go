@@ -14,10 +14,13 @@ import (
 	"github.com/ferryhq/ferry/clock"
 )
 
-// reconcile installs the assigned releases whenever the desired state changes, and retries
-// failures that may mend (the server away, a download cut off) with backoff on the clock, or at
-// once when the server answers again after an outage.
+// reconcile first brings the apps on disk back under supervision (an interrupted install goes
+// on, running processes are adopted), without waiting for the server; then it installs the
+// assigned releases whenever the desired state changes, and retries failures that may mend (the
+// server away, a download cut off) with backoff on the clock, or at once when the server answers
+// again after an outage.
 func (a *Agent) reconcile(ctx context.Context) {
+	a.resume(ctx)
 	select {
 	case <-a.online:
 	case <-ctx.Done():
@@ -55,50 +58,137 @@ func (a *Agent) reconcile(ctx context.Context) {
 }
 
 // converge brings each assigned app to its release and reports the outcome; it returns true
-// when an install failed in a way worth retrying.
+// when an install failed in a way worth retrying. A release that rolled back, or whose
+// post_install hook failed, is not tried again while it stays the assigned one.
 func (a *Agent) converge(ctx context.Context, d api.Desired) (retry bool) {
 	for _, as := range d.Apps {
+		if _, err := checkAssignment(as); err != nil {
+			a.setFailed(as.App, &failure{assignment: as, err: reportable(err.Error()), final: true})
+			continue
+		}
+		r, err := a.app(as.App)
+		if err != nil {
+			a.setFailed(as.App, &failure{assignment: as, err: reportable(err.Error())})
+			a.log.Error("cannot supervise app", "app", as.App, "err", err)
+			retry = true
+			continue
+		}
+		if a.state(r).Step != "" { // an install that stopped part-way goes on first
+			err := a.transition(ctx, r)
+			if ctx.Err() != nil {
+				return false
+			}
+			if err != nil {
+				a.log.Warn("install interrupted; will retry", "app", as.App, "err", err)
+				retry = true
+				continue
+			}
+		}
 		if cur, ok := a.inst.current(as.App); ok && cur.Version == as.Version && cur.SHA256 == as.SHA256 {
-			delete(a.failed, as.App)
+			a.setFailed(as.App, nil)
+			a.ensureRunning(ctx, r)
+			if a.state(r).Failure != nil {
+				if err := a.update(r, func(st *runState) { st.Failure = nil }); err != nil {
+					a.log.Error("save app state", "app", as.App, "err", err)
+				}
+			}
 			continue
 		}
 		if as.Withdrawn != "" {
 			continue // observe reports why it is not installed
 		}
-		if f, ok := a.failed[as.App]; ok && f.final && f.assignment == as {
+		a.runMu.Lock()
+		f, failed := a.failed[as.App]
+		a.runMu.Unlock()
+		if failed && f.final && f.assignment == as {
+			continue
+		}
+		if f := a.state(r).Failure; f != nil && f.Assignment == as {
+			// Rolled back (or failed for good): not again until the assignment changes.
+			a.log.Info("not trying a release that did not stay again until the assignment changes", "app", as.App, "version", as.Version, "state", f.State)
 			continue
 		}
 		a.log.Info("installing", "app", as.App, "version", as.Version)
-		cur, err := a.inst.install(ctx, as)
+		err = a.deploy(ctx, r, as)
 		if ctx.Err() != nil {
 			return false
 		}
 		var perm permanentError
 		switch {
 		case err == nil:
-			delete(a.failed, as.App)
-			a.log.Info("installed", "app", cur.App, "version", cur.Version, "sha256", cur.SHA256)
+			a.setFailed(as.App, nil)
+			if f := a.state(r).Failure; f == nil {
+				a.log.Info("installed", "app", as.App, "version", as.Version, "sha256", as.SHA256)
+			}
 		case errors.As(err, &perm):
-			a.failed[as.App] = failure{assignment: as, err: reportable(err.Error()), final: true}
+			a.setFailed(as.App, &failure{assignment: as, err: reportable(err.Error()), final: true})
 			a.log.Error("install refused", "app", as.App, "version", as.Version, "err", err)
 		default:
-			a.failed[as.App] = failure{assignment: as, err: reportable(err.Error())}
+			a.setFailed(as.App, &failure{assignment: as, err: reportable(err.Error())})
 			a.log.Warn("install failed; will retry", "app", as.App, "version", as.Version, "err", err)
 			retry = true
 		}
-		a.setReport(a.observe(d))
+		a.refresh()
 	}
-	a.setReport(a.observe(d))
+	a.refresh()
 	return retry
 }
 
-// observe builds the app report: every installed app and, for each assigned release that is
-// not installed, which one and why not.
+// ensureRunning starts (or adopts) the current release's processes of an app that has none
+// running: the agent found it unassigned when it started, and it is assigned again.
+func (a *Agent) ensureRunning(ctx context.Context, r *appRun) {
+	a.runMu.Lock()
+	running := r.cur != nil
+	a.runMu.Unlock()
+	if running {
+		return
+	}
+	rel, err := a.release(r, a.inst.currentDir(r.name))
+	if err == nil {
+		var w *procWatch
+		if w, err = a.startRelease(ctx, r, rel); err == nil {
+			w.cancel()
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		a.log.Error("start current release", "app", r.name, "err", err)
+	}
+}
+
+func (a *Agent) setFailed(app string, f *failure) {
+	a.runMu.Lock()
+	defer a.runMu.Unlock()
+	if f == nil {
+		delete(a.failed, app)
+	} else {
+		a.failed[app] = *f
+	}
+}
+
+// refresh reports the apps as they are now.
+func (a *Agent) refresh() {
+	d, _ := a.Desired()
+	a.setReport(a.observe(d))
+}
+
+// observe builds the app report: every installed app with its state, processes and ports and,
+// for each assigned release that is not installed, which one and why not.
 func (a *Agent) observe(d api.Desired) []api.NodeApp {
+	a.runMu.Lock()
+	defer a.runMu.Unlock()
 	apps := map[string]api.NodeApp{}
 	for name, cur := range a.inst.all() {
 		t := cur.InstalledAt
 		apps[name] = api.NodeApp{App: name, Version: cur.Version, SHA256: cur.SHA256, InstalledAt: &t}
+	}
+	for name, r := range a.runs {
+		na, ok := apps[name]
+		if !ok && r.phase == "" {
+			continue
+		}
+		na.App = name
+		describe(r, &na)
+		apps[name] = na
 	}
 	for _, as := range d.Apps {
 		na := apps[as.App]
@@ -107,11 +197,17 @@ func (a *Agent) observe(d api.Desired) []api.NodeApp {
 			continue
 		}
 		na.Pending = as.Version
+		r := a.runs[as.App]
 		switch f, failed := a.failed[as.App]; {
 		case as.Withdrawn != "":
 			na.Error = reportable("release withdrawn (" + as.Withdrawn + "); not installing it")
+		case r != nil && r.phase == "" && r.st.Failure != nil && r.st.Failure.Assignment == as:
+			na.State, na.Error, na.LogTail = r.st.Failure.State, r.st.Failure.Error, r.st.Failure.LogTail
 		case failed && f.assignment == as:
 			na.Error, na.Retry = f.err, !f.final
+			if na.Version == "" && f.final {
+				na.State = api.AppStateFailed
+			}
 		}
 		apps[as.App] = na
 	}
@@ -134,10 +230,19 @@ func (a *Agent) setReport(apps []api.NodeApp) {
 	a.report = apps
 	a.reportVer++
 	a.reportDirty = true
+	close(a.reported)
+	a.reported = make(chan struct{})
 	select {
 	case a.poke <- struct{}{}:
 	default:
 	}
+}
+
+// Report returns the agent's latest app report and a channel closed when it changes.
+func (a *Agent) Report() ([]api.NodeApp, <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]api.NodeApp{}, a.report...), a.reported
 }
 
 // Apps returns the agent's latest app report.
