@@ -121,7 +121,7 @@ type result struct {
 	took     time.Duration
 	ideal    time.Duration
 	slowest  string // the last agent to report the release installed
-	counts   counts // requests the server answered during the deploy
+	counts   counts // requests the server answered from the links' change to the deploy's end
 	err      error
 }
 
@@ -219,12 +219,23 @@ func run(o options) error {
 	version := 0
 	for r := 1; r <= o.runs; r++ {
 		for _, sc := range o.scenarios {
+			before, err := srv.counts()
+			if err != nil {
+				return err
+			}
 			if err := links.setCut(sc == "cut"); err != nil {
 				return err
 			}
 			time.Sleep(o.settle)
 			version++
 			res := deploy(ctx, o, srv, key, dir, fmt.Sprintf("1.0.%d", version))
+			if res.err == nil {
+				after, err := srv.counts()
+				if err != nil {
+					return err
+				}
+				res.counts = after.minus(before)
+			}
 			res.scenario, res.run = sc, r
 			results = append(results, res)
 			if res.err != nil {
@@ -259,11 +270,6 @@ func deploy(ctx context.Context, o options, srv *server, key minisign.PrivateKey
 	f.Close()
 	if err != nil {
 		res.err = fmt.Errorf("push: %w", err)
-		return res
-	}
-	before, err := srv.counts()
-	if err != nil {
-		res.err = err
 		return res
 	}
 	start := time.Now()
@@ -303,12 +309,6 @@ func deploy(ctx context.Context, o options, srv *server, key minisign.PrivateKey
 			res.took, res.slowest = d, node
 		}
 	}
-	after, err := srv.counts()
-	if err != nil {
-		res.err = err
-		return res
-	}
-	res.counts = after.minus(before)
 	return res
 }
 
@@ -382,6 +382,7 @@ func waitUp(ctx context.Context, admin *client.Client, n int) error {
 }
 
 func report(o options, results []result) {
+	fmt.Printf("\nSessions, streams and blob requests: what the server answered from the change of the links (before the settling wait) to the deploy's end.\n")
 	fmt.Printf("\n| scenario | run | time | ideal | ratio | last agent | sessions | streams | blob requests (whole / ranged) |\n")
 	fmt.Printf("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |\n")
 	for _, r := range results {
