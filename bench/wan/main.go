@@ -206,7 +206,7 @@ func run(o options) error {
 		}
 		agents = append(agents, cmd)
 	}
-	if err := waitUp(ctx, admin, o.agents); err != nil {
+	if err := waitUp(ctx, srv, o.agents); err != nil {
 		return fmt.Errorf("%w (logs in %s)", err, logs)
 	}
 
@@ -360,22 +360,27 @@ func build(dir string, key minisign.PrivateKey, version string, size int64) (str
 	return bundle, fi.Size(), sig, nil
 }
 
-// waitUp waits until n nodes are enrolled and up.
-func waitUp(ctx context.Context, admin *client.Client, n int) error {
+// waitUp waits until n nodes are enrolled and up and the server has answered n sessions and n
+// streams: every agent holds its stream.
+func waitUp(ctx context.Context, srv *server, n int) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		nodes, err := admin.Nodes(ctx, client.NodeQuery{Site: "wan"})
+		nodes, err := srv.admin.Nodes(ctx, client.NodeQuery{Site: "wan"})
 		up := 0
 		for _, nd := range nodes {
 			if nd.Status == api.StatusUp {
 				up++
 			}
 		}
-		if err == nil && up == n {
+		var c counts
+		if err == nil {
+			c, err = srv.counts()
+		}
+		if err == nil && up == n && c.sessions >= n && c.streams >= n {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d agents up after 2 minutes (last error: %v)", up, n, err)
+			return fmt.Errorf("%d of %d agents up, %d streams after 2 minutes (last error: %v)", up, n, c.streams, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
