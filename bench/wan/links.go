@@ -68,18 +68,17 @@ func (l *links) add(p *toxiproxy.Proxy, t toxic) error {
 // addr is the address agent i reaches the server at.
 func (l *links) addr(i int) string { return l.proxies[i].Listen }
 
-// setCut adds the cut toxic to every link, or removes it.
+// setCut adds the cut toxic to every link, or removes it. Adding it draws anew which of the
+// connections open then, and of those opened later, are cut.
 func (l *links) setCut(on bool) error {
-	if on == l.cutting {
-		return nil
-	}
 	for _, p := range l.proxies {
 		var err error
-		if on {
+		if l.cutting {
+			err = p.Toxics.RemoveToxic(context.Background(), "cut")
+		}
+		if err == nil && on {
 			err = l.add(p, toxic{Name: "cut", Type: "cut", Stream: "downstream", Toxicity: l.o.cut,
 				Attributes: map[string]any{"after": l.o.cutAfter.Milliseconds()}})
-		} else {
-			err = p.Toxics.RemoveToxic(context.Background(), "cut")
 		}
 		if err != nil {
 			return err
@@ -95,24 +94,24 @@ func (l *links) stop() {
 	}
 }
 
-// cutToxic closes a connection `after` milliseconds after it opened (after the toxic was
-// added, for one open before), passing what comes until then: a link that breaks in the middle
-// of whatever it carries. The agent sees the connection end (FIN) where a reset would be an
-// RST; to the agent both are a connection cut off. toxiproxy's own reset_peer toxic is not
-// this: it drops the first chunk it sees and holds back everything after until it resets the
-// connection, so a connection it picks never carries a byte.
+// cutToxic closes a connection `after` milliseconds after the first bytes it carries through
+// the toxic (since the toxic was added, for a connection open before), passing them until
+// then: a link that breaks in the middle of whatever it carries. Its clock starts as
+// toxiproxy's reset_peer toxic's does, but reset_peer drops the first chunk and holds back
+// everything after it until it resets the connection, so a connection it picks never carries a
+// byte. The agent sees the connection end (FIN) where a reset would be an RST; to the agent
+// both are a connection cut off.
 type cutToxic struct {
 	After int64 `json:"after"` // milliseconds
 }
 
 func (t *cutToxic) Pipe(stub *toxics.ToxicStub) {
-	deadline := time.NewTimer(time.Duration(t.After) * time.Millisecond)
-	defer deadline.Stop()
+	var deadline <-chan time.Time // until the first chunk
 	for {
 		select {
 		case <-stub.Interrupt:
 			return
-		case <-deadline.C:
+		case <-deadline:
 			stub.Close()
 			t.drain(stub)
 			return
@@ -121,9 +120,14 @@ func (t *cutToxic) Pipe(stub *toxics.ToxicStub) {
 				stub.Close()
 				return
 			}
+			if deadline == nil {
+				timer := time.NewTimer(time.Duration(t.After) * time.Millisecond)
+				defer timer.Stop()
+				deadline = timer.C
+			}
 			select {
 			case stub.Output <- c:
-			case <-deadline.C:
+			case <-deadline:
 				stub.Close()
 				t.drain(stub)
 				return

@@ -3,7 +3,8 @@
 // processes in temporary directories, each reaching the server through a toxiproxy proxy of its
 // own, in this process: latency with jitter on both directions of every connection, a bandwidth
 // limit per connection and direction, and, in the "cut" scenario, a share of the connections
-// closed a while after they open. It pushes an incompressible release, deploys it to every agent
+// (drawn anew before each cut run, among those open then and those opened later) closed a while
+// after the first bytes they carry toward the agent. It pushes an incompressible release, deploys it to every agent
 // and times the deploy until the server has heard from every agent that it installed it,
 // then reports that time against the link's ideal:
 //
@@ -79,7 +80,7 @@ func main() {
 	flag.DurationVar(&o.jitter, "jitter", 50*time.Millisecond, "jitter of the latency (±)")
 	flag.Int64Var(&o.rateKB, "rate", 1250, "bandwidth per connection and direction, in toxiproxy's KB/s (1 KB = 1000 bytes)")
 	flag.Float64Var(&o.cut, "cut", 0.3, "share of connections the cut scenario closes")
-	flag.DurationVar(&o.cutAfter, "cut-after", 2*time.Second, "how long after it opens a connection picked for the cut is closed")
+	flag.DurationVar(&o.cutAfter, "cut-after", 2*time.Second, "how long after the first bytes it carries toward the agent a connection picked for the cut is closed")
 	scenarios := flag.String("scenarios", "clean,cut", "clean (no cuts), cut, or both, comma-separated; they alternate run by run")
 	transport := flag.String("transport", "tls", "tls (the server's own CA, as agents enrolled with its pin) or plain (--insecure-http)")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "wait after changing the links before each deploy, so connections churn as they will")
@@ -210,7 +211,7 @@ func run(o options) error {
 		return fmt.Errorf("%w (logs in %s)", err, logs)
 	}
 
-	fmt.Printf("== ferry WAN benchmark: %d agents, each through its own link: latency %v ± %v each way, %d KB/s per connection and direction; cut scenario: %.0f%% of connections closed %v after they open\n",
+	fmt.Printf("== ferry WAN benchmark: %d agents, each through its own link: latency %v ± %v each way, %d KB/s per connection and direction; cut scenario: %.0f%% of connections closed %v after their first bytes toward the agent\n",
 		o.agents, o.latency, o.jitter, o.rateKB, o.cut*100, o.cutAfter)
 	fmt.Printf("   %d CPUs (%s), %s, %s; ideal = blob size / (%d × 1000 B/s) + 6 × %v\n", runtime.NumCPU(), cpuModel(), runtime.Version(),
 		map[bool]string{true: "plain HTTP", false: "TLS"}[o.plain], o.rateKB, o.latency)
