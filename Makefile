@@ -28,3 +28,4 @@ bench:
 	go run ./bench/loadgen -agents 1000
 	go run ./bench/loadgen -agents 10000
 	go run ./bench/blobs -mib 1024
+	go run ./bench/wan

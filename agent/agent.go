@@ -245,14 +245,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	bo := backoff{clk: a.clk, min: 200 * time.Millisecond, max: 30 * time.Second}
 	failing := false
+	// answered is called whenever the server answers: a new session, or the first answer on
+	// a stream.
+	answered := func() {
+		if failing {
+			a.signalReconnected()
+		}
+		failing = false
+		bo.reset()
+	}
 	for ctx.Err() == nil {
-		err := a.step(ctx)
+		err := a.step(ctx, answered)
 		if err == nil {
-			if failing {
-				a.signalReconnected()
-			}
-			failing = false
-			bo.reset()
+			answered()
 			continue
 		}
 		failing = true
@@ -263,11 +268,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		if errors.As(err, &fe) {
 			return fe.error
 		}
-		// Come back through a new session: its quick round trips tell the agent the server
-		// answers again, where a sync would be held for a whole interval first.
-		a.mu.Lock()
-		a.session = api.Session{}
-		a.mu.Unlock()
+		// A session outlives a broken stream and a server away (tokens hold across restarts
+		// and replicas): the agent reconnects with it while it is valid, and opens a new one
+		// only when the server refuses it. A new session on every reconnect costs two more
+		// round trips, which on a long link that breaks often is most of the way back.
+		if client.StatusOf(err) == http.StatusUnauthorized {
+			a.mu.Lock()
+			a.session = api.Session{}
+			a.mu.Unlock()
+		}
 		wait := bo.next()
 		var pinErr *pki.PinError
 		// A server that cannot be reached or is going away: with several addresses (one per
@@ -314,8 +323,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// step does the next thing the agent needs: enroll, open a session, or sync once.
-func (a *Agent) step(ctx context.Context) error {
+// step does the next thing the agent needs: enroll, open a session, or hold a stream, calling
+// answered when the stream has its first answer.
+func (a *Agent) step(ctx context.Context, answered func()) error {
 	a.mu.Lock()
 	id, sess := a.id, a.session
 	a.mu.Unlock()
@@ -343,7 +353,7 @@ func (a *Agent) step(ctx context.Context) error {
 	a.mu.Lock()
 	fresh := a.freshSession
 	a.mu.Unlock()
-	return a.stream(ctx, sess, fresh)
+	return a.stream(ctx, sess, fresh, answered)
 }
 
 func (a *Agent) enroll(ctx context.Context) error {

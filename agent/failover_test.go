@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/server"
 )
@@ -59,11 +61,17 @@ func (p *proxy) addr() string { return "https://" + p.l.Addr().String() }
 
 func (p *proxy) close() {
 	p.l.Close()
+	p.cut()
+}
+
+// cut closes every connection the proxy carries, and goes on taking new ones: a link that broke.
+func (p *proxy) cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.conns {
 		c.Close()
 	}
+	p.conns = nil
 }
 
 // An agent given several server addresses moves to the next when the one it uses goes away,
@@ -188,4 +196,80 @@ func TestAgentLeavesASilentServer(t *testing.T) {
 	}
 	clk.Advance(10 * time.Second) // 50 s: the oldest unanswered heartbeat has waited 40 s
 	logs.waitCount(t, silent, 1)
+}
+
+// A stream cut while its session is valid comes back on that session: the agent opens one
+// session and two streams, and desired state reaches it on the second.
+func TestCutStreamKeepsItsSession(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, admin, tok := startServer(t, ctx, server.Config{})
+	p := startProxy(t, strings.TrimPrefix(addr, "https://"))
+	clk := clock.NewFake(time.Now())
+	logs := &lockedBuf{}
+	a, err := agent.New(agent.Config{Server: p.addr(), Token: tok.Secret, DataDir: t.TempDir(), Name: "n1",
+		Clock: clk, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	waitGen := func(gen int64) {
+		t.Helper()
+		for {
+			d, changed := a.Desired()
+			if d.Generation >= gen {
+				return
+			}
+			select {
+			case <-changed:
+			case <-wctx.Done():
+				t.Fatalf("agent at generation %d, want %d; log:\n%s", d.Generation, gen, logs.String())
+			}
+		}
+	}
+	waitGen(1)
+	p.cut()
+	// The agent waits its shortest reconnect backoff on its clock, then opens a new stream.
+	if err := clk.WaitDue(wctx, 200*time.Millisecond); err != nil {
+		t.Fatalf("the agent is not waiting to reconnect (%d timers): %v\n%s", clk.Pending(), err, logs.String())
+	}
+	clk.Advance(200 * time.Millisecond)
+	if _, err := admin.Label(ctx, "n1", api.LabelChange{Set: map[string]string{"zone": "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitGen(2)
+	if got := served(t, admin, addr, "/v1/agent/session"); got != 1 {
+		t.Fatalf("%d sessions opened, want 1; log:\n%s", got, logs.String())
+	}
+	if got := served(t, admin, addr, "/v1/agent/stream"); got != 2 {
+		t.Fatalf("%d streams opened, want 2; log:\n%s", got, logs.String())
+	}
+}
+
+// served counts the requests the server answered on a route, from its metrics.
+func served(t *testing.T, admin *client.Client, addr, route string) int {
+	t.Helper()
+	resp, err := admin.HTTP.Get(addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	m, _ := io.ReadAll(resp.Body)
+	total := 0
+	for _, line := range strings.Split(string(m), "\n") {
+		if strings.HasPrefix(line, "ferry_http_request_duration_seconds_count") && strings.Contains(line, route+`"`) {
+			f := strings.Fields(line)
+			n, err := strconv.Atoi(f[len(f)-1])
+			if err != nil {
+				t.Fatalf("metrics line %q: %v", line, err)
+			}
+			total += n
+		}
+	}
+	return total
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"aead.dev/minisign"
@@ -53,7 +54,7 @@ type installed struct {
 
 // permanentError marks a failure that retrying the same release cannot mend: its signature does
 // not verify, or the bundle does not unpack or is not the assigned release. Other failures (the
-// server away, a download cut off or damaged) are retried with backoff.
+// server away, a download that brought nothing or came damaged) are retried with backoff.
 type permanentError struct{ error }
 
 func (e permanentError) Unwrap() error { return e.error }
@@ -70,6 +71,9 @@ type installer struct {
 	allowUnsigned bool
 	clk           clock.Clock
 	log           *slog.Logger
+	// fetched counts the blob bytes downloaded: the reconcile loop backs off further only
+	// over failed tries that brought none.
+	fetched atomic.Int64
 }
 
 func (in *installer) appDir(app string) string { return filepath.Join(in.dir, appsDir, app) }
@@ -348,34 +352,50 @@ func (in *installer) download(ctx context.Context, a api.Assignment) (*os.File, 
 	return f, nil
 }
 
+// fetch fetches what f lacks of a's blob. A download cut off after bytes came resumes at once,
+// from where it stopped, with a Range request: on a link that breaks, waiting only wastes the
+// time it works. A try that brought nothing fails, and the caller retries it with backoff.
 func (in *installer) fetch(ctx context.Context, f *os.File, a api.Assignment) error {
+	for {
+		n, err := in.fetchOnce(ctx, f, a)
+		var perm permanentError
+		if err == nil || n == 0 || ctx.Err() != nil || errors.As(err, &perm) {
+			return err
+		}
+		in.log.Info("resuming download", "app", a.App, "version", a.Version, "err", err)
+	}
+}
+
+// fetchOnce makes one request for what f lacks of a's blob and returns how many bytes came.
+func (in *installer) fetchOnce(ctx context.Context, f *os.File, a api.Assignment) (int64, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	off := fi.Size()
 	if off > a.Size {
 		off = 0
 	}
 	if off == a.Size {
-		return nil
+		return 0, nil
 	}
 	token := in.session()
 	if token == "" {
-		return errors.New("no session with the server yet")
+		return 0, errors.New("no session with the server yet")
 	}
 	body, start, err := in.api.Blob(ctx, token, a.SHA256, off)
 	if err != nil {
-		return fmt.Errorf("download: %w", err)
+		return 0, fmt.Errorf("download: %w", err)
 	}
 	defer body.Close()
 	if err := f.Truncate(start); err != nil {
-		return err
+		return 0, err
 	}
 	if _, err := f.Seek(start, io.SeekStart); err != nil {
-		return err
+		return 0, err
 	}
 	n, err := io.Copy(f, io.LimitReader(body, a.Size-start+1))
+	in.fetched.Add(n)
 	got := start + n
 	if serr := f.Sync(); serr != nil && err == nil {
 		err = serr
@@ -383,13 +403,13 @@ func (in *installer) fetch(ctx context.Context, f *os.File, a api.Assignment) er
 	switch {
 	case got > a.Size:
 		f.Truncate(0)
-		return permanent("server sent more than the release's %d bytes", a.Size)
+		return n, permanent("server sent more than the release's %d bytes", a.Size)
 	case err != nil:
-		return fmt.Errorf("download cut off at %d of %d bytes (will resume): %w", got, a.Size, err)
+		return n, fmt.Errorf("download cut off at %d of %d bytes (will resume): %w", got, a.Size, err)
 	case got < a.Size:
-		return fmt.Errorf("download cut off at %d of %d bytes (will resume)", got, a.Size)
+		return n, fmt.Errorf("download cut off at %d of %d bytes (will resume)", got, a.Size)
 	}
-	return nil
+	return n, nil
 }
 
 func isDir(p string) bool {

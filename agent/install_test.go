@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -37,6 +38,7 @@ type rig struct {
 	key      minisign.PrivateKey
 	keyText  string // the trusted key's .pub text
 	otherPub string // a key the server does not trust
+	plain    bool   // the server serves plain HTTP
 	stop     func() // stops the server
 }
 
@@ -44,7 +46,7 @@ type rig struct {
 func (r *rig) serve(listen string) {
 	r.t.Helper()
 	ctx, cancel := context.WithCancel(r.ctx)
-	srv, err := server.New(ctx, server.Config{DataDir: r.dataDir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, err := server.New(ctx, server.Config{DataDir: r.dataDir, InsecureHTTP: r.plain, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -56,17 +58,25 @@ func (r *rig) serve(listen string) {
 	go func() { defer close(done); srv.Serve(ctx, l) }()
 	r.stop = func() { cancel(); <-done }
 	r.t.Cleanup(r.stop)
-	r.addr = "https://" + l.Addr().String()
+	r.addr = srv.Scheme() + "://" + l.Addr().String()
 	r.admin, _ = client.New(r.addr, srv.AdminToken)
+	if r.plain {
+		return
+	}
 	if err := r.admin.UseTLS(pki.ClientOptions{CAFile: srv.CAFile}); err != nil {
 		r.t.Fatal(err)
 	}
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T) *rig { return startRig(t, false) }
+
+// newPlainRig is a rig whose server serves plain HTTP, for proxies that read what passes.
+func newPlainRig(t *testing.T) *rig { return startRig(t, true) }
+
+func startRig(t *testing.T, plain bool) *rig {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	r := &rig{t: t, ctx: ctx, dataDir: t.TempDir()}
+	r := &rig{t: t, ctx: ctx, dataDir: t.TempDir(), plain: plain}
 	r.serve("127.0.0.1:0")
 	if _, err := r.admin.AddSite(ctx, client.SiteAdd{Name: "ams", Tier: 1}); err != nil {
 		t.Fatal(err)
@@ -100,8 +110,20 @@ func newRig(t *testing.T) *rig {
 // push builds hello@version (bin/hello says the version), signs it unless unsigned, and pushes it.
 func (r *rig) push(version string, signed bool) api.Release {
 	r.t.Helper()
+	return r.pushPadded(version, signed, 0)
+}
+
+// pushPadded is push of a bundle that also holds pad random bytes, so its blob is at least
+// that large.
+func (r *rig) pushPadded(version string, signed bool, pad int) api.Release {
+	r.t.Helper()
 	dir := r.t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+	if pad > 0 {
+		b := make([]byte, pad)
+		rand.Read(b)
+		os.WriteFile(filepath.Join(dir, "data.bin"), b, 0o644)
+	}
 	// No processes: these tests are about fetching and verifying (run_test.go runs services).
 	os.WriteFile(filepath.Join(dir, release.ManifestName), []byte("app: hello\nversion: "+version+"\nclass: minor\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "bin/hello"), []byte("#!/bin/sh\necho "+version+"\n"), 0o755)
@@ -144,7 +166,10 @@ type node struct {
 
 func (r *rig) start(name, dir string, cfg agent.Config) *node {
 	r.t.Helper()
-	cfg.Server, cfg.Token, cfg.DataDir, cfg.Name = r.addr, r.token, dir, name
+	if cfg.Server == "" {
+		cfg.Server = r.addr
+	}
+	cfg.Token, cfg.DataDir, cfg.Name = r.token, dir, name
 	cfg.Labels = map[string]string{"role": name}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -17,8 +17,9 @@ import (
 // reconcile first brings the apps on disk back under supervision (an interrupted install goes
 // on, running processes are adopted), without waiting for the server; then it installs the
 // assigned releases whenever the desired state changes, and retries failures that may mend (the
-// server away, a download cut off) with backoff on the clock, or at once when the server answers
-// again after an outage.
+// server away, a download that brought nothing) with backoff on the clock, or at once when the
+// server answers again after an outage. A download cut off after bytes came does not wait: the
+// installer resumes it at once.
 func (a *Agent) reconcile(ctx context.Context) {
 	a.resume(ctx)
 	select {
@@ -27,12 +28,19 @@ func (a *Agent) reconcile(ctx context.Context) {
 		return
 	}
 	bo := backoff{clk: a.clk, min: time.Second, max: 5 * time.Minute}
+	var fetched int64 // blob bytes the installer had downloaded at the last retry
 	for {
 		d, changed := a.Desired()
 		retry := a.converge(ctx, d)
 		var t clock.Timer
 		var wait <-chan time.Time
 		if retry {
+			// The wait grows over tries that got nowhere; one that brought bytes before it
+			// failed starts it over.
+			if n := a.inst.fetched.Load(); n != fetched {
+				fetched = n
+				bo.reset()
+			}
 			t = a.clk.NewTimer(bo.next())
 			wait = t.C()
 		} else {

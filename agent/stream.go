@@ -11,9 +11,10 @@ import (
 
 // stream holds the agent's protocol-2 stream for the life of a session: a heartbeat frame every
 // interval, the app report as soon as it changes, and the desired state whenever the server
-// pushes it. It returns nil when the session is about to expire (the caller opens a new one)
-// or ctx ends, and an error when the stream breaks or the server stops answering.
-func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool) error {
+// pushes it. It calls answered at the first answer. It returns nil when the session is about to
+// expire (the caller opens a new one) or ctx ends, and an error when the stream breaks or the
+// server stops answering; the caller then opens another stream on the same session.
+func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool, answered func()) error {
 	st, err := a.api.OpenStream(ctx, sess.Token)
 	if err != nil {
 		return err
@@ -40,7 +41,9 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool) error 
 		}
 	}()
 
-	send := func(withFacts bool) error {
+	// The first frame of a stream carries the whole report, and that of a new session the facts
+	// too: a report sent on a stream that broke may never have arrived.
+	send := func(first bool) error {
 		select {
 		case <-a.poke: // this frame carries the report that poke announced
 		default:
@@ -48,11 +51,12 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool) error 
 		a.mu.Lock()
 		req := api.Sync{Generation: a.desired.Generation, Sparse: true}
 		sent := a.reportVer
-		if a.reportDirty || withFacts {
+		if a.reportDirty || first {
 			r := append([]api.NodeApp{}, a.report...)
 			req.Apps = &r
 		}
 		a.mu.Unlock()
+		withFacts := first && fresh
 		if withFacts {
 			f := gatherFacts(a.cfg.DataDir)
 			req.Facts = &f
@@ -69,9 +73,10 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool) error 
 		}
 		return nil
 	}
-	if err := send(fresh); err != nil {
+	if err := send(true); err != nil {
 		return err
 	}
+	first := true
 	interval := 10 * time.Second // until the server says
 	unanswered := a.clk.Now()    // when the oldest unanswered frame went out; zero when none
 	hb := a.clk.NewTimer(interval)
@@ -86,6 +91,10 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool) error 
 		case <-renew.C():
 			return nil
 		case r := <-replies:
+			if first {
+				first = false
+				answered()
+			}
 			if fresh {
 				fresh = false
 				a.mu.Lock()

@@ -1,0 +1,552 @@
+// Command wan measures how long a release takes to reach agents behind slow links that break.
+// It starts a real `ferry server` (built from ./cmd/ferry) on loopback and N `ferry agent`
+// processes in temporary directories, each reaching the server through a toxiproxy proxy of its
+// own, in this process: latency with jitter on both directions of every connection, a bandwidth
+// limit per connection and direction, and, in the "cut" scenario, a share of the connections
+// (drawn anew before each cut run, among those open then and those opened later) closed a while
+// after the first bytes they carry toward the agent. It pushes an incompressible release, deploys it to every agent
+// and times the deploy until the server has heard from every agent that it installed it,
+// then reports that time against the link's ideal:
+//
+//	ideal = blob size / bandwidth + 6 × latency
+//
+// with the bandwidth in toxiproxy's KB/s, whose KB is 1000 bytes (an 8 MiB release at 1,250 KB/s
+// and 200 ms: 6.71 s + 1.2 s = 7.91 s).
+//
+// The six one-way trips are the least any install takes: the desired state down the agent's
+// stream (1), the trusted keys (a request and its answer, 2), the blob (its request and the
+// first byte of the answer, 2; then size / bandwidth), and the report up the stream (1). New
+// connections' TLS handshakes and the server's and agent's own work come on top.
+//
+// The scenarios alternate (clean, cut, clean, cut, ...) so that drift on the machine touches
+// both alike.
+//
+//	go run ./bench/wan
+//	go run ./bench/wan -runs 10 -scenarios cut
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"aead.dev/minisign"
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/bench/internal/profctl"
+	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/pki"
+	"github.com/ferryhq/ferry/release"
+	"github.com/ferryhq/ferry/signing"
+)
+
+// options are the harness's flags.
+type options struct {
+	agents    int
+	runs      int
+	size      int64 // payload bytes
+	latency   time.Duration
+	jitter    time.Duration
+	rateKB    int64 // toxiproxy's KB: 1000 bytes
+	cut       float64
+	cutAfter  time.Duration
+	scenarios []string
+	plain     bool
+	settle    time.Duration
+	timeout   time.Duration
+	bin       string
+	logs      string
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.agents, "agents", 10, "agents, each behind a proxy of its own")
+	flag.IntVar(&o.runs, "runs", 5, "deploys per scenario")
+	mib := flag.Int("mib", 8, "release payload in MiB (random bytes: it does not compress)")
+	flag.DurationVar(&o.latency, "latency", 200*time.Millisecond, "latency added to each direction of every connection")
+	flag.DurationVar(&o.jitter, "jitter", 50*time.Millisecond, "jitter of the latency (±)")
+	flag.Int64Var(&o.rateKB, "rate", 1250, "bandwidth per connection and direction, in toxiproxy's KB/s (1 KB = 1000 bytes)")
+	flag.Float64Var(&o.cut, "cut", 0.3, "share of connections the cut scenario closes")
+	flag.DurationVar(&o.cutAfter, "cut-after", 2*time.Second, "how long after the first bytes it carries toward the agent a connection picked for the cut is closed")
+	scenarios := flag.String("scenarios", "clean,cut", "clean (no cuts), cut, or both, comma-separated; they alternate run by run")
+	transport := flag.String("transport", "tls", "tls (the server's own CA, as agents enrolled with its pin) or plain (--insecure-http)")
+	flag.DurationVar(&o.settle, "settle", 3*time.Second, "wait after changing the links before each deploy, so connections churn as they will")
+	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a deploy after this long")
+	flag.StringVar(&o.bin, "ferry", "", "ferry binary (default: build ./cmd/ferry)")
+	flag.StringVar(&o.logs, "logs", "", "keep the agents' and the server's logs in this directory")
+	flag.Parse()
+	o.size = int64(*mib) << 20
+	for _, s := range strings.Split(*scenarios, ",") {
+		s = strings.TrimSpace(s)
+		if s != "clean" && s != "cut" {
+			fmt.Fprintf(os.Stderr, "wan: unknown scenario %q: want clean or cut\n", s)
+			os.Exit(2)
+		}
+		o.scenarios = append(o.scenarios, s)
+	}
+	switch *transport {
+	case "tls":
+	case "plain":
+		o.plain = true
+	default:
+		fmt.Fprintln(os.Stderr, "wan: -transport must be tls or plain")
+		os.Exit(2)
+	}
+	if o.agents < 1 || o.runs < 1 || o.cut < 0 || o.cut > 1 {
+		fmt.Fprintln(os.Stderr, "wan: want -agents and -runs ≥ 1 and -cut within [0, 1]")
+		os.Exit(2)
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "wan:", err)
+		os.Exit(1)
+	}
+}
+
+// result is one deploy.
+type result struct {
+	scenario string
+	run      int
+	took     time.Duration
+	ideal    time.Duration
+	slowest  string // the last agent to report the release installed
+	counts   counts // requests the server answered from the links' change to the deploy's end
+	err      error
+}
+
+func (r result) ratio() float64 { return r.took.Seconds() / r.ideal.Seconds() }
+
+func run(o options) error {
+	dir, err := os.MkdirTemp("", "ferry-bench-wan-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	logs := o.logs
+	if logs == "" {
+		logs = filepath.Join(dir, "logs")
+	}
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return err
+	}
+	bin, err := profctl.Build(dir, o.bin, "")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	srv, err := startServer(bin, filepath.Join(dir, "server"), logs, o.plain)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	admin := srv.admin
+	keys := filepath.Join(dir, "keys")
+	if _, err := signing.GenerateKeyPair(keys, ""); err != nil {
+		return err
+	}
+	key, err := signing.LoadSecretKey(filepath.Join(keys, signing.SecretKeyFile), "")
+	if err != nil {
+		return err
+	}
+	pub, _ := os.ReadFile(filepath.Join(keys, signing.PublicKeyFile))
+	if _, err := admin.TrustKey(ctx, api.KeyTrust{PublicKey: string(pub)}); err != nil {
+		return err
+	}
+	if _, err := admin.AddSite(ctx, client.SiteAdd{Name: "wan", Tier: 1}); err != nil {
+		return err
+	}
+	tok, err := admin.CreateToken(ctx, api.TokenCreate{Site: "wan", Uses: o.agents})
+	if err != nil {
+		return err
+	}
+
+	links, err := newLinks(o, srv.listen)
+	if err != nil {
+		return err
+	}
+	defer links.stop()
+	var agents []*exec.Cmd
+	defer func() {
+		for _, a := range agents {
+			a.Process.Signal(syscall.SIGTERM)
+		}
+		for _, a := range agents {
+			a.Wait()
+		}
+	}()
+	scheme := "https://"
+	if o.plain {
+		scheme = "http://"
+	}
+	for i := range o.agents {
+		name := fmt.Sprintf("wan%02d", i)
+		logf, err := os.Create(filepath.Join(logs, name+".log"))
+		if err != nil {
+			return err
+		}
+		defer logf.Close()
+		cmd := exec.Command(bin, "agent", "--server", scheme+links.addr(i), "--token", tok.Secret,
+			"--data", filepath.Join(dir, name), "--name", name, "--log-level", "info")
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		agents = append(agents, cmd)
+	}
+	if err := waitUp(ctx, srv, o.agents); err != nil {
+		return fmt.Errorf("%w (logs in %s)", err, logs)
+	}
+
+	fmt.Printf("== ferry WAN benchmark: %d agents, each through its own link: latency %v ± %v each way, %d KB/s per connection and direction; cut scenario: %.0f%% of connections closed %v after their first bytes toward the agent\n",
+		o.agents, o.latency, o.jitter, o.rateKB, o.cut*100, o.cutAfter)
+	fmt.Printf("   %d CPUs (%s), %s, %s; ideal = blob size / (%d × 1000 B/s) + 6 × %v\n", runtime.NumCPU(), cpuModel(), runtime.Version(),
+		map[bool]string{true: "plain HTTP", false: "TLS"}[o.plain], o.rateKB, o.latency)
+
+	var results []result
+	version := 0
+	for r := 1; r <= o.runs; r++ {
+		for _, sc := range o.scenarios {
+			before, err := srv.counts()
+			if err != nil {
+				return err
+			}
+			if err := links.setCut(sc == "cut"); err != nil {
+				return err
+			}
+			time.Sleep(o.settle)
+			version++
+			res := deploy(ctx, o, srv, key, dir, fmt.Sprintf("1.0.%d", version))
+			if res.err == nil {
+				after, err := srv.counts()
+				if err != nil {
+					return err
+				}
+				res.counts = after.minus(before)
+			}
+			res.scenario, res.run = sc, r
+			results = append(results, res)
+			if res.err != nil {
+				fmt.Printf("%s run %d: failed: %v (logs in %s)\n", sc, r, res.err, logs)
+				continue
+			}
+			fmt.Printf("%s run %d: %v, ideal %v → %.2f× (last: %s; server answered %s)\n", sc, r,
+				res.took.Round(time.Millisecond), res.ideal.Round(time.Millisecond), res.ratio(), res.slowest, res.counts)
+		}
+	}
+	report(o, results)
+	return nil
+}
+
+// deploy pushes a new release of the given version and deploys it to every agent, and times
+// the deploy until the last agent's report that it installed it.
+func deploy(ctx context.Context, o options, srv *server, key minisign.PrivateKey, dir, version string) result {
+	var res result
+	bundle, size, sig, err := build(dir, key, version, o.size)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	defer os.Remove(bundle)
+	res.ideal = ideal(size, o)
+	f, err := os.Open(bundle)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	_, err = srv.admin.PushRelease(ctx, f, size, sig)
+	f.Close()
+	if err != nil {
+		res.err = fmt.Errorf("push: %w", err)
+		return res
+	}
+	start := time.Now()
+	dep, err := srv.admin.Deploy(ctx, api.Deploy{Release: "big@" + version, Selector: "site=wan"})
+	if err != nil {
+		res.err = fmt.Errorf("deploy: %w", err)
+		return res
+	}
+	if len(dep.Nodes) != o.agents {
+		res.err = fmt.Errorf("deploy assigned %d nodes, want %d", len(dep.Nodes), o.agents)
+		return res
+	}
+	wctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	installed := map[string]time.Time{}
+	errDone := errors.New("done")
+	err = srv.admin.FollowEvents(wctx, dep.EventID, func(e api.Event) error {
+		if e.Type != api.EventAppInstalled {
+			return nil
+		}
+		var p api.AppInstalled
+		if e.Decode(&p) != nil || p.App != "big" || p.Version != version {
+			return nil
+		}
+		installed[e.Subject] = e.Time
+		if len(installed) == o.agents {
+			return errDone
+		}
+		return nil
+	})
+	if err != errDone {
+		res.err = fmt.Errorf("%d of %d agents installed %s before %v", len(installed), o.agents, version, err)
+		return res
+	}
+	for node, at := range installed {
+		if d := at.Sub(start); d > res.took {
+			res.took, res.slowest = d, node
+		}
+	}
+	return res
+}
+
+// ideal is the least time a deploy of a blob of size bytes can take over the links: the blob at
+// the link's bandwidth, and six one-way trips (see the package comment).
+func ideal(size int64, o options) time.Duration {
+	transfer := time.Duration(float64(size) / float64(o.rateKB*1000) * float64(time.Second))
+	return transfer + 6*o.latency
+}
+
+// build makes a signed bundle big@version holding size random bytes, and returns its file, its
+// size and its signature.
+func build(dir string, key minisign.PrivateKey, version string, size int64) (string, int64, []byte, error) {
+	src, err := os.MkdirTemp(dir, "src-")
+	if err != nil {
+		return "", 0, nil, err
+	}
+	defer os.RemoveAll(src)
+	os.WriteFile(filepath.Join(src, release.ManifestName), []byte("app: big\nversion: "+version+"\nclass: minor\n"), 0o644)
+	pf, err := os.Create(filepath.Join(src, "payload"))
+	if err != nil {
+		return "", 0, nil, err
+	}
+	if _, err := io.CopyN(pf, rand.Reader, size); err != nil {
+		pf.Close()
+		return "", 0, nil, err
+	}
+	pf.Close()
+	bundle := filepath.Join(dir, "big-"+version+".tar.gz")
+	bf, err := os.Create(bundle)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	if _, _, err := release.Build(src, bf); err != nil {
+		bf.Close()
+		return "", 0, nil, err
+	}
+	bf.Close()
+	sigFile, err := signing.SignFile(key, bundle, "big "+version)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	sig, _ := os.ReadFile(sigFile)
+	os.Remove(sigFile)
+	fi, err := os.Stat(bundle)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	return bundle, fi.Size(), sig, nil
+}
+
+// waitUp waits until n nodes are enrolled and up and the server has answered n sessions and n
+// streams: every agent holds its stream.
+func waitUp(ctx context.Context, srv *server, n int) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		nodes, err := srv.admin.Nodes(ctx, client.NodeQuery{Site: "wan"})
+		up := 0
+		for _, nd := range nodes {
+			if nd.Status == api.StatusUp {
+				up++
+			}
+		}
+		var c counts
+		if err == nil {
+			c, err = srv.counts()
+		}
+		if err == nil && up == n && c.sessions >= n && c.streams >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d agents up, %d streams after 2 minutes (last error: %v)", up, n, c.streams, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func report(o options, results []result) {
+	fmt.Printf("\nSessions, streams and blob requests: what the server answered from the change of the links (before the settling wait) to the deploy's end.\n")
+	fmt.Printf("\n| scenario | run | time | ideal | ratio | last agent | sessions | streams | blob requests (whole / ranged) |\n")
+	fmt.Printf("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |\n")
+	for _, r := range results {
+		if r.err != nil {
+			fmt.Printf("| %s | %d | failed: %v | | | | | | |\n", r.scenario, r.run, r.err)
+			continue
+		}
+		fmt.Printf("| %s | %d | %.2f s | %.2f s | %.2f× | %s | %d | %d | %d / %d |\n", r.scenario, r.run, r.took.Seconds(),
+			r.ideal.Seconds(), r.ratio(), r.slowest, r.counts.sessions, r.counts.streams, r.counts.blobs, r.counts.ranged)
+	}
+	fmt.Println()
+	for _, sc := range o.scenarios {
+		var ratios []float64
+		var times []time.Duration
+		failed := 0
+		for _, r := range results {
+			if r.scenario != sc {
+				continue
+			}
+			if r.err != nil {
+				failed++
+				continue
+			}
+			ratios = append(ratios, r.ratio())
+			times = append(times, r.took)
+		}
+		if len(ratios) == 0 {
+			fmt.Printf("%s: every run failed\n", sc)
+			continue
+		}
+		slices.Sort(ratios)
+		slices.Sort(times)
+		fmt.Printf("%s: %d runs, median %.2f s (%.2f×), worst %.2f s (%.2f×)", sc, len(ratios),
+			median(times).Seconds(), medianF(ratios), times[len(times)-1].Seconds(), ratios[len(ratios)-1])
+		if failed > 0 {
+			fmt.Printf(", %d failed", failed)
+		}
+		if sc == "cut" {
+			fmt.Printf(" (target: worst ≤ 1.5×)")
+		}
+		fmt.Println()
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	n := len(d)
+	if n%2 == 1 {
+		return d[n/2]
+	}
+	return (d[n/2-1] + d[n/2]) / 2
+}
+
+func medianF(f []float64) float64 {
+	n := len(f)
+	if n%2 == 1 {
+		return f[n/2]
+	}
+	return (f[n/2-1] + f[n/2]) / 2
+}
+
+// server is the `ferry server` process.
+type server struct {
+	cmd    *exec.Cmd
+	listen string // host:port
+	base   string // its URL
+	admin  *client.Client
+	http   *http.Client
+}
+
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Wait()
+}
+
+// startServer starts `ferry server` in data, logging into logs/server.log.
+func startServer(bin, data, logs string, plain bool) (*server, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	listen := l.Addr().String()
+	l.Close()
+	args := []string{"server", "--data", data, "--listen", listen, "--log-level", "info"}
+	s := &server{listen: listen, base: "https://" + listen}
+	if plain {
+		args = append(args, "--insecure-http")
+		s.base = "http://" + listen
+	}
+	logf, err := os.Create(filepath.Join(logs, "server.log"))
+	if err != nil {
+		return nil, err
+	}
+	s.cmd = exec.Command(bin, args...)
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { s.cmd.Wait(); logf.Close() }()
+	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	caFile := filepath.Join(data, "tls", "ca.pem")
+	if s.admin, err = client.WaitForServer(wctx, s.base, filepath.Join(data, "admin.token"), pki.ClientOptions{CAFile: caFile}); err != nil {
+		s.stop()
+		return nil, err
+	}
+	s.http = s.admin.HTTP
+	return s, nil
+}
+
+// counts are requests the server answered, from its metrics: agent sessions opened, agent
+// streams opened, and blob downloads whole and from an offset (Range).
+type counts struct{ sessions, streams, blobs, ranged int }
+
+func (c counts) minus(d counts) counts {
+	return counts{c.sessions - d.sessions, c.streams - d.streams, c.blobs - d.blobs, c.ranged - d.ranged}
+}
+
+func (c counts) String() string {
+	return fmt.Sprintf("%d sessions, %d streams, %d whole and %d ranged blob requests", c.sessions, c.streams, c.blobs, c.ranged)
+}
+
+func (s *server) counts() (counts, error) {
+	resp, err := s.http.Get(s.base + "/metrics")
+	if err != nil {
+		return counts{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return counts{}, err
+	}
+	var c counts
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "ferry_http_request_duration_seconds_count") {
+			continue
+		}
+		f := strings.Fields(line)
+		n, _ := strconv.Atoi(f[len(f)-1])
+		switch {
+		case strings.Contains(line, `/v1/agent/session"`):
+			c.sessions += n
+		case strings.Contains(line, `/v1/agent/stream"`):
+			c.streams += n
+		case strings.Contains(line, "/v1/blobs/") && strings.Contains(line, `code="206"`):
+			c.ranged += n
+		case strings.Contains(line, "/v1/blobs/") && strings.Contains(line, `code="200"`):
+			c.blobs += n
+		}
+	}
+	return c, nil
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
+		}
+	}
+	return "unknown CPU"
+}
