@@ -25,6 +25,11 @@ import (
 // release is verified.
 const defaultCheckInterval = 10 * time.Second
 
+// firstCheckRetry is the first wait before a failing check is tried again while a release is
+// verified; the waits double up to the check's interval. A service takes a moment to listen
+// after it starts, and a check tried once too early must not cost a whole interval.
+const firstCheckRetry = 250 * time.Millisecond
+
 // verify waits until rel's processes have stayed up for the manifest's min_healthy_time and its
 // checks have all passed (OK; a WARNING does not pass), both within healthy_deadline. A process
 // that exits fails it at once.
@@ -66,6 +71,7 @@ func (a *Agent) verify(ctx context.Context, r *appRun, rel *releaseInfo, w *proc
 		}
 	}()
 	var lastCheck error
+	wait := firstCheckRetry
 	for !upOK || !checksOK {
 		select {
 		case <-ctx.Done():
@@ -82,8 +88,9 @@ func (a *Agent) verify(ctx context.Context, r *appRun, rel *releaseInfo, w *proc
 				continue
 			}
 			lastCheck = err
-			retry = a.clk.NewTimer(interval)
+			retry = a.clk.NewTimer(min(wait, interval))
 			again = retry.C()
+			wait *= 2
 		case <-again:
 			again = nil
 			round()

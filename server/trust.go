@@ -162,11 +162,13 @@ type addrLimit struct {
 	seen time.Time
 }
 
-// App reports per node: an agent reports when an install starts, succeeds or fails, so a
-// deploy costs it a handful; these bound what a rogue node can make the event log hold.
+// App reports per node: an agent reports every step of an install (downloading, installing,
+// starting, verifying, running or rolled back) and every change of a process (a restart, a
+// crashloop), so a deploy costs it about ten; these bound what a rogue node can make the event
+// log hold.
 const (
-	reportRate      = 1 // per second
-	reportBurst     = 30
+	reportRate      = 2 // per second
+	reportBurst     = 60
 	maxReportedApps = 256
 )
 
