@@ -234,9 +234,12 @@ func describe(r *appRun, na *api.NodeApp) {
 		crashloop = crashloop || (names[st.Name] && st.State == supervise.Crashloop)
 		na.Processes = append(na.Processes, processState(st))
 	}
+	na.Restarted = r.st.Restarted
 	switch {
 	case r.phase != "":
 		na.State = r.phase
+	case r.stopped:
+		na.State = api.AppStateStopped
 	case r.cur == nil:
 	case len(names) == 0:
 		na.State = api.AppStateStopped

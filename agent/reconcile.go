@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -94,7 +95,13 @@ func (a *Agent) converge(ctx context.Context, d api.Desired) (retry bool) {
 		}
 		if cur, ok := a.inst.current(as.App); ok && cur.Version == as.Version && cur.SHA256 == as.SHA256 {
 			a.setFailed(as.App, nil)
-			a.ensureRunning(ctx, r)
+			if as.Stopped {
+				a.stopApp(ctx, r)
+			} else {
+				a.setStopped(r, false)
+				a.ensureRunning(ctx, r)
+				a.restartIfAsked(ctx, r, as.Restarts)
+			}
 			if a.state(r).Failure != nil {
 				if err := a.update(r, func(st *runState) { st.Failure = nil }); err != nil {
 					a.log.Error("save app state", "app", as.App, "err", err)
@@ -108,10 +115,10 @@ func (a *Agent) converge(ctx context.Context, d api.Desired) (retry bool) {
 		a.runMu.Lock()
 		f, failed := a.failed[as.App]
 		a.runMu.Unlock()
-		if failed && f.final && f.assignment == as {
+		if failed && f.final && sameRelease(f.assignment, as) {
 			continue
 		}
-		if f := a.state(r).Failure; f != nil && f.Assignment == as {
+		if f := a.state(r).Failure; f != nil && sameRelease(f.Assignment, as) {
 			// Rolled back (or failed for good): not again until the assignment changes.
 			a.log.Info("not trying a release that did not stay again until the assignment changes", "app", as.App, "version", as.Version, "state", f.State)
 			continue
@@ -138,8 +145,46 @@ func (a *Agent) converge(ctx context.Context, d api.Desired) (retry bool) {
 		}
 		a.refresh()
 	}
+	if d.Generation > 0 {
+		a.undeployUnassigned(ctx, d)
+	}
 	a.refresh()
 	return retry
+}
+
+// undeployUnassigned takes off the node every installed app the desired state no longer
+// assigns (ferry undeploy): its processes are stopped and its releases, logs and state removed.
+func (a *Agent) undeployUnassigned(ctx context.Context, d api.Desired) {
+	assigned := map[string]bool{}
+	for _, as := range d.Apps {
+		assigned[as.App] = true
+	}
+	for name := range a.inst.all() {
+		if assigned[name] || ctx.Err() != nil {
+			continue
+		}
+		r, err := a.app(name)
+		if err != nil {
+			a.log.Error("undeploy", "app", name, "err", err)
+			continue
+		}
+		a.log.Info("undeploying: the app is no longer assigned", "app", name)
+		if err := a.stopAll(ctx, r, nil); err != nil {
+			a.log.Error("undeploy: stop", "app", name, "err", err)
+			continue
+		}
+		a.runMu.Lock()
+		delete(a.runs, name)
+		a.runMu.Unlock()
+		r.stopFeed()
+		if err := r.sup.Close(); err != nil {
+			a.log.Warn("undeploy: close supervisor", "app", name, "err", err)
+		}
+		if err := os.RemoveAll(a.inst.appDir(name)); err != nil {
+			a.log.Error("undeploy: remove releases", "app", name, "err", err)
+		}
+		a.setFailed(name, nil)
+	}
 }
 
 // ensureRunning starts (or adopts) the current release's processes of an app that has none
@@ -161,6 +206,57 @@ func (a *Agent) ensureRunning(ctx context.Context, r *appRun) {
 	if err != nil && ctx.Err() == nil {
 		a.log.Error("start current release", "app", r.name, "err", err)
 	}
+}
+
+// sameRelease tells whether two assignments name the same release: an operator's stop or
+// restart changes an assignment, and must not make a release that rolled back be tried again.
+func sameRelease(x, y api.Assignment) bool {
+	return x.App == y.App && x.Version == y.Version && x.SHA256 == y.SHA256
+}
+
+// stopApp stops an app's processes because an operator asked: they stay stopped, across
+// restarts of the agent (the desired state says so), until it is started again.
+func (a *Agent) stopApp(ctx context.Context, r *appRun) {
+	if a.setStopped(r, true) {
+		return
+	}
+	a.log.Info("stopping app as asked", "app", r.name)
+	if err := a.stopAll(ctx, r, nil); err != nil && ctx.Err() == nil {
+		a.log.Error("stop app", "app", r.name, "err", err)
+	}
+	a.refresh()
+}
+
+// setStopped records whether an operator stopped r, and reports whether it was already so.
+func (a *Agent) setStopped(r *appRun, stopped bool) bool {
+	a.runMu.Lock()
+	defer a.runMu.Unlock()
+	was := r.stopped
+	r.stopped = stopped
+	return was == stopped
+}
+
+// restartIfAsked restarts r's processes once for each restart an operator asked for since the
+// last one carried out (asked is api.Assignment.Restarts), and records that it did.
+func (a *Agent) restartIfAsked(ctx context.Context, r *appRun, asked int64) {
+	if asked <= a.state(r).Restarted {
+		return
+	}
+	a.runMu.Lock()
+	cur := r.cur
+	a.runMu.Unlock()
+	if cur != nil {
+		a.log.Info("restarting app as asked", "app", r.name)
+		for _, p := range cur.m.Processes {
+			if err := r.sup.Restart(ctx, p.Name); err != nil && ctx.Err() == nil {
+				a.log.Error("restart process", "app", r.name, "process", p.Name, "err", err)
+			}
+		}
+	}
+	if err := a.update(r, func(st *runState) { st.Restarted = asked }); err != nil {
+		a.log.Error("save app state", "app", r.name, "err", err)
+	}
+	a.refresh()
 }
 
 func (a *Agent) setFailed(app string, f *failure) {

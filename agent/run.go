@@ -80,6 +80,8 @@ type runState struct {
 	Failure *runFailure `json:"failure,omitempty"`
 	// Ports are the ports given to the app's named ports, by name, kept across releases.
 	Ports map[string]int `json:"ports,omitempty"`
+	// Restarted is the count of operator restarts (api.Assignment.Restarts) carried out.
+	Restarted int64 `json:"restarted,omitempty"`
 }
 
 type runFailure struct {
@@ -97,9 +99,10 @@ type appRun struct {
 	stopFeed func()
 
 	// Guarded by Agent.runMu; only the reconcile goroutine writes them.
-	st    runState
-	phase string       // the app state while a change is under way, "" when none is
-	cur   *releaseInfo // the release whose processes run; nil when none do
+	st      runState
+	phase   string       // the app state while a change is under way, "" when none is
+	cur     *releaseInfo // the release whose processes run; nil when none do
+	stopped bool         // an operator stopped the app (api.Assignment.Stopped)
 
 	watch *procWatch // the new release's processes, from start to verify (reconcile only)
 }

@@ -741,3 +741,61 @@ func TestKill9AtEveryStep(t *testing.T) {
 		})
 	}
 }
+
+// An operator's stop, start and restart reach the agent through the desired state: stopped, the
+// app's processes end and stay ended across a restart of the agent; started, they run again;
+// restarted, they run with new pids and the report counts the restart.
+func TestOperatorStopStartRestart(t *testing.T) {
+	r := newRig(t)
+	clk := clock.NewFake(time.Now())
+	dir := t.TempDir()
+	killServices(t, dir)
+	n := r.start("n1", dir, agent.Config{Clock: clk})
+	r.pushManifest("1.0.0", "processes:\n  - name: web\n    command: [sh, -c, \"exec sleep 100000\"]\nupdate: {min_healthy_time: 0s}\n", nil)
+	r.deploy("hello@1.0.0", "site=ams")
+	na := n.waitReport(t, clk, inState(api.AppStateRunning, "1.0.0"))
+	pid := na.Processes[0].PID
+	control := func(action string) {
+		t.Helper()
+		if res, err := r.admin.ControlApp(r.ctx, api.AppControl{App: "hello", Action: action, Nodes: []string{"n1"}}); err != nil || len(res.Nodes) != 1 {
+			t.Fatalf("%s: %+v %v", action, res, err)
+		}
+	}
+
+	control(api.AppStop)
+	n.waitReport(t, clk, func(a api.NodeApp) bool { return a.State == api.AppStateStopped })
+	if alive(pid) {
+		t.Fatalf("process %d still runs after a stop", pid)
+	}
+	// Stopped stays stopped when the agent starts again.
+	n.stop()
+	n = r.start("n1", dir, agent.Config{Clock: clk})
+	n.waitReport(t, clk, func(a api.NodeApp) bool { return a.State == api.AppStateStopped })
+
+	control(api.AppStart)
+	na = n.waitReport(t, clk, func(a api.NodeApp) bool {
+		return a.State == api.AppStateRunning && len(a.Processes) == 1 && a.Processes[0].PID != 0
+	})
+	pid = na.Processes[0].PID
+
+	control(api.AppRestart)
+	na = n.waitReport(t, clk, func(a api.NodeApp) bool {
+		return a.Restarted == 1 && len(a.Processes) == 1 && a.Processes[0].PID != 0 && a.Processes[0].PID != pid && a.Processes[0].State == "running"
+	})
+	if alive(pid) || na.State != api.AppStateRunning {
+		t.Fatalf("after the restart: old process alive %v, %+v", alive(pid), na)
+	}
+
+	// Undeployed: the processes end, and the app's releases, logs and state go.
+	pid = na.Processes[0].PID
+	if res, err := r.admin.Undeploy(r.ctx, api.Undeploy{App: "hello", Selector: "site=ams"}); err != nil || len(res.Nodes) != 1 {
+		t.Fatalf("undeploy: %+v %v", res, err)
+	}
+	n.waitReport(t, clk, func(a api.NodeApp) bool { return a.App == "" })
+	if alive(pid) {
+		t.Fatalf("process %d still runs after the undeploy", pid)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "apps", "hello")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the app's directory after the undeploy: %v", err)
+	}
+}

@@ -84,6 +84,17 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			for _, name := range p.Nodes {
 				refresh[name] = true
 			}
+		case api.EventAppUndeploy, api.EventAppControl:
+			// Both name the nodes whose desired state they changed.
+			var p struct {
+				Nodes []string `json:"nodes"`
+			}
+			if e.Decode(&p) != nil {
+				everyone = true
+			}
+			for _, name := range p.Nodes {
+				refresh[name] = true
+			}
 		case api.EventReleaseWithdrawn:
 			// The event counts the nodes whose assignment it dropped; it does not name them.
 			everyone = true
