@@ -208,8 +208,8 @@ type deployOutcome struct {
 	Waiting   []string `json:"waiting"`
 }
 
-// awaitInstalls follows the event log from the deploy until each assigned node has installed
-// app@ver or given up on it, printing each outcome as it comes.
+// awaitInstalls follows the event log from the deploy until each assigned node runs app@ver,
+// verified, or rolled it back or gave up on it, printing each step and outcome as it comes.
 func (e *env) awaitInstalls(ctx context.Context, c *client.Client, res api.Deployed, app, ver string) (deployOutcome, error) {
 	out := deployOutcome{Release: res.Release, Installed: []string{}, Failed: []string{}, Waiting: []string{}}
 	pending := map[string]bool{}
@@ -236,7 +236,8 @@ func (e *env) awaitInstalls(ctx context.Context, c *client.Client, res api.Deplo
 	if nodes, err := c.Nodes(ctx, client.NodeQuery{}); err == nil {
 		for _, n := range nodes {
 			for _, a := range n.Apps {
-				if pending[n.Name] && a.App == app && a.Version == ver && a.Pending == "" {
+				if pending[n.Name] && a.App == app && a.Version == ver && a.Pending == "" &&
+					(a.State == "" || a.State == api.AppStateRunning || a.State == api.AppStateStopped) {
 					done(n.Name, true, "")
 				}
 			}
@@ -250,10 +251,20 @@ func (e *env) awaitInstalls(ctx context.Context, c *client.Client, res api.Deplo
 				return nil
 			}
 			switch ev.Type {
-			case api.EventAppInstalled:
-				var p api.AppInstalled
-				if ev.Decode(&p) == nil && p.App == app && p.Version == ver {
+			case api.EventAppState:
+				// An agent that runs what it installs reports each step; the release is in once
+				// it runs, verified, and out when it rolled back or failed.
+				var p api.AppStateChanged
+				if ev.Decode(&p) != nil || p.App != app || p.Version != ver {
+					break
+				}
+				switch p.To {
+				case api.AppStateRunning, api.AppStateStopped:
 					done(ev.Subject, true, "")
+				case api.AppStateRolledBack, api.AppStateFailed:
+					done(ev.Subject, false, p.To+": "+p.Reason)
+				default:
+					say("%s: %s %s", ev.Subject, res.Release, p.To)
 				}
 			case api.EventAppFailed:
 				var p api.AppFailed

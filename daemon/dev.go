@@ -229,7 +229,7 @@ processes:
     timeout: 2s
 update:
   min_healthy_time: 3s
-  healthy_deadline: 20s
+  healthy_deadline: 10s
 `, version, env)
 }
 

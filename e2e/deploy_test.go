@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -218,14 +220,46 @@ func TestDevDemo(t *testing.T) {
 	if out := f.mustFerry("release", "list"); strings.Count(out, "hello") != len(demoVersions) {
 		t.Fatalf("the demo releases:\n%s", out)
 	}
-	since := f.lastEvent()
-	if out := f.mustFerry("deploy", "hello@1.0.0", "--selector", "role=mirror"); !strings.Contains(out, "assigned to 2 node(s)") {
+	// The banner's walk: the demo app deploys, verified, and answers on the port its agent gave
+	// it; 1.1.0 fails its health check and is rolled back; 1.2.0 goes in.
+	if out := f.mustFerry("deploy", "hello@1.0.0", "--selector", "role=mirror", "--wait"); !strings.Contains(out, "assigned to 2 node(s)") || !strings.Contains(out, "(2/2)") {
 		t.Fatalf("deploy: %s", out)
 	}
 	var nodes []api.Node
 	json.Unmarshal([]byte(f.mustFerry("node", "list", "--selector", "role=mirror", "-o", "json")), &nodes)
+	if len(nodes) != 2 {
+		t.Fatalf("mirrors: %+v", nodes)
+	}
 	for _, n := range nodes {
-		f.waitEvent(since, "app.installed", n.Name)
+		if len(n.Apps) != 1 || n.Apps[0].State != api.AppStateRunning || n.Apps[0].Ports["http"] == 0 {
+			t.Fatalf("%s after the deploy: %+v", n.Name, n.Apps)
+		}
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", n.Apps[0].Ports["http"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.HasPrefix(string(body), "hello 1.0.0 from") {
+			t.Fatalf("%s's hello answers %q", n.Name, body)
+		}
+	}
+	out, err := f.ferry("deploy", "hello@1.1.0", "--selector", "role=mirror", "--wait")
+	if err == nil || !strings.Contains(out, "unhealthy on purpose") || !strings.Contains(err.Error(), "exit status 1") || !strings.Contains(err.Error(), "gave up on hello@1.1.0") {
+		t.Fatalf("deploy of the broken release: %v\n%s", err, out)
+	}
+	var st struct {
+		Groups []struct {
+			Version, State string
+			Nodes          int
+		}
+	}
+	json.Unmarshal([]byte(f.mustFerry("app", "status", "hello", "--selector", "role=mirror", "-o", "json")), &st)
+	if len(st.Groups) != 1 || st.Groups[0].Version != "1.0.0" || st.Groups[0].State != api.AppStateRolledBack || st.Groups[0].Nodes != 2 {
+		t.Fatalf("app status after the rollback: %+v", st)
+	}
+	if out := f.mustFerry("deploy", "hello@1.2.0", "--selector", "role=mirror", "--wait"); !strings.Contains(out, "(2/2)") {
+		t.Fatalf("deploy 1.2.0: %s", out)
 	}
 	dev.stop(t)
 }
