@@ -11,19 +11,27 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 )
 
 // Main runs the service until ctx ends. It listens on 127.0.0.1 at the port in
-// FERRY_PORT_HTTP (the port the agent gave the release's port named http); HELLO_VERSION and
-// FERRY_NODE say what it answers. HELLO_BROKEN set to "start" makes it exit at once, and to
-// "health" makes /healthz fail: the two ways a bad release shows, for demos of a rollback.
+// FERRY_PORT_HTTP (the port the agent gave the release's port named http); HELLO_VERSION (else
+// FERRY_VERSION) and FERRY_NODE (else the host name) say what it answers. HELLO_BROKEN set to
+// "start" makes it exit at once, and to "health" makes /healthz fail: the two ways a bad
+// release shows, for demos of a rollback.
 func Main(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
 	port := getenv("FERRY_PORT_HTTP")
 	if port == "" {
 		return errors.New("FERRY_PORT_HTTP is not set: run me under a Ferry agent, or set it")
 	}
 	version, node, broken := getenv("HELLO_VERSION"), getenv("FERRY_NODE"), getenv("HELLO_BROKEN")
+	if version == "" {
+		version = getenv("FERRY_VERSION") // the agent's name for the release it runs
+	}
+	if node == "" {
+		node, _ = os.Hostname()
+	}
 	if broken == "start" {
 		return fmt.Errorf("hello %s: broken on purpose (HELLO_BROKEN=start)", version)
 	}
