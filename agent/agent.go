@@ -58,6 +58,9 @@ type Config struct {
 	// on the data directory goes on from that step. Tests use it to crash the agent between
 	// any two steps.
 	Fault func(app, step string) error
+	// StopOnExit stops the apps' processes when Run returns, instead of leaving them running
+	// for the next agent to adopt: for a demo fleet whose data goes with it.
+	StopOnExit bool
 }
 
 // Agent is one node's agent.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/labels"
@@ -155,13 +156,21 @@ func (a *Agent) app(name string) (*appRun, error) {
 	return r, nil
 }
 
-// closeApps stops supervising, leaving every process running for the next agent to adopt.
+// closeApps stops supervising, leaving every process running for the next agent to adopt, or
+// stopping them all when the agent was told to (Config.StopOnExit).
 func (a *Agent) closeApps() {
 	a.runMu.Lock()
 	runs := a.runs
 	a.runs = map[string]*appRun{}
 	a.runMu.Unlock()
 	for _, r := range runs {
+		if a.cfg.StopOnExit {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := a.stopAll(ctx, r, nil); err != nil {
+				a.log.Warn("stop app on exit", "app", r.name, "err", err)
+			}
+			cancel()
+		}
 		r.stopFeed()
 		if err := r.sup.Close(); err != nil {
 			a.log.Warn("close supervisor", "app", r.name, "err", err)

@@ -192,6 +192,8 @@ func devAgents(ctx context.Context, g cli.Globals, c *client.Client, nAgents, nS
 			Name:    name,
 			Labels:  map[string]string{"role": demoRoles[i%len(demoRoles)]},
 			Logger:  agentLog,
+			// The demo's services go with it: its data directory may be a temporary one.
+			StopOnExit: true,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("agent %s: %w", name, err)

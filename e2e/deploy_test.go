@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -261,5 +262,18 @@ func TestDevDemo(t *testing.T) {
 	if out := f.mustFerry("deploy", "hello@1.2.0", "--selector", "role=mirror", "--wait"); !strings.Contains(out, "(2/2)") {
 		t.Fatalf("deploy 1.2.0: %s", out)
 	}
+	json.Unmarshal([]byte(f.mustFerry("node", "list", "--selector", "role=mirror", "-o", "json")), &nodes)
+	var pids []int
+	for _, n := range nodes {
+		for _, p := range n.Apps[0].Processes {
+			pids = append(pids, p.PID)
+		}
+	}
 	dev.stop(t)
+	// The demo's services go with it.
+	for _, pid := range pids {
+		if pid == 0 || syscall.Kill(pid, 0) == nil {
+			t.Errorf("demo process %d still runs after ferry dev stopped", pid)
+		}
+	}
 }
