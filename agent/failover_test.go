@@ -99,20 +99,7 @@ func TestAgentFailsOver(t *testing.T) {
 	if _, err := admin.WaitEvent(wctx, 0, func(e api.Event) bool { return e.Type == api.EventNodeEnrolled && e.Subject == "n1" }); err != nil {
 		t.Fatal(err)
 	}
-	waitGen := func(gen int64) {
-		t.Helper()
-		for {
-			d, changed := a.Desired()
-			if d.Generation >= gen {
-				return
-			}
-			select {
-			case <-changed:
-			case <-wctx.Done():
-				t.Fatalf("agent at generation %d, want %d; log:\n%s", d.Generation, gen, logs.String())
-			}
-		}
-	}
+	waitGen := func(gen int64) { t.Helper(); waitGeneration(t, wctx, a, gen, logs) }
 	waitGen(1)
 	a1.close() // the replica the agent uses dies
 	res, err := admin.Label(ctx, "n1", api.LabelChange{Set: map[string]string{"zone": "b"}})
@@ -218,20 +205,7 @@ func TestCutStreamKeepsItsSession(t *testing.T) {
 
 	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer wcancel()
-	waitGen := func(gen int64) {
-		t.Helper()
-		for {
-			d, changed := a.Desired()
-			if d.Generation >= gen {
-				return
-			}
-			select {
-			case <-changed:
-			case <-wctx.Done():
-				t.Fatalf("agent at generation %d, want %d; log:\n%s", d.Generation, gen, logs.String())
-			}
-		}
-	}
+	waitGen := func(gen int64) { t.Helper(); waitGeneration(t, wctx, a, gen, logs) }
 	waitGen(1)
 	p.cut()
 	// The agent waits its shortest reconnect backoff on its clock, then opens a new stream.
@@ -272,4 +246,21 @@ func served(t *testing.T, admin *client.Client, addr, route string) int {
 		}
 	}
 	return total
+}
+
+// waitGeneration waits until a holds desired-state generation gen, failing t with a's log when
+// ctx ends first.
+func waitGeneration(t *testing.T, ctx context.Context, a *agent.Agent, gen int64, logs *lockedBuf) {
+	t.Helper()
+	for {
+		d, changed := a.Desired()
+		if d.Generation >= gen {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			t.Fatalf("agent at generation %d, want %d; log:\n%s", d.Generation, gen, logs.String())
+		}
+	}
 }
