@@ -89,20 +89,7 @@ func TestHTTP(t *testing.T) {
 }
 
 func TestTCP(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	l := acceptAndClose(t)
 	r := newRunner()
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -131,4 +118,24 @@ func TestInvalidSpec(t *testing.T) {
 			t.Errorf("%+v: %v %q", s, res.State, res.Output)
 		}
 	}
+}
+
+// acceptAndClose listens on loopback and closes every connection it accepts, until the test ends.
+func acceptAndClose(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return l
 }

@@ -215,20 +215,7 @@ func TestMonitoringPlugins(t *testing.T) {
 	if _, err := os.Stat(checkTCP); err != nil {
 		t.Skipf("monitoring-plugins not installed (%s: %v)", checkTCP, err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	l := acceptAndClose(t)
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	r := newRunner()
 	res := r.Run(context.Background(), Spec{Exec: []string{checkTCP, "-H", "127.0.0.1", "-p", port}, Env: path})
