@@ -119,6 +119,9 @@ type NodeApp struct {
 	// Restarted is the count of operator restarts (Assignment.Restarts) the agent has carried
 	// out.
 	Restarted int64 `json:"restarted,omitempty"`
+	// Attempt is the rollout attempt (Assignment.Attempt) the report answers for the pending
+	// release: a failure of an earlier attempt says nothing of a retry.
+	Attempt int64 `json:"attempt,omitempty"`
 }
 
 // App states, in NodeApp.State. An app moves downloading → installing → starting → verifying →
@@ -181,6 +184,10 @@ type Assignment struct {
 	// Restarts counts the restarts an operator asked for: each time it grows the agent restarts
 	// the app's processes once.
 	Restarts int64 `json:"restarts,omitempty"`
+	// Rollout is the rollout that set the assignment (0: an operator's deploy) and Attempt its
+	// attempt: a retry raises it, and an agent that gave up on the release tries it again.
+	Rollout int64 `json:"rollout,omitempty"`
+	Attempt int64 `json:"attempt,omitempty"`
 }
 
 // App actions an operator takes on nodes (AppControl.Action).

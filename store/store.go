@@ -59,6 +59,11 @@ type Store interface {
 	// the highest version is the caller's) and, when withHistory, their history.
 	Channels(ctx context.Context, withHistory bool) ([]api.Channel, error)
 
+	// Rollout returns one rollout; Rollouts the latest MaxRolloutList of app ("" for all),
+	// newest first.
+	Rollout(ctx context.Context, id int64) (RolloutRecord, error)
+	Rollouts(ctx context.Context, app string) ([]RolloutRecord, error)
+
 	// Updater runs the services' writes: the rules are theirs, the storage primitives (Tx) the
 	// backend's.
 	Updater

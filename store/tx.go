@@ -101,6 +101,21 @@ type Tx interface {
 	// AppendEvents appends events to the log, in order, each with the actor of Update's context
 	// (whatever it held), and returns them with their ids.
 	AppendEvents(evs ...api.Event) ([]api.Event, error)
+
+	// InsertRollout stores a new rollout and returns its id.
+	InsertRollout(r RolloutRecord) (int64, error)
+	// Rollout returns one rollout, held for the rest of the transaction where the backend can
+	// (PostgreSQL locks its row), so two replicas never step it at once.
+	Rollout(id int64) (RolloutRecord, error)
+	// OpenRollouts returns the rollouts the engine still steps, of app ("" for all), by id.
+	OpenRollouts(app string) ([]RolloutRecord, error)
+	// UpdateRollout writes a rollout's progress, state, open and wake; ErrNotFound when the
+	// rollout is not there.
+	UpdateRollout(r RolloutRecord) error
+	// AssignRollout makes app@version the desired release of the named nodes that are not
+	// revoked on behalf of rollout, at attempt, pinned (no channel); it returns the nodes whose
+	// assignment changed (another version, or another attempt) and bumps their generations.
+	AssignRollout(names []string, app, version string, rollout, attempt int64, at time.Time) ([]string, error)
 }
 
 // Updater runs a function in one transaction: it commits when fn returns nil and rolls back

@@ -38,6 +38,7 @@ func suite() []suiteTest {
 		{"Assigned", testAssigned},
 		{"Secrets", testSecrets},
 		{"Replicas", testReplicas},
+		{"Rollouts", testRollouts},
 	}
 }
 
