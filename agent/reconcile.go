@@ -208,10 +208,11 @@ func (a *Agent) ensureRunning(ctx context.Context, r *appRun) {
 	}
 }
 
-// sameRelease tells whether two assignments name the same release: an operator's stop or
-// restart changes an assignment, and must not make a release that rolled back be tried again.
+// sameRelease tells whether two assignments name the same release at the same rollout attempt:
+// an operator's stop or restart changes an assignment, and must not make a release that rolled
+// back be tried again; a rollout's retry (a new attempt) must.
 func sameRelease(x, y api.Assignment) bool {
-	return x.App == y.App && x.Version == y.Version && x.SHA256 == y.SHA256
+	return x.App == y.App && x.Version == y.Version && x.SHA256 == y.SHA256 && x.Attempt == y.Attempt
 }
 
 // stopApp stops an app's processes because an operator asked: they stay stopped, across
@@ -300,7 +301,7 @@ func (a *Agent) observe(d api.Desired) []api.NodeApp {
 		if na.Version == as.Version && na.SHA256 == as.SHA256 {
 			continue
 		}
-		na.Pending = as.Version
+		na.Pending, na.Attempt = as.Version, as.Attempt
 		r := a.runs[as.App]
 		switch f, failed := a.failed[as.App]; {
 		case as.Withdrawn != "":

@@ -165,3 +165,18 @@ func waveName(p Plan, i int) string {
 	}
 	return "(none)"
 }
+
+// Halt stops a running or paused rollout as a failure does, for reason (its release was
+// withdrawn): it rolls back what it moved or halts, as the plan's on_failure says.
+func Halt(p Plan, pr Progress, reason string) Progress {
+	if !Active(pr.State) {
+		return pr
+	}
+	pr = pr.Clone()
+	pr.Reason = reason
+	pr.State = StateRollingBack
+	if p.OnFailure == OnFailurePause {
+		pr.State = StateHalted
+	}
+	return pr
+}

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -250,7 +251,8 @@ func (s *stepper) run() {
 			s.halt(fmt.Sprintf("wave %s: %d of %d nodes failed (threshold %d)", s.p.Waves[i].Name, c.Failed, c.Nodes, s.p.Waves[i].FailureThreshold))
 			return
 		}
-		for site, r := range sortedReports(s.pr.Waves[i].Reports) {
+		for _, site := range slices.Sorted(maps.Keys(s.pr.Waves[i].Reports)) {
+			r := s.pr.Waves[i].Reports[site]
 			if !r.Good {
 				s.halt(fmt.Sprintf("wave %s: site %s reported a problem: %s", s.p.Waves[i].Name, site, r.Text))
 				return
@@ -573,22 +575,6 @@ func (s *stepper) rollBack() {
 	if done {
 		s.pr.State = StateRolledBack
 		s.note(Note{Kind: NoteRolledBack, Wave: s.pr.Wave, Reason: s.pr.Reason})
-	}
-}
-
-// sortedReports yields reports by site name, so a step's notes come in one order.
-func sortedReports(m map[string]SiteReport) func(func(string, SiteReport) bool) {
-	return func(yield func(string, SiteReport) bool) {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			if !yield(k, m[k]) {
-				return
-			}
-		}
 	}
 }
 
