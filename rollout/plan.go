@@ -32,6 +32,12 @@ type Target struct {
 type Plan struct {
 	OnFailure string     `json:"on_failure"`
 	Waves     []PlanWave `json:"waves"`
+	// Skipped names the policy's waves that took no node (an optional pilot whose selector
+	// matched none of the target, a wave whose nodes earlier waves took): they are not in Waves.
+	Skipped []string `json:"skipped,omitempty"`
+	// Left are the target nodes no wave takes, which a policy with leftover: leave keeps on
+	// what they run; the rollout never touches them.
+	Left []PlanNode `json:"left,omitempty"`
 }
 
 // PlanWave is one wave of a plan.
