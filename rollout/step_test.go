@@ -14,7 +14,7 @@ var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 // fleet is a toy fleet for the reconciler: each node runs a version, is up or down, and takes
 // what it is assigned at the next tick: healthy, or rolled back when it is set to fail.
-type fleet struct {
+type toyFleet struct {
 	nodes map[string]*toyNode
 }
 
@@ -30,8 +30,8 @@ type toyNode struct {
 	answered int64 // the attempt its state answers
 }
 
-func newFleet(p Plan) *fleet {
-	f := &fleet{nodes: map[string]*toyNode{}}
+func newFleet(p Plan) *toyFleet {
+	f := &toyFleet{nodes: map[string]*toyNode{}}
 	for _, w := range p.Waves {
 		for _, n := range w.Nodes {
 			f.nodes[n.Name] = &toyNode{up: true, version: n.From, desired: n.From, state: stateFor(n.From)}
@@ -47,7 +47,7 @@ func stateFor(v string) string {
 	return api.AppStateRunning
 }
 
-func (f *fleet) observe() map[string]Observed {
+func (f *toyFleet) observe() map[string]Observed {
 	out := map[string]Observed{}
 	for name, n := range f.nodes {
 		out[name] = Observed{Up: n.up, Version: n.version, State: n.state, Pending: n.pending, Attempt: n.answered}
@@ -56,7 +56,7 @@ func (f *fleet) observe() map[string]Observed {
 }
 
 // apply takes a step's assignments.
-func (f *fleet) apply(acts []Action) {
+func (f *toyFleet) apply(acts []Action) {
 	for _, a := range acts {
 		if a.Kind != ActAssign {
 			continue
@@ -70,7 +70,7 @@ func (f *fleet) apply(acts []Action) {
 }
 
 // tick lets every node that is up act on its desired release, as an agent would.
-func (f *fleet) tick(target string) {
+func (f *toyFleet) tick(target string) {
 	for _, n := range f.nodes {
 		if !n.up || n.desired == n.version && n.pending == "" || n.pending == n.desired && n.answered == n.attempt {
 			continue
@@ -87,7 +87,7 @@ func (f *fleet) tick(target string) {
 	}
 }
 
-func plan(onFailure string, waves ...PlanWave) Plan {
+func mkPlan(onFailure string, waves ...PlanWave) Plan {
 	for i := range waves {
 		w := &waves[i]
 		if w.MaxParallel == 0 {
@@ -106,7 +106,7 @@ func plan(onFailure string, waves ...PlanWave) Plan {
 	return Plan{OnFailure: onFailure, Waves: waves}
 }
 
-func nodes(site string, names ...string) []PlanNode {
+func siteNodes(site string, names ...string) []PlanNode {
 	var out []PlanNode
 	for _, n := range names {
 		out = append(out, PlanNode{Name: n, Site: site, From: "1.0"})
@@ -119,7 +119,7 @@ func nodes(site string, names ...string) []PlanNode {
 type run struct {
 	t     *testing.T
 	p     Plan
-	f     *fleet
+	f     *toyFleet
 	pr    Progress
 	now   time.Time
 	notes []Note
@@ -179,9 +179,9 @@ func (r *run) kinds() []string {
 }
 
 func TestHealthyRolloutPassesEveryWave(t *testing.T) {
-	p := plan(OnFailureRollback,
-		PlanWave{Name: "pilot", Nodes: nodes("ams", "a1"), Soak: 24 * time.Hour},
-		PlanWave{Name: "rest", Nodes: append(nodes("ams", "a2", "a3"), nodes("fra", "f1", "f2")...), MaxParallel: 2},
+	p := mkPlan(OnFailureRollback,
+		PlanWave{Name: "pilot", Nodes: siteNodes("ams", "a1"), Soak: 24 * time.Hour},
+		PlanWave{Name: "rest", Nodes: append(siteNodes("ams", "a2", "a3"), siteNodes("fra", "f1", "f2")...), MaxParallel: 2},
 	)
 	r := start(t, p)
 	r.settle()
@@ -206,9 +206,9 @@ func TestHealthyRolloutPassesEveryWave(t *testing.T) {
 }
 
 func TestCrashInPilotRollsBackThePilotOnly(t *testing.T) {
-	p := plan(OnFailureRollback,
-		PlanWave{Name: "pilot", Nodes: nodes("ams", "a1", "a2"), MaxParallel: 2, FailureThreshold: 1},
-		PlanWave{Name: "rest", Nodes: nodes("fra", "f1", "f2")},
+	p := mkPlan(OnFailureRollback,
+		PlanWave{Name: "pilot", Nodes: siteNodes("ams", "a1", "a2"), MaxParallel: 2, FailureThreshold: 1},
+		PlanWave{Name: "rest", Nodes: siteNodes("fra", "f1", "f2")},
 	)
 	r := start(t, p)
 	r.f.nodes["a1"].fails = true
@@ -232,7 +232,7 @@ func TestCrashInPilotRollsBackThePilotOnly(t *testing.T) {
 }
 
 func TestFailureBelowThresholdCompletesAndPauseHalts(t *testing.T) {
-	p := plan(OnFailurePause, PlanWave{Name: "all", Nodes: nodes("ams", "a1", "a2", "a3", "a4"), MaxParallel: 4, FailureThreshold: 2})
+	p := mkPlan(OnFailurePause, PlanWave{Name: "all", Nodes: siteNodes("ams", "a1", "a2", "a3", "a4"), MaxParallel: 4, FailureThreshold: 2})
 	r := start(t, p)
 	r.f.nodes["a1"].fails = true
 	r.until(StateCompleted)
@@ -264,9 +264,9 @@ func TestFailureBelowThresholdCompletesAndPauseHalts(t *testing.T) {
 }
 
 func TestOfflineNodeIsUnreachableNotFailedAndCaughtUp(t *testing.T) {
-	p := plan(OnFailureRollback,
-		PlanWave{Name: "pilot", Nodes: nodes("ams", "a1", "a2"), MaxParallel: 2, UnreachableDeadline: time.Hour},
-		PlanWave{Name: "rest", Nodes: nodes("fra", "f1")},
+	p := mkPlan(OnFailureRollback,
+		PlanWave{Name: "pilot", Nodes: siteNodes("ams", "a1", "a2"), MaxParallel: 2, UnreachableDeadline: time.Hour},
+		PlanWave{Name: "rest", Nodes: siteNodes("fra", "f1")},
 	)
 	r := start(t, p)
 	r.f.nodes["a2"].up = false
@@ -296,7 +296,7 @@ func TestOfflineNodeIsUnreachableNotFailedAndCaughtUp(t *testing.T) {
 }
 
 func TestMaxUnavailablePerSite(t *testing.T) {
-	p := plan(OnFailureRollback, PlanWave{Name: "all", Nodes: append(nodes("ams", "a1", "a2", "a3"), nodes("fra", "f1", "f2", "f3")...),
+	p := mkPlan(OnFailureRollback, PlanWave{Name: "all", Nodes: append(siteNodes("ams", "a1", "a2", "a3"), siteNodes("fra", "f1", "f2", "f3")...),
 		MaxParallel: 10, MaxUnavailablePerSite: map[string]int{"ams": 1, "fra": 2}})
 	r := start(t, p)
 	res := r.step()
@@ -308,12 +308,12 @@ func TestMaxUnavailablePerSite(t *testing.T) {
 
 func TestApprovalAcksAndFeedback(t *testing.T) {
 	day := 24 * time.Hour
-	p := plan(OnFailureRollback,
-		PlanWave{Name: "pilot", Nodes: append(nodes("ams", "a1"), nodes("fra", "f1")...), MaxParallel: 2,
+	p := mkPlan(OnFailureRollback,
+		PlanWave{Name: "pilot", Nodes: append(siteNodes("ams", "a1"), siteNodes("fra", "f1")...), MaxParallel: 2,
 			Approvals: 1, ApprovalRole: "admin",
 			Acks:           &AckPlan{Deadline: 3 * day, Remind: day, Escalate: 2 * day},
 			FeedbackWindow: 14 * day, FeedbackRemind: 3 * day},
-		PlanWave{Name: "rest", Nodes: nodes("ber", "b1")},
+		PlanWave{Name: "rest", Nodes: siteNodes("ber", "b1")},
 	)
 	r := start(t, p)
 	r.settle()
@@ -373,7 +373,7 @@ func TestApprovalAcksAndFeedback(t *testing.T) {
 }
 
 func TestPauseAbortAndRollbackLimits(t *testing.T) {
-	p := plan(OnFailureRollback, PlanWave{Name: "all", Nodes: nodes("ams", "a1", "a2", "a3", "a4"), MaxParallel: 2})
+	p := mkPlan(OnFailureRollback, PlanWave{Name: "all", Nodes: siteNodes("ams", "a1", "a2", "a3", "a4"), MaxParallel: 2})
 	r := start(t, p)
 	r.step()
 	pr, err := Pause(r.pr)
@@ -407,7 +407,7 @@ func TestPauseAbortAndRollbackLimits(t *testing.T) {
 }
 
 func TestStepIsIdempotent(t *testing.T) {
-	p := plan(OnFailureRollback, PlanWave{Name: "all", Nodes: nodes("ams", "a1", "a2"), MaxParallel: 1})
+	p := mkPlan(OnFailureRollback, PlanWave{Name: "all", Nodes: siteNodes("ams", "a1", "a2"), MaxParallel: 1})
 	f := newFleet(p)
 	res := Step(p, "2.0", Begin(p), f.observe(), t0)
 	again := Step(p, "2.0", res.Progress, f.observe(), t0)
@@ -420,7 +420,7 @@ func TestStepIsIdempotent(t *testing.T) {
 }
 
 func TestNodeMissingItsDeadlineFails(t *testing.T) {
-	p := plan(OnFailureRollback, PlanWave{Name: "all", Nodes: nodes("ams", "a1"), HealthyDeadline: time.Minute})
+	p := mkPlan(OnFailureRollback, PlanWave{Name: "all", Nodes: siteNodes("ams", "a1"), HealthyDeadline: time.Minute})
 	f := newFleet(p)
 	res := Step(p, "2.0", Begin(p), f.observe(), t0)
 	obs := f.observe()
