@@ -49,6 +49,16 @@ func isKind(t *testing.T, what string, err, kind error) {
 	}
 }
 
+// lastEventID is the id of st's newest event.
+func lastEventID(t *testing.T, st store.Store) int64 {
+	t.Helper()
+	id, err := st.LastEventID(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 func names(nodes []api.Node) string {
 	var out []string
 	for _, n := range nodes {
@@ -141,13 +151,7 @@ func TestLabelSite(t *testing.T) { backend.Each(t, testLabelSite) }
 func testLabelSite(t *testing.T, st store.Store) {
 	inv := fleet(t, st, map[string]map[string]string{"a1": nil})
 	ctx := store.WithActor(context.Background(), store.Actor{ID: "token:op1", Role: api.RoleAdmin, Source: "10.0.0.1"})
-	last := func() int64 {
-		id, err := st.LastEventID(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
+	last := func() int64 { return lastEventID(t, st) }
 	before := last()
 	for _, c := range []api.LabelChange{
 		{},
@@ -219,13 +223,7 @@ func TestLabel(t *testing.T) { backend.Each(t, testLabel) }
 func testLabel(t *testing.T, st store.Store) {
 	inv := fleet(t, st, map[string]map[string]string{"d1": {"role": "depot"}, "m1": {"role": "mirror"}})
 	ctx := context.Background()
-	last := func() int64 {
-		id, err := st.LastEventID(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
+	last := func() int64 { return lastEventID(t, st) }
 	before := last()
 	for _, c := range []api.LabelChange{
 		{},

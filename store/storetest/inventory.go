@@ -166,13 +166,7 @@ func testInventory(t *testing.T, s store.Store) {
 // transaction, and removing a site removes its labels.
 func testSiteLabels(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	update := func(fn func(tx store.Tx) error) {
-		t.Helper()
-		if err := s.Update(ctx, fn); err != nil {
-			t.Fatal(err)
-		}
-	}
-	update(func(tx store.Tx) error {
+	update(t, ctx, s, func(tx store.Tx) error {
 		if err := tx.InsertSite(api.Site{Name: "ams", Tier: 1, Labels: map[string]string{"pilot": "minor"}, CreatedAt: t0}); err != nil {
 			return err
 		}
@@ -184,7 +178,7 @@ func testSiteLabels(t *testing.T, s store.Store) {
 		t.Fatalf("a node of a labelled site = %+v", n1)
 	}
 
-	update(func(tx store.Tx) error {
+	update(t, ctx, s, func(tx store.Tx) error {
 		err := tx.SetSiteLabels("nope", map[string]string{"a": "b"})
 		if !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("labels of an unknown site: %v; want %v", err, store.ErrNotFound)
@@ -218,12 +212,12 @@ func testSiteLabels(t *testing.T, s store.Store) {
 		t.Fatalf("Nodes = %+v %v", all, err)
 	}
 
-	update(func(tx store.Tx) error { return tx.SetSiteLabels("ams", nil) })
+	update(t, ctx, s, func(tx store.Tx) error { return tx.SetSiteLabels("ams", nil) })
 	if st, err := s.Site(ctx, "ams"); err != nil || st.Labels == nil || len(st.Labels) != 0 {
 		t.Fatalf("Site after its labels were cleared = %+v %v", st, err)
 	}
-	update(func(tx store.Tx) error { return tx.DeleteSite("ams") })
-	update(func(tx store.Tx) error {
+	update(t, ctx, s, func(tx store.Tx) error { return tx.DeleteSite("ams") })
+	update(t, ctx, s, func(tx store.Tx) error {
 		if err := tx.InsertSite(api.Site{Name: "ams", Tier: 2, CreatedAt: t0}); err != nil {
 			return err
 		}
