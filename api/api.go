@@ -45,12 +45,15 @@ type Error struct {
 
 // Site is a place nodes live.
 type Site struct {
-	Name      string    `json:"name"`
-	Tier      int       `json:"tier"`
-	Lat       *float64  `json:"lat,omitempty"`
-	Lon       *float64  `json:"lon,omitempty"`
-	Contact   string    `json:"contact,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	Name    string   `json:"name"`
+	Tier    int      `json:"tier"`
+	Lat     *float64 `json:"lat,omitempty"`
+	Lon     *float64 `json:"lon,omitempty"`
+	Contact string   `json:"contact,omitempty"`
+	// Labels are the site's labels (ferry site label); every node of the site carries them
+	// under its own (inventory.Labels).
+	Labels    map[string]string `json:"labels"`
+	CreatedAt time.Time         `json:"created_at"`
 	// Nodes counts the site's nodes by status; filled on reads.
 	Nodes map[string]int `json:"nodes,omitempty"`
 }
@@ -84,8 +87,11 @@ type Node struct {
 	Tier   int               `json:"tier"`
 	Status string            `json:"status"`
 	Labels map[string]string `json:"labels"`
-	Facts  Facts             `json:"facts"`
-	Apps   []NodeApp         `json:"apps"`
+	// SiteLabels are the labels of the node's site, which a selector sees under the node's
+	// own (inventory.Labels); filled on reads.
+	SiteLabels map[string]string `json:"site_labels,omitempty"`
+	Facts      Facts             `json:"facts"`
+	Apps       []NodeApp         `json:"apps"`
 	// Assigned is the node's desired releases, one per app (set by ferry deploy).
 	Assigned   []Assignment `json:"assigned"`
 	Generation int64        `json:"generation"`

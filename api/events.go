@@ -10,6 +10,7 @@ import (
 const (
 	EventSiteAdded   = "site.added"   // SiteAdded
 	EventSiteRemoved = "site.removed" // SiteRemoved
+	EventSiteLabeled = "site.labeled" // SiteLabeled
 
 	EventTokenCreated = "token.created" // TokenCreated
 	EventTokenRevoked = "token.revoked"
@@ -52,6 +53,14 @@ type SiteAdded struct {
 // SiteRemoved is the payload of site.removed.
 type SiteRemoved struct {
 	NodesRevoked int `json:"nodes_revoked"`
+}
+
+// SiteLabeled is the payload of site.labeled: what the change set and removed, and the site's
+// whole label set after it. It changes which nodes selectors match, not what any node runs.
+type SiteLabeled struct {
+	Set     map[string]string `json:"set,omitempty"`
+	Removed []string          `json:"removed,omitempty"`
+	Labels  map[string]string `json:"labels"`
 }
 
 // TokenCreated is the payload of token.created.

@@ -13,6 +13,7 @@ func TestEventPayloadRoundTrip(t *testing.T) {
 	payloads := map[string]any{
 		EventSiteAdded:          &SiteAdded{Tier: 1, Lat: &lat, Lon: &lat},
 		EventSiteRemoved:        &SiteRemoved{NodesRevoked: 3},
+		EventSiteLabeled:        &SiteLabeled{Set: map[string]string{"pilot": "breaking"}, Removed: []string{"zone"}, Labels: map[string]string{"pilot": "breaking"}},
 		EventTokenCreated:       &TokenCreated{Kind: "enroll", Site: "ams"},
 		EventNodeEnrolled:       &NodeEnrolled{Site: "ams", Token: "t1"},
 		EventNodeUp:             &NodeStatusChanged{From: "down"},

@@ -88,10 +88,11 @@ func TestNodeShowEscapes(t *testing.T) {
 	evil := "\x1b]0;pwned\x07\x1b[2J\u009b31m\u202e"
 	node := api.Node{
 		Name: "n1" + evil, Site: "ams" + evil, Status: api.StatusUp + evil,
-		Labels:   map[string]string{"role" + evil: "x" + evil},
-		Facts:    api.Facts{Hostname: "h" + evil, OS: "linux" + evil, Arch: evil, AgentVersion: evil},
-		Apps:     []api.NodeApp{{App: "hello" + evil, Version: evil, Pending: evil, Error: "failed" + evil}},
-		Assigned: []api.Assignment{{App: "other" + evil, Version: evil}},
+		Labels:     map[string]string{"role" + evil: "x" + evil},
+		SiteLabels: map[string]string{"pilot" + evil: "y" + evil},
+		Facts:      api.Facts{Hostname: "h" + evil, OS: "linux" + evil, Arch: evil, AgentVersion: evil},
+		Apps:       []api.NodeApp{{App: "hello" + evil, Version: evil, Pending: evil, Error: "failed" + evil}},
+		Assigned:   []api.Assignment{{App: "other" + evil, Version: evil}},
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

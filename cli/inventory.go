@@ -58,9 +58,10 @@ func (e *env) siteCmd() *cobra.Command {
 
 	list := listVerb(e, "list", "List sites", noArgs,
 		func(ctx context.Context, c *client.Client, _ []string) ([]api.Site, error) { return c.Sites(ctx) },
-		[]string{"NAME", "TIER", "LOCATION", "UP", "DOWN", "CONTACT"},
+		[]string{"NAME", "TIER", "LOCATION", "UP", "DOWN", "LABELS", "CONTACT"},
 		func(s api.Site) []string {
-			return []string{s.Name, strconv.Itoa(s.Tier), location(s), strconv.Itoa(s.Nodes[api.StatusUp]), strconv.Itoa(s.Nodes[api.StatusDown]), dash(s.Contact)}
+			return []string{s.Name, strconv.Itoa(s.Tier), location(s), strconv.Itoa(s.Nodes[api.StatusUp]), strconv.Itoa(s.Nodes[api.StatusDown]),
+				dash(labels.Set(s.Labels).String()), dash(s.Contact)}
 		})
 	show := &cobra.Command{
 		Use:   "show NAME",
@@ -80,9 +81,40 @@ func (e *env) siteCmd() *cobra.Command {
 			}
 			return e.table([]string{"FIELD", "VALUE"}, [][]string{
 				{"name", s.Name}, {"tier", strconv.Itoa(s.Tier)}, {"location", location(s)}, {"contact", dash(s.Contact)},
-				{"nodes up", strconv.Itoa(s.Nodes[api.StatusUp])}, {"nodes down", strconv.Itoa(s.Nodes[api.StatusDown])},
+				{"labels", dash(labels.Set(s.Labels).String())}, {"nodes up", strconv.Itoa(s.Nodes[api.StatusUp])}, {"nodes down", strconv.Itoa(s.Nodes[api.StatusDown])},
 				{"created", s.CreatedAt.Format(time.RFC3339)},
 			})
+		},
+	}
+	label := &cobra.Command{
+		Use:   "label NAME key=value ... key- ...",
+		Short: "Set (k=v) or remove (k-) a site's labels, which selectors see on each of its nodes",
+		Long: "Set (k=v) or remove (k-) a site's labels. A selector sees them on every node of the site,\n" +
+			"under the node's own labels (a node's own label of the same key wins) and its implicit\n" +
+			"site and tier, which cannot be set. It changes which nodes selectors match; it redeploys nothing.",
+		Args: Args(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			change, err := parseLabelArgs("site label", a[1:])
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			s, err := c.LabelSite(cmd.Context(), a[0], change)
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(s)
+			}
+			if len(s.Labels) == 0 {
+				e.printf("site %s now has no labels\n", s.Name)
+				return nil
+			}
+			e.printf("site %s now labelled %s\n", s.Name, labels.Set(s.Labels).String())
+			return nil
 		},
 	}
 	var force bool
@@ -103,7 +135,7 @@ func (e *env) siteCmd() *cobra.Command {
 		},
 	}
 	rm.Flags().BoolVar(&force, "force", false, "also revoke and remove the site's nodes")
-	cmd.AddCommand(add, list, show, rm)
+	cmd.AddCommand(add, list, show, label, rm)
 	return cmd
 }
 
@@ -224,7 +256,7 @@ func (e *env) nodeCmd() *cobra.Command {
 			f := n.Facts
 			rows := [][]string{
 				{"name", n.Name}, {"site", fmt.Sprintf("%s (tier %d)", n.Site, n.Tier)}, {"status", n.Status},
-				{"labels", dash(labels.Set(n.Labels).String())}, {"generation", strconv.FormatInt(n.Generation, 10)},
+				{"labels", dash(labels.Set(n.Labels).String())}, {"site labels", dash(labels.Set(n.SiteLabels).String())}, {"generation", strconv.FormatInt(n.Generation, 10)},
 				{"hostname", dash(f.Hostname)}, {"platform", f.OS + "/" + f.Arch}, {"cpus", strconv.Itoa(f.CPUs)},
 				{"memory", bytes(f.MemoryBytes)}, {"disk", fmt.Sprintf("%s (%s free)", bytes(f.DiskBytes), bytes(f.DiskFree))},
 				{"agent", fmt.Sprintf("%s (protocol %d)", dash(f.AgentVersion), f.Protocol)},
@@ -269,7 +301,7 @@ func (e *env) nodeCmd() *cobra.Command {
 			if all {
 				sel = labels.KeySite // every node has a site
 			}
-			change, err := parseLabelArgs(a)
+			change, err := parseLabelArgs("node label", a)
 			if err != nil {
 				return err
 			}
@@ -295,8 +327,9 @@ func (e *env) nodeCmd() *cobra.Command {
 	return cmd
 }
 
-// parseLabelArgs reads kubectl-style label arguments: k=v sets, k- removes.
-func parseLabelArgs(a []string) (api.LabelChange, error) {
+// parseLabelArgs reads kubectl-style label arguments of verb (node label, site label): k=v
+// sets, k- removes.
+func parseLabelArgs(verb string, a []string) (api.LabelChange, error) {
 	var c api.LabelChange
 	var sets []string
 	for _, s := range a {
@@ -314,7 +347,7 @@ func parseLabelArgs(a []string) (api.LabelChange, error) {
 		return c, UsageError{err}
 	}
 	if len(set) == 0 && len(c.Remove) == 0 {
-		return c, Usagef("node label: give key=value to set or key- to remove")
+		return c, Usagef("%s: give key=value to set or key- to remove", verb)
 	}
 	c.Set = set
 	sort.Strings(c.Remove)

@@ -336,6 +336,13 @@ func (c *Client) Site(ctx context.Context, name string) (api.Site, error) {
 	return out, c.do(ctx, "GET", "/v1/sites/"+url.PathEscape(name), c.token, nil, &out)
 }
 
+// LabelSite changes a site's labels (change.Selector must be empty) and returns the site as
+// changed.
+func (c *Client) LabelSite(ctx context.Context, name string, change api.LabelChange) (api.Site, error) {
+	var out api.Site
+	return out, c.do(ctx, "POST", "/v1/sites/"+url.PathEscape(name)+"/labels", c.token, change, &out)
+}
+
 // RemoveSite removes a site; force also revokes its nodes.
 func (c *Client) RemoveSite(ctx context.Context, name string, force bool) error {
 	return c.do(ctx, "DELETE", "/v1/sites/"+url.PathEscape(name)+"?force="+strconv.FormatBool(force), c.token, nil, nil)

@@ -100,6 +100,83 @@ func (s *Service) RemoveSite(ctx context.Context, name string, force bool) ([]ap
 	return evs, err
 }
 
+// LabelSite applies a label change to a site, under the rules of a node's labels (the same keys
+// and values; site and tier are implicit and cannot be set; at most labels.MaxLabels). Every
+// node of the site carries the site's labels under its own (Labels), so the change moves which
+// nodes selectors match; it changes no node's desired state, and so redeploys nothing. It
+// returns the site as changed and a site.labeled event, none when its labels did not move.
+func (s *Service) LabelSite(ctx context.Context, name string, c api.LabelChange) (api.Site, []api.Event, error) {
+	if c.Selector != "" {
+		return api.Site{}, nil, fault.Invalid("selector is not used when labelling a site")
+	}
+	if err := CheckChange(c); err != nil {
+		return api.Site{}, nil, err
+	}
+	now := s.clk.Now().UTC()
+	var site api.Site
+	var evs []api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		var err error
+		if site, err = tx.Site(name); errors.Is(err, store.ErrNotFound) {
+			return fault.NotFound("site %q not found", name)
+		} else if err != nil {
+			return err
+		}
+		m, err := applyChange("site "+name, site.Labels, c.Set, c.Remove)
+		if err != nil || maps.Equal(m, site.Labels) {
+			return err
+		}
+		if err := tx.SetSiteLabels(name, m); err != nil {
+			return err
+		}
+		set, removed := labelDiff(site.Labels, m)
+		evs, err = tx.AppendEvents(api.NewEvent(now, api.EventSiteLabeled, name, api.SiteLabeled{Set: set, Removed: removed, Labels: m}))
+		return err
+	})
+	if err != nil {
+		return api.Site{}, nil, err
+	}
+	site, err = s.store.Site(ctx, name)
+	return site, evs, err
+}
+
+// applyChange returns have with set and remove applied, refusing a change that would leave what
+// (a node or site, named) with more than labels.MaxLabels labels; one already over the bound
+// may still shrink. It is checked on the merged set inside the transaction, so concurrent
+// changes cannot pass the bound together.
+func applyChange(what string, have, set map[string]string, remove []string) (map[string]string, error) {
+	m := make(map[string]string, len(have)+len(set))
+	maps.Copy(m, have)
+	maps.Copy(m, set)
+	for _, k := range remove {
+		delete(m, k)
+	}
+	if len(m) > labels.MaxLabels && len(m) > len(have) {
+		return nil, fault.Conflict("%s would carry %d labels; at most %d", what, len(m), labels.MaxLabels)
+	}
+	return m, nil
+}
+
+// labelDiff says how after differs from before: the labels it sets anew or to another value,
+// and the keys it drops, sorted.
+func labelDiff(before, after map[string]string) (set map[string]string, removed []string) {
+	for k, v := range after {
+		if old, ok := before[k]; !ok || old != v {
+			if set == nil {
+				set = map[string]string{}
+			}
+			set[k] = v
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			removed = append(removed, k)
+		}
+	}
+	sort.Strings(removed)
+	return set, removed
+}
+
 // CreateToken stores a token made by the caller (who keeps its secret; the record holds its
 // hash).
 func (s *Service) CreateToken(ctx context.Context, t store.TokenRecord) (api.Event, error) {
@@ -270,12 +347,14 @@ func (s *Service) Select(ctx context.Context, q Query) ([]api.Node, error) {
 	return out, nil
 }
 
-// Labels returns the labels a selector sees on a node: its own plus its implicit site and tier.
+// Labels returns the labels a selector sees on a node: its site's labels, then its own over
+// them (a node's own label wins over its site's of the same key), then the implicit site and
+// tier, which neither can set. Every selection of nodes goes through it.
 func Labels(n api.Node) labels.Set {
-	l := labels.Set{labels.KeySite: n.Site, labels.KeyTier: strconv.Itoa(n.Tier)}
-	for k, v := range n.Labels {
-		l[k] = v
-	}
+	l := make(labels.Set, len(n.SiteLabels)+len(n.Labels)+2)
+	maps.Copy(l, n.SiteLabels)
+	maps.Copy(l, n.Labels)
+	l[labels.KeySite], l[labels.KeyTier] = n.Site, strconv.Itoa(n.Tier)
 	return l
 }
 
@@ -359,9 +438,8 @@ func labelResult(evs []api.Event, err error) (api.LabelResult, []api.Event, erro
 // ChangeLabels applies set and remove to each named node (every one must exist and not be
 // revoked) and returns the nodes it changed, with their new labels and generation (not their
 // assignments), and a node.labeled event for each. A change that would leave a node with more
-// than labels.MaxLabels labels fails whole; a node already over the bound may still shrink. It
-// is checked on the merged sets inside the transaction, so concurrent changes cannot pass the
-// bound together. However many nodes it changes, it costs a handful of statements.
+// than labels.MaxLabels labels fails whole (applyChange). However many nodes it changes, it
+// costs a handful of statements.
 func (s *Service) ChangeLabels(ctx context.Context, names []string, set map[string]string, remove []string) ([]api.Node, []api.Event, error) {
 	return s.changeLabels(ctx, func(tx store.Tx) ([]string, map[string]api.Node, error) {
 		found, err := tx.Nodes(names)
@@ -389,18 +467,9 @@ func (s *Service) changeLabels(ctx context.Context, pick func(tx store.Tx) ([]st
 			if _, done := updates[name]; done {
 				continue
 			}
-			m := make(map[string]string, len(n.Labels)+len(set))
-			for k, v := range n.Labels {
-				m[k] = v
-			}
-			for k, v := range set {
-				m[k] = v
-			}
-			for _, k := range remove {
-				delete(m, k)
-			}
-			if len(m) > labels.MaxLabels && len(m) > len(n.Labels) {
-				return fault.Conflict("node %s would carry %d labels; at most %d", name, len(m), labels.MaxLabels)
+			m, err := applyChange("node "+name, n.Labels, set, remove)
+			if err != nil {
+				return err
 			}
 			if maps.Equal(m, n.Labels) {
 				continue

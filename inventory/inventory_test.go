@@ -49,6 +49,16 @@ func isKind(t *testing.T, what string, err, kind error) {
 	}
 }
 
+// lastEventID is the id of st's newest event.
+func lastEventID(t *testing.T, st store.Store) int64 {
+	t.Helper()
+	id, err := st.LastEventID(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 func names(nodes []api.Node) string {
 	var out []string
 	for _, n := range nodes {
@@ -89,6 +99,123 @@ func testSelect(t *testing.T, st store.Store) {
 	}
 }
 
+// A site's labels are what a selector sees on each of its nodes, under the node's own labels
+// (a node's own label wins) and the implicit site and tier; every selection sees them
+// (Select, LabelSelected), and relabelling a site moves no node's generation.
+func TestSelectSiteLabels(t *testing.T) { backend.Each(t, testSelectSiteLabels) }
+
+func testSelectSiteLabels(t *testing.T, st store.Store) {
+	inv := fleet(t, st, map[string]map[string]string{
+		"a1": {"role": "mirror"},
+		"a2": {"role": "depot", "pilot": "none"}, // its own label wins over its site's
+	})
+	ctx := context.Background()
+	a1, _ := st.Node(ctx, "a1")
+	if _, _, err := inv.LabelSite(ctx, "ams", api.LabelChange{Set: map[string]string{"pilot": "breaking", "role": "site-wide"}}); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[inventory.Query]string{
+		{Selector: "pilot=breaking"}:              "[a1]",
+		{Selector: "pilot=none"}:                  "[a2]",
+		{Selector: "role=mirror"}:                 "[a1]",
+		{Selector: "role=site-wide"}:              "[]",
+		{Selector: "pilot,site=ams,tier=1"}:       "[a1 a2]",
+		{Selector: "pilot!=breaking"}:             "[a2]",
+		{Selector: "site=ams,pilot=breaking,!zz"}: "[a1]",
+		{Site: "ams", Selector: "pilot=breaking"}: "[a1]",
+	} {
+		got, err := inv.Select(ctx, q)
+		if err != nil || names(got) != want {
+			t.Errorf("%+v selected %s (%v), want %s", q, names(got), err, want)
+		}
+	}
+	if n, _ := st.Node(ctx, "a1"); n.Generation != a1.Generation {
+		t.Fatalf("relabelling a site moved its node's generation: %d → %d", a1.Generation, n.Generation)
+	}
+	l := inventory.Labels(api.Node{Site: "ams", Tier: 1, SiteLabels: map[string]string{"pilot": "breaking", "zone": "eu"}, Labels: map[string]string{"zone": "a"}})
+	if l.String() != "pilot=breaking,site=ams,tier=1,zone=a" {
+		t.Fatalf("Labels = %s", l)
+	}
+	res, _, err := inv.LabelSelected(ctx, api.LabelChange{Selector: "pilot=breaking", Set: map[string]string{"wave": "1"}})
+	if err != nil || fmt.Sprint(res.Nodes) != "[a1]" {
+		t.Fatalf("LabelSelected by a site label: %+v %v", res, err)
+	}
+}
+
+// Site labels: bad changes (the rules of node labels, reserved keys, a selector, an unknown
+// site) are refused with nothing written; a change writes the site's labels and one
+// site.labeled event with its actor, what it set and removed; one that changes nothing writes
+// nothing.
+func TestLabelSite(t *testing.T) { backend.Each(t, testLabelSite) }
+
+func testLabelSite(t *testing.T, st store.Store) {
+	inv := fleet(t, st, map[string]map[string]string{"a1": nil})
+	ctx := store.WithActor(context.Background(), store.Actor{ID: "token:op1", Role: api.RoleAdmin, Source: "10.0.0.1"})
+	last := func() int64 { return lastEventID(t, st) }
+	before := last()
+	for _, c := range []api.LabelChange{
+		{},
+		{Set: map[string]string{"Bad Key": "x"}},
+		{Set: map[string]string{"zone": "bad value"}},
+		{Set: map[string]string{"site": "gva"}},
+		{Set: map[string]string{"tier": "2"}},
+		{Set: map[string]string{"zone": "a"}, Remove: []string{"zone"}},
+		{Remove: []string{"Bad"}},
+		{Selector: "site=ams", Set: map[string]string{"zone": "a"}},
+	} {
+		if _, _, err := inv.LabelSite(ctx, "ams", c); !errors.Is(err, fault.ErrInvalid) {
+			t.Errorf("LabelSite %+v: %v, want invalid", c, err)
+		}
+	}
+	_, _, err := inv.LabelSite(ctx, "nope", api.LabelChange{Set: map[string]string{"zone": "a"}})
+	isKind(t, "an unknown site", err, fault.ErrNotFound)
+	if last() != before {
+		t.Fatal("refused changes wrote events")
+	}
+
+	site, evs, err := inv.LabelSite(ctx, "ams", api.LabelChange{Set: map[string]string{"pilot": "breaking", "zone": "eu"}})
+	if err != nil || fmt.Sprint(site.Labels) != "map[pilot:breaking zone:eu]" || site.Nodes[api.StatusUp] != 1 || len(evs) != 1 {
+		t.Fatalf("LabelSite = %+v %+v %v", site, evs, err)
+	}
+	site, evs, err = inv.LabelSite(ctx, "ams", api.LabelChange{Set: map[string]string{"pilot": "breaking", "zone": "us"}, Remove: []string{"gone", "pilot2"}})
+	if err != nil || fmt.Sprint(site.Labels) != "map[pilot:breaking zone:us]" || len(evs) != 1 {
+		t.Fatalf("LabelSite = %+v %+v %v", site, evs, err)
+	}
+	e := evs[0]
+	var p api.SiteLabeled
+	if e.Type != api.EventSiteLabeled || e.Subject != "ams" || e.Actor != "token:op1" || e.Role != api.RoleAdmin || e.Source != "10.0.0.1" ||
+		e.Decode(&p) != nil || fmt.Sprint(p.Set) != "map[zone:us]" || len(p.Removed) != 0 || fmt.Sprint(p.Labels) != "map[pilot:breaking zone:us]" {
+		t.Fatalf("site.labeled event = %+v %s", e, e.Data)
+	}
+	_, evs, err = inv.LabelSite(ctx, "ams", api.LabelChange{Remove: []string{"zone", "pilot"}})
+	var p2 api.SiteLabeled
+	if err != nil || len(evs) != 1 || evs[0].Decode(&p2) != nil || p2.Set != nil || fmt.Sprint(p2.Removed) != "[pilot zone]" || len(p2.Labels) != 0 {
+		t.Fatalf("removing every label: %+v %v", evs, err)
+	}
+	before = last()
+	if site, evs, err := inv.LabelSite(ctx, "ams", api.LabelChange{Remove: []string{"zone"}}); err != nil || len(evs) != 0 || len(site.Labels) != 0 {
+		t.Fatalf("a change that changes nothing: %+v %+v %v", site, evs, err)
+	}
+	if last() != before {
+		t.Fatal("a change that changes nothing wrote an event")
+	}
+
+	// A site carries at most labels.MaxLabels, as a node does.
+	many := map[string]string{}
+	for i := 0; i <= labels.MaxLabels; i++ {
+		many[fmt.Sprintf("k%d", i)] = "x"
+	}
+	if _, _, err := inv.LabelSite(ctx, "ams", api.LabelChange{Set: many}); !errors.Is(err, fault.ErrInvalid) {
+		t.Fatalf("more labels than the bound at once: %v", err)
+	}
+	delete(many, "k0")
+	if _, _, err := inv.LabelSite(ctx, "ams", api.LabelChange{Set: many}); err != nil {
+		t.Fatalf("labels up to the bound: %v", err)
+	}
+	_, _, err = inv.LabelSite(ctx, "ams", api.LabelChange{Set: map[string]string{"k0": "x"}})
+	isKind(t, "labels past the bound", err, fault.ErrConflict)
+}
+
 // Label changes: bad changes are refused before anything is written; a selector change
 // touches only what it selects; a node takes a change only when its labels move.
 func TestLabel(t *testing.T) { backend.Each(t, testLabel) }
@@ -96,13 +223,7 @@ func TestLabel(t *testing.T) { backend.Each(t, testLabel) }
 func testLabel(t *testing.T, st store.Store) {
 	inv := fleet(t, st, map[string]map[string]string{"d1": {"role": "depot"}, "m1": {"role": "mirror"}})
 	ctx := context.Background()
-	last := func() int64 {
-		id, err := st.LastEventID(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
+	last := func() int64 { return lastEventID(t, st) }
 	before := last()
 	for _, c := range []api.LabelChange{
 		{},

@@ -68,25 +68,25 @@ func CheckValue(key, v string) error {
 	return nil
 }
 
-// MaxLabels bounds the labels one node carries (its implicit site and tier not counted).
-// With keys and values of at most 63 characters each, a node's label set stays under 9 KB.
+// MaxLabels bounds the labels one node or site carries (the implicit site and tier not
+// counted). With keys and values of at most 63 characters each, a label set stays under 9 KB.
 const MaxLabels = 64
 
-// Set is a node's labels.
+// Set is the labels of a node or a site.
 type Set map[string]string
 
 // Validate checks the number of labels (at most MaxLabels) and every key and value; implicit
 // keys may not be set by hand.
 func (s Set) Validate() error {
 	if len(s) > MaxLabels {
-		return fmt.Errorf("%d labels given; a node carries at most %d", len(s), MaxLabels)
+		return fmt.Errorf("%d labels given; a node or site carries at most %d", len(s), MaxLabels)
 	}
 	for _, k := range s.Keys() {
 		if err := CheckName("label key", k); err != nil {
 			return err
 		}
 		if k == KeySite || k == KeyTier {
-			return fmt.Errorf("label %q is implicit (taken from the node's site) and cannot be set", k)
+			return fmt.Errorf("label %q is implicit (every node carries its site's name and tier) and cannot be set", k)
 		}
 		if err := CheckValue(k, s[k]); err != nil {
 			return err

@@ -40,6 +40,7 @@ var routeAccess = map[string]access{
 	// Admin only: every change, and the token list.
 	"POST /v1/sites":                              admin,
 	"DELETE /v1/sites/{name}":                     admin,
+	"POST /v1/sites/{name}/labels":                admin,
 	"GET /v1/tokens":                              admin,
 	"POST /v1/tokens":                             admin,
 	"DELETE /v1/tokens/{id}":                      admin,

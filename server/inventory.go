@@ -57,6 +57,22 @@ func (s *Server) removeSite(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// labelSite changes a site's labels and answers with the site as changed. Its nodes' desired
+// state does not change, so no agent hears of it; selectors see it at once.
+func (s *Server) labelSite(w http.ResponseWriter, r *http.Request) error {
+	var c api.LabelChange
+	if err := decode(w, r, &c); err != nil {
+		return err
+	}
+	site, evs, err := s.inventory.LabelSite(r.Context(), r.PathValue("name"), c)
+	if err != nil {
+		return err
+	}
+	s.settle(r.Context(), evs...)
+	writeJSON(w, http.StatusOK, site)
+	return nil
+}
+
 func tokenJSON(t store.TokenRecord) api.Token {
 	return api.Token{ID: t.ID, Kind: t.Kind, Site: t.Site, Role: t.Role, UsesLeft: t.UsesLeft,
 		ExpiresAt: t.ExpiresAt, CreatedAt: t.CreatedAt, Description: t.Description}

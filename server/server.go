@@ -356,6 +356,7 @@ func (s *Server) routesInit() {
 	s.handle("POST /v1/sites", admin, s.addSite)
 	s.handle("GET /v1/sites/{name}", viewer, s.showSite)
 	s.handle("DELETE /v1/sites/{name}", admin, s.removeSite)
+	s.handle("POST /v1/sites/{name}/labels", admin, s.labelSite)
 
 	s.handle("GET /v1/tokens", admin, s.listTokens)
 	s.handle("POST /v1/tokens", admin, s.createToken)

@@ -13,7 +13,8 @@ import (
 )
 
 // This file holds what every backend needs and no backend decides: reading its migrations,
-// refusing a newer schema in the same words, and the wake-up behind Changed.
+// refusing a newer schema in the same words, label sets as their columns hold them, and the
+// wake-up behind Changed.
 
 // ReadMigrations returns the scripts dir/NNNN_name.sql of fsys in order: script N takes the
 // schema from version N-1 to N. A gap or a repeat in the numbers is an error.
@@ -45,6 +46,14 @@ func CheckSchemaVersion(have, known int) error {
 		return fmt.Errorf("database schema version %d is newer than this ferry understands (%d); run a newer ferry", have, known)
 	}
 	return nil
+}
+
+// LabelsOrEmpty is labels, or the empty set for nil: a label column always holds a JSON object.
+func LabelsOrEmpty(labels map[string]string) map[string]string {
+	if labels == nil {
+		return map[string]string{}
+	}
+	return labels
 }
 
 // Broadcast wakes all its waiters at once: Wait returns a channel that the next Fire closes.

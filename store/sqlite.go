@@ -220,14 +220,17 @@ func (s *SQLite) SpendNonce(ctx context.Context, nonce string, expires, now time
 	return spent, nil
 }
 
-const siteCols = `s.name, s.tier, s.lat, s.lon, s.contact, s.created_at`
+const siteCols = `s.name, s.tier, s.lat, s.lon, s.contact, s.labels, s.created_at`
 
 func scanSite(sc interface{ Scan(...any) error }) (api.Site, error) {
 	var st api.Site
 	var lat, lon sql.NullFloat64
-	var created string
-	if err := sc.Scan(&st.Name, &st.Tier, &lat, &lon, &st.Contact, &created); err != nil {
+	var lbl, created string
+	if err := sc.Scan(&st.Name, &st.Tier, &lat, &lon, &st.Contact, &lbl, &created); err != nil {
 		return st, err
+	}
+	if err := json.Unmarshal([]byte(lbl), &st.Labels); err != nil {
+		return st, fmt.Errorf("site %s labels: %w", st.Name, err)
 	}
 	if lat.Valid && lon.Valid {
 		st.Lat, st.Lon = &lat.Float64, &lon.Float64
@@ -338,15 +341,18 @@ func tokens(ctx context.Context, q querier) ([]TokenRecord, error) {
 	return out, rows.Err()
 }
 
-const nodeCols = `n.name, n.site, s.tier, n.public_key, n.status, n.labels, n.facts, n.apps, n.generation, n.last_seen, n.enrolled_at`
+const nodeCols = `n.name, n.site, s.tier, n.public_key, n.status, n.labels, s.labels, n.facts, n.apps, n.generation, n.last_seen, n.enrolled_at`
 
 // scanNode reads a node's row; its assignments are the caller's to fill (assignedOf, assignedAll).
 func scanNode(sc interface{ Scan(...any) error }) (api.Node, error) {
 	var n api.Node
-	var lbl, facts, apps, enrolled string
+	var lbl, siteLbl, facts, apps, enrolled string
 	var seen sql.NullString
-	if err := sc.Scan(&n.Name, &n.Site, &n.Tier, &n.PublicKey, &n.Status, &lbl, &facts, &apps, &n.Generation, &seen, &enrolled); err != nil {
+	if err := sc.Scan(&n.Name, &n.Site, &n.Tier, &n.PublicKey, &n.Status, &lbl, &siteLbl, &facts, &apps, &n.Generation, &seen, &enrolled); err != nil {
 		return n, err
+	}
+	if err := json.Unmarshal([]byte(siteLbl), &n.SiteLabels); err != nil {
+		return n, fmt.Errorf("node %s site labels: %w", n.Name, err)
 	}
 	if err := json.Unmarshal([]byte(apps), &n.Apps); err != nil {
 		return n, fmt.Errorf("node %s apps: %w", n.Name, err)

@@ -21,13 +21,24 @@ func (t sqliteTx) Site(name string) (api.Site, error) {
 }
 
 func (t sqliteTx) InsertSite(site api.Site) error {
-	res, err := t.exec(`INSERT INTO sites (name, tier, lat, lon, contact, created_at) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (name) DO NOTHING`, site.Name, site.Tier, site.Lat, site.Lon, site.Contact, ts(site.CreatedAt))
+	res, err := t.exec(`INSERT INTO sites (name, tier, lat, lon, contact, labels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (name) DO NOTHING`, site.Name, site.Tier, site.Lat, site.Lon, site.Contact, mustJSON(LabelsOrEmpty(site.Labels)), ts(site.CreatedAt))
 	if err != nil {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("site %q %w", site.Name, ErrExists)
+	}
+	return nil
+}
+
+func (t sqliteTx) SetSiteLabels(name string, labels map[string]string) error {
+	res, err := t.exec(`UPDATE sites SET labels = ? WHERE name = ?`, mustJSON(LabelsOrEmpty(labels)), name)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("site %q %w", name, ErrNotFound)
 	}
 	return nil
 }
@@ -136,12 +147,8 @@ func (t sqliteTx) InsertNode(site string, n NodeRecord, at time.Time) error {
 	case !errors.Is(err, sql.ErrNoRows):
 		return err
 	}
-	lbl := n.Labels
-	if lbl == nil {
-		lbl = map[string]string{}
-	}
 	_, err = t.exec(`INSERT INTO nodes (name, site, public_key, status, labels, facts, generation, last_seen, enrolled_at)
-		VALUES (?, ?, ?, 'up', ?, ?, 1, ?, ?)`, n.Name, site, n.PublicKey, mustJSON(lbl), mustJSON(n.Facts), ts(at), ts(at))
+		VALUES (?, ?, ?, 'up', ?, ?, 1, ?, ?)`, n.Name, site, n.PublicKey, mustJSON(LabelsOrEmpty(n.Labels)), mustJSON(n.Facts), ts(at), ts(at))
 	return err
 }
 

@@ -21,6 +21,9 @@ type Tx interface {
 	// Site returns a site, without its node counts; ErrNotFound when none.
 	Site(name string) (api.Site, error)
 	InsertSite(s api.Site) error
+	// SetSiteLabels replaces a site's labels; ErrNotFound when there is no such site. Its nodes
+	// keep their generation: a site's labels change what selectors match, not what nodes run.
+	SetSiteLabels(name string, labels map[string]string) error
 	// DeleteSite removes a site with every node record in it, revoked ones included.
 	DeleteSite(name string) error
 	// SiteNodes lists, sorted, the nodes of a site that are not revoked.

@@ -10,14 +10,15 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-const siteCols = `name, tier, lat, lon, contact, created_at`
+const siteCols = `name, tier, lat, lon, contact, labels, created_at`
 
 func scanSite(row pgx.Row) (api.Site, error) {
 	var st api.Site
 	var lat, lon *float64
-	if err := row.Scan(&st.Name, &st.Tier, &lat, &lon, &st.Contact, &st.CreatedAt); err != nil {
+	if err := row.Scan(&st.Name, &st.Tier, &lat, &lon, &st.Contact, &st.Labels, &st.CreatedAt); err != nil {
 		return st, err
 	}
+	st.Labels = store.LabelsOrEmpty(st.Labels)
 	if lat != nil && lon != nil {
 		st.Lat, st.Lon = lat, lon
 	}

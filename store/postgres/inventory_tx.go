@@ -22,13 +22,24 @@ func (u updateTx) Site(name string) (api.Site, error) {
 }
 
 func (u updateTx) InsertSite(site api.Site) error {
-	tag, err := u.tx.Exec(u.ctx, `INSERT INTO sites (name, tier, lat, lon, contact, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (name) DO NOTHING`, site.Name, site.Tier, site.Lat, site.Lon, site.Contact, pgTime(site.CreatedAt))
+	tag, err := u.tx.Exec(u.ctx, `INSERT INTO sites (name, tier, lat, lon, contact, labels, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (name) DO NOTHING`, site.Name, site.Tier, site.Lat, site.Lon, site.Contact, store.LabelsOrEmpty(site.Labels), pgTime(site.CreatedAt))
 	if err != nil {
 		return err
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("site %q %w", site.Name, store.ErrExists)
+	}
+	return nil
+}
+
+func (u updateTx) SetSiteLabels(name string, labels map[string]string) error {
+	tag, err := u.tx.Exec(u.ctx, `UPDATE sites SET labels = $2 WHERE name = $1`, name, store.LabelsOrEmpty(labels))
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("site %q %w", name, store.ErrNotFound)
 	}
 	return nil
 }
@@ -153,12 +164,8 @@ func (u updateTx) InsertNode(site string, n store.NodeRecord, at time.Time) erro
 	case !errors.Is(err, pgx.ErrNoRows):
 		return err
 	}
-	lbl := n.Labels
-	if lbl == nil {
-		lbl = map[string]string{}
-	}
 	_, err = u.tx.Exec(u.ctx, `INSERT INTO nodes (name, site, public_key, status, labels, facts, generation, last_seen, enrolled_at)
-		VALUES ($1, $2, $3, 'up', $4, $5, 1, $6, $6)`, n.Name, site, n.PublicKey, lbl, n.Facts, pgTime(at))
+		VALUES ($1, $2, $3, 'up', $4, $5, 1, $6, $6)`, n.Name, site, n.PublicKey, store.LabelsOrEmpty(n.Labels), n.Facts, pgTime(at))
 	return err
 }
 

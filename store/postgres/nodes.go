@@ -12,13 +12,13 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-const nodeQuery = `SELECT n.name, n.site, s.tier, n.public_key, n.status, n.labels, n.facts, n.apps, n.generation,
+const nodeQuery = `SELECT n.name, n.site, s.tier, n.public_key, n.status, n.labels, s.labels, n.facts, n.apps, n.generation,
 	n.last_seen, n.enrolled_at FROM nodes n JOIN sites s ON s.name = n.site`
 
 // scanNode reads a node's row; its assignments are the caller's to fill.
 func scanNode(row pgx.Row) (api.Node, error) {
 	var n api.Node
-	if err := row.Scan(&n.Name, &n.Site, &n.Tier, &n.PublicKey, &n.Status, &n.Labels, &n.Facts, &n.Apps, &n.Generation,
+	if err := row.Scan(&n.Name, &n.Site, &n.Tier, &n.PublicKey, &n.Status, &n.Labels, &n.SiteLabels, &n.Facts, &n.Apps, &n.Generation,
 		&n.LastSeen, &n.EnrolledAt); err != nil {
 		return n, err
 	}
@@ -31,9 +31,7 @@ func scanNode(row pgx.Row) (api.Node, error) {
 			*t = t.UTC()
 		}
 	}
-	if n.Labels == nil {
-		n.Labels = map[string]string{}
-	}
+	n.Labels = store.LabelsOrEmpty(n.Labels)
 	if n.Apps == nil {
 		n.Apps = []api.NodeApp{}
 	}

@@ -159,3 +159,71 @@ func testInventory(t *testing.T, s store.Store) {
 		t.Fatalf("deleted token: %v", err)
 	}
 }
+
+// A site's labels are stored as given, replaced whole by SetSiteLabels, and read with the site
+// (Site, Sites, Tx.Site) and under every node of the site (Node, Nodes, Tx.Nodes), whose own
+// labels and generation they leave alone. An unknown site is refused without spoiling the
+// transaction, and removing a site removes its labels.
+func testSiteLabels(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	update(t, ctx, s, func(tx store.Tx) error {
+		if err := tx.InsertSite(api.Site{Name: "ams", Tier: 1, Labels: map[string]string{"pilot": "minor"}, CreatedAt: t0}); err != nil {
+			return err
+		}
+		return tx.InsertSite(api.Site{Name: "gva", Tier: 3, CreatedAt: t0})
+	})
+	n1 := enroll(t, s, "ams", "n1")
+	enroll(t, s, "gva", "n2")
+	if fmt.Sprint(n1.SiteLabels) != "map[pilot:minor]" || fmt.Sprint(n1.Labels) != "map[role:mirror]" {
+		t.Fatalf("a node of a labelled site = %+v", n1)
+	}
+
+	update(t, ctx, s, func(tx store.Tx) error {
+		err := tx.SetSiteLabels("nope", map[string]string{"a": "b"})
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("labels of an unknown site: %v; want %v", err, store.ErrNotFound)
+		}
+		if err := tx.SetSiteLabels("ams", map[string]string{"pilot": "breaking", "zone": "eu"}); err != nil {
+			return err
+		}
+		if st, err := tx.Site("ams"); err != nil || fmt.Sprint(st.Labels) != "map[pilot:breaking zone:eu]" {
+			t.Fatalf("Tx.Site after SetSiteLabels = %+v %v", st, err)
+		}
+		nodes, err := tx.Nodes(nil)
+		if err != nil || fmt.Sprint(nodes["n1"].SiteLabels) != "map[pilot:breaking zone:eu]" || len(nodes["n2"].SiteLabels) != 0 {
+			t.Fatalf("Tx.Nodes after SetSiteLabels = %+v %v", nodes, err)
+		}
+		return nil
+	})
+
+	if st, err := s.Site(ctx, "ams"); err != nil || fmt.Sprint(st.Labels) != "map[pilot:breaking zone:eu]" || st.Nodes[api.StatusUp] != 1 {
+		t.Fatalf("Site = %+v %v", st, err)
+	}
+	sites, err := s.Sites(ctx)
+	if err != nil || len(sites) != 2 || fmt.Sprint(sites[0].Labels) != "map[pilot:breaking zone:eu]" || sites[1].Labels == nil || len(sites[1].Labels) != 0 {
+		t.Fatalf("Sites = %+v %v", sites, err)
+	}
+	n, err := s.Node(ctx, "n1")
+	if err != nil || fmt.Sprint(n.SiteLabels) != "map[pilot:breaking zone:eu]" || fmt.Sprint(n.Labels) != "map[role:mirror]" || n.Generation != n1.Generation {
+		t.Fatalf("Node after its site was labelled = %+v %v (generation was %d)", n, err, n1.Generation)
+	}
+	all, err := s.Nodes(ctx)
+	if err != nil || len(all) != 2 || fmt.Sprint(all[0].SiteLabels) != "map[pilot:breaking zone:eu]" || len(all[1].SiteLabels) != 0 {
+		t.Fatalf("Nodes = %+v %v", all, err)
+	}
+
+	update(t, ctx, s, func(tx store.Tx) error { return tx.SetSiteLabels("ams", nil) })
+	if st, err := s.Site(ctx, "ams"); err != nil || st.Labels == nil || len(st.Labels) != 0 {
+		t.Fatalf("Site after its labels were cleared = %+v %v", st, err)
+	}
+	update(t, ctx, s, func(tx store.Tx) error { return tx.DeleteSite("ams") })
+	update(t, ctx, s, func(tx store.Tx) error {
+		if err := tx.InsertSite(api.Site{Name: "ams", Tier: 2, CreatedAt: t0}); err != nil {
+			return err
+		}
+		if st, err := tx.Site("ams"); err != nil || len(st.Labels) != 0 {
+			t.Fatalf("a site added again after its removal = %+v %v", st, err)
+		}
+		return nil
+	})
+}

@@ -31,6 +31,7 @@ type suiteTest struct {
 func suite() []suiteTest {
 	return []suiteTest{
 		{"Inventory", testInventory},
+		{"SiteLabels", testSiteLabels},
 		{"Events", testEvents},
 		{"EventActor", testEventActor},
 		{"Watch", testWatch},
