@@ -116,6 +116,9 @@ type Rollout struct {
 	NextStep *time.Time `json:"next_step,omitempty"`
 	// Nodes lists the nodes that need a look: failed, unreachable, skipped, moving or going back.
 	Nodes []RolloutNode `json:"nodes,omitempty"`
+	// LastEvent is the newest event of the log when the rollout was read: following the log
+	// from there misses none of the rollout's later changes.
+	LastEvent int64 `json:"last_event,omitempty"`
 }
 
 // RolloutWave is one wave of a rollout.

@@ -36,6 +36,9 @@ var routeAccess = map[string]access{
 	"GET /v1/channels/{name}":          viewer,
 	"GET /v1/bulletin":                 viewer,
 	"GET /v1/events":                   viewer,
+	"GET /v1/rollouts":                 viewer,
+	"GET /v1/rollouts/{id}":            viewer,
+	"POST /v1/rollouts/plan":           viewer, // says what a rollout would do; changes nothing
 
 	// Admin only: every change, and the token list.
 	"POST /v1/sites":                              admin,
@@ -58,6 +61,8 @@ var routeAccess = map[string]access{
 	"POST /v1/deploy":                             admin,
 	"POST /v1/undeploy":                           admin,
 	"POST /v1/apps/control":                       admin,
+	"POST /v1/rollouts":                           admin,
+	"POST /v1/rollouts/{id}/{action}":             admin,
 }
 
 func TestEveryRouteIsAuthenticated(t *testing.T) {

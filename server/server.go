@@ -30,6 +30,7 @@ import (
 	"github.com/ferryhq/ferry/inventory"
 	"github.com/ferryhq/ferry/liveness"
 	"github.com/ferryhq/ferry/release"
+	"github.com/ferryhq/ferry/rollout"
 	"github.com/ferryhq/ferry/store"
 	"github.com/ferryhq/ferry/store/postgres"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -100,6 +101,8 @@ type Server struct {
 	inventory   *inventory.Service
 	catalog     *catalog.Service
 	assign      *assign.Service
+	rollouts    *rollout.Service
+	engine      *rollout.Engine
 	blobs       *blobstore.Store
 	clk         clock.Clock
 	log         *slog.Logger
@@ -261,6 +264,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.inventory = inventory.New(st, cfg.Clock)
 	s.catalog = catalog.New(st, blobs, cfg.Clock, release.Limits{MaxUnpacked: cfg.MaxUnpackedSize}, cfg.Logger)
 	s.assign = assign.New(st, cfg.Clock)
+	s.rollouts = rollout.NewService(st, cfg.Clock)
+	s.engine = rollout.NewEngine(st, cfg.Clock, cfg.Logger)
 	s.metrics = newMetrics(s.hub)
 	if err := s.load(ctx); err != nil {
 		st.Close()
@@ -387,6 +392,12 @@ func (s *Server) routesInit() {
 	s.handle("POST /v1/deploy", admin, s.deploy)
 	s.handle("POST /v1/undeploy", admin, s.undeploy)
 	s.handle("POST /v1/apps/control", admin, s.controlApp)
+
+	s.handle("POST /v1/rollouts/plan", viewer, s.planRollout)
+	s.handle("POST /v1/rollouts", admin, s.startRollout)
+	s.handle("GET /v1/rollouts", viewer, s.listRollouts)
+	s.handle("GET /v1/rollouts/{id}", viewer, s.showRollout)
+	s.handle("POST /v1/rollouts/{id}/{action}", admin, s.actOnRollout)
 
 	s.handle("GET /v1/events", viewer, s.listEvents)
 
@@ -515,7 +526,7 @@ func (s *Server) leadLoop(ctx context.Context) {
 			continue
 		}
 		wait = time.Second
-		s.log.Info("leading: this server marks silent nodes down and collects blobs", "replica", s.replica.id)
+		s.log.Info("leading: this server marks silent nodes down, collects blobs and moves rollouts on", "replica", s.replica.id)
 		if err := s.retrack(lead); err != nil {
 			if ctx.Err() == nil {
 				s.log.Error("read the nodes to lead; retrying", "err", err)
@@ -524,7 +535,13 @@ func (s *Server) leadLoop(ctx context.Context) {
 			continue
 		}
 		s.leading.Store(true)
+		engineDone := make(chan struct{})
+		go func() {
+			defer close(engineDone)
+			s.engine.Run(lead)
+		}()
 		s.gcLoop(lead)
+		<-engineDone // one engine at a time, even when the lead comes back at once
 		s.leading.Store(false)
 	}
 }
