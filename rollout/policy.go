@@ -142,19 +142,11 @@ func (p *Policy) validate() error {
 	if err := labels.CheckName("policy name", p.Name); err != nil {
 		return p.fail("name", "%v", err)
 	}
-	switch p.OnFailure {
-	case "":
-		p.OnFailure = OnFailureRollback
-	case OnFailureRollback, OnFailurePause:
-	default:
-		return p.fail("on_failure", "%s: want %s or %s", labels.Quote(p.OnFailure), OnFailureRollback, OnFailurePause)
+	if err := p.choice("on_failure", &p.OnFailure, OnFailureRollback, OnFailurePause); err != nil {
+		return err
 	}
-	switch p.Leftover {
-	case "":
-		p.Leftover = LeftoverRefuse
-	case LeftoverRefuse, LeftoverLeave:
-	default:
-		return p.fail("leftover", "%s: want %s or %s", labels.Quote(p.Leftover), LeftoverRefuse, LeftoverLeave)
+	if err := p.choice("leftover", &p.Leftover, LeftoverRefuse, LeftoverLeave); err != nil {
+		return err
 	}
 	if len(p.Waves) == 0 {
 		return p.fail("waves", "no waves: a policy needs at least one")
@@ -219,6 +211,19 @@ func (p *Policy) validate() error {
 		if w.FeedbackRemind > w.FeedbackWindow {
 			return at("feedback_remind", "%v is past the feedback window %v: no reminder would be sent", w.FeedbackRemind, w.FeedbackWindow)
 		}
+	}
+	return nil
+}
+
+// choice checks that a field holds one of two words, and sets the first, its default, when
+// it is empty.
+func (p *Policy) choice(field string, v *string, def, other string) error {
+	switch *v {
+	case "":
+		*v = def
+	case def, other:
+	default:
+		return p.fail(field, "%s: want %s or %s", labels.Quote(*v), def, other)
 	}
 	return nil
 }
