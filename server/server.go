@@ -387,6 +387,9 @@ func (s *Server) routesInit() {
 	s.handle("POST /v1/undeploy", admin, s.undeploy)
 	s.handle("POST /v1/apps/control", admin, s.controlApp)
 
+	s.handle("GET /v1/policies", viewer, s.listPolicies)
+	s.handle("GET /v1/policies/{name}", viewer, s.showPolicy)
+
 	s.handle("GET /v1/events", viewer, s.listEvents)
 
 	s.handle("POST /v1/agent/enroll", agentEnroll, s.agentEnroll)
