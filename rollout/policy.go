@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/labels"
+	"github.com/ferryhq/ferry/release"
 )
 
 // Bounds of what a policy may hold; past them it is refused unread or unresolved.
@@ -179,6 +180,13 @@ func (p *Policy) validate() error {
 		}
 		if w.FailureThreshold.zero() {
 			w.FailureThreshold = Limit{Count: 1}
+		}
+		// The same bounds as a release manifest's update block, which these override.
+		if v := w.MinHealthyTime; v != nil && time.Duration(*v) > release.MaxMinHealthyTime {
+			return at("min_healthy_time", "%v is longer than %v, the most a release may ask for", *v, Duration(release.MaxMinHealthyTime))
+		}
+		if v := w.HealthyDeadline; v != nil && (time.Duration(*v) < time.Second || time.Duration(*v) > release.MaxHealthyDeadline) {
+			return at("healthy_deadline", "%v is out of bounds: want 1s to %v, as in a release's update block", *v, Duration(release.MaxHealthyDeadline))
 		}
 		if w.MinHealthyTime != nil && w.HealthyDeadline != nil && *w.MinHealthyTime > *w.HealthyDeadline {
 			return at("min_healthy_time", "%v is longer than healthy_deadline %v: a node could never stay up long enough", *w.MinHealthyTime, *w.HealthyDeadline)
