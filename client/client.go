@@ -479,6 +479,18 @@ func (c *Client) Bulletin(ctx context.Context, app, runs string) (api.Bulletin, 
 	return out, c.do(ctx, "GET", "/v1/bulletin?app="+url.QueryEscape(app)+"&runs="+url.QueryEscape(runs), c.token, nil, &out)
 }
 
+// Policies lists the rollout policies with a one-line summary of each.
+func (c *Client) Policies(ctx context.Context) ([]api.Policy, error) {
+	var out []api.Policy
+	return out, c.do(ctx, "GET", "/v1/policies", c.token, nil, &out)
+}
+
+// Policy shows one rollout policy: its YAML and the policy it parses to.
+func (c *Client) Policy(ctx context.Context, name string) (api.Policy, error) {
+	var out api.Policy
+	return out, c.do(ctx, "GET", "/v1/policies/"+url.PathEscape(name), c.token, nil, &out)
+}
+
 // NodeQuery filters a node list.
 type NodeQuery struct {
 	Site, Selector, Status string

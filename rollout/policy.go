@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/labels"
+	"github.com/ferryhq/ferry/release"
 )
 
 // Bounds of what a policy may hold; past them it is refused unread or unresolved.
@@ -142,19 +143,11 @@ func (p *Policy) validate() error {
 	if err := labels.CheckName("policy name", p.Name); err != nil {
 		return p.fail("name", "%v", err)
 	}
-	switch p.OnFailure {
-	case "":
-		p.OnFailure = OnFailureRollback
-	case OnFailureRollback, OnFailurePause:
-	default:
-		return p.fail("on_failure", "%s: want %s or %s", labels.Quote(p.OnFailure), OnFailureRollback, OnFailurePause)
+	if err := p.choice("on_failure", &p.OnFailure, OnFailureRollback, OnFailurePause); err != nil {
+		return err
 	}
-	switch p.Leftover {
-	case "":
-		p.Leftover = LeftoverRefuse
-	case LeftoverRefuse, LeftoverLeave:
-	default:
-		return p.fail("leftover", "%s: want %s or %s", labels.Quote(p.Leftover), LeftoverRefuse, LeftoverLeave)
+	if err := p.choice("leftover", &p.Leftover, LeftoverRefuse, LeftoverLeave); err != nil {
+		return err
 	}
 	if len(p.Waves) == 0 {
 		return p.fail("waves", "no waves: a policy needs at least one")
@@ -188,6 +181,13 @@ func (p *Policy) validate() error {
 		if w.FailureThreshold.zero() {
 			w.FailureThreshold = Limit{Count: 1}
 		}
+		// The same bounds as a release manifest's update block, which these override.
+		if v := w.MinHealthyTime; v != nil && time.Duration(*v) > release.MaxMinHealthyTime {
+			return at("min_healthy_time", "%v is longer than %v, the most a release may ask for", *v, Duration(release.MaxMinHealthyTime))
+		}
+		if v := w.HealthyDeadline; v != nil && (time.Duration(*v) < time.Second || time.Duration(*v) > release.MaxHealthyDeadline) {
+			return at("healthy_deadline", "%v is out of bounds: want 1s to %v, as in a release's update block", *v, Duration(release.MaxHealthyDeadline))
+		}
 		if w.MinHealthyTime != nil && w.HealthyDeadline != nil && *w.MinHealthyTime > *w.HealthyDeadline {
 			return at("min_healthy_time", "%v is longer than healthy_deadline %v: a node could never stay up long enough", *w.MinHealthyTime, *w.HealthyDeadline)
 		}
@@ -219,6 +219,19 @@ func (p *Policy) validate() error {
 		if w.FeedbackRemind > w.FeedbackWindow {
 			return at("feedback_remind", "%v is past the feedback window %v: no reminder would be sent", w.FeedbackRemind, w.FeedbackWindow)
 		}
+	}
+	return nil
+}
+
+// choice checks that a field holds one of two words, and sets the first, its default, when
+// it is empty.
+func (p *Policy) choice(field string, v *string, def, other string) error {
+	switch *v {
+	case "":
+		*v = def
+	case def, other:
+	default:
+		return p.fail(field, "%s: want %s or %s", labels.Quote(*v), def, other)
 	}
 	return nil
 }

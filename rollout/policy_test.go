@@ -104,6 +104,8 @@ func TestParsePolicyRefuses(t *testing.T) {
 		{"acks without deadline", "name: p\nwaves:\n  - name: a\n    acks: {remind: 1d}\n", `policy.yaml:4: waves[0].acks.deadline: required`},
 		{"acks remind past deadline", "name: p\nwaves:\n  - name: a\n    acks:\n      deadline: 1d\n      remind: 2d\n", `policy.yaml:6: waves[0].acks.remind: 2d is past the deadline 1d`},
 		{"feedback remind alone", "name: p\nwaves:\n  - name: a\n    feedback_remind: 1d\n", `policy.yaml:4: waves[0].feedback_remind: set, but feedback_window is not`},
+		{"min healthy too long", "name: p\nwaves:\n  - name: a\n    min_healthy_time: 2h\n", `policy.yaml:4: waves[0].min_healthy_time: 2h is longer than 1h, the most a release may ask for`},
+		{"healthy deadline zero", "name: p\nwaves:\n  - name: a\n    healthy_deadline: 0s\n", `policy.yaml:4: waves[0].healthy_deadline: 0s is out of bounds: want 1s to 1d`},
 		{"min healthy past deadline", "name: p\nwaves:\n  - name: a\n    min_healthy_time: 10m\n    healthy_deadline: 5m\n", `policy.yaml:4: waves[0].min_healthy_time: 10m is longer than healthy_deadline 5m`},
 		{"not yaml", "name: p\nwaves: [\n", `policy.yaml:2: not YAML:`},
 		{"two documents", "name: p\nwaves: [{name: a}]\n---\nname: q\n", `policy.yaml:3: holds more than one YAML document`},
@@ -204,10 +206,13 @@ func TestSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, kv := range []string{"pilot.soak=2d", "*.min_healthy_time=5s", "rest.max_parallel=50%", "early.acks.remind=12h", "early.failure_threshold=3"} {
+	for _, kv := range []string{"pilot.soak=2d", "*.min_healthy_time=5s", "*.acks.escalate=1d12h", "*.feedback_remind=2d", "rest.max_parallel=50%", "early.acks.remind=12h", "early.failure_threshold=3"} {
 		if err := p.Override(kv); err != nil {
 			t.Fatalf("%s: %v", kv, err)
 		}
+	}
+	if p.Waves[1].Acks.Escalate != Duration(36*time.Hour) || p.Waves[1].FeedbackRemind != Duration(2*day) || p.Waves[0].FeedbackRemind != 0 {
+		t.Errorf("overrides of every wave with acks or feedback not applied: %+v", p.Waves)
 	}
 	if p.Waves[0].Soak != Duration(2*day) || p.Waves[2].MaxParallel != (Limit{Percent: 5000}) || p.Waves[1].Acks.Remind != Duration(12*time.Hour) || p.Waves[1].FailureThreshold != (Limit{Count: 3}) {
 		t.Errorf("overrides not applied: %+v", p.Waves)
@@ -225,6 +230,7 @@ func TestSet(t *testing.T) {
 		{"pilot.selector=x=y", `override "pilot.selector=x=y": not a duration or a limit`},
 		{"pilot.acks.deadline=1d", `override "pilot.acks.deadline=1d": wave pilot asks for no acks`},
 		{"soak=1h", `override "soak=1h": want WAVE.FIELD=VALUE`},
+		{"*.healthy_deadline=0s", `override "*.healthy_deadline=0s": careful.yaml:4: waves[0].healthy_deadline: 0s is out of bounds`},
 		{"pilot.soak", `override "pilot.soak": want WAVE.FIELD=VALUE`},
 		// Checked across fields as a file is, naming where the other value came from.
 		{"*.min_healthy_time=20m", `override "*.min_healthy_time=20m": careful.yaml:5: waves[1].min_healthy_time: 20m is longer than healthy_deadline 10m`},

@@ -374,7 +374,8 @@ func setQuantity(w *Wave, field, s string) error {
 	return nil
 }
 
-// Set overrides one duration or limit of the wave named, or of every wave for "*", as
+// Set overrides one duration or limit of the wave named, or of every wave for "*" (every wave
+// that asks for acks, for acks.*; that has a feedback window, for feedback_remind), as
 // rollout start --set does: Set("pilot.soak", "2d"), Set("*.min_healthy_time", "5s"). The
 // value is checked as a file's is, then the whole policy again; on an error the policy is
 // left as it was.
@@ -393,10 +394,17 @@ func (p *Policy) Set(path, value string) error {
 		if wave != "*" && w.Name != wave {
 			continue
 		}
+		// Every wave means every wave that has what the field refines.
+		if wave == "*" && (strings.HasPrefix(field, "acks.") && w.Acks == nil || field == "feedback_remind" && w.FeedbackWindow == 0) {
+			continue
+		}
 		found = true
 		if err := setQuantity(w, field, value); err != nil {
 			return fail("%v", err)
 		}
+	}
+	if !found && wave == "*" {
+		return fail("no wave of policy %s has what %s refines", p.Name, field)
 	}
 	if !found {
 		names := make([]string, len(p.Waves))

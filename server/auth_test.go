@@ -35,6 +35,8 @@ var routeAccess = map[string]access{
 	"GET /v1/channels":                 viewer,
 	"GET /v1/channels/{name}":          viewer,
 	"GET /v1/bulletin":                 viewer,
+	"GET /v1/policies":                 viewer,
+	"GET /v1/policies/{name}":          viewer,
 	"GET /v1/events":                   viewer,
 	"GET /v1/rollouts":                 viewer,
 	"GET /v1/rollouts/{id}":            viewer,

@@ -398,6 +398,8 @@ func (s *Server) routesInit() {
 	s.handle("GET /v1/rollouts", viewer, s.listRollouts)
 	s.handle("GET /v1/rollouts/{id}", viewer, s.showRollout)
 	s.handle("POST /v1/rollouts/{id}/{action}", admin, s.actOnRollout)
+	s.handle("GET /v1/policies", viewer, s.listPolicies)
+	s.handle("GET /v1/policies/{name}", viewer, s.showPolicy)
 
 	s.handle("GET /v1/events", viewer, s.listEvents)
 
