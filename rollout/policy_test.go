@@ -256,6 +256,7 @@ func FuzzParsePolicy(f *testing.F) {
 	}
 	f.Add([]byte("name: p\nwaves:\n  - &a {name: a}\n  - {<<: *a, name: b}\n"))
 	f.Add([]byte("name: p\nwaves: [{name: a, percent: 5%, max_parallel: 1, soak: 1d1h}]"))
+	targets := smallFleet(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := ParsePolicy("fuzz.yaml", b)
 		if err != nil {
@@ -276,9 +277,9 @@ func FuzzParsePolicy(f *testing.F) {
 		if err := json.Unmarshal(j, &back); err != nil {
 			t.Fatalf("JSON does not read back: %v\n%s", err, j)
 		}
-		plan, err := p.Resolve(fuzzTargets, Defaults{})
+		plan, err := p.Resolve(targets, Defaults{})
 		if err == nil {
-			checkPlan(t, p, fuzzTargets, plan)
+			checkPlan(t, p, targets, plan)
 		}
 	})
 }
@@ -289,6 +290,7 @@ func FuzzOverride(f *testing.F) {
 	for _, s := range []string{"pilot.soak=2d", "*.min_healthy_time=5s", "rest.max_parallel=50%", "early.acks.remind=12h", "x", "*.=", "pilot.soak=1d1d"} {
 		f.Add(s)
 	}
+	targets := smallFleet(f)
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := ParsePolicy("careful.yaml", []byte(careful))
 		if err != nil {
@@ -307,8 +309,8 @@ func FuzzOverride(f *testing.F) {
 		if err := p.validate(); err != nil {
 			t.Fatalf("override %q accepted, then the policy is invalid: %v", s, err)
 		}
-		if plan, err := p.Resolve(fuzzTargets, Defaults{}); err == nil {
-			checkPlan(t, p, fuzzTargets, plan)
+		if plan, err := p.Resolve(targets, Defaults{}); err == nil {
+			checkPlan(t, p, targets, plan)
 		}
 	})
 }
