@@ -256,6 +256,7 @@ func FuzzParsePolicy(f *testing.F) {
 	}
 	f.Add([]byte("name: p\nwaves:\n  - &a {name: a}\n  - {<<: *a, name: b}\n"))
 	f.Add([]byte("name: p\nwaves: [{name: a, percent: 5%, max_parallel: 1, soak: 1d1h}]"))
+	targets := smallFleet(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := ParsePolicy("fuzz.yaml", b)
 		if err != nil {
@@ -276,9 +277,40 @@ func FuzzParsePolicy(f *testing.F) {
 		if err := json.Unmarshal(j, &back); err != nil {
 			t.Fatalf("JSON does not read back: %v\n%s", err, j)
 		}
-		plan, err := p.Resolve(fuzzTargets, Defaults{})
+		plan, err := p.Resolve(targets, Defaults{})
 		if err == nil {
-			checkPlan(t, p, fuzzTargets, plan)
+			checkPlan(t, p, targets, plan)
+		}
+	})
+}
+
+// FuzzOverride: an override (rollout start --set) is outside input too: it never panics, a
+// refusal is one line and leaves the policy as it was, and what it accepts still resolves.
+func FuzzOverride(f *testing.F) {
+	for _, s := range []string{"pilot.soak=2d", "*.min_healthy_time=5s", "rest.max_parallel=50%", "early.acks.remind=12h", "x", "*.=", "pilot.soak=1d1d"} {
+		f.Add(s)
+	}
+	targets := smallFleet(f)
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePolicy("careful.yaml", []byte(careful))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, _ := json.Marshal(p)
+		if err := p.Override(s); err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error of more than one line: %q", err)
+			}
+			if after, _ := json.Marshal(p); string(after) != string(before) {
+				t.Fatalf("a refused override %q changed the policy", s)
+			}
+			return
+		}
+		if err := p.validate(); err != nil {
+			t.Fatalf("override %q accepted, then the policy is invalid: %v", s, err)
+		}
+		if plan, err := p.Resolve(targets, Defaults{}); err == nil {
+			checkPlan(t, p, targets, plan)
 		}
 	})
 }

@@ -41,7 +41,10 @@ func fleet(t testing.TB, specs ...string) []Target {
 	return ts
 }
 
-var fuzzTargets = fleet(&testing.T{}, "ams:1:3", "bcn:2:4:role=web", "cdg:3:2:pilot=breaking")
+// smallFleet is the fleet the fuzz tests resolve what they accept against.
+func smallFleet(t testing.TB) []Target {
+	return fleet(t, "ams:1:3", "bcn:2:4:role=web", "cdg:3:2:pilot=breaking")
+}
 
 func mustParse(t testing.TB, src string) *Policy {
 	t.Helper()
