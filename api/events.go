@@ -146,6 +146,8 @@ type ReleaseDeployed struct {
 	// Channel is set when the nodes follow a channel: deployed to follow it, or moved because
 	// its candidate changed.
 	Channel string `json:"channel,omitempty"`
+	// Rollout is the rollout that assigned the release (moving nodes on, or putting them back).
+	Rollout int64 `json:"rollout,omitempty"`
 }
 
 // AppControlledEvent is the payload of app.controlled: an operator stopped, started or restarted
@@ -165,7 +167,8 @@ type AppRestarted struct {
 
 // AppUndeployed is the payload of app.undeployed: the app was taken off these nodes.
 type AppUndeployed struct {
-	Nodes []string `json:"nodes"`
+	Nodes   []string `json:"nodes"`
+	Rollout int64    `json:"rollout,omitempty"` // the rollout that took the app off, putting nodes back
 }
 
 // AppInstalled is the payload of app.installed.

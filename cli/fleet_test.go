@@ -119,10 +119,13 @@ func (f *fleet) agent(name, site string, lbls map[string]string) {
 }
 
 // bundle builds app@version in a temporary directory and returns the bundle's file.
-func (f *fleet) bundle(app, version string) string {
+func (f *fleet) bundle(app, version string) string { return f.bundleWith(app, version, "") }
+
+// bundleWith builds app@version with more manifest lines (processes, update, …).
+func (f *fleet) bundleWith(app, version, more string) string {
 	f.t.Helper()
 	src := f.t.TempDir()
-	manifest := fmt.Sprintf("app: %s\nversion: %q\nclass: minor\n", app, version)
+	manifest := fmt.Sprintf("app: %s\nversion: %q\nclass: minor\n", app, version) + more
 	if err := os.WriteFile(filepath.Join(src, release.ManifestName), []byte(manifest), 0o644); err != nil {
 		f.t.Fatal(err)
 	}
@@ -161,9 +164,12 @@ func (f *fleet) sign(file string) {
 }
 
 // push builds, signs and pushes app@version; it lands in the first channel.
-func (f *fleet) push(app, version string) {
+func (f *fleet) push(app, version string) { f.pushWith(app, version, "") }
+
+// pushWith builds, signs and pushes app@version with more manifest lines.
+func (f *fleet) pushWith(app, version, more string) {
 	f.t.Helper()
-	file := f.bundle(app, version)
+	file := f.bundleWith(app, version, more)
 	f.sign(file)
 	f.mustFerry("release", "push", file)
 }

@@ -219,14 +219,23 @@ func (e *Engine) carryOut(tx store.Tx, rec store.RolloutRecord, p Plan, acts []A
 	for _, a := range acts {
 		switch a.Kind {
 		case ActAssign:
-			var err error
+			// The events name the nodes whose desired state changed: the hub wakes their agents.
 			if a.Version == "" {
-				_, err = tx.UnassignNodes(a.Nodes, rec.App)
-			} else {
-				_, err = tx.AssignRollout(a.Nodes, rec.App, a.Version, rec.ID, a.Attempt, now)
+				changed, err := tx.UnassignNodes(a.Nodes, rec.App)
+				if err != nil {
+					return nil, err
+				}
+				if len(changed) > 0 {
+					evs = append(evs, api.NewEvent(now, api.EventAppUndeploy, rec.App, api.AppUndeployed{Nodes: changed, Rollout: rec.ID}))
+				}
+				continue
 			}
+			changed, err := tx.AssignRollout(a.Nodes, rec.App, a.Version, rec.ID, a.Attempt, now)
 			if err != nil {
 				return nil, err
+			}
+			if len(changed) > 0 {
+				evs = append(evs, api.NewEvent(now, api.EventReleaseDeployed, rec.App+"@"+a.Version, api.ReleaseDeployed{Nodes: changed, Rollout: rec.ID}))
 			}
 		default:
 			n := api.RolloutNotify{ID: rec.ID, Wave: waveName(p, a.Wave), Kind: a.Kind, Sites: a.Sites}
