@@ -22,6 +22,7 @@ import (
 	"github.com/ferryhq/ferry/labels"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/signing"
+	"golang.org/x/sys/unix"
 )
 
 // An install fetches the release's blob (resuming a partial download with a Range request),
@@ -186,6 +187,9 @@ func (in *installer) prepare(ctx context.Context, a api.Assignment, unpacking fu
 	var have installed
 	if readJSON(final+".json", &have) != nil || have.SHA256 != a.SHA256 || !isDir(final) {
 		if err := in.unpack(f, a, want, releases, final); err != nil {
+			if errors.Is(err, unix.ENOSPC) {
+				return "", noSpace(a, releases)
+			}
 			return "", err
 		}
 	}
@@ -238,6 +242,9 @@ func (in *installer) unpack(f *os.File, a api.Assignment, want release.Version, 
 	}
 	defer os.RemoveAll(tmp)
 	m, err := release.Unpack(f, tmp, release.Limits{})
+	if errors.Is(err, unix.ENOSPC) {
+		return err // the disk's fault, not the bundle's: retried, as space may be freed
+	}
 	if err != nil {
 		return permanent("%v", err)
 	}
@@ -257,6 +264,33 @@ func (in *installer) unpack(f *os.File, a api.Assignment, want release.Version, 
 	}
 	syncDir(releases)
 	return nil
+}
+
+// noSpace is the failure of an unpack that filled the disk (what it wrote is removed already):
+// which release, where, and how much room there was.
+func noSpace(a api.Assignment, releases string) error {
+	free := "unknown"
+	var fs unix.Statfs_t
+	if unix.Statfs(releases, &fs) == nil {
+		free = sizeText(int64(fs.Bavail) * int64(fs.Bsize))
+	}
+	return fmt.Errorf("unpack %s %s: no space left on device (%s; %s free there, the bundle alone is %s); free some space and the agent tries again",
+		a.App, a.Version, releases, free, sizeText(a.Size))
+}
+
+// sizeText is n bytes for a person to read: 512 B, 1.5 KiB, 20.0 MiB.
+func sizeText(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, unit := float64(n)/1024, "KiB"
+	for _, u := range []string{"MiB", "GiB", "TiB"} {
+		if v < 1024 {
+			break
+		}
+		v, unit = v/1024, u
+	}
+	return fmt.Sprintf("%.1f %s", v, unit)
 }
 
 // switchLink points dir/current at target by renaming a new symlink over it: atomic.
