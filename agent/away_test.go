@@ -23,13 +23,7 @@ func TestServerAway(t *testing.T) {
 	r := newRig(t)
 	clk := clock.NewFake(time.Now())
 	dir := t.TempDir()
-	killServices(t, dir)
-	n := r.start("n1", dir, agent.Config{Clock: clk})
-	sock, ready := readySocket(t)
-	r.pushManifest("1.0.0", webService("1.0.0", false, sock), nil)
-	r.deploy("hello@1.0.0", "site=ams")
-	awaitReady(t, ready, "1.0.0")
-	na := n.waitReport(t, clk, inState(api.AppStateRunning, "1.0.0"))
+	n, na, sock, ready := r.serving(dir, clk)
 	port, pid := na.Ports["http"], na.Processes[0].PID
 
 	r.stop()
@@ -91,4 +85,18 @@ func TestServerAway(t *testing.T) {
 	if got := get(t, port); got != "200 1.1.0" {
 		t.Fatalf("after the new deploy the service answers %q", got)
 	}
+}
+
+// serving starts agent n1 on dir with clk and has it run webService 1.0.0 until it is verified:
+// the node, its report, and the ready socket's path and news.
+func (r *rig) serving(dir string, clk *clock.Fake) (*node, api.NodeApp, string, <-chan string) {
+	t := r.t
+	t.Helper()
+	killServices(t, dir)
+	n := r.start("n1", dir, agent.Config{Clock: clk})
+	sock, ready := readySocket(t)
+	r.pushManifest("1.0.0", webService("1.0.0", false, sock), nil)
+	r.deploy("hello@1.0.0", "site=ams")
+	awaitReady(t, ready, "1.0.0")
+	return n, n.waitReport(t, clk, inState(api.AppStateRunning, "1.0.0")), sock, ready
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/clock"
 	"golang.org/x/sys/unix"
@@ -36,14 +35,8 @@ func TestFullDiskDuringUnpack(t *testing.T) {
 		}
 	})
 	r := newRig(t)
-	clk := clock.NewFake(time.Now())
-	killServices(t, dir)
-	n := r.start("n1", dir, agent.Config{Clock: clk})
-	sock, ready := readySocket(t)
-	r.pushManifest("1.0.0", webService("1.0.0", false, sock), nil)
-	r.deploy("hello@1.0.0", "site=ams")
-	awaitReady(t, ready, "1.0.0")
-	na := n.waitReport(t, clk, inState(api.AppStateRunning, "1.0.0"))
+	// The agent's clock stands still: the failed install is not retried while the test looks.
+	n, na, sock, _ := r.serving(dir, clock.NewFake(time.Now()))
 	port, pid := na.Ports["http"], na.Processes[0].PID
 	before := used(t, apps)
 
