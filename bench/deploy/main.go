@@ -26,7 +26,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -186,30 +185,12 @@ func push(ctx context.Context, o options, srv *fleet.Server, key minisign.Privat
 // roll deploys hello@version to the n nodes selector picks and follows the change feed until
 // each reports it running, verified: when it started, and the server's time of each report.
 func roll(ctx context.Context, o options, srv *fleet.Server, selector string, n int, version string) (time.Time, map[string]time.Time, error) {
-	start := time.Now()
-	dep, err := srv.Admin.Deploy(ctx, api.Deploy{Release: "hello@" + version, Selector: selector})
-	if err != nil {
-		return start, nil, fmt.Errorf("deploy: %w", err)
-	}
-	if len(dep.Nodes) != n {
-		return start, nil, fmt.Errorf("deploy assigned %d nodes, want %d", len(dep.Nodes), n)
-	}
-	wctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	running := map[string]time.Time{}
-	errDone := errors.New("done")
-	err = srv.Admin.FollowEvents(wctx, dep.EventID, func(e api.Event) error {
-		if e.Type != api.EventAppState {
-			return nil
-		}
+	return srv.Deploy(ctx, "hello@"+version, selector, n, o.timeout, func(e api.Event) (bool, error) {
 		var c api.AppStateChanged
-		if e.Decode(&c) != nil || c.App != "hello" || c.Version != version {
-			return nil
+		if e.Type != api.EventAppState || e.Decode(&c) != nil || c.App != "hello" || c.Version != version {
+			return false, nil
 		}
-		switch c.To {
-		case api.AppStateRunning:
-			running[e.Subject] = e.Time
-		case api.AppStateFailed, api.AppStateRolledBack:
+		if c.To == api.AppStateFailed || c.To == api.AppStateRolledBack {
 			tail := ""
 			if n, err := srv.Admin.Node(ctx, e.Subject); err == nil {
 				for _, na := range n.Apps {
@@ -218,17 +199,10 @@ func roll(ctx context.Context, o options, srv *fleet.Server, selector string, n 
 					}
 				}
 			}
-			return fmt.Errorf("node %s: %s %s: %s; its log ends:\n%s", e.Subject, version, c.To, c.Reason, tail)
+			return false, fmt.Errorf("node %s: %s %s: %s; its log ends:\n%s", e.Subject, version, c.To, c.Reason, tail)
 		}
-		if len(running) == n {
-			return errDone
-		}
-		return nil
+		return c.To == api.AppStateRunning, nil
 	})
-	if err != errDone {
-		return start, nil, fmt.Errorf("%d of %d nodes running %s: %v", len(running), n, version, err)
-	}
-	return start, running, nil
 }
 
 // deploy pushes hello@version, deploys it to every node and measures the deploy.

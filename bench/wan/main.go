@@ -28,7 +28,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -213,36 +212,12 @@ func deploy(ctx context.Context, o options, srv *fleet.Server, key minisign.Priv
 		return res
 	}
 	res.ideal = ideal(rel.Size, o)
-	start := time.Now()
-	dep, err := srv.Admin.Deploy(ctx, api.Deploy{Release: "big@" + version, Selector: "site=wan"})
-	if err != nil {
-		res.err = fmt.Errorf("deploy: %w", err)
-		return res
-	}
-	if len(dep.Nodes) != o.agents {
-		res.err = fmt.Errorf("deploy assigned %d nodes, want %d", len(dep.Nodes), o.agents)
-		return res
-	}
-	wctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	installed := map[string]time.Time{}
-	errDone := errors.New("done")
-	err = srv.Admin.FollowEvents(wctx, dep.EventID, func(e api.Event) error {
-		if e.Type != api.EventAppInstalled {
-			return nil
-		}
+	start, installed, err := srv.Deploy(ctx, "big@"+version, "site=wan", o.agents, o.timeout, func(e api.Event) (bool, error) {
 		var p api.AppInstalled
-		if e.Decode(&p) != nil || p.App != "big" || p.Version != version {
-			return nil
-		}
-		installed[e.Subject] = e.Time
-		if len(installed) == o.agents {
-			return errDone
-		}
-		return nil
+		return e.Type == api.EventAppInstalled && e.Decode(&p) == nil && p.App == "big" && p.Version == version, nil
 	})
-	if err != errDone {
-		res.err = fmt.Errorf("%d of %d agents installed %s before %v", len(installed), o.agents, version, err)
+	if err != nil {
+		res.err = err
 		return res
 	}
 	for node, at := range installed {

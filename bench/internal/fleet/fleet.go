@@ -5,6 +5,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -171,6 +172,39 @@ func StopAgents(agents []*Agent) {
 		a.cmd.Wait()
 		a.log.Close()
 	}
+}
+
+// Deploy deploys release to the n nodes selector picks and follows the change feed from the
+// deploy until reached has said of an event of each node that it got there (an error from
+// reached ends the wait). It returns the time just before the call and, per node, the server's
+// time of that event.
+func (s *Server) Deploy(ctx context.Context, release, selector string, n int, timeout time.Duration, reached func(api.Event) (bool, error)) (time.Time, map[string]time.Time, error) {
+	start := time.Now()
+	dep, err := s.Admin.Deploy(ctx, api.Deploy{Release: release, Selector: selector})
+	if err != nil {
+		return start, nil, fmt.Errorf("deploy: %w", err)
+	}
+	if len(dep.Nodes) != n {
+		return start, nil, fmt.Errorf("deploy assigned %d nodes, want %d", len(dep.Nodes), n)
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	at := map[string]time.Time{}
+	errDone := errors.New("done")
+	err = s.Admin.FollowEvents(wctx, dep.EventID, func(e api.Event) error {
+		if ok, err := reached(e); err != nil || !ok {
+			return err
+		}
+		at[e.Subject] = e.Time
+		if len(at) == n {
+			return errDone
+		}
+		return nil
+	})
+	if err != errDone {
+		return start, nil, fmt.Errorf("%d of %d nodes got %s there: %v", len(at), n, release, err)
+	}
+	return start, at, nil
 }
 
 // WaitUp waits until n nodes of site are enrolled and up and the server has answered n
