@@ -23,7 +23,7 @@ func TestServerAway(t *testing.T) {
 	r := newRig(t)
 	clk := clock.NewFake(time.Now())
 	dir := t.TempDir()
-	n, na, sock, ready := r.serving(dir, clk)
+	n, na, sock, ready := r.serving(dir, clk, agent.Config{})
 	port, pid := na.Ports["http"], na.Processes[0].PID
 
 	r.stop()
@@ -87,13 +87,14 @@ func TestServerAway(t *testing.T) {
 	}
 }
 
-// serving starts agent n1 on dir with clk and has it run webService 1.0.0 until it is verified:
-// the node, its report, and the ready socket's path and news.
-func (r *rig) serving(dir string, clk *clock.Fake) (*node, api.NodeApp, string, <-chan string) {
+// serving starts agent n1 on dir with cfg and clk and has it run webService 1.0.0 until it is
+// verified: the node, its report, and the ready socket's path and news.
+func (r *rig) serving(dir string, clk *clock.Fake, cfg agent.Config) (*node, api.NodeApp, string, <-chan string) {
 	t := r.t
 	t.Helper()
 	killServices(t, dir)
-	n := r.start("n1", dir, agent.Config{Clock: clk})
+	cfg.Clock = clk
+	n := r.start("n1", dir, cfg)
 	sock, ready := readySocket(t)
 	r.pushManifest("1.0.0", webService("1.0.0", false, sock), nil)
 	r.deploy("hello@1.0.0", "site=ams")

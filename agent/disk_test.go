@@ -1,13 +1,16 @@
 package agent_test
 
 import (
+	"context"
 	"crypto/rand"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/clock"
 	"golang.org/x/sys/unix"
@@ -16,7 +19,8 @@ import (
 // A release that does not fit on the disk is not half installed: with the agent's apps
 // directory on a small filesystem (a tmpfs, which takes root), the running release keeps
 // serving, the new one is reported failed with an error that names the lack of space and
-// where, and nothing of the unpack is left to fill the disk.
+// where, and nothing of the unpack is left to fill the disk. The agent tries again, but does
+// not fill the disk again until there is more room; once there is, it installs the release.
 func TestFullDiskDuringUnpack(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a size-limited tmpfs takes root")
@@ -35,8 +39,11 @@ func TestFullDiskDuringUnpack(t *testing.T) {
 		}
 	})
 	r := newRig(t)
-	// The agent's clock stands still: the failed install is not retried while the test looks.
-	n, na, sock, _ := r.serving(dir, clock.NewFake(time.Now()))
+	// The agent's clock stands still until the test moves it: the failed install is not retried
+	// while the test looks.
+	clk := clock.NewFake(time.Now())
+	logs := &lockedBuf{}
+	n, na, sock, ready := r.serving(dir, clk, agent.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	port, pid := na.Ports["http"], na.Processes[0].PID
 	before := used(t, apps)
 
@@ -68,6 +75,29 @@ func TestFullDiskDuringUnpack(t *testing.T) {
 	}
 	if after := used(t, apps); after > before+64<<10 {
 		t.Errorf("the apps directory uses %d bytes, %d before the deploy", after, before)
+	}
+
+	// The retry (within a second) finds no more room than the unpack left, and does not unpack.
+	wctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+	defer cancel()
+	if err := clk.WaitDue(wctx, time.Second); err != nil {
+		t.Fatalf("the agent is not waiting to try again: %v", err)
+	}
+	clk.Advance(time.Second)
+	logs.waitCount(t, "not unpacking again: no more room", 1)
+
+	// Room made, the next retry (within two seconds) installs 1.1.0.
+	if err := unix.Mount("tmpfs", apps, "tmpfs", unix.MS_REMOUNT, "size=8m"); err != nil {
+		t.Fatalf("grow the tmpfs: %v", err)
+	}
+	if err := clk.WaitDue(wctx, 2*time.Second); err != nil {
+		t.Fatalf("the agent is not waiting to try again: %v", err)
+	}
+	clk.Advance(2 * time.Second)
+	awaitReady(t, ready, "1.1.0")
+	n.waitReport(t, clk, inState(api.AppStateRunning, "1.1.0"))
+	if got := get(t, port); got != "200 1.1.0" {
+		t.Fatalf("once there is room the service answers %q", got)
 	}
 }
 
