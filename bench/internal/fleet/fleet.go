@@ -202,7 +202,7 @@ func (s *Server) Deploy(ctx context.Context, release, selector string, n int, ti
 		return nil
 	})
 	if err != errDone {
-		return start, nil, fmt.Errorf("%d of %d nodes got %s there: %v", len(at), n, release, err)
+		return start, nil, fmt.Errorf("%d of %d nodes reached what the harness waits for of %s: %v", len(at), n, release, err)
 	}
 	return start, at, nil
 }
