@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/ferryhq/ferry/labels"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/signing"
+	"golang.org/x/sys/unix"
 )
 
 // An install fetches the release's blob (resuming a partial download with a Range request),
@@ -74,6 +76,11 @@ type installer struct {
 	// fetched counts the blob bytes downloaded: the reconcile loop backs off further only
 	// over failed tries that brought none.
 	fetched atomic.Int64
+	// full holds, per blob whose unpack filled the disk, the room left there after it: a retry
+	// unpacks again only once there is more, rather than fill the disk under the running
+	// release at every try.
+	fullMu sync.Mutex
+	full   map[string]int64
 }
 
 func (in *installer) appDir(app string) string { return filepath.Join(in.dir, appsDir, app) }
@@ -185,9 +192,29 @@ func (in *installer) prepare(ctx context.Context, a api.Assignment, unpacking fu
 	final := filepath.Join(releases, name)
 	var have installed
 	if readJSON(final+".json", &have) != nil || have.SHA256 != a.SHA256 || !isDir(final) {
+		in.fullMu.Lock()
+		room, filled := in.full[a.SHA256]
+		in.fullMu.Unlock()
+		if free := freeSpace(releases); filled && free >= 0 && free <= room {
+			in.log.Info("not unpacking again: no more room than when it filled the disk", "app", a.App, "version", a.Version, "free", free)
+			return "", noSpace(a, releases, free)
+		}
 		if err := in.unpack(f, a, want, releases, final); err != nil {
+			if errors.Is(err, unix.ENOSPC) {
+				free := freeSpace(releases)
+				in.fullMu.Lock()
+				if in.full == nil {
+					in.full = map[string]int64{}
+				}
+				in.full[a.SHA256] = free
+				in.fullMu.Unlock()
+				return "", noSpace(a, releases, free)
+			}
 			return "", err
 		}
+		in.fullMu.Lock()
+		delete(in.full, a.SHA256)
+		in.fullMu.Unlock()
 	}
 	cur := installed{App: a.App, Version: a.Version, SHA256: a.SHA256, InstalledAt: in.clk.Now().UTC()}
 	if err := saveJSON(final+".json", cur); err != nil {
@@ -238,6 +265,9 @@ func (in *installer) unpack(f *os.File, a api.Assignment, want release.Version, 
 	}
 	defer os.RemoveAll(tmp)
 	m, err := release.Unpack(f, tmp, release.Limits{})
+	if errors.Is(err, unix.ENOSPC) {
+		return err // the disk's fault, not the bundle's: retried, as space may be freed
+	}
 	if err != nil {
 		return permanent("%v", err)
 	}
@@ -257,6 +287,41 @@ func (in *installer) unpack(f *os.File, a api.Assignment, want release.Version, 
 	}
 	syncDir(releases)
 	return nil
+}
+
+// noSpace is the failure of an unpack that filled the disk (what it wrote is removed already):
+// which release, where, and how much room there is (free, -1 when unknown).
+func noSpace(a api.Assignment, releases string, free int64) error {
+	room := "unknown"
+	if free >= 0 {
+		room = sizeText(free)
+	}
+	return fmt.Errorf("unpack %s %s: no space left on device (%s; %s free there, the bundle alone is %s); free some space and the agent tries again",
+		a.App, a.Version, releases, room, sizeText(a.Size))
+}
+
+// freeSpace is how many bytes the agent may still write in dir's filesystem; -1 when unknown.
+func freeSpace(dir string) int64 {
+	var fs unix.Statfs_t
+	if unix.Statfs(dir, &fs) != nil {
+		return -1
+	}
+	return int64(fs.Bavail) * fs.Bsize
+}
+
+// sizeText is n bytes for a person to read: 512 B, 1.5 KiB, 20.0 MiB.
+func sizeText(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, unit := float64(n)/1024, "KiB"
+	for _, u := range []string{"MiB", "GiB", "TiB"} {
+		if v < 1024 {
+			break
+		}
+		v, unit = v/1024, u
+	}
+	return fmt.Sprintf("%.1f %s", v, unit)
 }
 
 // switchLink points dir/current at target by renaming a new symlink over it: atomic.

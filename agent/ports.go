@@ -69,10 +69,10 @@ func portVars(ports map[string]int) map[string]string {
 }
 
 // environ is the whole environment a release's processes, hooks and checks get: a PATH, the
-// app and version, its ports, and extra (a process's own env), sorted so that a process's Spec
+// node's name, the app and version, its ports, and extra (a process's own env), sorted so that a process's Spec
 // (and with it adoption after an agent restart) does not depend on map order.
-func environ(app, version string, ports map[string]int, extra map[string]string) ([]string, error) {
-	env := map[string]string{"PATH": supervise.DefaultPath, "FERRY_APP": app, "FERRY_VERSION": version}
+func environ(node, app, version string, ports map[string]int, extra map[string]string) ([]string, error) {
+	env := map[string]string{"PATH": supervise.DefaultPath, "FERRY_NODE": node, "FERRY_APP": app, "FERRY_VERSION": version}
 	vars := portVars(ports)
 	for k, v := range vars {
 		env[k] = v

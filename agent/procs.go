@@ -70,15 +70,15 @@ func (a *Agent) release(r *appRun, name string) (*releaseInfo, error) {
 	return &releaseInfo{name: name, dir: dir, version: info.Version, m: m, ports: p, vars: portVars(p)}, nil
 }
 
-// specs are the supervisor's specs of rel's processes.
-func (rel *releaseInfo) specs(app string) ([]supervise.Spec, error) {
+// specs are the supervisor's specs of rel's processes on node.
+func (rel *releaseInfo) specs(node, app string) ([]supervise.Spec, error) {
 	var out []supervise.Spec
 	for _, p := range rel.m.Processes {
 		cmd, err := expandAll(p.Command, rel.vars)
 		if err != nil {
 			return nil, fmt.Errorf("process %s: %v", p.Name, err)
 		}
-		env, err := environ(app, rel.version, rel.ports, p.Env)
+		env, err := environ(node, app, rel.version, rel.ports, p.Env)
 		if err != nil {
 			return nil, fmt.Errorf("process %s: %v", p.Name, err)
 		}
@@ -102,7 +102,7 @@ func (rel *releaseInfo) specs(app string) ([]supervise.Spec, error) {
 // from the same spec, and stops whatever else the app's supervisor runs. The watch it returns
 // has seen every change since before the first start.
 func (a *Agent) startRelease(ctx context.Context, r *appRun, rel *releaseInfo) (*procWatch, error) {
-	specs, err := rel.specs(r.name)
+	specs, err := rel.specs(a.Name(), r.name)
 	if err != nil {
 		return nil, &stepError{step: stepStart, err: err}
 	}

@@ -135,7 +135,7 @@ func (a *Agent) verify(ctx context.Context, r *appRun, rel *releaseInfo, w *proc
 // checkSpecs turns the manifest's checks into the check runner's, with ${FERRY_PORT_X}
 // expanded; the interval is the shortest of theirs.
 func (a *Agent) checkSpecs(r *appRun, rel *releaseInfo) ([]namedCheck, time.Duration, error) {
-	env, err := environ(r.name, rel.version, rel.ports, nil)
+	env, err := environ(a.Name(), r.name, rel.version, rel.ports, nil)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -200,7 +200,7 @@ func (a *Agent) hook(ctx context.Context, r *appRun, rel *releaseInfo, which str
 	if err != nil {
 		return err
 	}
-	env, err := environ(r.name, rel.version, rel.ports, nil)
+	env, err := environ(a.Name(), r.name, rel.version, rel.ports, nil)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/bench/internal/fleet"
 	"github.com/ferryhq/ferry/bench/internal/profctl"
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/pki"
@@ -223,7 +224,7 @@ func run(size int64, ns []int, rounds int, modes []string, profile, bin string, 
 	defer ng.stop()
 
 	fmt.Printf("== ferry blob benchmark: %.0f MiB bundle, %d CPUs (%s), %s, clients read %s at a time\n",
-		float64(fi.Size())/(1<<20), runtime.NumCPU(), cpuModel(), runtime.Version(), readSizeName(readSize))
+		float64(fi.Size())/(1<<20), runtime.NumCPU(), fleet.CPUModel(), runtime.Version(), readSizeName(readSize))
 	mbps := func(n int64, d time.Duration) float64 { return float64(n) / (1 << 20) / d.Seconds() }
 	fmt.Printf("dd with fsync: %v → %.0f MiB/s\n", ddTime.Round(time.Millisecond), mbps(fi.Size(), ddTime))
 	for _, mode := range modes {
@@ -413,16 +414,6 @@ func ownCPU() float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
-		}
-	}
-	return "unknown CPU"
 }
 
 // nginxServer is Debian's nginx serving each ferry server's blob file as /blob.

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/bench/internal/fleet"
 	"github.com/ferryhq/ferry/bench/internal/profctl"
 	"github.com/ferryhq/ferry/internal/pgtest"
 )
@@ -189,7 +190,7 @@ func run(o options, setups []setup) error {
 
 func report(o options, results []result) {
 	fmt.Printf("\n== ferry loadgen: %d agents (protocol %d), heartbeat interval %v, %v window, %d pushes, %d CPUs (%s), %s\n",
-		o.agents, api.Protocol, o.interval, o.window, o.pushes, runtime.NumCPU(), cpuModel(), runtime.Version())
+		o.agents, api.Protocol, o.interval, o.window, o.pushes, runtime.NumCPU(), fleet.CPUModel(), runtime.Version())
 	fmt.Printf("| db | replicas | transport | heartbeats/s | server CPU per heartbeat | PostgreSQL CPU per heartbeat | server RSS per agent | push p50 | push p99 | agents per replica | agent errors |\n")
 	fmt.Printf("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n")
 	for _, r := range results {

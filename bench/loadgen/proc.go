@@ -89,13 +89,3 @@ func rssSum(pids []int) int64 {
 	}
 	return t
 }
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
-		}
-	}
-	return "unknown CPU"
-}

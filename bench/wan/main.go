@@ -28,29 +28,20 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"aead.dev/minisign"
 	"github.com/ferryhq/ferry/api"
-	"github.com/ferryhq/ferry/bench/internal/profctl"
-	"github.com/ferryhq/ferry/client"
-	"github.com/ferryhq/ferry/pki"
+	"github.com/ferryhq/ferry/bench/internal/fleet"
 	"github.com/ferryhq/ferry/release"
-	"github.com/ferryhq/ferry/signing"
 )
 
 // options are the harness's flags.
@@ -121,106 +112,66 @@ type result struct {
 	run      int
 	took     time.Duration
 	ideal    time.Duration
-	slowest  string // the last agent to report the release installed
-	counts   counts // requests the server answered from the links' change to the deploy's end
+	slowest  string       // the last agent to report the release installed
+	counts   fleet.Counts // requests the server answered from the links' change to the deploy's end
 	err      error
 }
 
 func (r result) ratio() float64 { return r.took.Seconds() / r.ideal.Seconds() }
 
 func run(o options) error {
-	dir, err := os.MkdirTemp("", "ferry-bench-wan-")
+	ws, err := fleet.NewWorkspace("ferry-bench-wan-", o.logs, o.bin)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	logs := o.logs
-	if logs == "" {
-		logs = filepath.Join(dir, "logs")
-	}
-	if err := os.MkdirAll(logs, 0o755); err != nil {
-		return err
-	}
-	bin, err := profctl.Build(dir, o.bin, "")
-	if err != nil {
-		return err
-	}
+	defer ws.Close()
+	dir, logs, bin := ws.Dir, ws.Logs, ws.Bin
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	srv, err := startServer(bin, filepath.Join(dir, "server"), logs, o.plain)
+	srv, err := fleet.StartServer(bin, filepath.Join(dir, "server"), logs, o.plain)
 	if err != nil {
 		return err
 	}
-	defer srv.stop()
-	admin := srv.admin
-	keys := filepath.Join(dir, "keys")
-	if _, err := signing.GenerateKeyPair(keys, ""); err != nil {
-		return err
-	}
-	key, err := signing.LoadSecretKey(filepath.Join(keys, signing.SecretKeyFile), "")
-	if err != nil {
-		return err
-	}
-	pub, _ := os.ReadFile(filepath.Join(keys, signing.PublicKeyFile))
-	if _, err := admin.TrustKey(ctx, api.KeyTrust{PublicKey: string(pub)}); err != nil {
-		return err
-	}
-	if _, err := admin.AddSite(ctx, client.SiteAdd{Name: "wan", Tier: 1}); err != nil {
-		return err
-	}
-	tok, err := admin.CreateToken(ctx, api.TokenCreate{Site: "wan", Uses: o.agents})
+	defer srv.Stop()
+	tok, key, err := srv.Enrollment(ctx, "wan", o.agents, filepath.Join(dir, "keys"))
 	if err != nil {
 		return err
 	}
 
-	links, err := newLinks(o, srv.listen)
+	links, err := newLinks(o, srv.Listen)
 	if err != nil {
 		return err
 	}
 	defer links.stop()
-	var agents []*exec.Cmd
-	defer func() {
-		for _, a := range agents {
-			a.Process.Signal(syscall.SIGTERM)
-		}
-		for _, a := range agents {
-			a.Wait()
-		}
-	}()
+	var agents []*fleet.Agent
+	defer func() { fleet.StopAgents(agents) }()
 	scheme := "https://"
 	if o.plain {
 		scheme = "http://"
 	}
 	for i := range o.agents {
 		name := fmt.Sprintf("wan%02d", i)
-		logf, err := os.Create(filepath.Join(logs, name+".log"))
+		a, err := fleet.StartAgent(bin, scheme+links.addr(i), tok.Secret, filepath.Join(dir, name), name, logs, "")
 		if err != nil {
 			return err
 		}
-		defer logf.Close()
-		cmd := exec.Command(bin, "agent", "--server", scheme+links.addr(i), "--token", tok.Secret,
-			"--data", filepath.Join(dir, name), "--name", name, "--log-level", "info")
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		agents = append(agents, cmd)
+		agents = append(agents, a)
 	}
-	if err := waitUp(ctx, srv, o.agents); err != nil {
+	if err := srv.WaitUp(ctx, "wan", o.agents); err != nil {
 		return fmt.Errorf("%w (logs in %s)", err, logs)
 	}
 
 	fmt.Printf("== ferry WAN benchmark: %d agents, each through its own link: latency %v ± %v each way, %d KB/s per connection and direction; cut scenario: %.0f%% of connections closed %v after their first bytes toward the agent\n",
 		o.agents, o.latency, o.jitter, o.rateKB, o.cut*100, o.cutAfter)
-	fmt.Printf("   %d CPUs (%s), %s, %s; ideal = blob size / (%d × 1000 B/s) + 6 × %v\n", runtime.NumCPU(), cpuModel(), runtime.Version(),
+	fmt.Printf("   %d CPUs (%s), %s, %s; ideal = blob size / (%d × 1000 B/s) + 6 × %v\n", runtime.NumCPU(), fleet.CPUModel(), runtime.Version(),
 		map[bool]string{true: "plain HTTP", false: "TLS"}[o.plain], o.rateKB, o.latency)
 
 	var results []result
 	version := 0
 	for r := 1; r <= o.runs; r++ {
 		for _, sc := range o.scenarios {
-			before, err := srv.counts()
+			before, err := srv.Counts()
 			if err != nil {
 				return err
 			}
@@ -231,11 +182,11 @@ func run(o options) error {
 			version++
 			res := deploy(ctx, o, srv, key, dir, fmt.Sprintf("1.0.%d", version))
 			if res.err == nil {
-				after, err := srv.counts()
+				after, err := srv.Counts()
 				if err != nil {
 					return err
 				}
-				res.counts = after.minus(before)
+				res.counts = after.Minus(before)
 			}
 			res.scenario, res.run = sc, r
 			results = append(results, res)
@@ -253,56 +204,20 @@ func run(o options) error {
 
 // deploy pushes a new release of the given version and deploys it to every agent, and times
 // the deploy until the last agent's report that it installed it.
-func deploy(ctx context.Context, o options, srv *server, key minisign.PrivateKey, dir, version string) result {
+func deploy(ctx context.Context, o options, srv *fleet.Server, key minisign.PrivateKey, dir, version string) result {
 	var res result
-	bundle, size, sig, err := build(dir, key, version, o.size)
-	if err != nil {
-		res.err = err
-		return res
-	}
-	defer os.Remove(bundle)
-	res.ideal = ideal(size, o)
-	f, err := os.Open(bundle)
-	if err != nil {
-		res.err = err
-		return res
-	}
-	_, err = srv.admin.PushRelease(ctx, f, size, sig)
-	f.Close()
+	rel, err := push(ctx, srv, key, dir, version, o.size)
 	if err != nil {
 		res.err = fmt.Errorf("push: %w", err)
 		return res
 	}
-	start := time.Now()
-	dep, err := srv.admin.Deploy(ctx, api.Deploy{Release: "big@" + version, Selector: "site=wan"})
-	if err != nil {
-		res.err = fmt.Errorf("deploy: %w", err)
-		return res
-	}
-	if len(dep.Nodes) != o.agents {
-		res.err = fmt.Errorf("deploy assigned %d nodes, want %d", len(dep.Nodes), o.agents)
-		return res
-	}
-	wctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	installed := map[string]time.Time{}
-	errDone := errors.New("done")
-	err = srv.admin.FollowEvents(wctx, dep.EventID, func(e api.Event) error {
-		if e.Type != api.EventAppInstalled {
-			return nil
-		}
+	res.ideal = ideal(rel.Size, o)
+	start, installed, err := srv.Deploy(ctx, "big@"+version, "site=wan", o.agents, o.timeout, func(e api.Event) (bool, error) {
 		var p api.AppInstalled
-		if e.Decode(&p) != nil || p.App != "big" || p.Version != version {
-			return nil
-		}
-		installed[e.Subject] = e.Time
-		if len(installed) == o.agents {
-			return errDone
-		}
-		return nil
+		return e.Type == api.EventAppInstalled && e.Decode(&p) == nil && p.App == "big" && p.Version == version, nil
 	})
-	if err != errDone {
-		res.err = fmt.Errorf("%d of %d agents installed %s before %v", len(installed), o.agents, version, err)
+	if err != nil {
+		res.err = err
 		return res
 	}
 	for node, at := range installed {
@@ -320,71 +235,24 @@ func ideal(size int64, o options) time.Duration {
 	return transfer + 6*o.latency
 }
 
-// build makes a signed bundle big@version holding size random bytes, and returns its file, its
-// size and its signature.
-func build(dir string, key minisign.PrivateKey, version string, size int64) (string, int64, []byte, error) {
+// push pushes big@version, signed with key, holding size random bytes.
+func push(ctx context.Context, srv *fleet.Server, key minisign.PrivateKey, dir, version string, size int64) (api.Release, error) {
 	src, err := os.MkdirTemp(dir, "src-")
 	if err != nil {
-		return "", 0, nil, err
+		return api.Release{}, err
 	}
 	defer os.RemoveAll(src)
 	os.WriteFile(filepath.Join(src, release.ManifestName), []byte("app: big\nversion: "+version+"\nclass: minor\n"), 0o644)
 	pf, err := os.Create(filepath.Join(src, "payload"))
 	if err != nil {
-		return "", 0, nil, err
+		return api.Release{}, err
 	}
-	if _, err := io.CopyN(pf, rand.Reader, size); err != nil {
-		pf.Close()
-		return "", 0, nil, err
-	}
+	_, err = io.CopyN(pf, rand.Reader, size)
 	pf.Close()
-	bundle := filepath.Join(dir, "big-"+version+".tar.gz")
-	bf, err := os.Create(bundle)
 	if err != nil {
-		return "", 0, nil, err
+		return api.Release{}, err
 	}
-	if _, _, err := release.Build(src, bf); err != nil {
-		bf.Close()
-		return "", 0, nil, err
-	}
-	bf.Close()
-	sigFile, err := signing.SignFile(key, bundle, "big "+version)
-	if err != nil {
-		return "", 0, nil, err
-	}
-	sig, _ := os.ReadFile(sigFile)
-	os.Remove(sigFile)
-	fi, err := os.Stat(bundle)
-	if err != nil {
-		return "", 0, nil, err
-	}
-	return bundle, fi.Size(), sig, nil
-}
-
-// waitUp waits until n nodes are enrolled and up and the server has answered n sessions and n
-// streams: every agent holds its stream.
-func waitUp(ctx context.Context, srv *server, n int) error {
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		nodes, err := srv.admin.Nodes(ctx, client.NodeQuery{Site: "wan"})
-		up := 0
-		for _, nd := range nodes {
-			if nd.Status == api.StatusUp {
-				up++
-			}
-		}
-		var c counts
-		if err == nil {
-			c, err = srv.counts()
-		}
-		if err == nil && up == n && c.sessions >= n && c.streams >= n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d agents up, %d streams after 2 minutes (last error: %v)", up, n, c.streams, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return srv.Push(ctx, src, dir, key)
 }
 
 func report(o options, results []result) {
@@ -397,7 +265,7 @@ func report(o options, results []result) {
 			continue
 		}
 		fmt.Printf("| %s | %d | %.2f s | %.2f s | %.2f× | %s | %d | %d | %d / %d |\n", r.scenario, r.run, r.took.Seconds(),
-			r.ideal.Seconds(), r.ratio(), r.slowest, r.counts.sessions, r.counts.streams, r.counts.blobs, r.counts.ranged)
+			r.ideal.Seconds(), r.ratio(), r.slowest, r.counts.Sessions, r.counts.Streams, r.counts.Blobs, r.counts.Ranged)
 	}
 	fmt.Println()
 	for _, sc := range o.scenarios {
@@ -447,106 +315,4 @@ func medianF(f []float64) float64 {
 		return f[n/2]
 	}
 	return (f[n/2-1] + f[n/2]) / 2
-}
-
-// server is the `ferry server` process.
-type server struct {
-	cmd    *exec.Cmd
-	listen string // host:port
-	base   string // its URL
-	admin  *client.Client
-	http   *http.Client
-}
-
-func (s *server) stop() {
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	s.cmd.Wait()
-}
-
-// startServer starts `ferry server` in data, logging into logs/server.log.
-func startServer(bin, data, logs string, plain bool) (*server, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	listen := l.Addr().String()
-	l.Close()
-	args := []string{"server", "--data", data, "--listen", listen, "--log-level", "info"}
-	s := &server{listen: listen, base: "https://" + listen}
-	if plain {
-		args = append(args, "--insecure-http")
-		s.base = "http://" + listen
-	}
-	logf, err := os.Create(filepath.Join(logs, "server.log"))
-	if err != nil {
-		return nil, err
-	}
-	s.cmd = exec.Command(bin, args...)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { s.cmd.Wait(); logf.Close() }()
-	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	caFile := filepath.Join(data, "tls", "ca.pem")
-	if s.admin, err = client.WaitForServer(wctx, s.base, filepath.Join(data, "admin.token"), pki.ClientOptions{CAFile: caFile}); err != nil {
-		s.stop()
-		return nil, err
-	}
-	s.http = s.admin.HTTP
-	return s, nil
-}
-
-// counts are requests the server answered, from its metrics: agent sessions opened, agent
-// streams opened, and blob downloads whole and from an offset (Range).
-type counts struct{ sessions, streams, blobs, ranged int }
-
-func (c counts) minus(d counts) counts {
-	return counts{c.sessions - d.sessions, c.streams - d.streams, c.blobs - d.blobs, c.ranged - d.ranged}
-}
-
-func (c counts) String() string {
-	return fmt.Sprintf("%d sessions, %d streams, %d whole and %d ranged blob requests", c.sessions, c.streams, c.blobs, c.ranged)
-}
-
-func (s *server) counts() (counts, error) {
-	resp, err := s.http.Get(s.base + "/metrics")
-	if err != nil {
-		return counts{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return counts{}, err
-	}
-	var c counts
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, "ferry_http_request_duration_seconds_count") {
-			continue
-		}
-		f := strings.Fields(line)
-		n, _ := strconv.Atoi(f[len(f)-1])
-		switch {
-		case strings.Contains(line, `/v1/agent/session"`):
-			c.sessions += n
-		case strings.Contains(line, `/v1/agent/stream"`):
-			c.streams += n
-		case strings.Contains(line, "/v1/blobs/") && strings.Contains(line, `code="206"`):
-			c.ranged += n
-		case strings.Contains(line, "/v1/blobs/") && strings.Contains(line, `code="200"`):
-			c.blobs += n
-		}
-	}
-	return c, nil
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
-		}
-	}
-	return "unknown CPU"
 }
