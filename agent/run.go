@@ -356,7 +356,7 @@ func (a *Agent) runStep(ctx context.Context, r *appRun, st runState) (string, er
 				return "", err
 			}
 		}
-		err = a.verify(ctx, r, rel, r.watch)
+		err = a.verify(ctx, r, rel, r.watch, st.Target)
 		r.watch.cancel()
 		r.watch = nil
 		if err != nil {

@@ -31,10 +31,19 @@ const defaultCheckInterval = 10 * time.Second
 const firstCheckRetry = 250 * time.Millisecond
 
 // verify waits until rel's processes have stayed up for the manifest's min_healthy_time and its
-// checks have all passed (OK; a WARNING does not pass), both within healthy_deadline. A process
-// that exits fails it at once.
-func (a *Agent) verify(ctx context.Context, r *appRun, rel *releaseInfo, w *procWatch) error {
+// checks have all passed (OK; a WARNING does not pass), both within healthy_deadline; a rollout's
+// wave may set either in the assignment, overriding the manifest. A process that exits fails it
+// at once.
+func (a *Agent) verify(ctx context.Context, r *appRun, rel *releaseInfo, w *procWatch, as api.Assignment) error {
 	u := rel.m.Update
+	if as.Version == rel.m.Version {
+		if as.MinHealthyTime > 0 {
+			u.MinHealthyTime = release.Duration(as.MinHealthyTime)
+		}
+		if as.HealthyDeadline > 0 {
+			u.HealthyDeadline = release.Duration(as.HealthyDeadline)
+		}
+	}
 	specs, interval, err := a.checkSpecs(r, rel)
 	if err != nil {
 		return &stepError{step: stepVerify, err: err}

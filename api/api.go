@@ -194,6 +194,10 @@ type Assignment struct {
 	// attempt: a retry raises it, and an agent that gave up on the release tries it again.
 	Rollout int64 `json:"rollout,omitempty"`
 	Attempt int64 `json:"attempt,omitempty"`
+	// MinHealthyTime and HealthyDeadline, when set, are the rollout wave's and override the
+	// manifest's update block for verifying this release.
+	MinHealthyTime  time.Duration `json:"min_healthy_time,omitempty"`
+	HealthyDeadline time.Duration `json:"healthy_deadline,omitempty"`
 }
 
 // App actions an operator takes on nodes (AppControl.Action).

@@ -241,3 +241,37 @@ func TestRolloutRefusals(t *testing.T) {
 		t.Errorf("a refused start wrote %s", evs[len(evs)-1].Type)
 	}
 }
+
+// A wave's healthy_deadline goes with its assignments and overrides the manifest's: a release
+// whose check never passes is rolled back by its agent at the wave's deadline, not the
+// manifest's five minutes.
+func TestRolloutWaveDeadlineReachesAgents(t *testing.T) {
+	f := rolloutFleet(t)
+	f.pushWith("hello", "2.0.0", "processes:\n  - name: web\n    command: [sleep, \"600\"]\n"+
+		"checks:\n  - {name: port, tcp: \"127.0.0.1:1\", interval: 1s}\n"+
+		"update: {min_healthy_time: 1s, healthy_deadline: 5m}\n")
+	policy := f.policyFile(`name: quick
+waves:
+  - {name: pilot, selector: "site=ams", max_parallel: 2, healthy_deadline: 2s, min_healthy_time: 1s}
+  - {name: rest}
+`)
+	r := f.startRollout("hello@2.0.0", "--policy", policy)
+	n, err := f.admin.Node(f.ctx, "a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := f.ferry("rollout", "status", strconv.FormatInt(r.ID, 10), "--watch")
+	if code != 1 || !strings.Contains(errOut, "rolled back") {
+		t.Fatalf("status --watch: exit %d\n%s%s", code, out, errOut)
+	}
+	var failed api.RolloutNodeChanged
+	for _, ev := range f.events() {
+		var d api.RolloutNodeChanged
+		if ev.Type == api.EventRolloutNode && ev.Decode(&d) == nil && d.State == "failed" {
+			failed = d
+		}
+	}
+	if !strings.Contains(failed.Reason, "healthy_deadline 2s") {
+		t.Fatalf("the failure %+v does not name the wave's deadline (node before: %+v)", failed, n.Assigned)
+	}
+}

@@ -230,7 +230,9 @@ func (e *Engine) carryOut(tx store.Tx, rec store.RolloutRecord, p Plan, acts []A
 				}
 				continue
 			}
-			changed, err := tx.AssignRollout(a.Nodes, rec.App, a.Version, rec.ID, a.Attempt, now)
+			w := p.Waves[a.Wave]
+			terms := store.RolloutTerms{Rollout: rec.ID, Attempt: a.Attempt, MinHealthyTime: w.MinHealthyTime, HealthyDeadline: w.HealthyDeadline}
+			changed, err := tx.AssignRollout(a.Nodes, rec.App, a.Version, terms, now)
 			if err != nil {
 				return nil, err
 			}

@@ -24,7 +24,7 @@ type Observed struct {
 
 // Kinds of action a step asks for.
 const (
-	ActAssign      = "assign"       // make Version the desired release of Nodes ("" : undeploy)
+	ActAssign      = "assign"       // make Version the desired release of Nodes ("" : undeploy), on Wave's terms
 	ActAckRequest  = "ack_request"  // ask Sites to acknowledge Wave
 	ActAckRemind   = "ack_remind"   // remind Sites that have not acknowledged
 	ActAckEscalate = "ack_escalate" // tell the contacts of Sites that have not acknowledged
@@ -101,8 +101,8 @@ type stepper struct {
 	obs     map[string]Observed
 	now     time.Time
 
-	assign map[string][]string // version → nodes, in the order assigned
-	order  []string            // versions in the order first assigned
+	assign map[assignKey][]string // nodes by version and wave, in the order assigned
+	order  []assignKey            // in the order first assigned
 	other  []Action
 	notes  []Note
 	wake   time.Time
@@ -117,21 +117,29 @@ func (s *stepper) at(t time.Time) {
 	}
 }
 
-func (s *stepper) give(node, version string) {
-	if _, ok := s.assign[version]; !ok {
+// assignKey groups a step's assignments: one action per version and wave, since a wave's
+// verification times go with its assignments.
+type assignKey struct {
+	version string
+	wave    int
+}
+
+func (s *stepper) give(node, version string, wave int) {
+	k := assignKey{version, wave}
+	if _, ok := s.assign[k]; !ok {
 		if s.assign == nil {
-			s.assign = map[string][]string{}
+			s.assign = map[assignKey][]string{}
 		}
-		s.order = append(s.order, version)
+		s.order = append(s.order, k)
 	}
-	s.assign[version] = append(s.assign[version], node)
+	s.assign[k] = append(s.assign[k], node)
 }
 
 func (s *stepper) actions() []Action {
 	var out []Action
-	for _, v := range s.order {
-		a := Action{Kind: ActAssign, Version: v, Nodes: s.assign[v]}
-		if v == s.version {
+	for _, k := range s.order {
+		a := Action{Kind: ActAssign, Version: k.version, Wave: k.wave, Nodes: s.assign[k]}
+		if k.version == s.version {
 			a.Attempt = s.pr.Attempt
 		}
 		out = append(out, a)
@@ -149,6 +157,15 @@ func (s *stepper) nodes(f func(wave int, pn PlanNode, np NodeProgress)) {
 		}
 	}
 }
+
+// JudgeGrace is how long past a wave's healthy_deadline the rollout waits for a node's own
+// verdict: the agent's deadline runs from the start of the new processes, after the download and
+// the install, and its report takes a moment to arrive.
+const JudgeGrace = time.Minute
+
+// judgeAfter is how long after its assignment a node that is neither healthy nor given up on
+// counts as failed.
+func judgeAfter(w PlanWave) time.Duration { return w.HealthyDeadline + JudgeGrace }
 
 // healthyAt reports whether o says the node runs version and is well.
 func healthyAt(o Observed, version string) bool {
@@ -193,15 +210,15 @@ func (s *stepper) observe() {
 					reason = o.State
 				}
 				s.fail(i, pn, reason)
-			case !s.now.Before(np.Since.Add(w.HealthyDeadline)):
+			case !s.now.Before(np.Since.Add(judgeAfter(w))):
 				if !o.Up {
 					s.set(pn.Name, NodeProgress{Wave: i, State: NodeUnreachable, Since: s.now, Moved: true, Reason: "down before it was healthy"})
 					s.note(Note{Kind: NoteUnreachable, Wave: i, Node: pn.Name, Site: pn.Site})
 					break
 				}
-				s.fail(i, pn, fmt.Sprintf("not healthy within %s", w.HealthyDeadline))
+				s.fail(i, pn, fmt.Sprintf("not healthy within %s of its assignment (healthy_deadline %s)", judgeAfter(w), w.HealthyDeadline))
 			default:
-				s.at(np.Since.Add(w.HealthyDeadline))
+				s.at(np.Since.Add(judgeAfter(w)))
 			}
 		case NodeUnreachable:
 			if !o.Up {
@@ -210,7 +227,7 @@ func (s *stepper) observe() {
 			if np.Moved {
 				// Its agent has the release already: judge it afresh from now.
 				s.set(pn.Name, NodeProgress{Wave: i, State: NodeMoving, Since: s.now, Moved: true})
-				s.at(s.now.Add(w.HealthyDeadline))
+				s.at(s.now.Add(judgeAfter(w)))
 			} else {
 				s.set(pn.Name, NodeProgress{Wave: i, State: NodePending})
 			}
@@ -218,14 +235,14 @@ func (s *stepper) observe() {
 			switch {
 			case backAt(o, pn.From):
 				s.set(pn.Name, NodeProgress{Wave: i, State: NodeReverted, Since: s.now, Moved: true})
-			case !s.now.Before(np.Since.Add(w.HealthyDeadline)):
+			case !s.now.Before(np.Since.Add(judgeAfter(w))):
 				if !o.Up {
 					s.set(pn.Name, NodeProgress{Wave: i, State: NodeReverted, Since: s.now, Moved: true, Reason: "down: it goes back when it returns"})
 					break
 				}
-				s.set(pn.Name, NodeProgress{Wave: i, State: NodeRevertFailed, Since: s.now, Moved: true, Reason: fmt.Sprintf("not back on %s within %s", from(pn), w.HealthyDeadline)})
+				s.set(pn.Name, NodeProgress{Wave: i, State: NodeRevertFailed, Since: s.now, Moved: true, Reason: fmt.Sprintf("not back on %s within %s", from(pn), judgeAfter(w))})
 			default:
-				s.at(np.Since.Add(w.HealthyDeadline))
+				s.at(np.Since.Add(judgeAfter(w)))
 			}
 		}
 	})
@@ -487,8 +504,8 @@ func (s *stepper) catchUp(upto int) {
 				s.note(Note{Kind: NoteUnreachable, Wave: i, Node: pn.Name, Site: pn.Site})
 			case fits(limits, pn.Site, total, perSite):
 				s.set(pn.Name, NodeProgress{Wave: i, State: NodeMoving, Since: s.now, Moved: true})
-				s.give(pn.Name, s.version)
-				s.at(s.now.Add(pw.HealthyDeadline))
+				s.give(pn.Name, s.version, i)
+				s.at(s.now.Add(judgeAfter(pw)))
 				total++
 				perSite[pn.Site]++
 			}
@@ -534,14 +551,14 @@ func (s *stepper) halt(reason string) {
 func (s *stepper) rollBack() {
 	limits := s.p.strictest()
 	back := func(i int, pn PlanNode, quiet bool) {
-		s.give(pn.Name, pn.From)
+		s.give(pn.Name, pn.From, i)
 		if backAt(s.obs[pn.Name], pn.From) {
 			// It never left the old release: it is back as soon as it is told.
 			s.set(pn.Name, NodeProgress{Wave: i, State: NodeReverted, Since: s.now, Moved: true})
 			return
 		}
 		s.set(pn.Name, NodeProgress{Wave: i, State: NodeReverting, Since: s.now, Moved: true, Quiet: quiet})
-		s.at(s.now.Add(s.p.Waves[i].HealthyDeadline))
+		s.at(s.now.Add(judgeAfter(s.p.Waves[i])))
 	}
 	s.nodes(func(i int, pn PlanNode, np NodeProgress) {
 		if !np.Moved {

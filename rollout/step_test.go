@@ -414,7 +414,7 @@ func TestStepIsIdempotent(t *testing.T) {
 	if len(again.Actions) != 0 || len(again.Notes) != 0 {
 		t.Fatalf("a step repeated asked for %+v, noted %+v", again.Actions, again.Notes)
 	}
-	if !again.Wake.Equal(t0.Add(5 * time.Minute)) {
+	if !again.Wake.Equal(t0.Add(5*time.Minute + JudgeGrace)) {
 		t.Errorf("wake %s, want the healthy deadline", again.Wake)
 	}
 }
@@ -427,11 +427,14 @@ func TestNodeMissingItsDeadlineFails(t *testing.T) {
 	o := obs["a1"]
 	o.State, o.Pending = api.AppStateVerifying, "2.0"
 	obs["a1"] = o
-	res = Step(p, "2.0", res.Progress, obs, t0.Add(time.Minute))
+	if again := Step(p, "2.0", res.Progress, obs, t0.Add(time.Minute)); again.Progress.Nodes["a1"].State != NodeMoving {
+		t.Fatalf("judged at the healthy deadline, before the agent could: %+v", again.Progress.Nodes["a1"])
+	}
+	res = Step(p, "2.0", res.Progress, obs, t0.Add(time.Minute+JudgeGrace))
 	if np := res.Progress.Nodes["a1"]; np.State != NodeReverting || res.Progress.State != StateRollingBack {
 		t.Fatalf("a1 %+v, rollout %s", np, res.Progress.State)
 	}
-	if !strings.Contains(res.Notes[0].Reason, "not healthy within 1m0s") {
+	if !strings.Contains(res.Notes[0].Reason, "not healthy within 2m0s of its assignment (healthy_deadline 1m0s)") {
 		t.Errorf("notes %+v", res.Notes)
 	}
 }

@@ -128,7 +128,7 @@ func ScanAssignments(rows Rows) (map[string][]api.Assignment, error) {
 	for rows.Next() {
 		var node string
 		var a api.Assignment
-		if err := rows.Scan(&node, &a.App, &a.Version, &a.SHA256, &a.Size, &a.Signature, &a.Withdrawn, &a.Channel, &a.Stopped, &a.Restarts, &a.Rollout, &a.Attempt); err != nil {
+		if err := rows.Scan(&node, &a.App, &a.Version, &a.SHA256, &a.Size, &a.Signature, &a.Withdrawn, &a.Channel, &a.Stopped, &a.Restarts, &a.Rollout, &a.Attempt, &a.MinHealthyTime, &a.HealthyDeadline); err != nil {
 			return nil, err
 		}
 		out.Add(node, a)

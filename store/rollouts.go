@@ -20,5 +20,12 @@ type RolloutRecord struct {
 	UpdatedAt time.Time
 }
 
+// RolloutTerms are what a rollout's assignment carries besides the release: the rollout, its
+// attempt, and the wave's verification times (0: the manifest's).
+type RolloutTerms struct {
+	Rollout, Attempt                int64
+	MinHealthyTime, HealthyDeadline time.Duration
+}
+
 // MaxRolloutList bounds Rollouts.
 const MaxRolloutList = 500

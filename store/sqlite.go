@@ -379,7 +379,7 @@ type querier interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }
 
-const assignmentQuery = `SELECT a.node, a.app, a.version, r.blob, r.size, r.signature, coalesce(r.withdrawn, ''), a.channel, a.stopped != 0, a.restarts, a.rollout, a.attempt
+const assignmentQuery = `SELECT a.node, a.app, a.version, r.blob, r.size, r.signature, coalesce(r.withdrawn, ''), a.channel, a.stopped != 0, a.restarts, a.rollout, a.attempt, a.min_healthy_ns, a.healthy_deadline_ns
 	FROM assignments a JOIN releases r ON r.app = a.app AND r.version = a.version`
 
 // assignments reads assignments by node name.

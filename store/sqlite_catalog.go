@@ -210,7 +210,8 @@ func (t sqliteTx) AssignNodes(names []string, app, version, channel string, at t
 	}
 	changed, err := queryStrings(t.ctx, t.tx, `INSERT INTO assignments (node, app, version, channel, assigned_at)
 		SELECT name, ?, ?, ?, ? FROM nodes WHERE name IN (SELECT value FROM json_each(?)) AND status != 'revoked'
-		ON CONFLICT (node, app) DO UPDATE SET version = excluded.version, channel = excluded.channel, assigned_at = excluded.assigned_at
+		ON CONFLICT (node, app) DO UPDATE SET version = excluded.version, channel = excluded.channel, assigned_at = excluded.assigned_at,
+			rollout = 0, min_healthy_ns = 0, healthy_deadline_ns = 0
 		WHERE assignments.version != excluded.version OR assignments.channel != excluded.channel
 		RETURNING node`, app, version, channel, ts(at), mustJSON(names))
 	if err != nil {

@@ -89,17 +89,19 @@ func (t sqliteTx) UpdateRollout(r RolloutRecord) error {
 
 // AssignRollout upserts the assignments in one statement that changes a row only when the
 // version, the channel or the attempt differs, then bumps the generations of the nodes changed.
-func (t sqliteTx) AssignRollout(names []string, app, version string, rollout, attempt int64, at time.Time) ([]string, error) {
+func (t sqliteTx) AssignRollout(names []string, app, version string, terms RolloutTerms, at time.Time) ([]string, error) {
 	if err := t.release(app, version); err != nil {
 		return nil, err
 	}
-	changed, err := queryStrings(t.ctx, t.tx, `INSERT INTO assignments (node, app, version, channel, assigned_at, rollout, attempt)
-		SELECT name, ?, ?, '', ?, ?, ? FROM nodes WHERE name IN (SELECT value FROM json_each(?)) AND status != 'revoked'
+	changed, err := queryStrings(t.ctx, t.tx, `INSERT INTO assignments (node, app, version, channel, assigned_at, rollout, attempt, min_healthy_ns, healthy_deadline_ns)
+		SELECT name, ?, ?, '', ?, ?, ?, ?, ? FROM nodes WHERE name IN (SELECT value FROM json_each(?)) AND status != 'revoked'
 		ON CONFLICT (node, app) DO UPDATE SET version = excluded.version, channel = '', assigned_at = excluded.assigned_at,
-			rollout = excluded.rollout, attempt = excluded.attempt
+			rollout = excluded.rollout, attempt = excluded.attempt, min_healthy_ns = excluded.min_healthy_ns,
+			healthy_deadline_ns = excluded.healthy_deadline_ns
 		WHERE assignments.version != excluded.version OR assignments.channel != '' OR assignments.attempt != excluded.attempt
-			OR assignments.rollout != excluded.rollout
-		RETURNING node`, app, version, ts(at), rollout, attempt, mustJSON(names))
+			OR assignments.rollout != excluded.rollout OR assignments.min_healthy_ns != excluded.min_healthy_ns
+			OR assignments.healthy_deadline_ns != excluded.healthy_deadline_ns
+		RETURNING node`, app, version, ts(at), terms.Rollout, terms.Attempt, int64(terms.MinHealthyTime), int64(terms.HealthyDeadline), mustJSON(names))
 	if err != nil {
 		return nil, err
 	}

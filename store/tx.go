@@ -116,9 +116,9 @@ type Tx interface {
 	// rollout is not there.
 	UpdateRollout(r RolloutRecord) error
 	// AssignRollout makes app@version the desired release of the named nodes that are not
-	// revoked on behalf of rollout, at attempt, pinned (no channel); it returns the nodes whose
-	// assignment changed (another version, or another attempt) and bumps their generations.
-	AssignRollout(names []string, app, version string, rollout, attempt int64, at time.Time) ([]string, error)
+	// revoked on behalf of a rollout, on its terms, pinned (no channel); it returns the nodes
+	// whose assignment changed (another version, attempt or terms) and bumps their generations.
+	AssignRollout(names []string, app, version string, terms RolloutTerms, at time.Time) ([]string, error)
 }
 
 // Updater runs a function in one transaction: it commits when fn returns nil and rolls back

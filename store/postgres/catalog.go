@@ -381,7 +381,8 @@ func (u updateTx) AssignNodes(names []string, app, version, channel string, at t
 	if err := u.tx.QueryRow(u.ctx, `WITH r AS (SELECT app, version FROM releases WHERE app = $2 AND version = $3),
 		assigned AS (INSERT INTO assignments (node, app, version, channel, assigned_at)
 			SELECT n.name, r.app, r.version, $5, $4 FROM nodes n, r WHERE n.name = ANY($1) AND n.status != 'revoked'
-			ON CONFLICT (node, app) DO UPDATE SET version = excluded.version, channel = excluded.channel, assigned_at = excluded.assigned_at
+			ON CONFLICT (node, app) DO UPDATE SET version = excluded.version, channel = excluded.channel, assigned_at = excluded.assigned_at,
+				rollout = 0, min_healthy_ns = 0, healthy_deadline_ns = 0
 				WHERE assignments.version != excluded.version OR assignments.channel != excluded.channel
 			RETURNING node),
 		locked AS MATERIALIZED (`+lockNodes(`SELECT node FROM assigned`)+`),

@@ -45,7 +45,7 @@ type querier interface {
 
 // assignments reads the assignments of the named nodes (of all when names is nil), by node.
 func assignments(ctx context.Context, q querier, names []string) (map[string][]api.Assignment, error) {
-	query := `SELECT a.node, a.app, a.version, r.blob, r.size, r.signature, coalesce(r.withdrawn, ''), a.channel, a.stopped, a.restarts, a.rollout, a.attempt
+	query := `SELECT a.node, a.app, a.version, r.blob, r.size, r.signature, coalesce(r.withdrawn, ''), a.channel, a.stopped, a.restarts, a.rollout, a.attempt, a.min_healthy_ns, a.healthy_deadline_ns
 		FROM assignments a JOIN releases r ON r.app = a.app AND r.version = a.version`
 	var args []any
 	if names != nil {

@@ -84,21 +84,23 @@ func (u updateTx) UpdateRollout(r store.RolloutRecord) error {
 
 // AssignRollout upserts the assignments and bumps the generations of the nodes it changed (another
 // version, channel, rollout or attempt), in one statement.
-func (u updateTx) AssignRollout(names []string, app, version string, rollout, attempt int64, at time.Time) ([]string, error) {
+func (u updateTx) AssignRollout(names []string, app, version string, terms store.RolloutTerms, at time.Time) ([]string, error) {
 	var haveRelease bool
 	var changed []string
 	if err := u.tx.QueryRow(u.ctx, `WITH r AS (SELECT app, version FROM releases WHERE app = $2 AND version = $3),
-		assigned AS (INSERT INTO assignments (node, app, version, channel, assigned_at, rollout, attempt)
-			SELECT n.name, r.app, r.version, '', $4, $5, $6 FROM nodes n, r WHERE n.name = ANY($1) AND n.status != 'revoked'
+		assigned AS (INSERT INTO assignments (node, app, version, channel, assigned_at, rollout, attempt, min_healthy_ns, healthy_deadline_ns)
+			SELECT n.name, r.app, r.version, '', $4, $5, $6, $7, $8 FROM nodes n, r WHERE n.name = ANY($1) AND n.status != 'revoked'
 			ON CONFLICT (node, app) DO UPDATE SET version = excluded.version, channel = '', assigned_at = excluded.assigned_at,
-				rollout = excluded.rollout, attempt = excluded.attempt
+				rollout = excluded.rollout, attempt = excluded.attempt, min_healthy_ns = excluded.min_healthy_ns,
+				healthy_deadline_ns = excluded.healthy_deadline_ns
 				WHERE assignments.version != excluded.version OR assignments.channel != '' OR assignments.attempt != excluded.attempt
-					OR assignments.rollout != excluded.rollout
+					OR assignments.rollout != excluded.rollout OR assignments.min_healthy_ns != excluded.min_healthy_ns
+					OR assignments.healthy_deadline_ns != excluded.healthy_deadline_ns
 			RETURNING node),
 		locked AS MATERIALIZED (`+lockNodes(`SELECT node FROM assigned`)+`),
 		bumped AS (UPDATE nodes SET generation = generation + 1 FROM locked WHERE nodes.name = locked.name RETURNING nodes.name)
 		SELECT EXISTS (SELECT FROM r), array(SELECT name FROM bumped ORDER BY name COLLATE "C")`,
-		names, app, version, pgTime(at), rollout, attempt).Scan(&haveRelease, &changed); err != nil {
+		names, app, version, pgTime(at), terms.Rollout, terms.Attempt, int64(terms.MinHealthyTime), int64(terms.HealthyDeadline)).Scan(&haveRelease, &changed); err != nil {
 		return nil, err
 	}
 	if !haveRelease {

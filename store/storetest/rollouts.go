@@ -96,7 +96,7 @@ func testRollouts(t *testing.T, s store.Store) {
 				}
 			}
 			var err error
-			changed, err = tx.AssignRollout([]string{"n1", "n2", "ghost"}, "hello", version, ids[0], attempt, t0)
+			changed, err = tx.AssignRollout([]string{"n1", "n2", "ghost"}, "hello", version, store.RolloutTerms{Rollout: ids[0], Attempt: attempt, MinHealthyTime: time.Second, HealthyDeadline: time.Minute}, t0)
 			return err
 		})
 		if err != nil {
@@ -118,11 +118,11 @@ func testRollouts(t *testing.T, s store.Store) {
 	if err != nil || len(n.Assigned) != 1 {
 		t.Fatalf("n1 %+v %v", n, err)
 	}
-	if a := n.Assigned[0]; a.Version != "1.1.0" || a.Rollout != ids[0] || a.Attempt != 1 || a.Channel != "" {
+	if a := n.Assigned[0]; a.Version != "1.1.0" || a.Rollout != ids[0] || a.Attempt != 1 || a.Channel != "" || a.MinHealthyTime != time.Second || a.HealthyDeadline != time.Minute {
 		t.Fatalf("assignment %+v", a)
 	}
 	err = s.Update(ctx, func(tx store.Tx) error {
-		_, err := tx.AssignRollout([]string{"n1"}, "hello", "9.9.9", ids[0], 0, t0)
+		_, err := tx.AssignRollout([]string{"n1"}, "hello", "9.9.9", store.RolloutTerms{Rollout: ids[0]}, t0)
 		return err
 	})
 	if !errors.Is(err, store.ErrNotFound) {
