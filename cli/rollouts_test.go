@@ -167,6 +167,12 @@ waves:
 	if code != 1 || !strings.Contains(errOut, "rollout "+id+" (hello@3.0.0, running) holds f1, f2") {
 		t.Fatalf("a conflicting start: exit %d %s", code, errOut)
 	}
+	// Nor can an operator's deploy or undeploy change them under the rollout.
+	for _, args := range [][]string{{"deploy", "hello@3.1.0", "--selector", "site=ams"}, {"undeploy", "hello", "--selector", "site=fra"}} {
+		if _, errOut, code := f.ferry(args...); code != 1 || !strings.Contains(errOut, "rollout "+id+" (hello@3.0.0, running) holds") {
+			t.Fatalf("ferry %s during the rollout: exit %d %s", strings.Join(args, " "), code, errOut)
+		}
+	}
 	// Abort, then retry: it goes on where it was.
 	f.mustFerry("rollout", "abort", id, "--reason", "wrong day")
 	if _, errOut, code := f.ferry("rollout", "approve", id); code != 1 || !strings.Contains(errOut, "nothing to approve") {

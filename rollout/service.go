@@ -211,10 +211,10 @@ func conflicts(tx store.Tx, app string, p Plan) error {
 	if err != nil {
 		return err
 	}
-	mine := map[string]bool{}
+	var mine []string
 	for _, w := range p.Waves {
 		for _, n := range w.Nodes {
-			mine[n.Name] = true
+			mine = append(mine, n.Name)
 		}
 	}
 	for _, r := range open {
@@ -225,25 +225,58 @@ func conflicts(tx store.Tx, app string, p Plan) error {
 		if err := json.Unmarshal(r.Plan, &other); err != nil {
 			return fmt.Errorf("rollout %d: plan: %w", r.ID, err)
 		}
-		var shared []string
-		for _, w := range other.Waves {
-			for _, n := range w.Nodes {
-				if mine[n.Name] {
-					shared = append(shared, n.Name)
-				}
-			}
-		}
-		if len(shared) > 0 {
-			slices.Sort(shared)
-			more := ""
-			if len(shared) > 5 {
-				more, shared = fmt.Sprintf(" and %d more", len(shared)-5), shared[:5]
-			}
-			return fault.Conflict("rollout %d (%s@%s, %s) holds %s%s: pause is not enough; abort it or wait for it to end",
-				r.ID, r.App, r.Version, r.State, strings.Join(shared, ", "), more)
+		if err := held(r, other, mine, "pause is not enough; abort it or wait for it to end"); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// Holding refuses a change of app on nodes that a running or paused rollout of the app holds:
+// an operator's deploy or undeploy there would pull the ground from under the rollout.
+func (s *Service) Holding(ctx context.Context, app string, names []string) error {
+	recs, err := s.store.Rollouts(ctx, app)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if !r.Open || !Active(r.State) {
+			continue
+		}
+		var p Plan
+		if err := json.Unmarshal(r.Plan, &p); err != nil {
+			return fmt.Errorf("rollout %d: plan: %w", r.ID, err)
+		}
+		if err := held(r, p, names, "abort it, wait for it to end, or leave these nodes out"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// held refuses names that rollout r (of plan p) holds, saying what to do.
+func held(r store.RolloutRecord, p Plan, names []string, hint string) error {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	var shared []string
+	for _, w := range p.Waves {
+		for _, n := range w.Nodes {
+			if want[n.Name] {
+				shared = append(shared, n.Name)
+			}
+		}
+	}
+	if len(shared) == 0 {
+		return nil
+	}
+	slices.Sort(shared)
+	more := ""
+	if len(shared) > 5 {
+		more, shared = fmt.Sprintf(" and %d more", len(shared)-5), shared[:5]
+	}
+	return fault.Conflict("rollout %d (%s@%s, %s) holds %s%s: %s", r.ID, r.App, r.Version, r.State, strings.Join(shared, ", "), more, hint)
 }
 
 // Get returns one rollout.

@@ -38,6 +38,9 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	for i, n := range nodes {
 		names[i] = n.Name
 	}
+	if err := s.rollouts.Holding(r.Context(), app, names); err != nil {
+		return err
+	}
 	var changed []string
 	var ev api.Event
 	if req.Channel != "" {
@@ -170,6 +173,9 @@ func (s *Server) undeploy(w http.ResponseWriter, r *http.Request) error {
 		out.Nodes = append(out.Nodes, names...)
 		writeJSON(w, http.StatusOK, out)
 		return nil
+	}
+	if err := s.rollouts.Holding(r.Context(), req.App, names); err != nil {
+		return err
 	}
 	changed, ev, err := s.assign.Unassign(r.Context(), names, req.App)
 	if err != nil {
