@@ -178,6 +178,9 @@ type RolloutStart struct {
 	Policy     string `json:"policy,omitempty"`
 	PolicyYAML string `json:"policy_yaml,omitempty"`
 	Selector   string `json:"selector,omitempty"`
+	// Set overrides durations and limits of the policy: "WAVE.FIELD=VALUE", "*" for every wave
+	// ("pilot.soak=2d", "*.max_parallel=10%").
+	Set []string `json:"set,omitempty"`
 }
 
 // RolloutPlan is what a rollout would do, without doing it.

@@ -89,8 +89,9 @@ func policyFlag(req *api.RolloutStart, policy string) error {
 
 func (e *env) rolloutStartCmd(verb, short string) *cobra.Command {
 	var policy, sel string
+	var set []string
 	cmd := &cobra.Command{
-		Use:   verb + " APP@VER [--policy NAME|FILE] [--selector SEL]",
+		Use:   verb + " APP@VER [--policy NAME|FILE] [--selector SEL] [--set WAVE.FIELD=VALUE]...",
 		Short: short,
 		Long: short + ".\n\nWithout --selector the rollout takes every node the app is assigned to. Without --policy it follows\n" +
 			"the built-in policy of the release's class (ferry rollout policy list).",
@@ -103,7 +104,7 @@ func (e *env) rolloutStartCmd(verb, short string) *cobra.Command {
 			if _, err := labels.ParseSelector(sel); err != nil {
 				return UsageError{err}
 			}
-			req := api.RolloutStart{App: app, Version: ver, Selector: sel}
+			req := api.RolloutStart{App: app, Version: ver, Selector: sel, Set: set}
 			if err := policyFlag(&req, policy); err != nil {
 				return err
 			}
@@ -135,6 +136,7 @@ func (e *env) rolloutStartCmd(verb, short string) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&policy, "policy", "", "a built-in policy's name, or a policy file (YAML)")
 	cmd.Flags().StringVarP(&sel, "selector", "l", "", "the nodes to take (default: every node the app is assigned to)")
+	cmd.Flags().StringArrayVar(&set, "set", nil, "override a duration or limit of the policy, e.g. pilot.soak=2d or *.max_parallel=10% (repeatable)")
 	return cmd
 }
 

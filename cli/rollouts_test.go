@@ -238,6 +238,15 @@ func TestRolloutRefusals(t *testing.T) {
 			t.Errorf("ferry %s: exit %d %q, want %d and %q in one line", strings.Join(tc.args, " "), code, errOut, tc.code, tc.want)
 		}
 	}
+	// Overrides of a built-in policy: checked like the file, and they show in the plan.
+	var plan api.RolloutPlan
+	out := f.mustFerry("rollout", "plan", "hello@1.0.0", "--selector", "site=ams", "--policy", "minor", "--set", "*.soak=3d", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &plan); err != nil || len(plan.Waves) == 0 || plan.Waves[0].Estimate < 72*time.Hour {
+		t.Fatalf("plan with *.soak=3d: %s %v", out, err)
+	}
+	if _, errOut, code := f.ferry("rollout", "plan", "hello@1.0.0", "--selector", "site=ams", "--set", "half.sook=1d"); code != 1 || !strings.Contains(errOut, "sook") {
+		t.Errorf("a bad override: exit %d %q", code, errOut)
+	}
 	bad := f.policyFile("name: x\nwaves:\n  - {name: pilot, max_paralel: 1}\n")
 	_, errOut, code := f.ferry("rollout", "start", "hello@1.0.0", "--selector", "site=ams", "--policy", bad)
 	if code != 1 || !strings.Contains(errOut, "max_paralel") || !strings.Contains(errOut, ":3") {

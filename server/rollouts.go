@@ -42,12 +42,23 @@ func rolloutRequest(req api.RolloutStart) (rollout.Request, error) {
 	if err != nil {
 		return rollout.Request{}, fault.Invalid("%v", err)
 	}
+	if len(req.Set) > maxOverrides {
+		return rollout.Request{}, fault.Invalid("%d overrides; at most %d", len(req.Set), maxOverrides)
+	}
+	if pol != nil {
+		if err := override(pol, req.Set); err != nil {
+			return rollout.Request{}, err
+		}
+	}
 	resolve := func(rel api.Release, targets []rollout.Target) (string, rollout.Plan, error) {
 		p := pol
 		if p == nil {
 			var err error
 			if p, err = rollout.ForClass(rel.Class); err != nil {
 				return "", rollout.Plan{}, fault.Invalid("%v", err)
+			}
+			if err := override(p, req.Set); err != nil {
+				return "", rollout.Plan{}, err
 			}
 		}
 		plan, err := p.Resolve(targets, rollout.DefaultsOf(updateOf(rel)))
@@ -57,6 +68,22 @@ func rolloutRequest(req api.RolloutStart) (rollout.Request, error) {
 		return p.Name, plan, nil
 	}
 	return rollout.Request{App: req.App, Version: req.Version, Selector: req.Selector, Resolve: resolve}, nil
+}
+
+// maxOverrides bounds a request's --set overrides.
+const maxOverrides = 64
+
+// override applies --set overrides to p, each checked as a policy file's field is.
+func override(p *rollout.Policy, set []string) error {
+	for _, s := range set {
+		if len(s) > 256 {
+			return fault.Invalid("override %.40q… is longer than 256 bytes", s)
+		}
+		if err := p.Override(s); err != nil {
+			return fault.Invalid("--set %s: %v", s, err)
+		}
+	}
+	return nil
 }
 
 // updateOf reads the update block of a release's manifest; the zero value (the manifest's
