@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -305,5 +306,102 @@ waves:
 	}
 	if d := r.deployed("2.0.0"); d["lip-1"] != 0 || d["lip-2"] != 0 {
 		t.Errorf("the rest wave moved: %v", d)
+	}
+}
+
+// notifies returns the rollout.notify events after since, as kind:sites.
+func (r *engineRig) notifies(since int64) []string {
+	r.t.Helper()
+	evs, err := r.st.Events(r.ctx, since, 10000)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var out []string
+	for _, e := range evs {
+		var n api.RolloutNotify
+		if e.Type == api.EventRolloutNotify && e.Decode(&n) == nil {
+			out = append(out, n.Kind+":"+strings.Join(n.Sites, ","))
+		}
+	}
+	return out
+}
+
+func (r *engineRig) act(id int64, who, action string, a api.RolloutAction) {
+	r.t.Helper()
+	if _, _, err := r.svc.Act(store.WithActor(r.ctx, store.Actor{ID: who, Role: "admin"}), id, action, a); err != nil {
+		r.t.Fatalf("%s: %v", action, err)
+	}
+}
+
+// The built-in major policy end to end on the fake clock: the pilot waits for an approval, asks
+// its site to acknowledge, reminds the site daily and escalates after two days, then runs its
+// 14-day feedback window with a reminder every three days; the next wave waits for its own
+// approval; the rollout completes, and nothing moved before its gate opened.
+func TestEngineMajorPolicy(t *testing.T) {
+	r := newEngineRig(t, map[string]int{"cern": 1, "lip": 2, "ral": 2}, 2)
+	ro, _, err := r.svc.Start(r.ctx, rollout.Request{App: "hello", Version: "2.0.0", Resolve: builtin("major")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := 24 * time.Hour
+	r.settle()
+	if ro = r.get(ro.ID); ro.Waves[0].State != rollout.WaveApproval || len(r.deployed("2.0.0")) != 0 {
+		t.Fatalf("before the approval: %+v, deployed %v", ro.Waves[0], r.deployed("2.0.0"))
+	}
+	r.act(ro.ID, "token:alice", rollout.ActionApprove, api.RolloutAction{})
+	r.settle()
+	if got := r.notifies(0); !slices.Equal(got, []string{"ack_request:cern"}) {
+		t.Fatalf("notifications %v", got)
+	}
+	if len(r.deployed("2.0.0")) != 0 {
+		t.Fatal("a node moved before its site acknowledged")
+	}
+	// A day: a reminder; two days: another, and the escalation to the site's contacts.
+	r.clk.Advance(day)
+	r.settle()
+	r.clk.Advance(day)
+	r.settle()
+	if got := r.notifies(0); !slices.Equal(got, []string{"ack_request:cern", "ack_remind:cern", "ack_remind:cern", "ack_escalate:cern"}) {
+		t.Fatalf("notifications %v", got)
+	}
+	r.act(ro.ID, "token:cern-ops", rollout.ActionAck, api.RolloutAction{Site: "cern"})
+	healthy := r.clk.Now()
+	wake := r.settle()
+	if ro = r.get(ro.ID); ro.Waves[0].State != rollout.WaveSoaking || ro.Waves[0].Done != 2 {
+		t.Fatalf("after the ack: %+v", ro.Waves[0])
+	}
+	if want := healthy.Add(3 * day); !wake.Equal(want) {
+		t.Fatalf("wakes at %s, want the first feedback reminder at %s", wake, want)
+	}
+	since, _ := r.st.LastEventID(r.ctx)
+	for r.clk.Now().Before(healthy.Add(14 * day)) {
+		r.clk.Advance(wake.Sub(r.clk.Now()))
+		wake = r.settle()
+		if r.get(ro.ID).Waves[1].State != rollout.WavePending {
+			break
+		}
+	}
+	if got := r.notifies(since); len(got) != 4 || got[0] != "feedback_remind:cern" {
+		t.Fatalf("feedback reminders in 14 days: %v", got)
+	}
+	ro = r.get(ro.ID)
+	if ro.Waves[0].State != rollout.WaveDone || ro.Waves[1].State != rollout.WaveApproval || r.clk.Now().Before(healthy.Add(14*day)) {
+		t.Fatalf("at %s: %+v", r.clk.Now().Sub(healthy), ro.Waves)
+	}
+	r.act(ro.ID, "token:alice", rollout.ActionApprove, api.RolloutAction{})
+	for range 10 {
+		wake = r.settle()
+		if ro = r.get(ro.ID); ro.State != rollout.StateRunning || wake.IsZero() {
+			break
+		}
+		r.clk.Advance(wake.Sub(r.clk.Now()))
+	}
+	if ro.State != rollout.StateCompleted {
+		t.Fatalf("rollout %s: %+v", ro.State, ro.Waves)
+	}
+	for _, n := range r.nodes {
+		if r.deployed("2.0.0")[n] != 1 {
+			t.Errorf("%s moved %d times", n, r.deployed("2.0.0")[n])
+		}
 	}
 }
