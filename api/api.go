@@ -500,6 +500,9 @@ type SyncReply struct {
 	Generation        int64    `json:"generation"`
 	Desired           *Desired `json:"desired,omitempty"`
 	HeartbeatInterval Duration `json:"heartbeat_interval"`
+	// Logs, when set, asks the agent to upload an app's logs (see LogsRequest); such a reply
+	// answers no frame and carries nothing else.
+	Logs *LogsRequest `json:"logs,omitempty"`
 }
 
 // Desired is a node's desired-state document: its labels and the release of each app it should run.

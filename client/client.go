@@ -174,6 +174,11 @@ func StatusOf(err error) int {
 }
 
 func (c *Client) request(ctx context.Context, method, path, token string, in any) (*http.Request, error) {
+	return c.requestAt(ctx, c.base(), method, path, token, in)
+}
+
+// requestAt is request of the server at base.
+func (c *Client) requestAt(ctx context.Context, base, method, path, token string, in any) (*http.Request, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -182,7 +187,7 @@ func (c *Client) request(ctx context.Context, method, path, token string, in any
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base()+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ var routeAccess = map[string]access{
 	"POST /v1/agent/session":   agentEnroll, // the signed challenge in the body is the credential
 	"GET /v1/agent/keys":       agentSession,
 	"GET /v1/agent/stream":     agentSession,
+	"POST /v1/agent/logs/{id}": agentSession, // the id must be a request for the session's node
 	"GET /v1/blobs/{digest}":   reader,
 
 	"GET /v1/sites":                    viewer,
@@ -51,6 +52,7 @@ var routeAccess = map[string]access{
 	"DELETE /v1/tokens/{id}":                      admin,
 	"DELETE /v1/nodes/{name}":                     admin,
 	"POST /v1/nodes/{name}/labels":                admin,
+	"GET /v1/nodes/{name}/logs":                   admin, // logs can hold secrets
 	"POST /v1/labels":                             admin,
 	"POST /v1/keys":                               admin,
 	"DELETE /v1/keys/{id}":                        admin,

@@ -95,6 +95,8 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			for _, name := range p.Nodes {
 				refresh[name] = true
 			}
+		case api.EventNodeLogsRequested:
+			s.passLogsRequest(e)
 		case api.EventReleaseWithdrawn:
 			// The event counts the nodes whose assignment it dropped; it does not name them.
 			everyone = true

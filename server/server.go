@@ -129,6 +129,7 @@ type Server struct {
 	limits  *addrLimits
 	reports *addrLimits // app reports per node
 	follows followerCounts
+	logs    logRequests // the logs requests made here, waiting for their agents' uploads
 
 	// AdminToken is the admin API token, as written to DataDir/admin.token; empty when another
 	// replica made the cluster's admin token (see ensureAdminToken).
@@ -371,6 +372,7 @@ func (s *Server) routesInit() {
 	s.handle("GET /v1/nodes/{name}", viewer, s.showNode)
 	s.handle("DELETE /v1/nodes/{name}", admin, s.removeNode)
 	s.handle("POST /v1/nodes/{name}/labels", admin, s.labelNode)
+	s.handle("GET /v1/nodes/{name}/logs", admin, s.nodeLogs) // logs can hold secrets
 	s.handle("POST /v1/labels", admin, s.labelNodes)
 
 	s.handle("GET /v1/keys", viewer, s.listKeys)
@@ -408,6 +410,7 @@ func (s *Server) routesInit() {
 	s.handle("POST /v1/agent/session", agentEnroll, s.agentSession)
 	s.handle("GET /v1/agent/keys", agentSession, s.agentKeys)
 	s.handle("GET /v1/agent/stream", agentSession, s.agentStream)
+	s.handle("POST /v1/agent/logs/{id}", agentSession, s.agentLogs)
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, api.Error{Error: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)})
