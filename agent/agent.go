@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"aead.dev/minisign"
@@ -103,6 +104,8 @@ type Agent struct {
 	onlineOnce sync.Once
 	// reconnected wakes a reconcile that waits to retry: the server answers again, so try now.
 	reconnected chan struct{}
+	// logUploads counts the logs uploads under way (serveLogs).
+	logUploads atomic.Int32
 }
 
 type failure struct {

@@ -102,6 +102,9 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool, answer
 				a.mu.Unlock()
 			}
 			unanswered = time.Time{}
+			if r.Logs != nil {
+				go a.serveLogs(ctx, *r.Logs)
+			}
 			if r.Desired != nil {
 				a.apply(*r.Desired)
 			}
