@@ -199,6 +199,10 @@ func (s *Server) nodeLogs(w http.ResponseWriter, r *http.Request) error {
 // second.
 func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) error {
 	node := r.Context().Value(ctxNode).(string)
+	// An upload's body may never end (a follow): net/http must not read what is left of it
+	// before answering, as it does on a connection it keeps, or a replica's 404 would wait for
+	// it. The connection carries this one upload.
+	w.Header().Set("Connection", "close")
 	lr, ok := s.logs.claim(r.PathValue("id"), node)
 	if !ok {
 		return errorf(http.StatusNotFound, "no logs request %q waits here for node %s", r.PathValue("id"), node)
