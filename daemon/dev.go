@@ -125,10 +125,11 @@ Try, in another terminal:
   ferry node show %s
   ferry deploy hello@1.1.0 --selector role=mirror --wait   # fails its health check: rolled back
   ferry deploy hello@1.2.0 --selector role=mirror --wait
+  ferry logs %s hello --follow                      # its output, through the server; Ctrl-C ends
   ferry events --follow
 
 Ctrl-C stops everything.
-`, nAgents, nSites, addr, dataDir, srv.AdminToken, addr, tokenFile, srv.CAFile, demoSites[0].Name+"-01")
+`, nAgents, nSites, addr, dataDir, srv.AdminToken, addr, tokenFile, srv.CAFile, demoSites[0].Name+"-01", demoSites[0].Name+"-01")
 
 	var wg sync.WaitGroup
 	agentCtx, stopAgents := context.WithCancel(ctx)
