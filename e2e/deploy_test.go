@@ -263,6 +263,10 @@ func TestDevDemo(t *testing.T) {
 		t.Fatalf("deploy 1.2.0: %s", out)
 	}
 	json.Unmarshal([]byte(f.mustFerry("node", "list", "--selector", "role=mirror", "-o", "json")), &nodes)
+	// The walk's ferry logs: the process's output, through the server.
+	if out := f.mustFerry("logs", nodes[0].Name, "hello", "--tail", "5"); !strings.Contains(out, "hello 1.2.0 listening on") {
+		t.Fatalf("ferry logs %s hello: %q", nodes[0].Name, out)
+	}
 	var pids []int
 	for _, n := range nodes {
 		for _, p := range n.Apps[0].Processes {
