@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,8 +54,13 @@ update: {min_healthy_time: 0s}
 	bundle := filepath.Join(t.TempDir(), "hello.tar.gz")
 	a.mustFerry("release", "build", src, "-o", bundle)
 	a.mustFerry("release", "push", bundle)
-	if out, err := a.ferry("deploy", "hello@1.0.0", "--selector", "site=ams", "--wait", "--timeout", "60s"); err != nil {
+	out, err := a.ferry("deploy", "hello@1.0.0", "--selector", "site=ams", "--wait", "--timeout", "60s")
+	if err != nil {
 		t.Fatalf("deploy: %s %v\nagent log:\n%s", out, err, agent.out.String())
+	}
+	// --wait shows the node's state as it changes (reports may fold quick steps into one).
+	if !regexp.MustCompile(`n1: hello@1\.0\.0 (downloading|installing|starting|verifying)\n`).MatchString(out) {
+		t.Fatalf("deploy --wait showed no step:\n%s", out)
 	}
 	n, err := a.admin.Node(context.Background(), "n1")
 	if err != nil || len(n.Apps) != 1 || len(n.Apps[0].Processes) != 1 {
@@ -66,7 +72,7 @@ update: {min_healthy_time: 0s}
 		t.Fatalf("the agent left replica B:\n%s", agent.out.String())
 	}
 
-	out, err := a.ferry("logs", "n1", "hello")
+	out, err = a.ferry("logs", "n1", "hello")
 	if err != nil || out != "hello from the node\n" {
 		t.Fatalf("ferry logs through A: %q %v\nagent log:\n%s", out, err, agent.out.String())
 	}
