@@ -27,6 +27,18 @@ func secondReplica(t *testing.T, a *fleet, args []string) *fleet {
 	return b
 }
 
+// agentOnB enrolls agent n1 in a new site ams, allowed unsigned releases from unstable, with
+// the addresses of B then A: it streams to B while B is up.
+func agentOnB(t *testing.T, a, b *fleet) *proc {
+	t.Helper()
+	a.mustFerry("site", "add", "ams", "--tier", "1")
+	a.mustFerry("channel", "set", "unstable", "--allow-unsigned=true")
+	tok := strings.TrimSpace(a.mustFerry("token", "create", "--site", "ams", "--uses", "1"))
+	agent := startProc(t, "agent", "--server", b.addr+","+a.addr, "--token", tok, "--data", t.TempDir(), "--name", "n1", "--allow-unsigned")
+	a.waitEvent(0, api.EventNodeEnrolled, "n1")
+	return agent
+}
+
 // ferry logs asked of the replica that does not hold the node's stream: the request reaches the
 // agent through the other one, and the agent's upload comes back to the one asked.
 func TestLogsAcrossReplicas(t *testing.T) {
@@ -36,12 +48,8 @@ func TestLogsAcrossReplicas(t *testing.T) {
 	a.server.out.waitFor(t, "leading", 10*time.Second)
 	b := secondReplica(t, a, args)
 
-	a.mustFerry("site", "add", "ams", "--tier", "1")
-	a.mustFerry("channel", "set", "unstable", "--allow-unsigned=true")
-	tok := strings.TrimSpace(a.mustFerry("token", "create", "--site", "ams", "--uses", "1"))
 	// The agent streams to B; the operator asks A.
-	agent := startProc(t, "agent", "--server", b.addr+","+a.addr, "--token", tok, "--data", t.TempDir(), "--name", "n1", "--allow-unsigned")
-	a.waitEvent(0, api.EventNodeEnrolled, "n1")
+	agent := agentOnB(t, a, b)
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "ferry.yaml"), []byte(`app: hello
 version: 1.0.0

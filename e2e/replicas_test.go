@@ -28,13 +28,7 @@ func TestReplicasOverPostgres(t *testing.T) {
 		"--heartbeat-interval", "500ms", "--heartbeat-grace", grace.String()}
 	a := newFleet(t, args...)
 	a.server.out.waitFor(t, "leading", 10*time.Second)
-	b := &fleet{t: t, data: t.TempDir(), listen: freeAddr(t), args: args}
-	b.addr = "https://" + b.listen
-	// The operator copies the admin token of the first replica, as the README says.
-	if err := os.WriteFile(filepath.Join(b.data, "admin.token"), []byte(adminToken(a)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.startServer()
+	b := secondReplica(t, a, args)
 	caA, _ := os.ReadFile(a.caFile())
 	caB, _ := os.ReadFile(b.caFile())
 	if len(caA) == 0 || !bytes.Equal(caA, caB) {
@@ -44,11 +38,7 @@ func TestReplicasOverPostgres(t *testing.T) {
 		t.Fatalf("both replicas lead:\n%s", b.server.out.String())
 	}
 
-	a.mustFerry("site", "add", "ams", "--tier", "1")
-	a.mustFerry("channel", "set", "unstable", "--allow-unsigned=true")
-	tok := strings.TrimSpace(a.mustFerry("token", "create", "--site", "ams", "--uses", "1"))
-	agent := startProc(t, "agent", "--server", b.addr+","+a.addr, "--token", tok, "--data", t.TempDir(), "--name", "n1", "--allow-unsigned")
-	a.waitEvent(0, api.EventNodeEnrolled, "n1")
+	agent := agentOnB(t, a, b)
 
 	src := t.TempDir()
 	push := func(version string) {
