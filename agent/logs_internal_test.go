@@ -57,30 +57,33 @@ func TestFollowOnTheClock(t *testing.T) {
 			}
 		}
 	}
-	// step lets one look at the files happen.
-	step := func() {
+	// step waits until the follow waits for its next look (the tails are out), has write write
+	// to the files, and lets the look happen.
+	step := func(write func()) {
 		t.Helper()
 		if err := clk.WaitPending(ctx, 1); err != nil {
 			t.Fatal(err)
 		}
+		write()
 		clk.Advance(followEvery)
 	}
 	expect("web | old web line")
 
-	appendTo(web, "new web line\nhalf a ")
-	appendTo(worker, "worker line\n")
-	step()
+	step(func() {
+		appendTo(web, "new web line\nhalf a ")
+		appendTo(worker, "worker line\n")
+	})
 	expect("web | new web line", "worker | worker line")
-	appendTo(web, "line\n")
-	step()
+	step(func() { appendTo(web, "line\n") })
 	expect("web | half a line")
 
 	// Rotation copies the log aside and truncates it: the follow starts again from 0.
-	if err := os.Truncate(web, 0); err != nil {
-		t.Fatal(err)
-	}
-	appendTo(web, "rotated\n")
-	step()
+	step(func() {
+		if err := os.Truncate(web, 0); err != nil {
+			t.Fatal(err)
+		}
+		appendTo(web, "rotated\n")
+	})
 	expect("web | rotated")
 
 	if err := clk.WaitPending(ctx, 1); err != nil {

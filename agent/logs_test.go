@@ -17,10 +17,10 @@ import (
 )
 
 // logsManifest runs two processes that each print three lines; web prints "web poked" at each
-// SIGUSR1.
+// SIGUSR1 (its trap is set before it prints).
 const logsManifest = `processes:
   - name: web
-    command: [sh, -c, "for i in 1 2 3; do echo web line $i; done; trap 'echo web poked' USR1; while :; do sleep 1 & wait $!; done"]
+    command: [sh, -c, "trap 'echo web poked' USR1; for i in 1 2 3; do echo web line $i; done; while :; do sleep 1 & wait $!; done"]
   - name: worker
     command: [sh, -c, "for i in 1 2 3; do echo worker line $i; done; exec sleep 100000"]
 update: {min_healthy_time: 0s}
