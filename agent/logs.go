@@ -46,15 +46,14 @@ type logSource struct {
 
 // serveLogs answers a logs request: the upload, or the agent's one-line refusal.
 func (a *Agent) serveLogs(ctx context.Context, req api.LogsRequest) {
-	if a.logUploads.Add(1) > maxLogUploads {
-		a.logUploads.Add(-1)
-		a.log.Warn("refusing a logs request: too many uploads at once", "app", req.App, "request", req.ID)
-		return
-	}
+	busy := a.logUploads.Add(1) > maxLogUploads
 	defer a.logUploads.Add(-1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the follows of attempts that went to another replica
 	srcs, refusal := a.logSources(req)
+	if busy {
+		srcs, refusal = nil, fmt.Sprintf("node %s sends %d logs at once already; end one (a --follow) and ask again", a.Name(), maxLogUploads)
+	}
 	a.log.Info("sending logs", "app", req.App, "process", req.Process, "tail", req.Tail, "follow", req.Follow, "request", req.ID)
 	err := a.api.UploadLogs(ctx, a.sessionToken(), req.ID, refusal, func() io.ReadCloser {
 		pr, pw := io.Pipe()

@@ -217,3 +217,71 @@ func FuzzParseLogsQuery(f *testing.F) {
 		}
 	})
 }
+
+// A follow ends after api.MaxLogsFollow on the server's clock, saying so, and the agent's
+// upload with it.
+func TestLogsFollowEndsAfterItsBound(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	h := start(t, Config{Clock: clk, HeartbeatInterval: time.Hour, HeartbeatGrace: 3 * time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	h.site("ams", 1)
+	ac, sess, st := logsAgent(t, h, "n1")
+	pending := clk.Pending()
+	rc := make(chan io.ReadCloser, 1)
+	go func() {
+		b, err := h.admin.NodeLogs(ctx, "n1", client.LogsQuery{App: "hello", Tail: 1, Follow: true})
+		if err != nil {
+			t.Error(err)
+		}
+		rc <- b
+	}()
+	req := logsAsked(t, st)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	uploaded := make(chan error, 1)
+	go func() { uploaded <- ac.UploadLogs(ctx, sess, req.ID, "", func() io.ReadCloser { return pr }) }()
+	pw.Write([]byte("first\n"))
+	b := <-rc
+	if b == nil {
+		t.FailNow()
+	}
+	defer b.Close()
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(b, buf); err != nil || string(buf) != "first\n" {
+		t.Fatalf("followed: %q %v", buf, err)
+	}
+	// The wait for the agent is over once its first line is through; the upload's bound waits.
+	if err := clk.WaitPending(ctx, pending+1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(api.MaxLogsFollow)
+	if rest, err := io.ReadAll(b); err != nil || string(rest) != "\nferry: the log stream ended after 1h0m0s; run ferry logs again to go on\n" {
+		t.Fatalf("after the bound: %q %v", rest, err)
+	}
+	if err := <-uploaded; err != nil {
+		t.Fatalf("the upload after the bound: %v", err)
+	}
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// An upload may carry api.LogsBurst bytes, and api.LogsRate more each second.
+func TestLogsBudget(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	var why string
+	b := &budgetReader{r: zeros{}, clk: clk, start: clk.Now(), cut: func(w string) { why = w }}
+	if _, err := io.CopyN(io.Discard, b, api.LogsBurst); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Second)
+	if _, err := io.CopyN(io.Discard, b, api.LogsRate); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Read(make([]byte, 1)); err == nil || !strings.Contains(why, "more than 512 KiB/s") {
+		t.Fatalf("past the budget: %v, cut %q", err, why)
+	}
+}
