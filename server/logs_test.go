@@ -65,6 +65,51 @@ func askLogs(c *client.Client, node string, q client.LogsQuery) <-chan logsAnswe
 	return out
 }
 
+// follow is an operator following node's logs, answered by a raw agent's upload.
+type follow struct {
+	t        *testing.T
+	body     io.ReadCloser // what the operator reads
+	agent    *io.PipeWriter
+	uploaded <-chan error
+}
+
+// startFollow follows node's logs until ctx ends; the agent on st answers, and its first line
+// has reached the operator.
+func startFollow(t *testing.T, ctx context.Context, h *harness, node string, st *client.Stream, ac *client.Client, sess string) *follow {
+	t.Helper()
+	rc := make(chan io.ReadCloser, 1)
+	go func() {
+		b, err := h.admin.NodeLogs(ctx, node, client.LogsQuery{App: "hello", Tail: 1, Follow: true})
+		if err != nil {
+			t.Error(err)
+		}
+		rc <- b
+	}()
+	req := logsAsked(t, st)
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	uploaded := make(chan error, 1)
+	go func() {
+		uploaded <- ac.UploadLogs(context.Background(), sess, req.ID, "", func() io.ReadCloser { return pr })
+	}()
+	f := &follow{t: t, agent: pw, uploaded: uploaded}
+	if f.body = <-rc; f.body == nil {
+		t.FailNow()
+	}
+	f.line("first")
+	return f
+}
+
+// line has the agent send s and a newline, and checks that the operator reads them.
+func (f *follow) line(s string) {
+	f.t.Helper()
+	go f.agent.Write([]byte(s + "\n"))
+	buf := make([]byte, len(s)+1)
+	if _, err := io.ReadFull(f.body, buf); err != nil || string(buf) != s+"\n" {
+		f.t.Fatalf("followed: %q %v", buf, err)
+	}
+}
+
 func body(s string) func() io.ReadCloser {
 	return func() io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }
 }
@@ -121,38 +166,13 @@ func TestLogsThroughTheStream(t *testing.T) {
 	// Following: what the agent sends reaches the operator as it comes, and the upload ends
 	// when the operator leaves.
 	fctx, cancel := context.WithCancel(ctx)
-	rc := make(chan io.ReadCloser, 1)
-	go func() {
-		b, err := h.admin.NodeLogs(fctx, "n1", client.LogsQuery{App: "hello", Tail: 1, Follow: true})
-		if err != nil {
-			t.Error(err)
-		}
-		rc <- b
-	}()
-	req = logsAsked(t, st)
-	pr, pw := io.Pipe()
-	uploaded := make(chan error, 1)
-	go func() { uploaded <- ac.UploadLogs(ctx, sess, req.ID, "", func() io.ReadCloser { return pr }) }()
-	pw.Write([]byte("first\n"))
-	b := <-rc
-	if b == nil {
-		t.FailNow()
-	}
-	buf := make([]byte, 6)
-	if _, err := io.ReadFull(b, buf); err != nil || string(buf) != "first\n" {
-		t.Fatalf("followed: %q %v", buf, err)
-	}
-	pw.Write([]byte("second\n"))
-	buf = make([]byte, 7)
-	if _, err := io.ReadFull(b, buf); err != nil || string(buf) != "second\n" {
-		t.Fatalf("followed: %q %v", buf, err)
-	}
+	f := startFollow(t, fctx, h, "n1", st, ac, sess)
+	f.line("second")
 	cancel()
-	b.Close()
-	if err := <-uploaded; err != nil {
+	f.body.Close()
+	if err := <-f.uploaded; err != nil {
 		t.Fatalf("the upload after the operator left: %v", err)
 	}
-	pw.Close()
 
 	// Errors the operator sees at once.
 	for _, c := range []struct {
@@ -228,38 +248,17 @@ func TestLogsFollowEndsAfterItsBound(t *testing.T) {
 	h.site("ams", 1)
 	ac, sess, st := logsAgent(t, h, "n1")
 	pending := clk.Pending()
-	rc := make(chan io.ReadCloser, 1)
-	go func() {
-		b, err := h.admin.NodeLogs(ctx, "n1", client.LogsQuery{App: "hello", Tail: 1, Follow: true})
-		if err != nil {
-			t.Error(err)
-		}
-		rc <- b
-	}()
-	req := logsAsked(t, st)
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	uploaded := make(chan error, 1)
-	go func() { uploaded <- ac.UploadLogs(ctx, sess, req.ID, "", func() io.ReadCloser { return pr }) }()
-	pw.Write([]byte("first\n"))
-	b := <-rc
-	if b == nil {
-		t.FailNow()
-	}
-	defer b.Close()
-	buf := make([]byte, 6)
-	if _, err := io.ReadFull(b, buf); err != nil || string(buf) != "first\n" {
-		t.Fatalf("followed: %q %v", buf, err)
-	}
+	f := startFollow(t, ctx, h, "n1", st, ac, sess)
+	defer f.body.Close()
 	// The wait for the agent is over once its first line is through; the upload's bound waits.
 	if err := clk.WaitPending(ctx, pending+1); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(api.MaxLogsFollow)
-	if rest, err := io.ReadAll(b); err != nil || string(rest) != "\nferry: the log stream ended after 1h0m0s; run ferry logs again to go on\n" {
+	if rest, err := io.ReadAll(f.body); err != nil || string(rest) != "\nferry: the log stream ended after 1h0m0s; run ferry logs again to go on\n" {
 		t.Fatalf("after the bound: %q %v", rest, err)
 	}
-	if err := <-uploaded; err != nil {
+	if err := <-f.uploaded; err != nil {
 		t.Fatalf("the upload after the bound: %v", err)
 	}
 }
