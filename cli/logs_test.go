@@ -49,3 +49,26 @@ func TestCopySafeLines(t *testing.T) {
 		t.Fatalf("got %q, want %q", b.String(), want)
 	}
 }
+
+// Whatever a node's processes wrote, what reaches the terminal steers it no more than text:
+// no control character but tab and newline, and the lines as they came.
+func FuzzCopySafeLines(f *testing.F) {
+	f.Add("plain\n")
+	f.Add("\x1b]0;title\x07\r\n\u202e\xff\xfe\tend")
+	f.Add(strings.Repeat("x", 70<<10) + "\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		var b strings.Builder
+		if err := copySafeLines(&b, strings.NewReader(in)); err != nil {
+			t.Fatal(err)
+		}
+		out := b.String()
+		for _, r := range out {
+			if r != '\t' && r != '\n' && unsafeRune(r) {
+				t.Fatalf("%q printed as %q, which holds %U", in, out, r)
+			}
+		}
+		if strings.Count(out, "\n") != strings.Count(in, "\n") {
+			t.Fatalf("%q printed as %q: the lines changed", in, out)
+		}
+	})
+}
