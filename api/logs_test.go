@@ -3,8 +3,24 @@ package api
 import (
 	"encoding/json"
 	"path/filepath"
+	"reflect"
 	"testing"
+	"time"
 )
+
+// node.logs_requested carries the request and the replica in one flat object.
+func TestNodeLogsRequestedRoundTrip(t *testing.T) {
+	p := NodeLogsRequested{LogsRequest: LogsRequest{ID: "0123456789abcdef0123456789abcdef", App: "hello", Process: "web", Tail: 5, Follow: true}, Replica: "r1"}
+	e := NewEvent(time.Unix(0, 0), EventNodeLogsRequested, "n1", p)
+	var flat map[string]any
+	if err := json.Unmarshal(e.Data, &flat); err != nil || flat["app"] != "hello" || flat["replica"] != "r1" || flat["tail"] != 5.0 {
+		t.Fatalf("payload: %s %v", e.Data, err)
+	}
+	var got NodeLogsRequested
+	if err := e.Decode(&got); err != nil || !reflect.DeepEqual(got, p) || got.Validate() != nil {
+		t.Fatalf("decoded %+v, want %+v (%v)", got, p, err)
+	}
+}
 
 // What an agent takes from a frame names files on the node: Validate must let through only
 // plain names, a tail within bounds and a well-formed id.
