@@ -17,7 +17,7 @@ import (
 	"github.com/ferryhq/ferry/clock"
 )
 
-// Reading a node's logs (api.LogsRequest has the whole walk). The replica the operator asks
+// Reading a node's logs (api/logs.go tells the whole walk). The replica the operator asks
 // waits for the agent's upload in memory, so the agent must upload to that replica: it tries
 // the addresses it knows, and the others answer 404 at once, before taking any of the body.
 
@@ -32,6 +32,9 @@ type logRequest struct {
 	node    string
 	arrived chan *logUpload // takes the upload, once
 	gone    <-chan struct{} // closed when the operator's request has ended
+	// bound gives the writes to the operator a deadline: the last words of an upload cut short
+	// go out, and a client that stopped reading cannot hold the request open.
+	bound func()
 }
 
 // logUpload is an agent's upload handed to the operator's request, which reads it and closes
@@ -60,11 +63,11 @@ func (u *logUpload) cutReason() string {
 }
 
 // add registers a request for node's logs under a new id, until remove.
-func (l *logRequests) add(node string, gone <-chan struct{}) (string, *logRequest) {
+func (l *logRequests) add(node string, gone <-chan struct{}, bound func()) (string, *logRequest) {
 	b := make([]byte, 16)
 	rand.Read(b)
 	id := hex.EncodeToString(b)
-	lr := &logRequest{node: node, arrived: make(chan *logUpload), gone: gone}
+	lr := &logRequest{node: node, arrived: make(chan *logUpload), gone: gone, bound: bound}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.pending == nil {
@@ -143,14 +146,15 @@ func (s *Server) nodeLogs(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusInternalServerError, "streaming unsupported")
 	}
 	ctx := r.Context()
-	id, lr := s.logs.add(node, ctx.Done())
+	rc := http.NewResponseController(w)
+	id, lr := s.logs.add(node, ctx.Done(), func() { rc.SetWriteDeadline(time.Now().Add(cutWriteWait)) })
 	defer s.logs.remove(id)
 	req.ID = id
 	if _, err := s.inventory.RequestLogs(ctx, node, api.NodeLogsRequested{LogsRequest: req, Replica: s.replica.id}); err != nil {
 		return err
 	}
 	// The operator's request may read for up to MaxLogsFollow; the upload's handler bounds it.
-	http.NewResponseController(w).SetReadDeadline(time.Time{})
+	rc.SetReadDeadline(time.Time{})
 	t := s.clk.NewTimer(api.LogsAnswerWithin)
 	var up *logUpload
 	select {
@@ -223,9 +227,7 @@ func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) error {
 		}
 	} else {
 		rc.SetReadDeadline(time.Time{}) // the bounds below replace the server's read timeout
-		up.body = &budgetReader{r: r.Body, clk: s.clk, start: s.clk.Now(), cut: func(why string) {
-			up.cutShort(why)
-		}}
+		up.body = &budgetReader{r: r.Body, clk: s.clk, start: s.clk.Now(), cut: up.cutShort}
 	}
 	select {
 	case lr.arrived <- up:
@@ -237,9 +239,11 @@ func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, struct{}{})
 		return nil
 	}
-	// Whatever ends the upload early makes the operator's request's blocked read fail at once.
+	// Whatever ends the upload early makes the operator's request's blocked read fail at once,
+	// and a write that waits on the operator fail soon.
 	cut := func(why string) {
 		up.cutShort(why)
+		lr.bound()
 		rc.SetReadDeadline(time.Now())
 	}
 	t := s.clk.NewTimer(api.MaxLogsFollow)
@@ -256,6 +260,9 @@ func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
+
+// cutWriteWait is how long the operator's request may still write once its upload is cut.
+const cutWriteWait = 10 * time.Second
 
 // budgetReader reads an upload while it stays within api.LogsBurst bytes plus api.LogsRate a
 // second since start; past that it fails, having called cut with why.
