@@ -393,6 +393,8 @@ type BulletinApp struct {
 	Candidates []ChannelCandidate        `json:"candidates"`
 	Channels   map[string]string         `json:"channels"`
 	Sites      map[string]map[string]int `json:"sites"`
+	// Withdrawn gives, for each version that runs somewhere but was withdrawn, why.
+	Withdrawn map[string]string `json:"withdrawn,omitempty"`
 }
 
 // ChannelCandidate is the release of an app a channel offers.

@@ -53,6 +53,32 @@ func WithCandidates(chans []api.Channel) []api.Channel {
 	return chans
 }
 
+// markWithdrawn notes, of the versions of e's app that run somewhere, those withdrawn and why.
+func (s *Service) markWithdrawn(ctx context.Context, e *api.BulletinApp) error {
+	running := map[string]bool{}
+	for _, versions := range e.Sites {
+		for v := range versions {
+			running[v] = true
+		}
+	}
+	if len(running) == 0 {
+		return nil
+	}
+	rels, err := s.store.Releases(ctx, e.App)
+	if err != nil {
+		return err
+	}
+	for _, r := range rels {
+		if r.Withdrawn != "" && running[r.Version] {
+			if e.Withdrawn == nil {
+				e.Withdrawn = map[string]string{}
+			}
+			e.Withdrawn[r.Version] = r.Withdrawn
+		}
+	}
+	return nil
+}
+
 // highest is the highest (epoch, version) of versions: a channel's candidate among the versions
 // of one app it holds; "" when there is none.
 func highest(versions []string) string {
@@ -128,7 +154,11 @@ func (s *Service) Bulletin(ctx context.Context, app, runs string) (api.Bulletin,
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		out.Apps = append(out.Apps, *apps[n])
+		e := apps[n]
+		if err := s.markWithdrawn(ctx, e); err != nil {
+			return api.Bulletin{}, err
+		}
+		out.Apps = append(out.Apps, *e)
 	}
 	if runs != "" {
 		out.Runs = runs

@@ -258,7 +258,11 @@ func (e *env) bulletinCmd() *cobra.Command {
 				running := []string{}
 				for site, versions := range ba.Sites {
 					for v, n := range versions {
-						running = append(running, fmt.Sprintf("%s:%s×%d", site, v, n))
+						mark := ""
+						if _, ok := ba.Withdrawn[v]; ok {
+							mark = " (withdrawn)"
+						}
+						running = append(running, fmt.Sprintf("%s:%s×%d%s", site, v, n, mark))
 					}
 				}
 				sort.Strings(running)

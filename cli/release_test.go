@@ -65,3 +65,22 @@ func TestPushWrongSignature(t *testing.T) {
 		t.Errorf("refused pushes left releases %v (%v)", rels, err)
 	}
 }
+
+// The bulletin marks a version that runs somewhere but was withdrawn, and says why in JSON.
+func TestBulletinMarksWithdrawn(t *testing.T) {
+	f := newFleet(t)
+	f.agent("ams-01", "ams", nil)
+	f.push("hello", "1.0.0")
+	f.mustFerry("deploy", "hello@1.0.0", "--all", "--wait")
+	if out := f.mustFerry("bulletin"); strings.Contains(out, "withdrawn") {
+		t.Fatalf("before the withdrawal:\n%s", out)
+	}
+	f.mustFerry("release", "withdraw", "hello@1.0.0", "--reason", "leaks memory")
+	if out := f.mustFerry("bulletin"); !strings.Contains(out, "ams:1.0.0×1 (withdrawn)") {
+		t.Fatalf("bulletin:\n%s", out)
+	}
+	var b api.Bulletin
+	if err := json.Unmarshal([]byte(f.mustFerry("bulletin", "-o", "json")), &b); err != nil || b.Apps[0].Withdrawn["1.0.0"] != "leaks memory" {
+		t.Fatalf("bulletin -o json: %+v %v", b, err)
+	}
+}
