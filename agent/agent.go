@@ -62,6 +62,10 @@ type Config struct {
 	// StopOnExit stops the apps' processes when Run returns, instead of leaving them running
 	// for the next agent to adopt: for a demo fleet whose data goes with it.
 	StopOnExit bool
+	// PortClaimDir is where the agents of this machine claim the ports they give apps (default
+	// ferry-ports in the temporary directory); agents that should not see each other's claims
+	// may be given their own.
+	PortClaimDir string
 }
 
 // Agent is one node's agent.
@@ -76,6 +80,7 @@ type Agent struct {
 
 	inst   *installer
 	checks *check.Runner
+	claims *portClaims // the ports this agent gave, kept from the machine's other agents
 
 	// runMu guards runs and failed, which the reconcile goroutine writes and the report reads.
 	runMu sync.Mutex
@@ -176,6 +181,11 @@ func New(cfg Config) (*Agent, error) {
 		pub:    base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)),
 		failed: map[string]failure{}, poke: make(chan struct{}, 1), online: make(chan struct{}),
 		reconnected: make(chan struct{}, 1), runs: map[string]*appRun{}, reported: make(chan struct{}), checks: check.NewRunner(cfg.Clock)}
+	claimDir := cfg.PortClaimDir
+	if claimDir == "" {
+		claimDir = defaultClaimDir()
+	}
+	a.claims = newPortClaims(claimDir, a.log.Warn)
 	a.inst = &installer{dir: cfg.DataDir, api: c, session: a.sessionToken, pinned: pinned,
 		allowUnsigned: cfg.AllowUnsigned, clk: cfg.Clock}
 	if id == nil {
@@ -244,7 +254,8 @@ type fatalError struct{ error }
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer a.closeApps() // once reconcile is done: the processes go on running, to be adopted
+	defer a.claims.close() // last: a service still starting keeps its port claimed until then
+	defer a.closeApps()    // once reconcile is done: the processes go on running, to be adopted
 	wg.Add(1)
 	go func() { defer wg.Done(); a.reconcile(ctx) }()
 	defer wg.Wait()

@@ -13,8 +13,10 @@ import (
 // ports gives each named port of m a number: a fixed one as the manifest says, else the one
 // the app's port of that name already has (so a port stays the same across agent restarts and
 // across releases, and clients need not follow it), else a free one the kernel picks. taken
-// holds the ports other apps of this node hold, which are never handed out again.
-func ports(m *release.Manifest, have map[string]int, taken map[int]bool) (map[string]int, error) {
+// holds the ports other apps of this node hold, which are never handed out again; claim says
+// whether a port is this agent's to give (see portClaims), so that agents sharing a machine
+// never give the same one.
+func ports(m *release.Manifest, have map[string]int, taken map[int]bool, claim func(int) bool) (map[string]int, error) {
 	out := map[string]int{}
 	used := map[int]bool{}
 	for _, p := range m.Ports {
@@ -27,12 +29,12 @@ func ports(m *release.Manifest, have map[string]int, taken map[int]bool) (map[st
 		if p.Port != 0 {
 			continue
 		}
-		if n := have[p.Name]; n != 0 && !used[n] && !taken[n] {
+		if n := have[p.Name]; n != 0 && !used[n] && !taken[n] && claim(n) {
 			out[p.Name] = n
 			used[n] = true
 			continue
 		}
-		n, err := freePort(func(n int) bool { return used[n] || taken[n] })
+		n, err := freePort(func(n int) bool { return used[n] || taken[n] || !claim(n) })
 		if err != nil {
 			return nil, fmt.Errorf("port %s: %w", p.Name, err)
 		}
@@ -45,7 +47,7 @@ func ports(m *release.Manifest, have map[string]int, taken map[int]bool) (map[st
 // freePort asks the kernel for a port free on every address (listening on :0 and closing),
 // skipping those avoid refuses.
 func freePort(avoid func(int) bool) (int, error) {
-	for range 20 {
+	for range 100 {
 		l, err := net.Listen("tcp", ":0")
 		if err != nil {
 			return 0, fmt.Errorf("no free port: %w", err)
@@ -56,7 +58,7 @@ func freePort(avoid func(int) bool) (int, error) {
 			return n, nil
 		}
 	}
-	return 0, fmt.Errorf("no free port after 20 tries")
+	return 0, fmt.Errorf("no free port after 100 tries")
 }
 
 // portVars are the FERRY_PORT_<NAME> variables of a release's ports.

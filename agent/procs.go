@@ -49,7 +49,7 @@ func (a *Agent) release(r *appRun, name string) (*releaseInfo, error) {
 		}
 	}
 	a.runMu.Unlock()
-	p, err := ports(m, have, taken)
+	p, err := ports(m, have, taken, a.claims.claim)
 	if err != nil {
 		return nil, err
 	}

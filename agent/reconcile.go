@@ -3,8 +3,10 @@ package agent
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -175,7 +177,9 @@ func (a *Agent) undeployUnassigned(ctx context.Context, d api.Desired) {
 		}
 		a.runMu.Lock()
 		delete(a.runs, name)
+		gone := slices.Collect(maps.Values(r.st.Ports))
 		a.runMu.Unlock()
+		a.claims.release(gone...)
 		r.stopFeed()
 		if err := r.sup.Close(); err != nil {
 			a.log.Warn("undeploy: close supervisor", "app", name, "err", err)
