@@ -43,7 +43,9 @@ func (c *portClaims) claim(n int) bool {
 	}
 	f, err := c.open(n)
 	if err != nil {
-		c.warn.Do(func() { c.log("port claims unavailable: agents on this machine may pick the same port", "dir", c.dir, "err", err) })
+		c.warn.Do(func() {
+			c.log("port claims unavailable: agents on this machine may pick the same port", "dir", c.dir, "err", err)
+		})
 		return true
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
@@ -51,7 +53,9 @@ func (c *portClaims) claim(n int) bool {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return false // another agent's
 		}
-		c.warn.Do(func() { c.log("port claims unavailable: agents on this machine may pick the same port", "dir", c.dir, "err", err) })
+		c.warn.Do(func() {
+			c.log("port claims unavailable: agents on this machine may pick the same port", "dir", c.dir, "err", err)
+		})
 		return true
 	}
 	c.held[n] = f
