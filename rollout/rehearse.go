@@ -154,14 +154,14 @@ func (r *rehearsal) record(ns []Note, at time.Duration) {
 	for _, n := range ns {
 		switch n.Kind {
 		case NoteWaveStarted:
-			r.waves[n.Wave].Started = &d
+			r.waves[n.Wave].Started = new(d)
 		case NoteWaveHealthy:
-			r.waves[n.Wave].Healthy = &d
+			r.waves[n.Wave].Healthy = new(d)
 			if w := r.p.Waves[n.Wave]; w.FeedbackWindow > 0 {
 				r.assume("wave %s gives its sites %s to report: rehearsed with none reporting a problem", w.Name, Duration(w.FeedbackWindow))
 			}
 		case NoteWaveDone:
-			r.waves[n.Wave].Finished = &d
+			r.waves[n.Wave].Finished = new(d)
 		case NoteNodeDone, NoteNodeFailed, NoteUnreachable:
 			r.outcome[n.Node] = n.Kind
 		case NoteHalted, NoteRollingBack:
@@ -205,17 +205,23 @@ func (r *rehearsal) grant(pr *Progress, acts []Action, now time.Time) (bool, err
 			*pr = next
 		}
 		r.assume("wave %s asks %s to acknowledge within %s: rehearsed as acknowledged at once",
-			r.p.Waves[i].Name, plural(len(a.Sites), "site", "sites")+" ("+strings.Join(a.Sites, ", ")+")", Duration(r.p.Waves[i].Acks.Deadline))
+			r.p.Waves[i].Name, sitesNamed(a.Sites), Duration(r.p.Waves[i].Acks.Deadline))
 		granted = true
 	}
 	return granted, nil
 }
 
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
+// sitesNamed says which sites: "1 site (ams)", "7 sites (ams, ber, fra, lis, osl and 2 more)".
+func sitesNamed(sites []string) string {
+	n := fmt.Sprintf("%d sites", len(sites))
+	if len(sites) == 1 {
+		n = "1 site"
 	}
-	return fmt.Sprintf("%d %s", n, many)
+	more := ""
+	if len(sites) > 5 {
+		sites, more = sites[:5], fmt.Sprintf(" and %d more", len(sites)-5)
+	}
+	return n + " (" + strings.Join(sites, ", ") + more + ")"
 }
 
 // finish fills in the waves and the verdict from where the rollout rests at end.
