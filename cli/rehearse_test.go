@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/ferryhq/ferry/api"
+)
+
+// A rehearsal against real agents prints each wave's schedule and the verdict, healthy or
+// failing, and changes nothing: no rollout, no rollout event, no assignment moved.
+func TestRolloutRehearseChangesNothing(t *testing.T) {
+	f := rolloutFleet(t)
+	f.pushWith("hello", "2.0.0", "update: {min_healthy_time: 10s, healthy_deadline: 5m}\n")
+	policy := f.policyFile(`name: careful
+on_failure: rollback
+waves:
+  - {name: pilot, selector: "site=ams", max_parallel: 1, failure_threshold: 1, soak: 1d}
+  - {name: rest, max_parallel: 2, approval: {count: 1}}
+`)
+	before := len(f.events())
+
+	// Each node takes 50s to install and 10s to prove healthy: the pilot's two nodes one after
+	// the other, then a day's soak, then the rest's two at once.
+	out := f.mustFerry("rollout", "rehearse", "hello@2.0.0", "--policy", policy, "--seed", "3", "--install-time", "50s")
+	for _, want := range []string{
+		"hello@2.0.0 by policy careful, rehearsed on 4 node(s): 0 failing, 0 down throughout",
+		"(seed 3, fail rate 0%, offline rate 0%, install time 50s)",
+		"pilot  2      2     0       0            +0s     +2m      +1d2m",
+		"rest   2      2     0       0            +1d2m   +1d3m    +1d3m",
+		"completes after 1d3m\n",
+		"assumed: wave rest waits for 1 approval(s) by admin: rehearsed as given at once\n",
+		"nothing was changed\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rehearse lacks %q:\n%s", want, out)
+		}
+	}
+
+	// A release that fails everywhere halts at the pilot's first node, which is back at once.
+	out = f.mustFerry("rollout", "rehearse", "hello@2.0.0", "--policy", policy, "--fail-rate", "100%", "--install-time", "50s")
+	for _, want := range []string{
+		"halts in wave pilot after 1m: wave pilot: 1 of 2 nodes failed (threshold 1)\n",
+		"rolls back 1 node(s) in 0s, all back after 1m\n",
+		"rest   2      0     0       0            -       -        -",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("a failing rehearsal lacks %q:\n%s", want, out)
+		}
+	}
+	var r api.RolloutRehearsal
+	out = f.mustFerry("rollout", "rehearse", "hello@2.0.0", "--policy", policy, "--fail-rate", "0.5", "--offline-rate", "0.5", "--seed", "-12", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("rehearse -o json printed %q: %v", out, err)
+	}
+	if r.Release != "hello@2.0.0" || r.Policy != "careful" || r.Seed != -12 || r.FailRate != 0.5 || len(r.Waves) != 2 || r.Outcome == "" || r.Outcome == api.RehearsalUnfinished {
+		t.Errorf("rehearsal %+v", r)
+	}
+	if again := f.mustFerry("rollout", "rehearse", "hello@2.0.0", "--policy", policy, "--fail-rate", "0.5", "--offline-rate", "0.5", "--seed", "-12", "-o", "json"); again != out {
+		t.Errorf("the same seed rehearsed\n%s\nthen\n%s", out, again)
+	}
+
+	for _, ev := range f.events()[before:] {
+		if strings.HasPrefix(ev.Type, "rollout.") || ev.Type == api.EventReleaseDeployed || ev.Type == api.EventAppUndeploy {
+			t.Errorf("a rehearsal wrote %s %s", ev.Type, ev.Subject)
+		}
+	}
+	for _, n := range []string{"a1", "a2", "f1", "f2"} {
+		if got := f.assigned(n, "hello"); got != "1.0.0" {
+			t.Errorf("%s is assigned hello %s after rehearsals", n, got)
+		}
+	}
+	if rs, err := f.admin.Rollouts(f.ctx, ""); err != nil || len(rs) != 0 {
+		t.Errorf("rollouts after rehearsals: %+v %v", rs, err)
+	}
+}
+
+func TestRolloutRehearseRefusals(t *testing.T) {
+	f := newFleet(t)
+	f.agent("a1", "ams", nil)
+	f.push("hello", "1.0.0")
+	for _, tc := range []struct {
+		args []string
+		want string
+		code int
+	}{
+		{[]string{"hello"}, "want APP@VERSION", 2},
+		{[]string{"hello@1.0.0", "--fail-rate", "1.5"}, `--fail-rate "1.5": want a chance from 0 to 1`, 2},
+		{[]string{"hello@1.0.0", "--offline-rate", "x"}, `--offline-rate "x": want a chance`, 2},
+		{[]string{"hello@1.0.0", "--fail-rate", "NaN"}, "want a chance", 2},
+		{[]string{"hello@1.0.0", "--seed", "x"}, "--seed", 2},
+		{[]string{"hello@1.0.0", "--install-time", "-1s"}, "--install-time -1s is negative", 2},
+		{[]string{"hello@1.0.0", "--selector", "a b"}, "", 2},
+		{[]string{"hello@9.9.9", "--selector", "site=ams"}, "release hello@9.9.9 not found", 1},
+		{[]string{"hello@1.0.0"}, "no node is assigned hello", 1},
+		{[]string{"hello@1.0.0", "--selector", "site=ams", "--install-time", "25h"}, "install time 25h0m0s is out of bounds", 1},
+	} {
+		_, errOut, code := f.ferry(append([]string{"rollout", "rehearse"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("ferry rollout rehearse %s: exit %d %q, want %d and %q in one line", strings.Join(tc.args, " "), code, errOut, tc.code, tc.want)
+		}
+	}
+}
