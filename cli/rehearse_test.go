@@ -75,30 +75,3 @@ waves:
 		t.Errorf("rollouts after rehearsals: %+v %v", rs, err)
 	}
 }
-
-func TestRolloutRehearseRefusals(t *testing.T) {
-	f := newFleet(t)
-	f.agent("a1", "ams", nil)
-	f.push("hello", "1.0.0")
-	for _, tc := range []struct {
-		args []string
-		want string
-		code int
-	}{
-		{[]string{"hello"}, "want APP@VERSION", 2},
-		{[]string{"hello@1.0.0", "--fail-rate", "1.5"}, `--fail-rate "1.5": want a chance from 0 to 1`, 2},
-		{[]string{"hello@1.0.0", "--offline-rate", "x"}, `--offline-rate "x": want a chance`, 2},
-		{[]string{"hello@1.0.0", "--fail-rate", "NaN"}, "want a chance", 2},
-		{[]string{"hello@1.0.0", "--seed", "x"}, "--seed", 2},
-		{[]string{"hello@1.0.0", "--install-time", "-1s"}, "--install-time -1s is negative", 2},
-		{[]string{"hello@1.0.0", "--selector", "a b"}, "", 2},
-		{[]string{"hello@9.9.9", "--selector", "site=ams"}, "release hello@9.9.9 not found", 1},
-		{[]string{"hello@1.0.0"}, "no node is assigned hello", 1},
-		{[]string{"hello@1.0.0", "--selector", "site=ams", "--install-time", "25h"}, "install time 25h0m0s is out of bounds", 1},
-	} {
-		_, errOut, code := f.ferry(append([]string{"rollout", "rehearse"}, tc.args...)...)
-		if code != tc.code || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
-			t.Errorf("ferry rollout rehearse %s: exit %d %q, want %d and %q in one line", strings.Join(tc.args, " "), code, errOut, tc.code, tc.want)
-		}
-	}
-}
