@@ -136,6 +136,9 @@ func (e *env) printRehearsal(r api.RolloutRehearsal) error {
 	if len(r.Skipped) > 0 {
 		e.printf("skipped: %s (no node)\n", strings.Join(r.Skipped, ", "))
 	}
+	if r.Left > 0 {
+		e.printf("left: %d target node(s) in no wave stay as they are\n", r.Left)
+	}
 	e.printf("nothing was changed\n")
 	return nil
 }
