@@ -15,10 +15,11 @@ import (
 // today's fleet, in simulated time, on the server; nothing changes.
 func (e *env) rolloutRehearseCmd() *cobra.Command {
 	var policy, sel, failRate, offlineRate string
+	var set []string
 	var req api.RolloutRehearse
 	var install time.Duration
 	cmd := &cobra.Command{
-		Use:   "rehearse APP@VER [--policy NAME|FILE] [--selector SEL] [--fail-rate F] [--offline-rate F] [--seed N] [--install-time D]",
+		Use:   "rehearse APP@VER [--policy NAME|FILE] [--selector SEL] [--set WAVE.FIELD=VALUE]... [--fail-rate F] [--offline-rate F] [--seed N] [--install-time D]",
 		Short: "Rehearse a rollout on a simulated copy of today's fleet: when each wave would end, where it would halt; changes nothing",
 		Long: `Rehearse a rollout on a simulated copy of today's fleet, in simulated time: the plan's nodes as
 they are now, run through the rollout engine's own decisions, print when each wave would start,
@@ -49,7 +50,7 @@ bad report; the output lists what it assumed.`,
 			if install < 0 {
 				return Usagef("rollout rehearse: --install-time %v is negative", install)
 			}
-			req.RolloutStart = api.RolloutStart{App: app, Version: ver, Selector: sel}
+			req.RolloutStart = api.RolloutStart{App: app, Version: ver, Selector: sel, Set: set}
 			req.InstallTime = api.Duration(install)
 			if err := policyFlag(&req.RolloutStart, policy); err != nil {
 				return err
@@ -71,6 +72,7 @@ bad report; the output lists what it assumed.`,
 	f := cmd.Flags()
 	f.StringVar(&policy, "policy", "", "a built-in policy's name, or a policy file (YAML)")
 	f.StringVarP(&sel, "selector", "l", "", "the nodes to take (default: every node the app is assigned to)")
+	f.StringArrayVar(&set, "set", nil, "override a duration or limit of the policy, e.g. pilot.soak=2d (repeatable): what if")
 	f.StringVar(&failRate, "fail-rate", "0", "chance that the release fails on a node: 0.05 or 5%")
 	f.StringVar(&offlineRate, "offline-rate", "0", "chance that a node is down throughout: 0.02 or 2%")
 	f.Int64Var(&req.Seed, "seed", 0, "picks the failing and the offline nodes: the same seed, the same rehearsal")

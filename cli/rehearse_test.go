@@ -38,6 +38,12 @@ waves:
 		}
 	}
 
+	// What if the pilot soaked two hours instead?
+	out = f.mustFerry("rollout", "rehearse", "hello@2.0.0", "--policy", policy, "--set", "pilot.soak=2h", "--install-time", "50s")
+	if !strings.Contains(out, "completes after 2h3m\n") {
+		t.Errorf("rehearse --set pilot.soak=2h:\n%s", out)
+	}
+
 	// A release that fails everywhere halts at the pilot's first node, which is back at once.
 	out = f.mustFerry("rollout", "rehearse", "hello@2.0.0", "--policy", policy, "--fail-rate", "100%", "--install-time", "50s")
 	for _, want := range []string{
