@@ -30,6 +30,7 @@ func (e *env) rolloutVerbs() []*cobra.Command {
 	return []*cobra.Command{
 		e.rolloutStartCmd("plan", "Show the waves a rollout would take, node counts per site and the schedule; changes nothing"),
 		e.rolloutStartCmd("start", "Start a rollout: nodes move to the release wave by wave, behind the policy's gates"),
+		e.rolloutRehearseCmd(),
 		e.rolloutStatusCmd(),
 		listVerb(e, "list [APP]", "List the latest rollouts, newest first", cobra.MaximumNArgs(1),
 			func(ctx context.Context, c *client.Client, a []string) ([]api.Rollout, error) {

@@ -232,6 +232,15 @@ func TestRolloutRefusals(t *testing.T) {
 		{[]string{"rollout", "status", "77"}, "rollout 77 not found", 1},
 		{[]string{"rollout", "ack", "1"}, "give --site", 2},
 		{[]string{"rollout", "report", "1", "--site", "ams", "fine"}, "give --good or --bad", 2},
+		{[]string{"rollout", "rehearse", "hello"}, "want APP@VERSION", 2},
+		{[]string{"rollout", "rehearse", "hello@1.0.0", "--fail-rate", "1.5"}, `--fail-rate "1.5": want a chance from 0 to 1`, 2},
+		{[]string{"rollout", "rehearse", "hello@1.0.0", "--offline-rate", "x"}, `--offline-rate "x": want a chance`, 2},
+		{[]string{"rollout", "rehearse", "hello@1.0.0", "--fail-rate", "NaN"}, "want a chance", 2},
+		{[]string{"rollout", "rehearse", "hello@1.0.0", "--seed", "x"}, "--seed", 2},
+		{[]string{"rollout", "rehearse", "hello@1.0.0", "--install-time", "-1s"}, "--install-time -1s is negative", 2},
+		{[]string{"rollout", "rehearse", "hello@9.9.9", "--selector", "site=ams"}, "release hello@9.9.9 not found", 1},
+		{[]string{"rollout", "rehearse", "hello@1.0.0"}, "no node is assigned hello", 1},
+		{[]string{"rollout", "rehearse", "hello@1.0.0", "--selector", "site=ams", "--install-time", "25h"}, "install time 25h0m0s is out of bounds", 1},
 	} {
 		_, errOut, code := f.ferry(tc.args...)
 		if code != tc.code || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {

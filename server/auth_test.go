@@ -42,6 +42,7 @@ var routeAccess = map[string]access{
 	"GET /v1/rollouts":                 viewer,
 	"GET /v1/rollouts/{id}":            viewer,
 	"POST /v1/rollouts/plan":           viewer, // says what a rollout would do; changes nothing
+	"POST /v1/rollouts/rehearse":       viewer, // simulates a rollout; changes nothing
 
 	// Admin only: every change, and the token list.
 	"POST /v1/sites":                              admin,

@@ -396,6 +396,7 @@ func (s *Server) routesInit() {
 	s.handle("POST /v1/apps/control", admin, s.controlApp)
 
 	s.handle("POST /v1/rollouts/plan", viewer, s.planRollout)
+	s.handle("POST /v1/rollouts/rehearse", viewer, s.rehearseRollout)
 	s.handle("POST /v1/rollouts", admin, s.startRollout)
 	s.handle("GET /v1/rollouts", viewer, s.listRollouts)
 	s.handle("GET /v1/rollouts/{id}", viewer, s.showRollout)
