@@ -201,7 +201,7 @@ type PlanWave struct {
 	Gates []string `json:"gates,omitempty"`
 	// Estimate is how long the wave takes at the least once it starts: a min_healthy_time for
 	// each window of max_parallel nodes to change, then its soak or feedback window.
-	Estimate time.Duration `json:"estimate"`
+	Estimate Duration `json:"estimate"`
 }
 
 // RolloutAction is an operator's change to a rollout (POST /v1/rollouts/{id}/{action}).

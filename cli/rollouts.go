@@ -147,10 +147,10 @@ func (e *env) printPlan(p api.RolloutPlan) error {
 	var total time.Duration
 	change := 0
 	for _, w := range p.Waves {
-		total += w.Estimate
+		total += time.Duration(w.Estimate)
 		change += w.Change
 		rows = append(rows, []string{w.Name, strconv.Itoa(w.Nodes), strconv.Itoa(w.Change), sitesOf(w.Sites), dash(strings.Join(w.Gates, "; ")),
-			w.Estimate.String(), total.String()})
+			time.Duration(w.Estimate).String(), total.String()})
 	}
 	if err := e.table([]string{"WAVE", "NODES", "TO CHANGE", "SITES", "GATES", "TAKES", "DONE AFTER"}, rows); err != nil {
 		return err

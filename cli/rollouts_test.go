@@ -250,7 +250,7 @@ func TestRolloutRefusals(t *testing.T) {
 	// Overrides of a built-in policy: checked like the file, and they show in the plan.
 	var plan api.RolloutPlan
 	out := f.mustFerry("rollout", "plan", "hello@1.0.0", "--selector", "site=ams", "--policy", "minor", "--set", "*.soak=3d", "-o", "json")
-	if err := json.Unmarshal([]byte(out), &plan); err != nil || len(plan.Waves) == 0 || plan.Waves[0].Estimate < 72*time.Hour {
+	if err := json.Unmarshal([]byte(out), &plan); err != nil || len(plan.Waves) == 0 || time.Duration(plan.Waves[0].Estimate) < 72*time.Hour {
 		t.Fatalf("plan with *.soak=3d: %s %v", out, err)
 	}
 	if _, errOut, code := f.ferry("rollout", "plan", "hello@1.0.0", "--selector", "site=ams", "--set", "half.sook=1d"); code != 1 || !strings.Contains(errOut, "sook") {

@@ -131,9 +131,9 @@ func (s *Service) Plan(ctx context.Context, req Request) (api.RolloutPlan, error
 		}
 		if pw.Change > 0 {
 			windows := (pw.Change + w.MaxParallel - 1) / w.MaxParallel
-			pw.Estimate = time.Duration(windows) * w.MinHealthyTime
+			pw.Estimate = api.Duration(time.Duration(windows) * w.MinHealthyTime)
 		}
-		pw.Estimate += max(w.Soak, w.FeedbackWindow)
+		pw.Estimate += api.Duration(max(w.Soak, w.FeedbackWindow))
 		out.Waves = append(out.Waves, pw)
 	}
 	return out, nil
