@@ -205,11 +205,7 @@ func (s *stepper) observe() {
 				s.set(pn.Name, NodeProgress{Wave: i, State: NodeDone, Since: s.now, Moved: true})
 				s.note(Note{Kind: NoteNodeDone, Wave: i, Node: pn.Name, Site: pn.Site})
 			case gaveUp(o, s.version) && o.Attempt >= s.pr.Attempt:
-				reason := o.Error
-				if reason == "" {
-					reason = o.State
-				}
-				s.fail(i, pn, reason)
+				s.fail(i, pn, reasonOf(o))
 			case !s.now.Before(np.Since.Add(judgeAfter(w))):
 				if !o.Up {
 					s.set(pn.Name, NodeProgress{Wave: i, State: NodeUnreachable, Since: s.now, Moved: true, Reason: "down before it was healthy"})
@@ -224,11 +220,17 @@ func (s *stepper) observe() {
 			if !o.Up {
 				break
 			}
-			if np.Moved {
+			switch {
+			case np.Moved && healthyAt(o, s.version):
+				s.set(pn.Name, NodeProgress{Wave: i, State: NodeDone, Since: s.now, Moved: true})
+				s.note(Note{Kind: NoteNodeDone, Wave: i, Node: pn.Name, Site: pn.Site})
+			case np.Moved && gaveUp(o, s.version) && o.Attempt >= s.pr.Attempt:
+				s.fail(i, pn, reasonOf(o))
+			case np.Moved:
 				// Its agent has the release already: judge it afresh from now.
 				s.set(pn.Name, NodeProgress{Wave: i, State: NodeMoving, Since: s.now, Moved: true})
 				s.at(s.now.Add(judgeAfter(w)))
-			} else {
+			default:
 				s.set(pn.Name, NodeProgress{Wave: i, State: NodePending})
 			}
 		case NodeReverting:
@@ -246,6 +248,14 @@ func (s *stepper) observe() {
 			}
 		}
 	})
+}
+
+// reasonOf is why an agent gave up on a release: its error, else its state.
+func reasonOf(o Observed) string {
+	if o.Error != "" {
+		return o.Error
+	}
+	return o.State
 }
 
 func from(pn PlanNode) string {
@@ -328,6 +338,9 @@ func (s *stepper) advance(i int) bool {
 			s.at(end)
 			s.remindFeedback(i)
 			return false
+		}
+		if !s.settled(i) {
+			return false // a straggler moves: the next wave waits for it, within its own limits
 		}
 		w.State = WaveDone
 		s.note(Note{Kind: NoteWaveDone, Wave: i})
@@ -513,10 +526,23 @@ func (s *stepper) catchUp(upto int) {
 	}
 }
 
-// healthy reports whether wave i is through: no node of it pending or moving, and every
-// unreachable one past the wave's deadline for it.
+// settled reports whether no node of the waves up to i is pending or moving: a node of an
+// earlier wave that came back is taken up, and moves, within the limits of the wave in hand.
+func (s *stepper) settled(i int) bool {
+	for j := 0; j <= i; j++ {
+		for _, pn := range s.p.Waves[j].Nodes {
+			if st := s.pr.Nodes[pn.Name].State; st == NodePending || st == NodeMoving {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// healthy reports whether wave i is through: no node of it, or of an earlier wave, pending or
+// moving, and every unreachable one of it past the wave's deadline for it.
 func (s *stepper) healthy(i int) bool {
-	pw, ok := s.p.Waves[i], true
+	pw, ok := s.p.Waves[i], s.settled(i)
 	for _, pn := range pw.Nodes {
 		np := s.pr.Nodes[pn.Name]
 		switch np.State {

@@ -185,7 +185,7 @@ func check(t *rapid.T, p Plan, pre Progress, res Result, obs map[string]Observed
 				if !everMoved[n] {
 					t.Fatalf("%s put back to %q though the rollout never moved it", n, a.Version)
 				}
-				limited = pre.Nodes[n].State == NodeDone
+				limited = pre.Nodes[n].State == NodeDone && obs[n].Up // a node down is out of service anyway
 				limits = p.strictest()
 			default:
 				t.Fatalf("%s assigned %q: neither the release nor its old one", n, a.Version)
