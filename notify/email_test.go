@@ -132,6 +132,7 @@ func TestEmailToSiteContacts(t *testing.T) {
 		}
 	}
 	for {
+		changed := r.st.Changed() // before the read, so a commit after it is not missed
 		var at int64
 		if err := r.st.Update(r.ctx, func(tx store.Tx) (err error) { at, err = tx.StartCursor(api.EmailTarget, 0); return err }); err != nil {
 			t.Fatal(err)
@@ -140,7 +141,7 @@ func TestEmailToSiteContacts(t *testing.T) {
 			break
 		}
 		select {
-		case <-r.st.Changed():
+		case <-changed:
 		case <-r.ctx.Done():
 			t.Fatal("the email's cursor never moved past the mail")
 		}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/rollout"
 )
 
 // Compose writes the email of a rollout.notify event: a subject and a plain-text body that say
@@ -18,13 +19,13 @@ func Compose(p api.RolloutNotify, release string) (subject, body string) {
 	sites := strings.Join(p.Sites, ", ")
 	var ask, answer string
 	switch p.Kind {
-	case "ack_request", "ack_remind", "ack_escalate":
+	case rollout.ActAckRequest, rollout.ActAckRemind, rollout.ActAckEscalate:
 		ask = fmt.Sprintf("Ferry's %s is about to move wave %q, which includes your site (%s). It waits for each site to acknowledge before it starts.", what, p.Wave, sites)
 		answer = "To acknowledge, run:"
 		for _, s := range p.Sites {
 			answer += fmt.Sprintf("\n\n    ferry rollout ack %d --site %s", p.ID, s)
 		}
-	case "feedback", "feedback_remind":
+	case rollout.ActFeedback, rollout.ActFeedRemind:
 		ask = fmt.Sprintf("Ferry's %s has reached your site (%s) in wave %q. Please tell us how it runs: a bad report halts the rollout.", what, sites, p.Wave)
 		answer = "To report, run one of:"
 		for _, s := range p.Sites {
@@ -36,13 +37,13 @@ func Compose(p api.RolloutNotify, release string) (subject, body string) {
 	}
 	prefix, title := "", "acknowledge"
 	switch p.Kind {
-	case "ack_remind", "feedback_remind":
+	case rollout.ActAckRemind, rollout.ActFeedRemind:
 		prefix = "Reminder: "
-	case "ack_escalate":
+	case rollout.ActAckEscalate:
 		prefix = "Escalation: "
 		ask = "Your site has not acknowledged in time. " + ask
 	}
-	if strings.HasPrefix(p.Kind, "feedback") {
+	if p.Kind == rollout.ActFeedback || p.Kind == rollout.ActFeedRemind {
 		title = "report on"
 	}
 	subject = fmt.Sprintf("%s%s %s, wave %s (sites %s)", prefix, title, what, p.Wave, sites)

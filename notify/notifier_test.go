@@ -40,7 +40,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	key, err := seal.NewKey(make([]byte, 32))
 	if err != nil {
@@ -233,6 +233,7 @@ func TestWebhookRetriedWithBackoffOnTheClock(t *testing.T) {
 func waitCursor(t *testing.T, r *rig, webhook string, id int64) store.WebhookRecord {
 	t.Helper()
 	for {
+		changed := r.st.Changed() // before the read, so a commit after it is not missed
 		hooks, err := r.st.Webhooks(r.ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -243,7 +244,7 @@ func waitCursor(t *testing.T, r *rig, webhook string, id int64) store.WebhookRec
 			}
 		}
 		select {
-		case <-r.st.Changed():
+		case <-changed:
 		case <-r.ctx.Done():
 			t.Fatalf("cursor of %s never reached %d: %+v", webhook, id, hooks)
 		}
