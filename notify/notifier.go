@@ -157,12 +157,9 @@ func (n *Notifier) Run(ctx context.Context) {
 		}
 		// Wait for a webhook to come or go.
 		for changed := false; !changed; {
-			evs, err := feed.Next(ctx)
-			if err != nil {
-				if !n.retry(ctx, "follow the event log", err) {
-					return
-				}
-				continue
+			evs, ok := n.next(ctx, feed)
+			if !ok {
+				return
 			}
 			for _, e := range evs {
 				changed = changed || e.Type == api.EventWebhookAdded || e.Type == api.EventWebhookRemoved
@@ -178,6 +175,19 @@ func (n *Notifier) retry(ctx context.Context, what string, err error) bool {
 	}
 	n.log.Warn(what+"; retrying", "err", err)
 	return clock.Sleep(ctx, n.cfg.Clock, time.Second)
+}
+
+// next returns the feed's next events, retrying while the store fails; false when ctx ended.
+func (n *Notifier) next(ctx context.Context, feed *store.Feed) ([]api.Event, bool) {
+	for {
+		evs, err := feed.Next(ctx)
+		if err == nil {
+			return evs, true
+		}
+		if !n.retry(ctx, "follow the event log", err) {
+			return nil, false
+		}
+	}
 }
 
 // delivery is what a target delivers: wants picks the events, send makes one try of one.
@@ -206,12 +216,9 @@ func (n *Notifier) follow(ctx context.Context, target string, cursor int64, d de
 	}
 	feed := store.Watch(n.cfg.Store, cursor)
 	for {
-		evs, err := feed.Next(ctx)
-		if err != nil {
-			if !n.retry(ctx, "follow the event log", err) {
-				return
-			}
-			continue
+		evs, ok := n.next(ctx, feed)
+		if !ok {
+			return
 		}
 		for _, e := range evs {
 			if Own(e) || !d.wants(e) {

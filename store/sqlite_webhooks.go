@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -18,16 +17,6 @@ const webhookQuery = `SELECT w.id, w.url, w.events, w.secret, w.created_at, w.cr
 	(SELECT count(*) FROM delivery_failures f WHERE f.target = 'webhook/' || w.id)
 	FROM webhooks w`
 
-func scanWebhook(row scanner) (WebhookRecord, error) {
-	var w WebhookRecord
-	var events, created string
-	if err := row.Scan(&w.ID, &w.URL, &events, &w.Secret, &created, &w.CreatedBy, &w.Cursor, &w.Failures); err != nil {
-		return w, err
-	}
-	w.CreatedAt = parseTS(created)
-	return w, json.Unmarshal([]byte(events), &w.Events)
-}
-
 // Webhooks lists the webhooks, oldest first.
 func (s *SQLite) Webhooks(ctx context.Context) ([]WebhookRecord, error) {
 	rows, err := s.r.QueryContext(ctx, webhookQuery+` ORDER BY w.created_at, w.id`)
@@ -35,15 +24,7 @@ func (s *SQLite) Webhooks(ctx context.Context) ([]WebhookRecord, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []WebhookRecord
-	for rows.Next() {
-		w, err := scanWebhook(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, w)
-	}
-	return out, rows.Err()
+	return ScanWebhooks(rows, parseTS)
 }
 
 // DeliveryFailures lists a target's dead letters, newest first.
@@ -54,17 +35,7 @@ func (s *SQLite) DeliveryFailures(ctx context.Context, target string) ([]api.Del
 		return nil, err
 	}
 	defer rows.Close()
-	var out []api.DeliveryFailure
-	for rows.Next() {
-		var f api.DeliveryFailure
-		var at string
-		if err := rows.Scan(&f.Target, &f.EventID, &f.EventType, &f.Attempts, &f.Error, &at); err != nil {
-			return nil, err
-		}
-		f.FailedAt = parseTS(at)
-		out = append(out, f)
-	}
-	return out, rows.Err()
+	return ScanDeliveryFailures(rows, parseTS)
 }
 
 func (t sqliteTx) InsertWebhook(w WebhookRecord) error {
@@ -84,7 +55,7 @@ func (t sqliteTx) InsertWebhook(w WebhookRecord) error {
 }
 
 func (t sqliteTx) DeleteWebhook(id string) (WebhookRecord, error) {
-	w, err := scanWebhook(t.tx.QueryRowContext(t.ctx, webhookQuery+` WHERE w.id = ?`, id))
+	w, err := ScanWebhook(t.tx.QueryRowContext(t.ctx, webhookQuery+` WHERE w.id = ?`, id), parseTS)
 	if errors.Is(err, sql.ErrNoRows) {
 		return w, fmt.Errorf("webhook %q %w", id, ErrNotFound)
 	}

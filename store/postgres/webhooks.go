@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/store"
@@ -19,15 +20,7 @@ const webhookQuery = `SELECT w.id, w.url, w.events, w.secret, w.created_at, w.cr
 	(SELECT count(*) FROM delivery_failures f WHERE f.target = 'webhook/' || w.id)::int
 	FROM webhooks w`
 
-func scanWebhook(row pgx.Row) (store.WebhookRecord, error) {
-	var w store.WebhookRecord
-	var events string
-	if err := row.Scan(&w.ID, &w.URL, &events, &w.Secret, &w.CreatedAt, &w.CreatedBy, &w.Cursor, &w.Failures); err != nil {
-		return w, err
-	}
-	w.CreatedAt = w.CreatedAt.UTC()
-	return w, json.Unmarshal([]byte(events), &w.Events)
-}
+func utc(t time.Time) time.Time { return t.UTC() }
 
 // Webhooks lists the webhooks, oldest first.
 func (s *Store) Webhooks(ctx context.Context) ([]store.WebhookRecord, error) {
@@ -36,15 +29,7 @@ func (s *Store) Webhooks(ctx context.Context) ([]store.WebhookRecord, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []store.WebhookRecord
-	for rows.Next() {
-		w, err := scanWebhook(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, w)
-	}
-	return out, rows.Err()
+	return store.ScanWebhooks(rows, utc)
 }
 
 // DeliveryFailures lists a target's dead letters, newest first.
@@ -55,16 +40,7 @@ func (s *Store) DeliveryFailures(ctx context.Context, target string) ([]api.Deli
 		return nil, err
 	}
 	defer rows.Close()
-	var out []api.DeliveryFailure
-	for rows.Next() {
-		var f api.DeliveryFailure
-		if err := rows.Scan(&f.Target, &f.EventID, &f.EventType, &f.Attempts, &f.Error, &f.FailedAt); err != nil {
-			return nil, err
-		}
-		f.FailedAt = f.FailedAt.UTC()
-		out = append(out, f)
-	}
-	return out, rows.Err()
+	return store.ScanDeliveryFailures(rows, utc)
 }
 
 func (u updateTx) InsertWebhook(w store.WebhookRecord) error {
@@ -86,7 +62,7 @@ func (u updateTx) InsertWebhook(w store.WebhookRecord) error {
 }
 
 func (u updateTx) DeleteWebhook(id string) (store.WebhookRecord, error) {
-	w, err := scanWebhook(u.tx.QueryRow(u.ctx, webhookQuery+` WHERE w.id = $1 FOR UPDATE`, id))
+	w, err := store.ScanWebhook(u.tx.QueryRow(u.ctx, webhookQuery+` WHERE w.id = $1 FOR UPDATE`, id), utc)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return w, fmt.Errorf("webhook %q %w", id, store.ErrNotFound)
 	}
