@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +17,8 @@ import (
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/notify"
+	"github.com/ferryhq/ferry/notify/notifytest"
+	"github.com/ferryhq/ferry/store"
 )
 
 // hookReceiver is a real HTTP receiver on loopback that checks each delivery's HMAC with the
@@ -142,5 +146,54 @@ func TestWebhookRefusals(t *testing.T) {
 	}
 	if hooks, err := h.admin.Webhooks(ctx); err != nil || len(hooks) != 0 {
 		t.Errorf("webhooks after refusals: %+v, %v", hooks, err)
+	}
+}
+
+// A server started with --smtp mails a rollout's ack request, waiting in its log, to the site's
+// contact through a real SMTP server process.
+func TestServerMailsSiteContacts(t *testing.T) {
+	py := notifytest.Python(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	addr := notifytest.FreeAddr(t)
+	smtp := notifytest.StartSMTP(t, ctx, py, addr)
+	dir := t.TempDir()
+	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "ferry.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	err = st.Update(ctx, func(tx store.Tx) error {
+		// Mail goes out from where the server first ran with --smtp: here, before this request.
+		if _, err := tx.StartCursor(api.EmailTarget, 0); err != nil {
+			return err
+		}
+		id, err := tx.InsertRollout(store.RolloutRecord{App: "hello", Version: "2.0.0", Policy: "major", Plan: []byte(`{}`), Progress: []byte(`{}`),
+			State: "running", Open: true, CreatedAt: now, UpdatedAt: now})
+		if err != nil {
+			return err
+		}
+		_, err = tx.AppendEvents(api.NewEvent(now, api.EventRolloutNotify, api.RolloutSubject(id),
+			api.RolloutNotify{ID: id, Wave: "pilot", Kind: "ack_escalate", Sites: []string{"ams"}, Contacts: []string{"noc@ams.example.org"}}))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, Config{DataDir: dir, Store: st, SMTP: addr, SMTPFrom: "ferry@example.org"})
+	msg := smtp.Next(t, ctx)
+	for _, want := range []string{"From: ferry@example.org", "To: noc@ams.example.org", "Subject: Escalation: acknowledge rollout 1 of hello@2.0.0", "ferry rollout ack 1 --site ams"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("mail lacks %q:\n%s", want, msg)
+		}
+	}
+}
+
+func TestSMTPFlagsRefused(t *testing.T) {
+	for _, cfg := range []Config{{SMTP: "mail.example.org", SMTPFrom: "ferry@example.org"}, {SMTP: "127.0.0.1:25", SMTPFrom: "Ferry <ferry@example.org>"}, {SMTP: "127.0.0.1:25"}} {
+		cfg.DataDir = t.TempDir()
+		if _, err := New(context.Background(), cfg); err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "--smtp") {
+			t.Errorf("New(--smtp %q --smtp-from %q) = %v; want one line naming the flag", cfg.SMTP, cfg.SMTPFrom, err)
+		}
 	}
 }

@@ -153,7 +153,7 @@ func message(msg notify.Mail, to []string) []byte {
 	header := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
 	header("From", msg.From)
 	header("To", strings.Join(to, ", "))
-	header("Subject", mime.QEncoding.Encode("utf-8", msg.Subject))
+	header("Subject", mime.QEncoding.Encode("utf-8", strings.NewReplacer("\r", " ", "\n", " ").Replace(msg.Subject)))
 	header("Date", msg.Date.Format(time.RFC1123Z))
 	header("Message-ID", "<"+msg.ID+"@ferry>")
 	header("MIME-Version", "1.0")
