@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,12 +99,14 @@ func (r *rig) event(typ, subject string) api.Event {
 	return e
 }
 
-func (r *rig) webhook(url, events string) api.Webhook {
+// webhook adds a webhook to rc's URL and path, and gives rc its secret.
+func (r *rig) webhook(rc *receiver, path, events string) api.Webhook {
 	r.t.Helper()
-	w, _, err := r.svc.Add(store.WithActor(r.ctx, store.Actor{ID: "token:admin"}), api.WebhookAdd{URL: url, Events: events})
+	w, _, err := r.svc.Add(store.WithActor(r.ctx, store.Actor{ID: "token:admin"}), api.WebhookAdd{URL: rc.URL + path, Events: events})
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	rc.secret.Store(w.Secret)
 	return w
 }
 
@@ -118,16 +121,18 @@ type delivery struct {
 // with the status answer gives for the n-th try (from 1) of it.
 type receiver struct {
 	*httptest.Server
-	mu    sync.Mutex
-	tries map[string]int
-	got   chan delivery
+	secret atomic.Value // string: of the webhook last added for it (rig.webhook)
+	mu     sync.Mutex
+	tries  map[string]int
+	got    chan delivery
 }
 
-func newReceiver(t *testing.T, secret func() string, answer func(d delivery, try int) int) *receiver {
+func newReceiver(t *testing.T, answer func(d delivery, try int) int) *receiver {
 	rc := &receiver{tries: map[string]int{}, got: make(chan delivery, 100)}
+	rc.secret.Store("")
 	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
-		if want := notify.Sign([]byte(secret()), body); !hmac.Equal([]byte(req.Header.Get(api.HeaderSignature)), []byte(want)) {
+		if want := notify.Sign([]byte(rc.secret.Load().(string)), body); !hmac.Equal([]byte(req.Header.Get(api.HeaderSignature)), []byte(want)) {
 			t.Errorf("delivery %s: signature %q, want %q", req.Header.Get(api.HeaderDelivery), req.Header.Get(api.HeaderSignature), want)
 			w.WriteHeader(http.StatusUnauthorized)
 			return
@@ -176,15 +181,13 @@ func (rc *receiver) triesOf(id string) int {
 // webhook's secret and keeps its id across tries; the cursor moves past what was taken.
 func TestWebhookRetriedWithBackoffOnTheClock(t *testing.T) {
 	r := newRig(t)
-	var secret string
-	rc := newReceiver(t, func() string { return secret }, func(d delivery, try int) int {
+	rc := newReceiver(t, func(d delivery, try int) int {
 		if d.typ == "rollout.started" && try <= 2 {
 			return http.StatusServiceUnavailable
 		}
 		return http.StatusOK
 	})
-	w := r.webhook(rc.URL+"/hook", "rollout.*,app.state")
-	secret = w.Secret
+	w := r.webhook(rc, "/hook", "rollout.*,app.state")
 	r.start(8, nil)
 	r.event("node.up", "n1")
 	started := r.event("rollout.started", "rollout/1")
@@ -256,15 +259,13 @@ func waitCursor(t *testing.T, r *rig, webhook string, id int64) store.WebhookRec
 // the webhook moves on to the next event.
 func TestWebhookDeadLetter(t *testing.T) {
 	r := newRig(t)
-	var secret string
-	rc := newReceiver(t, func() string { return secret }, func(d delivery, try int) int {
+	rc := newReceiver(t, func(d delivery, try int) int {
 		if d.typ == "release.pushed" {
 			return http.StatusInternalServerError
 		}
 		return http.StatusNoContent
 	})
-	w := r.webhook(rc.URL, "*")
-	secret = w.Secret
+	w := r.webhook(rc, "", "*")
 	r.start(3, nil)
 	pushed := r.event("release.pushed", "hello@1.0.0")
 	for range 2 {
@@ -305,12 +306,11 @@ func TestWebhookDeadLetter(t *testing.T) {
 // least once); nothing is lost.
 func TestDeliveriesResumeAfterRestart(t *testing.T) {
 	r := newRig(t)
-	var secret string
 	hold := make(chan struct{})
 	inFlight := make(chan struct{}, 1)
 	var mu sync.Mutex
 	holding := true
-	rc := newReceiver(t, func() string { return secret }, func(d delivery, try int) int {
+	rc := newReceiver(t, func(d delivery, try int) int {
 		mu.Lock()
 		h := holding
 		mu.Unlock()
@@ -321,8 +321,7 @@ func TestDeliveriesResumeAfterRestart(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	w := r.webhook(rc.URL, "app.*")
-	secret = w.Secret
+	w := r.webhook(rc, "", "app.*")
 	r.start(8, nil)
 	first := r.event("app.state", "first")
 	if d := rc.next(t, r.ctx); d.event.ID != first.ID {
@@ -358,15 +357,9 @@ func TestDeliveriesResumeAfterRestart(t *testing.T) {
 // Removing a webhook stops its deliveries; one added later gets only what comes after it.
 func TestWebhookRemovedStops(t *testing.T) {
 	r := newRig(t)
-	var mu sync.Mutex
-	secrets := map[string]string{}
-	var cur string
-	rc := newReceiver(t, func() string { mu.Lock(); defer mu.Unlock(); return secrets[cur] }, func(d delivery, try int) int { return http.StatusOK })
+	rc := newReceiver(t, func(d delivery, try int) int { return http.StatusOK })
 	r.start(8, nil)
-	w := r.webhook(rc.URL, "site.*")
-	mu.Lock()
-	secrets[w.ID], cur = w.Secret, w.ID
-	mu.Unlock()
+	w := r.webhook(rc, "", "site.*")
 	a := r.event("site.added", "a")
 	if d := rc.next(t, r.ctx); d.event.ID != a.ID {
 		t.Fatalf("delivery %+v", d)
@@ -375,10 +368,7 @@ func TestWebhookRemovedStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.event("site.added", "b")
-	w2 := r.webhook(rc.URL, "site.*")
-	mu.Lock()
-	secrets[w2.ID], cur = w2.Secret, w2.ID
-	mu.Unlock()
+	w2 := r.webhook(rc, "", "site.*")
 	c := r.event("site.added", "c")
 	if d := rc.next(t, r.ctx); d.event.ID != c.ID || d.id != notify.DeliveryID(w2.ID, c.ID) {
 		t.Fatalf("delivery %+v; want only c, to the new webhook", d)

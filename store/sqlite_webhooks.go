@@ -12,14 +12,9 @@ import (
 // Webhooks and deliveries in SQLite: a webhook's globs as a JSON array, its sealed secret as a
 // blob; cursors and dead letters keyed by target.
 
-const webhookQuery = `SELECT w.id, w.url, w.events, w.secret, w.created_at, w.created_by,
-	coalesce((SELECT event_id FROM delivery_cursors c WHERE c.target = 'webhook/' || w.id), 0),
-	(SELECT count(*) FROM delivery_failures f WHERE f.target = 'webhook/' || w.id)
-	FROM webhooks w`
-
 // Webhooks lists the webhooks, oldest first.
 func (s *SQLite) Webhooks(ctx context.Context) ([]WebhookRecord, error) {
-	rows, err := s.r.QueryContext(ctx, webhookQuery+` ORDER BY w.created_at, w.id`)
+	rows, err := s.r.QueryContext(ctx, WebhookQuery+` ORDER BY w.created_at, w.id`)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +50,7 @@ func (t sqliteTx) InsertWebhook(w WebhookRecord) error {
 }
 
 func (t sqliteTx) DeleteWebhook(id string) (WebhookRecord, error) {
-	w, err := ScanWebhook(t.tx.QueryRowContext(t.ctx, webhookQuery+` WHERE w.id = ?`, id), parseTS)
+	w, err := ScanWebhook(t.tx.QueryRowContext(t.ctx, WebhookQuery+` WHERE w.id = ?`, id), parseTS)
 	if errors.Is(err, sql.ErrNoRows) {
 		return w, fmt.Errorf("webhook %q %w", id, ErrNotFound)
 	}

@@ -25,6 +25,13 @@ type WebhookRecord struct {
 // good must not fill the database.
 const MaxFailures = 1000
 
+// WebhookQuery selects what ScanWebhook reads, from webhooks w, on either backend; a backend
+// adds its WHERE and ORDER BY.
+const WebhookQuery = `SELECT w.id, w.url, w.events, w.secret, w.created_at, w.created_by,
+	coalesce((SELECT event_id FROM delivery_cursors c WHERE c.target = 'webhook/' || w.id), 0),
+	(SELECT count(*) FROM delivery_failures f WHERE f.target = 'webhook/' || w.id)
+	FROM webhooks w`
+
 // ScanWebhook reads one row of (id, url, events, secret, created_at, created_by, cursor,
 // failures): the globs as a JSON array, created_at as the backend's column holds it (T), which
 // when turns into a time.

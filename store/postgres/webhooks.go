@@ -12,19 +12,14 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Webhooks and deliveries in PostgreSQL: a webhook's globs as a text array, its sealed secret
+// Webhooks and deliveries in PostgreSQL: a webhook's globs as JSON text, its sealed secret
 // as bytes; cursors and dead letters keyed by target.
-
-const webhookQuery = `SELECT w.id, w.url, w.events, w.secret, w.created_at, w.created_by,
-	coalesce((SELECT event_id FROM delivery_cursors c WHERE c.target = 'webhook/' || w.id), 0),
-	(SELECT count(*) FROM delivery_failures f WHERE f.target = 'webhook/' || w.id)::int
-	FROM webhooks w`
 
 func utc(t time.Time) time.Time { return t.UTC() }
 
 // Webhooks lists the webhooks, oldest first.
 func (s *Store) Webhooks(ctx context.Context) ([]store.WebhookRecord, error) {
-	rows, err := s.pool.Query(ctx, webhookQuery+` ORDER BY w.created_at, w.id`)
+	rows, err := s.pool.Query(ctx, store.WebhookQuery+` ORDER BY w.created_at, w.id`)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +57,7 @@ func (u updateTx) InsertWebhook(w store.WebhookRecord) error {
 }
 
 func (u updateTx) DeleteWebhook(id string) (store.WebhookRecord, error) {
-	w, err := store.ScanWebhook(u.tx.QueryRow(u.ctx, webhookQuery+` WHERE w.id = $1 FOR UPDATE`, id), utc)
+	w, err := store.ScanWebhook(u.tx.QueryRow(u.ctx, store.WebhookQuery+` WHERE w.id = $1 FOR UPDATE`, id), utc)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return w, fmt.Errorf("webhook %q %w", id, store.ErrNotFound)
 	}
