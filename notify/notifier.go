@@ -177,6 +177,9 @@ func (n *Notifier) retry(ctx context.Context, what string, err error) bool {
 	return clock.Sleep(ctx, n.cfg.Clock, time.Second)
 }
 
+// skipRecordEvery is how far a target's cursor may lag behind the events it skipped.
+const skipRecordEvery = 1000
+
 // next returns the feed's next events, retrying while the store fails; false when ctx ended.
 func (n *Notifier) next(ctx context.Context, feed *store.Feed) ([]api.Event, bool) {
 	for {
@@ -236,8 +239,10 @@ func (n *Notifier) follow(ctx context.Context, target string, cursor int64, d de
 			}
 			cursor = e.ID
 		}
-		// Past the events this target does not want, so a restart does not read them again.
-		if last := evs[len(evs)-1].ID; last > cursor {
+		// Past the events this target does not want, now and then: a restart reads them again
+		// and skips them again, so recording after every batch would only cost a write per
+		// target for each write anyone makes.
+		if last := evs[len(evs)-1].ID; last-cursor >= skipRecordEvery {
 			if !n.record(ctx, target, api.Event{ID: last}, 0, nil) {
 				return
 			}
