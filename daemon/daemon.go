@@ -47,6 +47,15 @@ func Server(g cli.Globals) *cobra.Command {
 			if cfg.DB == "" {
 				cfg.DB = g.Getenv("FERRY_DB")
 			}
+			if cfg.SMTP == "" {
+				cfg.SMTP = g.Getenv("FERRY_SMTP")
+			}
+			if cfg.SMTPFrom == "" {
+				cfg.SMTPFrom = g.Getenv("FERRY_SMTP_FROM")
+			}
+			if (cfg.SMTP == "") != (cfg.SMTPFrom == "") {
+				return cli.Usagef("server: give --smtp HOST:PORT and --smtp-from EMAIL together (or $FERRY_SMTP and $FERRY_SMTP_FROM)")
+			}
 			server.TuneGC()
 			l, err := net.Listen("tcp", listen)
 			if err != nil {
@@ -82,6 +91,8 @@ func Server(g cli.Globals) *cobra.Command {
 	f.Int64Var(&cfg.MaxBundleSize, "max-bundle-size", 2<<30, "largest bundle a push may send, in bytes")
 	f.Int64Var(&cfg.MaxUnpackedSize, "max-unpacked-size", 0, "largest total size of the files a pushed bundle unpacks to, in bytes (default 4 GiB)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cfg.SMTP, "smtp", "", "mail relay (HOST:PORT) through which sites' contacts are mailed what rollouts ask of them (default $FERRY_SMTP)")
+	f.StringVar(&cfg.SMTPFrom, "smtp-from", "", "sender address of those mails (default $FERRY_SMTP_FROM)")
 	f.StringSliceVar(&cfg.Advertise, "advertise", nil, "names and addresses agents and operators reach the server by, for its certificate (NAME,...)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate (with its chain) to serve instead of the one the server makes with its own CA")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "key of --tls-cert")

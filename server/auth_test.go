@@ -68,6 +68,11 @@ var routeAccess = map[string]access{
 	"POST /v1/apps/control":                       admin,
 	"POST /v1/rollouts":                           admin,
 	"POST /v1/rollouts/{id}/{action}":             admin,
+	// Webhooks, their list included: a receiver's URL often holds its own credential.
+	"POST /v1/webhooks":              admin,
+	"GET /v1/webhooks":               admin,
+	"DELETE /v1/webhooks/{id}":       admin,
+	"GET /v1/webhooks/{id}/failures": admin,
 }
 
 func TestEveryRouteIsAuthenticated(t *testing.T) {

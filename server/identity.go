@@ -34,6 +34,7 @@ type identity struct {
 	secret      []byte      // signs sessions and challenges
 	tls         *tls.Config // nil over plain HTTP
 	pin, caFile string      // see Server.CAPin and Server.CAFile
+	key         *seal.Key   // seals what else the cluster keeps secret in the store (webhooks' keys)
 }
 
 // loadIdentity takes the cluster's shared secrets from the store, putting them there first when
@@ -44,7 +45,7 @@ func loadIdentity(ctx context.Context, cfg Config, st store.Store, clusterKey []
 		return identity{}, fmt.Errorf("cluster key %s: %w", cfg.ClusterKey, err)
 	}
 	v := vault{st: st, key: key, file: cfg.ClusterKey}
-	var id identity
+	id := identity{key: key}
 	// A new session secret, not the cluster key's bytes as before: the key file alone must not
 	// sign sessions either. A server from before this one therefore ends its agents' sessions
 	// once, at its first start after the upgrade; agents open new ones by themselves.

@@ -29,6 +29,8 @@ import (
 	"github.com/ferryhq/ferry/fault"
 	"github.com/ferryhq/ferry/inventory"
 	"github.com/ferryhq/ferry/liveness"
+	"github.com/ferryhq/ferry/notify"
+	"github.com/ferryhq/ferry/notify/send"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/rollout"
 	"github.com/ferryhq/ferry/store"
@@ -90,6 +92,12 @@ type Config struct {
 	// streaming routes lift or stretch it.
 	ReadTimeout time.Duration
 
+	// SMTP, when set, is the HOST:PORT of the mail relay through which the leader mails sites'
+	// contacts what rollouts ask of them, from SMTPFrom.
+	SMTP, SMTPFrom string
+	// WebhookTimeout bounds one try of a webhook delivery or of a mail (default 10s).
+	WebhookTimeout time.Duration
+
 	Clock  clock.Clock
 	Logger *slog.Logger
 }
@@ -103,6 +111,8 @@ type Server struct {
 	assign      *assign.Service
 	rollouts    *rollout.Service
 	engine      *rollout.Engine
+	webhooks    *notify.Service
+	notifier    *notify.Notifier
 	blobs       *blobstore.Store
 	clk         clock.Clock
 	log         *slog.Logger
@@ -190,6 +200,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := checkTLSFlags(cfg); err != nil {
 		return nil, err
 	}
+	if cfg.WebhookTimeout <= 0 {
+		cfg.WebhookTimeout = 10 * time.Second
+	}
+	var mailer notify.Mailer
+	if cfg.SMTP != "" || cfg.SMTPFrom != "" {
+		m, err := send.NewSMTP(cfg.SMTP, cfg.WebhookTimeout)
+		if err != nil {
+			return nil, err
+		}
+		if err := send.CheckAddress("--smtp-from", cfg.SMTPFrom); err != nil {
+			return nil, err
+		}
+		mailer = m
+	}
 	// The data directory holds credentials: only the server's user may enter it.
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -267,6 +291,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.assign = assign.New(st, cfg.Clock)
 	s.rollouts = rollout.NewService(st, cfg.Clock)
 	s.engine = rollout.NewEngine(st, cfg.Clock, cfg.Logger)
+	s.webhooks = notify.NewService(st, cfg.Clock, id.key)
+	s.notifier = notify.New(notify.Config{Store: st, Clock: cfg.Clock, Log: cfg.Logger, Key: id.key,
+		Sender: send.NewHTTP(cfg.WebhookTimeout), Mailer: mailer, From: cfg.SMTPFrom})
 	s.metrics = newMetrics(s.hub)
 	if err := s.load(ctx); err != nil {
 		st.Close()
@@ -406,6 +433,11 @@ func (s *Server) routesInit() {
 
 	s.handle("GET /v1/events", viewer, s.listEvents)
 
+	s.handle("POST /v1/webhooks", admin, s.addWebhook)
+	s.handle("GET /v1/webhooks", admin, s.listWebhooks)
+	s.handle("DELETE /v1/webhooks/{id}", admin, s.removeWebhook)
+	s.handle("GET /v1/webhooks/{id}/failures", admin, s.webhookFailures)
+
 	s.handle("POST /v1/agent/enroll", agentEnroll, s.agentEnroll)
 	s.handle("POST /v1/agent/challenge", agentEnroll, s.agentChallenge)
 	s.handle("POST /v1/agent/session", agentEnroll, s.agentSession)
@@ -532,7 +564,7 @@ func (s *Server) leadLoop(ctx context.Context) {
 			continue
 		}
 		wait = time.Second
-		s.log.Info("leading: this server marks silent nodes down, collects blobs and moves rollouts on", "replica", s.replica.id)
+		s.log.Info("leading: this server marks silent nodes down, collects blobs, moves rollouts on and delivers notifications", "replica", s.replica.id)
 		if err := s.retrack(lead); err != nil {
 			if ctx.Err() == nil {
 				s.log.Error("read the nodes to lead; retrying", "err", err)
@@ -541,13 +573,12 @@ func (s *Server) leadLoop(ctx context.Context) {
 			continue
 		}
 		s.leading.Store(true)
-		engineDone := make(chan struct{})
-		go func() {
-			defer close(engineDone)
-			s.engine.Run(lead)
-		}()
+		var singletons sync.WaitGroup
+		singletons.Add(2)
+		go func() { defer singletons.Done(); s.engine.Run(lead) }()
+		go func() { defer singletons.Done(); s.notifier.Run(lead) }()
 		s.gcLoop(lead)
-		<-engineDone // one engine at a time, even when the lead comes back at once
+		singletons.Wait() // one engine and one notifier at a time, even when the lead comes back at once
 		s.leading.Store(false)
 	}
 }

@@ -64,6 +64,12 @@ type Store interface {
 	Rollout(ctx context.Context, id int64) (RolloutRecord, error)
 	Rollouts(ctx context.Context, app string) ([]RolloutRecord, error)
 
+	// Webhooks lists the webhooks, oldest first, each with its cursor and dead-letter count;
+	// DeliveryFailures the dead letters of a target (api.WebhookTarget, api.EmailTarget),
+	// newest first.
+	Webhooks(ctx context.Context) ([]WebhookRecord, error)
+	DeliveryFailures(ctx context.Context, target string) ([]api.DeliveryFailure, error)
+
 	// Updater runs the services' writes: the rules are theirs, the storage primitives (Tx) the
 	// backend's.
 	Updater

@@ -119,6 +119,21 @@ type Tx interface {
 	// revoked on behalf of a rollout, on its terms, pinned (no channel); it returns the nodes
 	// whose assignment changed (another version, attempt or terms) and bumps their generations.
 	AssignRollout(names []string, app, version string, terms RolloutTerms, at time.Time) ([]string, error)
+
+	// InsertWebhook stores a webhook and starts the cursor of its target at w.Cursor; ErrExists
+	// when its id is taken.
+	InsertWebhook(w WebhookRecord) error
+	// DeleteWebhook removes a webhook with its cursor and dead letters and returns it;
+	// ErrNotFound when there is none.
+	DeleteWebhook(id string) (WebhookRecord, error)
+	// StartCursor starts a delivery target's cursor at eventID unless it has one, and returns
+	// the cursor as stored.
+	StartCursor(target string, eventID int64) (int64, error)
+	// AdvanceCursor moves a target's cursor forward to eventID (never back); ErrNotFound when
+	// the target has no cursor (its webhook was removed).
+	AdvanceCursor(target string, eventID int64) error
+	// InsertFailure records a dead letter, keeping the newest MaxFailures of its target.
+	InsertFailure(f api.DeliveryFailure) error
 }
 
 // Updater runs a function in one transaction: it commits when fn returns nil and rolls back

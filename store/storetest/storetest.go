@@ -40,6 +40,7 @@ func suite() []suiteTest {
 		{"Secrets", testSecrets},
 		{"Replicas", testReplicas},
 		{"Rollouts", testRollouts},
+		{"Webhooks", testWebhooks},
 	}
 }
 

@@ -1,0 +1,80 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/store"
+)
+
+// testWebhooks: a webhook round-trips whole with its cursor; a cursor only moves forward and is
+// gone with its webhook; dead letters are counted, listed newest first, trimmed to MaxFailures
+// and removed with their webhook; another target's cursor starts once.
+func testWebhooks(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	update := func(fn func(store.Tx) error) error { return s.Update(ctx, fn) }
+	w := store.WebhookRecord{ID: "a1", URL: "https://hooks.example/ferry", Events: []string{"rollout.*", "app.state"},
+		Secret: []byte{1, 0, 0xff}, CreatedAt: t0, CreatedBy: "token:abc", Cursor: 7}
+	if err := update(func(tx store.Tx) error { return tx.InsertWebhook(w) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := update(func(tx store.Tx) error { return tx.InsertWebhook(w) }); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second insert: %v", err)
+	}
+	target := api.WebhookTarget("a1")
+	for _, to := range []int64{9, 8} {
+		if err := update(func(tx store.Tx) error { return tx.AdvanceCursor(target, to) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := update(func(tx store.Tx) error {
+		for i := range store.MaxFailures + 2 {
+			if err := tx.InsertFailure(api.DeliveryFailure{Target: target, EventID: int64(i), EventType: "app.state", Attempts: 8, Error: "503", FailedAt: t0}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks, err := s.Webhooks(ctx)
+	if err != nil || len(hooks) != 1 {
+		t.Fatalf("Webhooks = %+v, %v", hooks, err)
+	}
+	got := hooks[0]
+	if got.ID != w.ID || got.URL != w.URL || !slices.Equal(got.Events, w.Events) || !bytes.Equal(got.Secret, w.Secret) ||
+		!got.CreatedAt.Equal(t0) || got.CreatedBy != w.CreatedBy || got.Cursor != 9 || got.Failures != store.MaxFailures {
+		t.Fatalf("read back %+v", got)
+	}
+	fs, err := s.DeliveryFailures(ctx, target)
+	if err != nil || len(fs) != store.MaxFailures || fs[0].EventID != store.MaxFailures+1 || fs[len(fs)-1].EventID != 2 ||
+		fs[0].Error != "503" || fs[0].Attempts != 8 || !fs[0].FailedAt.Equal(t0) {
+		t.Fatalf("DeliveryFailures: %d, first %+v, %v", len(fs), fs[0], err)
+	}
+
+	var removed store.WebhookRecord
+	if err := update(func(tx store.Tx) (err error) { removed, err = tx.DeleteWebhook("a1"); return err }); err != nil || removed.URL != w.URL {
+		t.Fatalf("DeleteWebhook = %+v, %v", removed, err)
+	}
+	if err := update(func(tx store.Tx) error { _, err := tx.DeleteWebhook("a1"); return err }); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	if err := update(func(tx store.Tx) error { return tx.AdvanceCursor(target, 10) }); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("cursor of a removed webhook: %v", err)
+	}
+	if fs, err := s.DeliveryFailures(ctx, target); err != nil || len(fs) != 0 {
+		t.Fatalf("dead letters of a removed webhook: %d, %v", len(fs), err)
+	}
+
+	for _, start := range []int64{5, 3} {
+		var at int64
+		if err := update(func(tx store.Tx) (err error) { at, err = tx.StartCursor(api.EmailTarget, start); return err }); err != nil || at != 5 {
+			t.Fatalf("StartCursor(%d) = %d, %v; want 5", start, at, err)
+		}
+	}
+}
