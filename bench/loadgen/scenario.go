@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -275,11 +274,11 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 		}
 		slices.Sort(round)
 		fmt.Printf("push %d: API answered in %v; agents p50 %v p99 %v max %v", p, ack.Round(time.Millisecond),
-			pct(round, 50), pct(round, 99), round[len(round)-1].Round(time.Millisecond))
+			fleet.Percentile(round, 50), fleet.Percentile(round, 99), round[len(round)-1].Round(time.Millisecond))
 		if len(reps) > 1 {
 			for i, d := range perReplica {
 				slices.Sort(d)
-				fmt.Printf("; replica %d p99 %v", i+1, pct(d, 99))
+				fmt.Printf("; replica %d p99 %v", i+1, fleet.Percentile(d, 99))
 			}
 		}
 		fmt.Println()
@@ -291,7 +290,7 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 	slices.Sort(lats)
 
 	res.beats, res.window, res.cpuSec, res.rss = beats, t1.Sub(t0), cpuSec, rssNow
-	res.p50, res.p99, res.errs = pct(lats, 50), pct(lats, 99), errs.Load()
+	res.p50, res.p99, res.errs = fleet.Percentile(lats, 50), fleet.Percentile(lats, 99), errs.Load()
 	fmt.Printf("%s: heartbeats in %v window: %d (%.0f/s), server CPU %.2fs → %.1f µs per heartbeat (target ≤ 25)\n", s,
 		res.window.Round(time.Second), beats, float64(beats)/res.window.Seconds(), cpuSec, res.usPerBeat())
 	if res.pgSec >= 0 {
@@ -303,18 +302,4 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 	fmt.Printf("%s: push latency over %d pushes: p50 %v p99 %v (target p99 ≤ 1s)\n", s, pushes, res.p50, res.p99)
 	fmt.Printf("%s: agent errors: %d\n", s, res.errs)
 	return res, nil
-}
-
-func freePort() string {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	i := (len(d)*p + 99) / 100
-	return d[min(max(i-1, 0), len(d)-1)].Round(time.Millisecond)
 }

@@ -27,7 +27,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -148,7 +147,7 @@ func run(o options) error {
 		if ws.Bin, err = profctl.Build(ws.Dir, "", o.profile); err != nil {
 			return err
 		}
-		so.Control = freePort()
+		so.Control = fleet.FreePort()
 	}
 	srv, err := fleet.StartServerWith(ws.Bin, filepath.Join(ws.Dir, "server"), ws.Logs, so)
 	if err != nil {
@@ -327,15 +326,6 @@ func push(ctx context.Context, srv *fleet.Server, dir, version string, key minis
 	os.WriteFile(filepath.Join(src, release.ManifestName), []byte("app: "+app+"\nversion: "+version+"\nclass: minor\n"), 0o644)
 	os.WriteFile(filepath.Join(src, "payload"), []byte("release "+version+"\n"), 0o644)
 	return srv.Push(ctx, src, dir, key)
-}
-
-func freePort() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "127.0.0.1:0"
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // loadavg is the machine's load average over the last minute.

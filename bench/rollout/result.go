@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/bench/internal/fleet"
 	"github.com/ferryhq/ferry/client"
 )
 
@@ -141,8 +142,8 @@ func (r *result) print() {
 	fmt.Printf("\nserver CPU over the rollout: %.2f s (idle with these agents: %.3f s/s, %.2f s over as long) → %.0f µs per node moved in all, %.0f µs beyond idle (%d nodes moved)\n",
 		r.cpu, r.idleRate, r.idleRate*wall.Seconds(), r.cpu*1e6/float64(moved), own*1e6/float64(moved), moved)
 	fmt.Printf("harness CPU over the rollout: %.2f s; load average (1 min) %s at the start, %s at the end\n", r.self.Seconds(), r.load0, r.load1)
-	fmt.Printf("running report → rollout's node done: p50 %v p99 %v max %v (%d nodes)\n", pct(r.observe, 50), pct(r.observe, 99), pct(r.observe, 100), len(r.observe))
-	fmt.Printf("assignment event → agent holds it: p50 %v p99 %v max %v (%d nodes)\n", pct(r.push, 50), pct(r.push, 99), pct(r.push, 100), len(r.push))
+	fmt.Printf("running report → rollout's node done: p50 %v p99 %v max %v (%d nodes)\n", fleet.Percentile(r.observe, 50), fleet.Percentile(r.observe, 99), fleet.Percentile(r.observe, 100), len(r.observe))
+	fmt.Printf("assignment event → agent holds it: p50 %v p99 %v max %v (%d nodes)\n", fleet.Percentile(r.push, 50), fleet.Percentile(r.push, 99), fleet.Percentile(r.push, 100), len(r.push))
 }
 
 func reason(s string) string {
@@ -150,12 +151,4 @@ func reason(s string) string {
 		return ""
 	}
 	return " (" + s + ")"
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	i := (len(d)*p + 99) / 100
-	return d[min(max(i-1, 0), len(d)-1)].Round(time.Millisecond)
 }

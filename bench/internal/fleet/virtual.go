@@ -5,8 +5,10 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
@@ -77,4 +79,24 @@ func Parallel(n, width int, fn func(int) error) error {
 	}
 	wg.Wait()
 	return first
+}
+
+// FreePort returns a loopback address no one listens on now.
+func FreePort() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Percentile returns the p-th percentile of sorted durations (0 when there are none), rounded
+// to the millisecond.
+func Percentile(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	i := (len(d)*p + 99) / 100
+	return d[min(max(i-1, 0), len(d)-1)].Round(time.Millisecond)
 }
