@@ -440,6 +440,11 @@ func save(tx store.Tx, rec store.RolloutRecord, pr Progress, wake *time.Time, no
 	if err != nil {
 		return rec, err
 	}
+	return saveJSON(tx, rec, pr, b, wake, now)
+}
+
+// saveJSON is save of pr already encoded as b.
+func saveJSON(tx store.Tx, rec store.RolloutRecord, pr Progress, b []byte, wake *time.Time, now time.Time) (store.RolloutRecord, error) {
 	rec.Progress, rec.State, rec.Open, rec.Wake, rec.UpdatedAt = b, pr.State, pr.Open(), wake, now
 	return rec, tx.UpdateRollout(rec)
 }

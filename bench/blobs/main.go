@@ -69,12 +69,6 @@ func main() {
 	}
 }
 
-func freePort() string {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // ferryServer is one ferry server process of the benchmark, plain or TLS.
 type ferryServer struct {
 	mode    string
@@ -93,7 +87,7 @@ func (f *ferryServer) stop() { f.cmd.Process.Kill(); f.cmd.Wait() }
 // startFerry starts a server in data: `ferry server --insecure-http` for plain, or the default
 // TLS with the CA and certificate it makes for itself under data/tls.
 func startFerry(bin, mode, data string, profiling bool) (*ferryServer, error) {
-	listen := freePort()
+	listen := fleet.FreePort()
 	args := []string{"--data", data, "--listen", listen}
 	if !profiling {
 		args = append([]string{"server"}, append(args, "--log-level", "warn")...)
@@ -104,7 +98,7 @@ func startFerry(bin, mode, data string, profiling bool) (*ferryServer, error) {
 		f.addr = "http://" + listen
 	}
 	if profiling {
-		f.control = freePort()
+		f.control = fleet.FreePort()
 		args = append(args, "--control", f.control)
 	}
 	f.cmd = exec.Command(bin, args...)
@@ -465,7 +459,7 @@ func startNginx(dir string, servers map[string]*ferryServer) (*nginxServer, erro
 		if err := os.Link(f.blob, filepath.Join(www, "blob")); err != nil {
 			return nil, err
 		}
-		addr := freePort()
+		addr := fleet.FreePort()
 		addrs = append(addrs, addr)
 		if mode == "tls" {
 			ng.url[mode] = "https://" + addr

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferryhq/ferry/bench/internal/fleet"
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/pki"
 )
@@ -47,7 +48,7 @@ func startReplicas(dir, bin string, s setup, dbURL string, interval time.Duratio
 		}
 	}()
 	for i := range s.replicas {
-		listen := freePort()
+		listen := fleet.FreePort()
 		r := &replica{data: filepath.Join(dir, fmt.Sprintf("data%d", i+1)), addr: "https://" + listen}
 		// n agents enroll from one address (127.0.0.1), so the per-address limit of the public
 		// agent routes (default 20/s, burst 100) is raised out of the way: it would pace the
@@ -60,7 +61,7 @@ func startReplicas(dir, bin string, s setup, dbURL string, interval time.Duratio
 				"--blobs", filepath.Join(dir, "blobs"))
 		}
 		if profile != "" {
-			r.control = freePort()
+			r.control = fleet.FreePort()
 			args = append(args, "--control", r.control)
 		} else {
 			args = append([]string{"server"}, args...)

@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/base64"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/bench/internal/fleet"
 	"github.com/ferryhq/ferry/bench/internal/profctl"
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/internal/pgtest"
@@ -27,7 +24,6 @@ import (
 
 type vagent struct {
 	name string
-	key  ed25519.PrivateKey
 	sess string
 	gen  atomic.Int64
 	// got[i] is when the agent first held generation ≥ target i.
@@ -78,7 +74,7 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 	if err != nil {
 		return res, err
 	}
-	res.rssBase = rssSum(pids)
+	res.rssBase = fleet.RSSSum(pids)
 
 	// One client per replica, for the agents that replica serves: its address first, then the
 	// others', as an agent is given them. One transport for both modes (HTTP/1.1: streams
@@ -109,23 +105,9 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 
 	agents := make([]*vagent, n)
 	start := time.Now()
-	if err := parallel(n, 32, func(i int) error {
-		ac := home(i)
-		a := &vagent{name: fmt.Sprintf("v%05d", i), got: map[int64]time.Time{}}
-		_, a.key, _ = ed25519.GenerateKey(rand.Reader)
-		pk := base64.StdEncoding.EncodeToString(a.key.Public().(ed25519.PublicKey))
-		sig := base64.StdEncoding.EncodeToString(ed25519.Sign(a.key, api.EnrollMessage(tok.Secret, a.name, pk)))
-		if _, err := ac.Enroll(ctx, api.Enroll{Token: tok.Secret, Name: a.name, PublicKey: pk, Signature: sig}); err != nil {
-			return err
-		}
-		ch, err := ac.Challenge(ctx, a.name)
-		if err != nil {
-			return err
-		}
-		s, err := ac.Session(ctx, api.SessionRequest{Node: a.name, Nonce: ch.Nonce,
-			Signature: base64.StdEncoding.EncodeToString(ed25519.Sign(a.key, api.SessionMessage(a.name, ch.Nonce)))})
-		a.sess = s.Token
-		agents[i] = a
+	if err := fleet.Parallel(n, 32, func(i int) error {
+		id, err := fleet.EnrollVirtual(ctx, home(i), tok.Secret, fmt.Sprintf("v%05d", i), nil)
+		agents[i] = &vagent{name: id.Name, sess: id.Session, got: map[int64]time.Time{}}
 		return err
 	}); err != nil {
 		return res, fmt.Errorf("enroll: %w", err)
@@ -228,17 +210,17 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 			return res, err
 		}
 	}
-	pg0 := treeTicks(pgPID)
-	cpu0, s0, t0 := cpuTicksSum(pids), syncs.Load(), time.Now()
+	pg0 := fleet.TreeTicks(pgPID)
+	cpu0, s0, t0 := fleet.CPUTicksSum(pids), syncs.Load(), time.Now()
 	time.Sleep(window)
-	cpu1, s1, t1 := cpuTicksSum(pids), syncs.Load(), time.Now()
-	pg1 := treeTicks(pgPID)
+	cpu1, s1, t1 := fleet.CPUTicksSum(pids), syncs.Load(), time.Now()
+	pg1 := fleet.TreeTicks(pgPID)
 	beats := s1 - s0
 	cpuSec := float64(cpu1-cpu0) / 100 // USER_HZ
 	if pgPID != 0 {
 		res.pgSec = float64(pg1-pg0) / 100
 	}
-	rssNow := rssSum(pids)
+	rssNow := fleet.RSSSum(pids)
 	for i, r := range reps {
 		c, err := agentConnections(acs[i].HTTP, r.addr)
 		if err != nil {
@@ -292,11 +274,11 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 		}
 		slices.Sort(round)
 		fmt.Printf("push %d: API answered in %v; agents p50 %v p99 %v max %v", p, ack.Round(time.Millisecond),
-			pct(round, 50), pct(round, 99), round[len(round)-1].Round(time.Millisecond))
+			fleet.Percentile(round, 50), fleet.Percentile(round, 99), round[len(round)-1].Round(time.Millisecond))
 		if len(reps) > 1 {
 			for i, d := range perReplica {
 				slices.Sort(d)
-				fmt.Printf("; replica %d p99 %v", i+1, pct(d, 99))
+				fmt.Printf("; replica %d p99 %v", i+1, fleet.Percentile(d, 99))
 			}
 		}
 		fmt.Println()
@@ -308,7 +290,7 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 	slices.Sort(lats)
 
 	res.beats, res.window, res.cpuSec, res.rss = beats, t1.Sub(t0), cpuSec, rssNow
-	res.p50, res.p99, res.errs = pct(lats, 50), pct(lats, 99), errs.Load()
+	res.p50, res.p99, res.errs = fleet.Percentile(lats, 50), fleet.Percentile(lats, 99), errs.Load()
 	fmt.Printf("%s: heartbeats in %v window: %d (%.0f/s), server CPU %.2fs → %.1f µs per heartbeat (target ≤ 25)\n", s,
 		res.window.Round(time.Second), beats, float64(beats)/res.window.Seconds(), cpuSec, res.usPerBeat())
 	if res.pgSec >= 0 {
@@ -320,47 +302,4 @@ func scenario(dir, bin string, s setup, o options, pg *pgtest.Cluster) (result, 
 	fmt.Printf("%s: push latency over %d pushes: p50 %v p99 %v (target p99 ≤ 1s)\n", s, pushes, res.p50, res.p99)
 	fmt.Printf("%s: agent errors: %d\n", s, res.errs)
 	return res, nil
-}
-
-func freePort() string {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	i := (len(d)*p + 99) / 100
-	return d[min(max(i-1, 0), len(d)-1)].Round(time.Millisecond)
-}
-
-func parallel(n, width int, fn func(int) error) error {
-	var wg sync.WaitGroup
-	var first error
-	var mu sync.Mutex
-	next := atomic.Int64{}
-	for w := 0; w < width; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if err := fn(i); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return first
 }

@@ -40,6 +40,7 @@ func main() {
 	flag.StringVar(&cfg.ClusterKey, "cluster-key", "", "cluster key file, as ferry server's --cluster-key")
 	flag.StringVar(&cfg.BlobsDir, "blobs", "", "blob directory, as ferry server's --blobs")
 	flag.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "how often agents check in")
+	flag.DurationVar(&cfg.HeartbeatGrace, "heartbeat-grace", 0, "silence after which a node is down (default 3 × interval)")
 	rate := flag.String("public-rate", "20/s", "requests per second each source address may make to the public agent routes")
 	flag.IntVar(&cfg.PublicBurst, "public-burst", 100, "burst above --public-rate each source address may make")
 	flag.String("log-level", "warn", "ignored: warnings and errors are logged")

@@ -68,6 +68,9 @@ type Server struct {
 	HTTP   *http.Client
 }
 
+// PID is the server process's.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
 // Stop ends the server and waits for it.
 func (s *Server) Stop() {
 	s.cmd.Process.Signal(syscall.SIGTERM)
@@ -77,6 +80,20 @@ func (s *Server) Stop() {
 // StartServer starts `ferry server` (bin) on a free loopback port over data, logging into
 // logs/server.log, and waits until it answers its admin.
 func StartServer(bin, data, logs string, plain bool) (*Server, error) {
+	return StartServerWith(bin, data, logs, ServerOptions{Plain: plain})
+}
+
+// ServerOptions are what a harness asks of its server beyond StartServer's.
+type ServerOptions struct {
+	Plain bool // --insecure-http
+	// Control is bench/profserver's profile control address: bin is then bench/profserver,
+	// which takes the server's flags without the subcommand.
+	Control string
+	Args    []string // more flags
+}
+
+// StartServerWith starts the server as StartServer does, with o.
+func StartServerWith(bin, data, logs string, o ServerOptions) (*Server, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -84,11 +101,15 @@ func StartServer(bin, data, logs string, plain bool) (*Server, error) {
 	listen := l.Addr().String()
 	l.Close()
 	args := []string{"server", "--data", data, "--listen", listen, "--log-level", "info"}
+	if o.Control != "" {
+		args = append(args[1:], "--control", o.Control)
+	}
 	s := &Server{Listen: listen, Base: "https://" + listen}
-	if plain {
+	if o.Plain {
 		args = append(args, "--insecure-http")
 		s.Base = "http://" + listen
 	}
+	args = append(args, o.Args...)
 	logf, err := os.Create(filepath.Join(logs, "server.log"))
 	if err != nil {
 		return nil, err
@@ -114,16 +135,8 @@ func StartServer(bin, data, logs string, plain bool) (*Server, error) {
 // (in keys) the server trusts: what a harness needs before its agents start and its releases
 // are pushed.
 func (s *Server) Enrollment(ctx context.Context, site string, n int, keys string) (api.Token, minisign.PrivateKey, error) {
-	var key minisign.PrivateKey
-	if _, err := signing.GenerateKeyPair(keys, ""); err != nil {
-		return api.Token{}, key, err
-	}
-	key, err := signing.LoadSecretKey(filepath.Join(keys, signing.SecretKeyFile), "")
+	key, err := s.TrustNewKey(ctx, keys)
 	if err != nil {
-		return api.Token{}, key, err
-	}
-	pub, _ := os.ReadFile(filepath.Join(keys, signing.PublicKeyFile))
-	if _, err := s.Admin.TrustKey(ctx, api.KeyTrust{PublicKey: string(pub)}); err != nil {
 		return api.Token{}, key, err
 	}
 	if _, err := s.Admin.AddSite(ctx, client.SiteAdd{Name: site, Tier: 1}); err != nil {
@@ -131,6 +144,21 @@ func (s *Server) Enrollment(ctx context.Context, site string, n int, keys string
 	}
 	tok, err := s.Admin.CreateToken(ctx, api.TokenCreate{Site: site, Uses: n})
 	return tok, key, err
+}
+
+// TrustNewKey makes a signing key pair in keys and has the server trust its public key.
+func (s *Server) TrustNewKey(ctx context.Context, keys string) (minisign.PrivateKey, error) {
+	var key minisign.PrivateKey
+	if _, err := signing.GenerateKeyPair(keys, ""); err != nil {
+		return key, err
+	}
+	key, err := signing.LoadSecretKey(filepath.Join(keys, signing.SecretKeyFile), "")
+	if err != nil {
+		return key, err
+	}
+	pub, _ := os.ReadFile(filepath.Join(keys, signing.PublicKeyFile))
+	_, err = s.Admin.TrustKey(ctx, api.KeyTrust{PublicKey: string(pub)})
+	return key, err
 }
 
 // Agent is a `ferry agent` process.

@@ -1,4 +1,4 @@
-package main
+package fleet
 
 import (
 	"bufio"
@@ -9,10 +9,10 @@ import (
 	"strings"
 )
 
-// stat returns the fields of /proc/PID/stat after the command name: f[1] is the parent's pid,
+// procStat returns the fields of /proc/PID/stat after the command name: f[1] is the parent's pid,
 // f[11] and f[12] the process's user and system time, f[13] and f[14] those of its children that
 // it has waited for, all in clock ticks.
-func stat(pid int) []string {
+func procStat(pid int) []string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return nil
@@ -30,26 +30,26 @@ func ticks(f []string, i, j int) int64 {
 	return a + b
 }
 
-// cpuTicks is the process's user+system time in clock ticks.
-func cpuTicks(pid int) int64 { return ticks(stat(pid), 11, 12) }
+// CPUTicks is the process's user+system time in clock ticks.
+func CPUTicks(pid int) int64 { return ticks(procStat(pid), 11, 12) }
 
-// cpuTicksSum is the user+system time of the processes, in clock ticks.
-func cpuTicksSum(pids []int) int64 {
+// CPUTicksSum is the user+system time of the processes, in clock ticks.
+func CPUTicksSum(pids []int) int64 {
 	var t int64
 	for _, pid := range pids {
-		t += cpuTicks(pid)
+		t += CPUTicks(pid)
 	}
 	return t
 }
 
-// treeTicks is the CPU time of a PostgreSQL server, in clock ticks: the postmaster's own, that
+// TreeTicks is the CPU time of a PostgreSQL server, in clock ticks: the postmaster's own, that
 // of the backends it has waited for, and that of its live children. A backend that ends during
 // a window moves its time from the last term to the second, so differences stay right.
-func treeTicks(pid int) int64 {
+func TreeTicks(pid int) int64 {
 	if pid == 0 {
 		return 0
 	}
-	f := stat(pid)
+	f := procStat(pid)
 	t := ticks(f, 11, 12) + ticks(f, 13, 14)
 	parent := strconv.Itoa(pid)
 	procs, _ := filepath.Glob("/proc/[0-9]*")
@@ -58,14 +58,15 @@ func treeTicks(pid int) int64 {
 		if err != nil {
 			continue
 		}
-		if cf := stat(child); len(cf) > 12 && cf[1] == parent {
+		if cf := procStat(child); len(cf) > 12 && cf[1] == parent {
 			t += ticks(cf, 11, 12)
 		}
 	}
 	return t
 }
 
-func rss(pid int) int64 {
+// RSS is the process's resident memory in bytes (VmRSS).
+func RSS(pid int) int64 {
 	fh, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
@@ -81,11 +82,11 @@ func rss(pid int) int64 {
 	return 0
 }
 
-// rssSum is the resident memory of the processes, summed.
-func rssSum(pids []int) int64 {
+// RSSSum is the resident memory of the processes, summed.
+func RSSSum(pids []int) int64 {
 	var t int64
 	for _, pid := range pids {
-		t += rss(pid)
+		t += RSS(pid)
 	}
 	return t
 }
