@@ -71,20 +71,22 @@ func (s *Service) targets(ctx context.Context, req Request) ([]Target, error) {
 	return out, nil
 }
 
-// currentOf returns the version of app a node is assigned (else the one it runs), and whether it
-// is assigned the app.
+// currentOf returns the version of app a node runs (else the one it is assigned): what a
+// rollback puts back, so a node whose last release rolled back returns to the one it kept
+// running, not to the broken one. It also says whether the node is assigned the app.
 func currentOf(n api.Node, app string) (string, bool) {
+	assigned, ok := "", false
 	for _, a := range n.Assigned {
 		if a.App == app {
-			return a.Version, true
+			assigned, ok = a.Version, true
 		}
 	}
 	for _, a := range n.Apps {
-		if a.App == app {
-			return a.Version, false
+		if a.App == app && a.Version != "" {
+			return a.Version, ok
 		}
 	}
-	return "", false
+	return assigned, ok
 }
 
 // plan resolves a request against the fleet.

@@ -438,3 +438,20 @@ func TestNodeMissingItsDeadlineFails(t *testing.T) {
 		t.Errorf("notes %+v", res.Notes)
 	}
 }
+
+// What a rollback puts back is the release a node runs, not a broken one it is assigned and
+// rolled back from; a node that runs nothing yet goes back to its assignment.
+func TestCurrentOf(t *testing.T) {
+	n := api.Node{Assigned: []api.Assignment{{App: "hello", Version: "1.1.0"}},
+		Apps: []api.NodeApp{{App: "hello", Version: "1.0.0", State: api.AppStateRolledBack, Pending: "1.1.0"}}}
+	if v, ok := currentOf(n, "hello"); v != "1.0.0" || !ok {
+		t.Errorf("rolled back node: %q %v", v, ok)
+	}
+	n.Apps = nil
+	if v, ok := currentOf(n, "hello"); v != "1.1.0" || !ok {
+		t.Errorf("node running nothing yet: %q %v", v, ok)
+	}
+	if v, ok := currentOf(api.Node{Apps: []api.NodeApp{{App: "hello", Version: "0.9.0"}}}, "hello"); v != "0.9.0" || ok {
+		t.Errorf("unassigned node: %q %v", v, ok)
+	}
+}
