@@ -177,11 +177,15 @@ type procWatch struct {
 	cancel func()
 	names  map[string]bool
 	pids   map[string]int
+	// restarts is each process's restart count when the watch first saw it: a process that
+	// dies while still starting is started again with a higher count, before it is ever
+	// running, and that fails the verify as much as a death once running.
+	restarts map[string]int
 }
 
 func newWatch(sup *supervise.Supervisor, rel *releaseInfo) *procWatch {
 	ch, cancel := sup.Subscribe()
-	w := &procWatch{ch: ch, cancel: cancel, names: map[string]bool{}, pids: map[string]int{}}
+	w := &procWatch{ch: ch, cancel: cancel, names: map[string]bool{}, pids: map[string]int{}, restarts: map[string]int{}}
 	for _, p := range rel.m.Processes {
 		w.names[p.Name] = true
 	}
@@ -192,6 +196,11 @@ func newWatch(sup *supervise.Supervisor, rel *releaseInfo) *procWatch {
 func (w *procWatch) see(st supervise.Status) error {
 	if !w.names[st.Name] {
 		return nil
+	}
+	if base, ok := w.restarts[st.Name]; !ok {
+		w.restarts[st.Name] = st.Restarts
+	} else if st.Restarts > base && (st.State == supervise.Starting || st.State == supervise.Running) {
+		return fmt.Errorf("process %s exited (%s) and was started again", st.Name, st.LastExit)
 	}
 	switch st.State {
 	case supervise.Starting:
