@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
-	"github.com/ferryhq/ferry/labels"
 	"github.com/spf13/cobra"
 )
 
@@ -34,12 +33,9 @@ Approvals and site acknowledgements are taken as given at once, feedback windows
 bad report; the output lists what it assumed.`,
 		Args: Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			app, ver, err := splitRelease("rollout rehearse", a[0])
-			if err != nil {
+			var err error
+			if req.RolloutStart, err = startRequest("rehearse", a[0], sel, policy, set); err != nil {
 				return err
-			}
-			if _, err := labels.ParseSelector(sel); err != nil {
-				return UsageError{err}
 			}
 			if req.FailRate, err = chance("--fail-rate", failRate); err != nil {
 				return err
@@ -50,11 +46,7 @@ bad report; the output lists what it assumed.`,
 			if install < 0 {
 				return Usagef("rollout rehearse: --install-time %v is negative", install)
 			}
-			req.RolloutStart = api.RolloutStart{App: app, Version: ver, Selector: sel, Set: set}
 			req.InstallTime = api.Duration(install)
-			if err := policyFlag(&req.RolloutStart, policy); err != nil {
-				return err
-			}
 			c, err := e.client()
 			if err != nil {
 				return err

@@ -62,6 +62,20 @@ func (e *env) rolloutVerbs() []*cobra.Command {
 	}
 }
 
+// startRequest reads what plan, start and rehearse share: APP@VER, the selector, the policy
+// (a name or a file) and the overrides.
+func startRequest(verb, ref, sel, policy string, set []string) (api.RolloutStart, error) {
+	app, ver, err := splitRelease("rollout "+verb, ref)
+	if err != nil {
+		return api.RolloutStart{}, err
+	}
+	if _, err := labels.ParseSelector(sel); err != nil {
+		return api.RolloutStart{}, UsageError{err}
+	}
+	req := api.RolloutStart{App: app, Version: ver, Selector: sel, Set: set}
+	return req, policyFlag(&req, policy)
+}
+
 // policyFlag sets a start request's policy from --policy: a file's text when it names a file,
 // else a built-in policy's name.
 func policyFlag(req *api.RolloutStart, policy string) error {
@@ -98,15 +112,8 @@ func (e *env) rolloutStartCmd(verb, short string) *cobra.Command {
 			"the built-in policy of the release's class (ferry rollout policy list).",
 		Args: Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			app, ver, err := splitRelease("rollout "+verb, a[0])
+			req, err := startRequest(verb, a[0], sel, policy, set)
 			if err != nil {
-				return err
-			}
-			if _, err := labels.ParseSelector(sel); err != nil {
-				return UsageError{err}
-			}
-			req := api.RolloutStart{App: app, Version: ver, Selector: sel, Set: set}
-			if err := policyFlag(&req, policy); err != nil {
 				return err
 			}
 			c, err := e.client()
