@@ -157,7 +157,7 @@ func (e *env) printPlan(p api.RolloutPlan) error {
 		total += time.Duration(w.Estimate)
 		change += w.Change
 		rows = append(rows, []string{w.Name, strconv.Itoa(w.Nodes), strconv.Itoa(w.Change), sitesOf(w.Sites), dash(strings.Join(w.Gates, "; ")),
-			time.Duration(w.Estimate).String(), total.String()})
+			span(w.Estimate), span(api.Duration(total))})
 	}
 	if err := e.table([]string{"WAVE", "NODES", "TO CHANGE", "SITES", "GATES", "TAKES", "DONE AFTER"}, rows); err != nil {
 		return err

@@ -305,6 +305,7 @@ func newSimFleet(p Plan, version string, fleet []Target, o RehearseOptions) *sim
 				continue
 			}
 			fails, offline := draw(o.Seed, pn.Name, o.FailRate, o.OfflineRate)
+			fails = fails && v != version // a node that runs the release already installs nothing
 			offline = offline || down[pn.Name]
 			n := &simNode{name: pn.Name, up: !offline, fails: fails, wave: i, version: v, desired: v}
 			if v != "" {
