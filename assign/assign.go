@@ -194,14 +194,16 @@ func Transitions(node string, before, after []api.NodeApp, now time.Time) []api.
 	var evs []api.Event
 	for _, a := range after {
 		b := old[a.App]
+		// The state first: an app that rolled back says so before the failure that made it, so
+		// a follower learns "rolled back" and why from the first event it sees.
+		if a.State != "" && a.State != b.State {
+			evs = append(evs, api.NewEvent(now, api.EventAppState, node, stateChange(b, a)))
+		}
 		switch {
 		case a.Version != "" && (a.Version != b.Version || a.SHA256 != b.SHA256):
 			evs = append(evs, api.NewEvent(now, api.EventAppInstalled, node, api.AppInstalled{App: a.App, Version: a.Version, SHA256: a.SHA256, From: b.Version}))
 		case a.Error != "" && (a.Error != b.Error || a.Pending != b.Pending || a.Retry != b.Retry):
 			evs = append(evs, api.NewEvent(now, api.EventAppFailed, node, api.AppFailed{App: a.App, Version: a.Pending, Error: a.Error, Retry: a.Retry}))
-		}
-		if a.State != "" && a.State != b.State {
-			evs = append(evs, api.NewEvent(now, api.EventAppState, node, stateChange(b, a)))
 		}
 		if a.Restarted > b.Restarted {
 			evs = append(evs, api.NewEvent(now, api.EventAppRestarted, node, api.AppRestarted{App: a.App, Version: a.Version, Restarts: a.Restarted}))
@@ -211,7 +213,9 @@ func Transitions(node string, before, after []api.NodeApp, now time.Time) []api.
 }
 
 // stateChange describes an app's move from one reported state to the next: the release it
-// concerns is the one that failed when it failed or rolled back, else the one that runs.
+// concerns is the one that failed when it failed or rolled back, the one on its way while it
+// downloads and installs, and the one current links to while it starts and is verified — on a
+// rollback, the release it goes back to.
 func stateChange(before, after api.NodeApp) api.AppStateChanged {
 	c := api.AppStateChanged{App: after.App, Version: after.Version, From: before.State, To: after.State}
 	switch after.State {
@@ -227,8 +231,12 @@ func stateChange(before, after api.NodeApp) api.AppStateChanged {
 				break
 			}
 		}
-	case api.AppStateDownloading, api.AppStateInstalling, api.AppStateStarting, api.AppStateVerifying:
+	case api.AppStateDownloading, api.AppStateInstalling:
 		if after.Pending != "" {
+			c.Version = after.Pending
+		}
+	case api.AppStateStarting, api.AppStateVerifying:
+		if c.Version == "" {
 			c.Version = after.Pending
 		}
 	}

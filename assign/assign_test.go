@@ -174,9 +174,9 @@ func TestTransitions(t *testing.T) {
 		{"app gone", []api.NodeApp{{App: "a", Version: "1"}}, nil, "[]"},
 		{"a state", nil, []api.NodeApp{{App: "a", Pending: "1", State: api.AppStateDownloading}}, "[app.state]"},
 		{"same state", []api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning}}, []api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning}}, "[]"},
-		{"installed and running", []api.NodeApp{{App: "a", Pending: "1", State: api.AppStateVerifying}}, []api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning}}, "[app.installed app.state]"},
+		{"installed and running", []api.NodeApp{{App: "a", Pending: "1", State: api.AppStateVerifying}}, []api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning}}, "[app.state app.installed]"},
 		{"rolled back", []api.NodeApp{{App: "a", Version: "1", Pending: "2", State: api.AppStateVerifying}},
-			[]api.NodeApp{{App: "a", Version: "1", Pending: "2", Error: "verify: web exited", State: api.AppStateRolledBack}}, "[app.failed app.state]"},
+			[]api.NodeApp{{App: "a", Version: "1", Pending: "2", Error: "verify: web exited", State: api.AppStateRolledBack}}, "[app.state app.failed]"},
 		{"restarted by an operator", []api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning, Restarted: 1}},
 			[]api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning, Restarted: 2}}, "[app.restarted]"},
 		{"state dropped by an older agent", []api.NodeApp{{App: "a", Version: "1", State: api.AppStateRunning}}, []api.NodeApp{{App: "a", Version: "1"}}, "[]"},
@@ -217,10 +217,18 @@ func TestStateChangePayloads(t *testing.T) {
 			api.NodeApp{App: "a", Version: "1", State: api.AppStateRunning},
 			api.NodeApp{App: "a", Version: "1", Pending: "2", State: api.AppStateDownloading},
 			api.AppStateChanged{App: "a", Version: "2", From: api.AppStateRunning, To: api.AppStateDownloading}},
+		{"starting again on a rollback: the release it goes back to",
+			api.NodeApp{App: "a", Version: "1", Pending: "2", State: api.AppStateVerifying},
+			api.NodeApp{App: "a", Version: "1", Pending: "2", State: api.AppStateStarting},
+			api.AppStateChanged{App: "a", Version: "1", From: api.AppStateVerifying, To: api.AppStateStarting}},
+		{"verifying a first install",
+			api.NodeApp{App: "a", Pending: "2", State: api.AppStateStarting},
+			api.NodeApp{App: "a", Pending: "2", State: api.AppStateVerifying},
+			api.AppStateChanged{App: "a", Version: "2", From: api.AppStateStarting, To: api.AppStateVerifying}},
 	} {
 		evs := assign.Transitions("n1", []api.NodeApp{tc.before}, []api.NodeApp{tc.after}, t0)
 		var got api.AppStateChanged
-		if len(evs) == 0 || evs[len(evs)-1].Type != api.EventAppState || evs[len(evs)-1].Decode(&got) != nil || got != tc.want {
+		if len(evs) == 0 || evs[0].Type != api.EventAppState || evs[0].Decode(&got) != nil || got != tc.want {
 			t.Errorf("%s: events %+v, payload %+v; want %+v", tc.name, evs, got, tc.want)
 		}
 	}
