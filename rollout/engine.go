@@ -93,6 +93,9 @@ func stirs(e api.Event) bool {
 // inProgress are the app states of a release on its way to a node.
 var inProgress = []string{api.AppStateDownloading, api.AppStateInstalling, api.AppStateStarting, api.AppStateVerifying}
 
+// StepGap is the least time between the starts of two steps the change feed wakes.
+const StepGap = 200 * time.Millisecond
+
 // Run steps rollouts until ctx ends (the lead is lost or the server stops). It keeps the nodes it
 // observes between steps and reads again only those the change feed names (see seen).
 func (e *Engine) Run(ctx context.Context) {
@@ -132,8 +135,20 @@ func (e *Engine) Run(ctx context.Context) {
 			}
 		}
 	}()
+	var last time.Time
+	busy := false // a rollout is under way: its last step asked to be woken
 	for ctx.Err() == nil {
+		// Reports come in bursts (a batch of nodes finishing together): while a rollout moves,
+		// a step soon after the last one waits out the rest of StepGap, so one step takes in
+		// the whole burst, and the agents' reports are not queued behind a step per report.
+		if gap := e.clk.Now().Sub(last); busy && gap < StepGap {
+			if !clock.Sleep(ctx, e.clk, StepGap-gap) {
+				return
+			}
+		}
+		last = e.clk.Now()
 		wake, err := e.stepAll(ctx, seen)
+		busy = !wake.IsZero()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
