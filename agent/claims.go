@@ -72,7 +72,9 @@ func (c *portClaims) open(n int) (*os.File, error) {
 	case !errors.Is(err, os.ErrExist):
 		return nil, err
 	}
-	return os.OpenFile(filepath.Join(c.dir, strconv.Itoa(n)), os.O_RDWR|os.O_CREATE, 0o644)
+	// Read-only is enough for flock, and lets agents of other users lock a file one created;
+	// the files hold nothing.
+	return os.OpenFile(filepath.Join(c.dir, strconv.Itoa(n)), os.O_RDONLY|os.O_CREATE, 0o644)
 }
 
 // release gives up the claims on ports no app holds any more.
