@@ -170,14 +170,6 @@ func (r *run) until(state string) {
 	r.t.Fatalf("rollout never reached %s", state)
 }
 
-func (r *run) kinds() []string {
-	var out []string
-	for _, n := range r.notes {
-		out = append(out, n.Kind)
-	}
-	return out
-}
-
 func TestHealthyRolloutPassesEveryWave(t *testing.T) {
 	p := mkPlan(OnFailureRollback,
 		PlanWave{Name: "pilot", Nodes: siteNodes("ams", "a1"), Soak: 24 * time.Hour},
