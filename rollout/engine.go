@@ -110,7 +110,10 @@ func (e *Engine) Run(ctx context.Context) {
 	}
 	kick := make(chan struct{}, 1)
 	seen := &seen{}
+	followed := make(chan struct{})
+	defer func() { <-followed }() // the follower reads the store: it is done before Run returns
 	go func() {
+		defer close(followed)
 		feed := store.Watch(e.store, since)
 		for {
 			evs, err := feed.Next(ctx)
