@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
@@ -24,6 +25,24 @@ import (
 type Service struct {
 	store store.Store
 	clk   clock.Clock
+
+	// Reports that come while one is written wait in queue and are written together, in one
+	// transaction (a group commit): a batch of nodes finishing a release at once costs one
+	// commit, not one each. writing says a caller is writing a batch.
+	mu      sync.Mutex
+	queue   []*pendingReport
+	writing bool
+}
+
+// pendingReport is one node's report waiting for its batch.
+type pendingReport struct {
+	actor store.Actor
+	node  string
+	apps  []api.NodeApp
+	evs   []api.Event
+	err   error
+	done  chan struct{} // closed once written (or refused)
+	lead  chan struct{} // closed when this caller is to write the next batch
 }
 
 // New returns the service over st, on clk.
@@ -157,30 +176,98 @@ func inOrder(names, set []string) []string {
 
 // Report stores a node's report of its apps and records what changed: app.installed for each
 // app whose installed release changed, app.failed for each that newly failed. A report equal to
-// the last one changes nothing.
+// the last one changes nothing. It returns once the report is committed; reports of other
+// nodes that come meanwhile share its transaction, each event with its own actor.
 func (s *Service) Report(ctx context.Context, node string, apps []api.NodeApp) ([]api.Event, error) {
 	if apps == nil {
 		apps = []api.NodeApp{}
 	}
+	r := &pendingReport{actor: store.ActorFrom(ctx), node: node, apps: apps, done: make(chan struct{}), lead: make(chan struct{})}
+	s.mu.Lock()
+	s.queue = append(s.queue, r)
+	leading := !s.writing
+	s.writing = true
+	s.mu.Unlock()
+	if !leading {
+		select {
+		case <-r.done:
+			return r.evs, r.err
+		case <-r.lead:
+		}
+	}
+	// This caller writes what has queued up, its own report among it, then hands the next
+	// batch to the first report that waits for it.
+	s.mu.Lock()
+	batch := s.queue
+	s.queue = nil
+	s.mu.Unlock()
+	s.writeReports(context.WithoutCancel(ctx), batch)
+	s.mu.Lock()
+	if len(s.queue) > 0 {
+		close(s.queue[0].lead)
+	} else {
+		s.writing = false
+	}
+	s.mu.Unlock()
+	return r.evs, r.err
+}
+
+// writeReports writes a batch of reports in one transaction; when that fails (a node revoked
+// meanwhile, say) each is written on its own, so one bad report fails only itself.
+func (s *Service) writeReports(ctx context.Context, batch []*pendingReport) {
+	defer func() {
+		for _, r := range batch {
+			close(r.done)
+		}
+	}()
 	now := s.clk.Now().UTC()
-	var evs []api.Event
 	err := s.store.Update(ctx, func(tx store.Tx) error {
-		before, err := tx.NodeApps(node)
-		if err != nil {
-			return err
+		for _, r := range batch {
+			evs, err := report(tx, r, now)
+			if err != nil {
+				return err
+			}
+			r.evs = evs
 		}
-		if sameReport(before, apps) {
-			return nil
-		}
-		if err := tx.SetNodeApps(node, apps); err != nil {
-			return err
-		}
-		if t := Transitions(node, before, apps, now); len(t) > 0 {
-			evs, err = tx.AppendEvents(t...)
-		}
-		return err
+		return nil
 	})
-	return evs, err
+	if err == nil {
+		return
+	}
+	if len(batch) == 1 {
+		batch[0].evs, batch[0].err = nil, err
+		return
+	}
+	for _, r := range batch {
+		var evs []api.Event
+		r.err = s.store.Update(ctx, func(tx store.Tx) (err error) {
+			evs, err = report(tx, r, now)
+			return err
+		})
+		r.evs = evs
+		if r.err != nil {
+			r.evs = nil
+		}
+	}
+}
+
+// report stores one node's report in tx and appends its events, each with the node's actor.
+func report(tx store.Tx, r *pendingReport, now time.Time) ([]api.Event, error) {
+	before, err := tx.NodeApps(r.node)
+	if err != nil {
+		return nil, err
+	}
+	if sameReport(before, r.apps) {
+		return nil, nil
+	}
+	if err := tx.SetNodeApps(r.node, r.apps); err != nil {
+		return nil, err
+	}
+	t := Transitions(r.node, before, r.apps, now)
+	if len(t) == 0 {
+		return nil, nil
+	}
+	return tx.AppendEventsAs(r.actor, t...)
 }
 
 // Transitions returns the events a node's new report of its apps makes against its last one:

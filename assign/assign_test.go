@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -317,6 +318,62 @@ func TestFollowChannel(t *testing.T) {
 		}
 		if changed, _, err := a.Unassign(ctx, []string{"n1"}, "hello"); err != nil || len(changed) != 0 {
 			t.Fatalf("Unassign again = %v %v", changed, err)
+		}
+	})
+}
+
+// Reports of many nodes that come at once are written together, and each is stored with its
+// own events and its own actor.
+func TestReportsAtOnce(t *testing.T) {
+	backend.Each(t, func(t *testing.T, st store.Store) {
+		var names []string
+		for i := range 24 {
+			names = append(names, fmt.Sprintf("n%02d", i))
+		}
+		fleet(t, st, append(names, "gone"), "1.0.0")
+		if _, err := inventory.New(st, clock.NewFake(t0)).RemoveNode(context.Background(), "gone"); err != nil {
+			t.Fatal(err)
+		}
+		now := t0.Add(time.Minute)
+		a := assign.New(st, clock.NewFake(now))
+		ok := []api.NodeApp{{App: "hello", Version: "1.0.0", SHA256: "sum1.0.0", InstalledAt: &now, State: api.AppStateRunning}}
+		var wg sync.WaitGroup
+		errs := make(map[string]error)
+		var mu sync.Mutex
+		for _, name := range append(names, "gone") {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx := store.WithActor(context.Background(), store.Actor{ID: "node:" + name})
+				evs, err := a.Report(ctx, name, ok)
+				if err == nil && (len(evs) != 2 || evs[0].Actor != "node:"+name || evs[0].Subject != name || evs[0].ID == 0) {
+					err = fmt.Errorf("events %+v", evs)
+				}
+				mu.Lock()
+				errs[name] = err
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		for _, name := range names {
+			if errs[name] != nil {
+				t.Errorf("%s: %v", name, errs[name])
+			}
+			if n, err := st.Node(context.Background(), name); err != nil || len(n.Apps) != 1 || n.Apps[0].Version != "1.0.0" {
+				t.Errorf("%s stored %+v %v", name, n.Apps, err)
+			}
+		}
+		if !errors.Is(errs["gone"], store.ErrNotFound) {
+			t.Errorf("a revoked node's report in the batch: %v", errs["gone"])
+		}
+		evs, err := st.Events(context.Background(), 0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if (e.Type == api.EventAppInstalled || e.Type == api.EventAppState) && e.Actor != "node:"+e.Subject {
+				t.Errorf("%s of %s written as %s", e.Type, e.Subject, e.Actor)
+			}
 		}
 	})
 }

@@ -305,6 +305,10 @@ func (t sqliteTx) AppendEvents(evs ...api.Event) ([]api.Event, error) {
 	return appendEvents(t.ctx, t.tx, evs)
 }
 
+func (t sqliteTx) AppendEventsAs(a Actor, evs ...api.Event) ([]api.Event, error) {
+	return appendEvents(WithActor(t.ctx, a), t.tx, evs)
+}
+
 // The reads of the catalog.
 
 // Keys lists signing keys, revoked ones included, oldest first.

@@ -104,6 +104,9 @@ type Tx interface {
 	// AppendEvents appends events to the log, in order, each with the actor of Update's context
 	// (whatever it held), and returns them with their ids.
 	AppendEvents(evs ...api.Event) ([]api.Event, error)
+	// AppendEventsAs is AppendEvents with the events caused by a, for a transaction that writes
+	// for several callers (a batch of nodes' reports).
+	AppendEventsAs(a Actor, evs ...api.Event) ([]api.Event, error)
 
 	// InsertRollout stores a new rollout and returns its id.
 	InsertRollout(r RolloutRecord) (int64, error)

@@ -499,6 +499,10 @@ func (u updateTx) SetNodeApps(node string, apps []api.NodeApp) error {
 
 // AppendEvents writes evs in one statement, in order, each with the actor of Update's context,
 // and returns copies of them as stored.
+func (u updateTx) AppendEventsAs(a store.Actor, evs ...api.Event) ([]api.Event, error) {
+	return updateTx{ctx: store.WithActor(u.ctx, a), tx: u.tx}.AppendEvents(evs...)
+}
+
 func (u updateTx) AppendEvents(evs ...api.Event) ([]api.Event, error) {
 	if len(evs) == 0 {
 		return nil, nil
