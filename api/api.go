@@ -480,6 +480,10 @@ type Sync struct {
 	Facts      *Facts `json:"facts,omitempty"`
 	// Apps is the agent's report of its apps, sent when it changed and with every new session.
 	Apps *[]NodeApp `json:"apps,omitempty"`
+	// Checks are check results since the agent's last frame (at most MaxCheckResults). An agent
+	// sends a result whose state, hardness or flapping changed at once, in a frame of its own;
+	// the others ride on its next heartbeat.
+	Checks []CheckResult `json:"checks,omitempty"`
 	// Sparse says the agent needs no answer to a plain heartbeat (one that carries nothing and
 	// holds the current desired state) when the server wrote to it within the last SparseQuiet
 	// intervals: it is content to hear from the server every third interval, and each answer
@@ -512,6 +516,8 @@ type Desired struct {
 	Generation int64             `json:"generation"`
 	Labels     map[string]string `json:"labels"`
 	Apps       []Assignment      `json:"apps,omitempty"`
+	// Checks are the operator checks whose selector matches the node (at most MaxNodeChecks).
+	Checks []CheckSpec `json:"checks,omitempty"`
 }
 
 // Duration is a time.Duration that travels as a Go duration string ("10s").
