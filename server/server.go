@@ -131,6 +131,7 @@ type Server struct {
 	workers  *workers   // read and handle the streams' frames
 	fed      fedTo      // how far the change feed has been applied
 	statusMu sync.Mutex // orders the sweep's and heartbeats' status writes
+	returns  *returns   // nodes heard again whose return is still to be written
 	replica  *replicaState
 	leading  atomic.Bool // this replica runs the singleton work now
 	poller   *poller     // waits on the streams' connections (Linux)
@@ -278,6 +279,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		hub:     newHub(cfg.HeartbeatInterval),
 		mux:     http.NewServeMux(),
 		ready:   make(chan struct{}),
+		returns: newReturns(),
 		secret:  id.secret,
 		tls:     id.tls,
 		CAPin:   id.pin,
@@ -497,8 +499,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	loops, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); s.followFeed(loops, s.fed.at()) }()
+	go func() { defer wg.Done(); s.returnLoop(loops) }()
 	go func() { defer wg.Done(); s.leadLoop(loops) }()
 	go func() { defer wg.Done(); s.sweepLoop(loops) }()
 	go func() { defer wg.Done(); s.flushLoop(loops) }()
