@@ -63,6 +63,9 @@ type Store interface {
 	// newest first.
 	Rollout(ctx context.Context, id int64) (RolloutRecord, error)
 	Rollouts(ctx context.Context, app string) ([]RolloutRecord, error)
+	// OpenRollouts returns the rollouts the engine still steps, of app ("" for all), by id: a
+	// read outside any transaction, for overviews (Tx.OpenRollouts is the engine's).
+	OpenRollouts(ctx context.Context, app string) ([]RolloutRecord, error)
 
 	// Webhooks lists the webhooks, oldest first, each with its cursor and dead-letter count;
 	// DeliveryFailures the dead letters of a target (api.WebhookTarget, api.EmailTarget),
