@@ -169,14 +169,3 @@ func (h *hub) generation(name string) (int64, bool) {
 	}
 	return n.desired.Generation, true
 }
-
-// counts returns node counts by site and status.
-func (h *hub) counts() map[[2]string]int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	out := map[[2]string]int{}
-	for _, n := range h.nodes {
-		out[[2]string{n.site, n.status}]++
-	}
-	return out
-}
