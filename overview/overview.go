@@ -15,12 +15,13 @@ import (
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/rollout"
+	"github.com/ferryhq/ferry/store"
 )
 
 // Store is what the overview reads of the store.
 type Store interface {
 	Sites(ctx context.Context) ([]api.Site, error)
-	Nodes(ctx context.Context) ([]api.Node, error)
+	AppCounts(ctx context.Context) ([]store.AppCount, error)
 	// Changed returns a channel closed at the next commit: a snapshot taken after it stays
 	// true until it closes.
 	Changed() <-chan struct{}
@@ -170,17 +171,12 @@ func (s *Service) take(ctx context.Context) (*Snapshot, error) {
 	if err := s.health.SiteHealth(ctx, snap.Sites); err != nil {
 		return nil, err
 	}
-	nodes, err := s.store.Nodes(ctx)
+	apps, err := s.store.AppCounts(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range nodes {
-		if n.Status == api.StatusRevoked {
-			continue
-		}
-		for _, a := range n.Apps {
-			snap.Apps[AppKey{a.App, a.Version, a.State}]++
-		}
+	for _, a := range apps {
+		snap.Apps[AppKey{a.App, a.Version, a.State}] += a.Nodes
 	}
 	if snap.Rollouts, err = s.rollouts.Open(ctx); err != nil {
 		return nil, err

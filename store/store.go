@@ -37,6 +37,9 @@ type Store interface {
 	Tokens(ctx context.Context) ([]TokenRecord, error)
 
 	Nodes(ctx context.Context) ([]api.Node, error)
+	// AppCounts counts the nodes that are not revoked by each app, version and state they last
+	// reported, in no particular order: the fleet's apps without reading every node.
+	AppCounts(ctx context.Context) ([]AppCount, error)
 	Node(ctx context.Context, name string) (api.Node, error)
 	SetFacts(ctx context.Context, name string, f api.Facts) error
 	// TouchNodes records last-seen times in one batch.
@@ -126,6 +129,13 @@ const (
 	KindEnroll   = "enroll"
 	KindOperator = "operator"
 )
+
+// AppCount is how many nodes report an app at a version (empty: none installed yet) in a state
+// (empty: none reported).
+type AppCount struct {
+	App, Version, State string
+	Nodes               int
+}
 
 // NodeRecord is what enrollment stores about a new node.
 type NodeRecord struct {
