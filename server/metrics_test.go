@@ -5,16 +5,20 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/overview"
+	"github.com/ferryhq/ferry/store"
 )
 
 // promtool is Debian's promtool (package prometheus); `make test` installs it.
@@ -247,5 +251,45 @@ func TestBoundApps(t *testing.T) {
 	}
 	if !versions["app104"]["1.12.0"] || versions["app104"]["1.0.0"] || !versions["app104"][otherLabel] {
 		t.Errorf("app104 keeps versions %v: want the most run, the rest as %s", versions["app104"], otherLabel)
+	}
+}
+
+// Two replicas over one store report the same fleet, whichever replica the agents talk to;
+// the agent connections are each replica's own.
+func TestReplicasReportTheSameFleet(t *testing.T) {
+	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "ferry.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{ClusterKey: filepath.Join(t.TempDir(), "cluster.key"), Store: st}
+	a := start(t, cfg)
+	cfg.Store = follower{st}
+	b := start(t, cfg)
+	b.admin = b.client(a.srv.AdminToken)
+	a.site("ams", 1)
+	a.site("fra", 2)
+	tok := a.enrollToken("ams", 2)
+	a1, _ := a.runAgent("a1", tok, "")
+	a2, _ := a.runAgent("a2", tok, "")
+	f1, _ := b.runAgent("f1", a.enrollToken("fra", 1), "")
+	for _, ag := range []*agent.Agent{a1, a2, f1} {
+		waitGeneration(t, ag, 1)
+	}
+	fleet := func(text string) map[string]float64 {
+		out := map[string]float64{}
+		for series, v := range samples(t, text) {
+			if strings.HasPrefix(series, "ferry_nodes") || strings.HasPrefix(series, "ferry_sites") || strings.HasPrefix(series, "ferry_apps") {
+				out[series] = v
+			}
+		}
+		return out
+	}
+	textA, textB := scrapeOK(a), scrapeOK(b)
+	fa, fb := fleet(textA), fleet(textB)
+	if fa[`ferry_nodes{site="ams",status="up"}`] != 2 || fa[`ferry_nodes{site="fra",status="up"}`] != 1 || !maps.Equal(fa, fb) {
+		t.Fatalf("replica a reports %v\nreplica b %v", fa, fb)
+	}
+	if ca, cb := samples(t, textA)["ferry_agent_connections"], samples(t, textB)["ferry_agent_connections"]; ca != 2 || cb != 1 {
+		t.Fatalf("agent connections: a %v, b %v; want each replica's own, 2 and 1", ca, cb)
 	}
 }
