@@ -22,12 +22,15 @@ type Status struct {
 	Rollouts []Rollout    `json:"rollouts"`
 }
 
-// SiteStatus is one site in the overview.
+// SiteStatus is one site in the overview, with what a map of the sites needs.
 type SiteStatus struct {
-	Name   string `json:"name"`
-	Health string `json:"health"`
-	Up     int    `json:"up"`
-	Down   int    `json:"down"`
+	Name   string   `json:"name"`
+	Health string   `json:"health"`
+	Up     int      `json:"up"`
+	Down   int      `json:"down"`
+	Tier   int      `json:"tier"`
+	Lat    *float64 `json:"lat,omitempty"`
+	Lon    *float64 `json:"lon,omitempty"`
 }
 
 // CheckState is the latest result of one check on one node.

@@ -166,7 +166,8 @@ func (s *Service) take(ctx context.Context) (*Snapshot, error) {
 		return nil, err
 	}
 	for _, site := range sites {
-		snap.Sites = append(snap.Sites, api.SiteStatus{Name: site.Name, Up: site.Nodes[api.StatusUp], Down: site.Nodes[api.StatusDown]})
+		snap.Sites = append(snap.Sites, api.SiteStatus{Name: site.Name, Up: site.Nodes[api.StatusUp], Down: site.Nodes[api.StatusDown],
+			Tier: site.Tier, Lat: site.Lat, Lon: site.Lon})
 	}
 	if err := s.health.SiteHealth(ctx, snap.Sites); err != nil {
 		return nil, err
