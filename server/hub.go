@@ -19,8 +19,6 @@ type hub struct {
 
 type hubNode struct {
 	keyFP   string // fingerprint of the key the node enrolled with, which its sessions name
-	site    string
-	status  string
 	desired api.Desired
 	stream  *stream // the agent's open stream (protocol 2), if any
 }
@@ -47,8 +45,7 @@ func (h *hub) put(n api.Node) {
 	if ok && n.Generation < old.desired.Generation {
 		return // a slower writer's older read: the hub already has newer state
 	}
-	hn := &hubNode{site: n.Site, status: n.Status,
-		desired: api.Desired{Generation: n.Generation, Labels: n.Labels, Apps: n.Assigned}}
+	hn := &hubNode{desired: api.Desired{Generation: n.Generation, Labels: n.Labels, Apps: n.Assigned}}
 	if n.PublicKey != "" {
 		hn.keyFP = keyFingerprint(n.PublicKey)
 	} else if ok {
@@ -130,14 +127,6 @@ func (h *hub) endStreams() {
 // remove drops a node (revoked or its site removed) and ends its stream.
 func (h *hub) remove(name string) {
 	h.put(api.Node{Name: name, Status: api.StatusRevoked})
-}
-
-func (h *hub) setStatus(name, status string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if n, ok := h.nodes[name]; ok {
-		n.status = status
-	}
 }
 
 // enrolledWith reports whether the node is active under the key with fingerprint fp.
