@@ -136,6 +136,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	root.AddCommand(
 		e.siteCmd(), e.tokenCmd(), e.releaseCmd(), e.keyCmd(), e.channelCmd(), e.bulletinCmd(), e.deployCmd(), e.undeployCmd(), e.appCmd(), e.rolloutCmd(), e.nodeCmd(), e.logsCmd(), e.eventsCmd(), e.webhookCmd(), e.versionCmd(),
+		e.statusCmd(),
 	)
 	unknown := unknownCommands(root)
 	_, err := root.ExecuteContextC(ctx)

@@ -17,7 +17,7 @@ import (
 var routeAccess = map[string]access{
 	"GET /healthz":             public,
 	"GET /readyz":              public,
-	"GET /metrics":             public,
+	"GET /metrics":             scraper,     // public unless the server has a --metrics-token
 	"POST /v1/agent/challenge": agentEnroll, // hands out a nonce; grants nothing
 	"POST /v1/agent/enroll":    agentEnroll, // the enrollment token in the body is the credential
 	"POST /v1/agent/session":   agentEnroll, // the signed challenge in the body is the credential
@@ -39,6 +39,7 @@ var routeAccess = map[string]access{
 	"GET /v1/policies":                 viewer,
 	"GET /v1/policies/{name}":          viewer,
 	"GET /v1/events":                   viewer,
+	"GET /v1/status":                   viewer,
 	"GET /v1/rollouts":                 viewer,
 	"GET /v1/rollouts/{id}":            viewer,
 	"POST /v1/rollouts/plan":           viewer, // says what a rollout would do; changes nothing
@@ -115,7 +116,7 @@ func TestEveryRouteIsAuthenticated(t *testing.T) {
 	for pattern, acc := range routeAccess {
 		method, path, _ := strings.Cut(pattern, " ")
 		path = strings.NewReplacer("{name}", "x", "{id}", "x", "{app}", "x", "{version}", "1.0.0", "{digest}", "sha256:"+strings.Repeat("a", 64)).Replace(path)
-		if acc == public || acc == agentEnroll {
+		if acc == public || acc == agentEnroll || acc == scraper { // scraper: TestMetricsToken
 			continue
 		}
 		for _, tok := range []string{"", "ferry_o_nope_nope", "garbage", h.srv.AdminToken + "x", "ferry_s_eA.9999999999.forged"} {

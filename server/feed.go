@@ -66,11 +66,9 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			}
 		case api.EventNodeUp:
 			// Marked up here or by another replica: either way, silent only a grace from now.
-			s.hub.setStatus(e.Subject, api.StatusUp)
 			s.det.Vouch(e.Subject, s.clk.Now())
 		case api.EventNodeDown:
 			// So that the node's next heartbeat here, if it comes here, records its return.
-			s.hub.setStatus(e.Subject, api.StatusDown)
 			s.det.SetDown(e.Subject)
 		case api.EventNodeRevoked:
 			delete(refresh, e.Subject)

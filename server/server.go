@@ -31,11 +31,11 @@ import (
 	"github.com/ferryhq/ferry/liveness"
 	"github.com/ferryhq/ferry/notify"
 	"github.com/ferryhq/ferry/notify/send"
+	"github.com/ferryhq/ferry/overview"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/rollout"
 	"github.com/ferryhq/ferry/store"
 	"github.com/ferryhq/ferry/store/postgres"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Config configures a Server.
@@ -97,6 +97,9 @@ type Config struct {
 	SMTP, SMTPFrom string
 	// WebhookTimeout bounds one try of a webhook delivery or of a mail (default 10s).
 	WebhookTimeout time.Duration
+	// MetricsToken, when set, is the bearer token /metrics requires; without it /metrics is
+	// public, as Prometheus expects (it carries no secret).
+	MetricsToken string
 
 	Clock  clock.Clock
 	Logger *slog.Logger
@@ -110,6 +113,7 @@ type Server struct {
 	catalog     *catalog.Service
 	assign      *assign.Service
 	rollouts    *rollout.Service
+	overview    *overview.Service
 	engine      *rollout.Engine
 	webhooks    *notify.Service
 	notifier    *notify.Notifier
@@ -296,7 +300,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.webhooks = notify.NewService(st, cfg.Clock, id.key)
 	s.notifier = notify.New(notify.Config{Store: st, Clock: cfg.Clock, Log: cfg.Logger, Key: id.key,
 		Sender: send.NewHTTP(cfg.WebhookTimeout), Mailer: mailer, From: cfg.SMTPFrom})
-	s.metrics = newMetrics(s.hub)
+	s.overview = overview.New(st, s.rollouts, overview.ByNodeStatus{}, cfg.Clock)
+	s.metrics = newMetrics(s.overview)
 	if err := s.load(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -384,8 +389,7 @@ func (s *Server) ensureAdminToken(ctx context.Context) error {
 func (s *Server) routesInit() {
 	s.handle("GET /healthz", public, s.healthz)
 	s.handle("GET /readyz", public, s.readyz)
-	s.routes = append(s.routes, route{"GET /metrics", public})
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	s.handle("GET /metrics", scraper, s.serveMetrics)
 
 	s.handle("GET /v1/sites", viewer, s.listSites)
 	s.handle("POST /v1/sites", admin, s.addSite)
@@ -434,6 +438,7 @@ func (s *Server) routesInit() {
 	s.handle("GET /v1/policies/{name}", viewer, s.showPolicy)
 
 	s.handle("GET /v1/events", viewer, s.listEvents)
+	s.handle("GET /v1/status", viewer, s.status)
 
 	s.handle("POST /v1/webhooks", admin, s.addWebhook)
 	s.handle("GET /v1/webhooks", admin, s.listWebhooks)
