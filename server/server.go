@@ -35,6 +35,7 @@ import (
 	"github.com/ferryhq/ferry/rollout"
 	"github.com/ferryhq/ferry/store"
 	"github.com/ferryhq/ferry/store/postgres"
+	"github.com/ferryhq/ferry/web"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -122,6 +123,7 @@ type Server struct {
 	downloading downloads
 	metrics     *metrics
 	mux         *http.ServeMux
+	web         *web.Handler // the browser interface, at every path outside the API's
 	routes      []route
 	ready       chan struct{}
 	// serveCtx is Serve's context: agent streams outlive the request that opened them and end
@@ -295,6 +297,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.notifier = notify.New(notify.Config{Store: st, Clock: cfg.Clock, Log: cfg.Logger, Key: id.key,
 		Sender: send.NewHTTP(cfg.WebhookTimeout), Mailer: mailer, From: cfg.SMTPFrom})
 	s.metrics = newMetrics(s.hub)
+	if s.web, err = s.newWeb(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if err := s.load(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -445,13 +451,14 @@ func (s *Server) routesInit() {
 	s.handle("GET /v1/agent/stream", agentSession, s.agentStream)
 	s.handle("POST /v1/agent/logs/{id}", agentSession, s.agentLogs)
 
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, api.Error{Error: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)})
-	})
+	// Every other path is the browser's, but for the API's own prefix.
+	s.mux.HandleFunc("/v1/", notFoundAPI)
+	s.mux.Handle("/", s.web)
 }
 
-// Handler serves the whole API.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler serves the whole API and the browser interface; every response carries the browser's
+// security headers, even the mux's own redirects.
+func (s *Server) Handler() http.Handler { return web.Secure(s.mux) }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -478,7 +485,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		l = tls.NewListener(l, s.tls)
 	}
 	hs := &http.Server{
-		Handler:           s.mux,
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		// A whole request, body included, must arrive within this; the routes that stream
 		// (agent streams, event followers, pushes) lift or stretch it themselves.
