@@ -50,4 +50,3 @@ func (t webTokens) Role(ctx context.Context, id string) (string, error) {
 func notFoundAPI(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusNotFound, api.Error{Error: "no route for " + r.Method + " " + r.URL.Path})
 }
-

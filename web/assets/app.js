@@ -59,6 +59,7 @@ function liveRollout() {
     const state = document.getElementById("ro-state");
     state.textContent = ro.state;
     state.className = "state " + stateClass(ro.state);
+    state.dataset.state = ro.state;
     document.getElementById("ro-wave").textContent = ro.wave;
     document.getElementById("ro-reason").textContent = ro.reason || "";
     for (const w of ro.waves) {
@@ -67,6 +68,7 @@ function liveRollout() {
       const st = row.querySelector('[data-f="state"]');
       st.textContent = w.state;
       st.className = "state " + stateClass(w.state);
+      st.dataset.state = w.state;
       const pr = row.querySelector('[data-f="progress"]');
       pr.max = w.nodes; pr.value = w.done; pr.textContent = w.done + "/" + w.nodes;
       for (const f of ["done", "moving", "failed", "unreachable", "nodes"]) {
@@ -81,6 +83,12 @@ function liveRollout() {
       a.href = "/nodes/" + encodeURIComponent(n.name);
       a.textContent = n.name;
       li.append(a, " (" + n.site + ", " + n.wave + "): " + n.state + " " + (n.reason || ""));
+      list.append(li);
+    }
+    if (!list.children.length) {
+      const li = document.createElement("li");
+      li.className = "empty";
+      li.textContent = "None.";
       list.append(li);
     }
     if (["completed", "aborted", "rolled_back"].includes(ro.state)) { src.close(); live.hidden = true; }
