@@ -284,4 +284,17 @@ waves:
 		t.Error("the overview reloaded; the map should have redrawn by itself")
 	}
 	screenshot("overview-agent-down")
+
+	// On a phone the page fits its width: nothing scrolls sideways but the tables' own boxes.
+	var overflow bool
+	run("a phone",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		chromedp.Navigate(s.addr+"/sites/ams"),
+		chromedp.WaitVisible("#nodes", chromedp.ByID),
+		chromedp.Evaluate(`document.documentElement.scrollWidth > window.innerWidth`, &overflow),
+	)
+	if overflow {
+		t.Error("the site page is wider than a phone's screen")
+	}
+	screenshot("site-phone")
 }

@@ -1,13 +1,16 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/store"
 )
 
 // Live pages follow the change feed over server-sent events: the log read after the last event
@@ -16,9 +19,6 @@ import (
 
 // liveKeepalive is how often a quiet stream says it is alive, so proxies keep it open.
 const liveKeepalive = 15 * time.Second
-
-// liveBatch is how many events a stream reads at once.
-const liveBatch = 500
 
 // follow streams server-sent events to w: from the log after since, each batch of events is
 // handed to send, which writes what the page needs (or nothing).
@@ -49,41 +49,58 @@ func (h *Handler) follow(w http.ResponseWriter, r *http.Request, since int64, se
 	fmt.Fprint(w, "retry: 2000\n\n")
 	fl.Flush()
 	ctx := r.Context()
-	st := h.cfg.Store
+	feed := store.Watch(h.cfg.Store, since)
 	for {
-		wake := st.Changed() // before the read, so a write after it wakes this stream
-		evs, err := st.Events(ctx, since, liveBatch)
-		if err != nil {
-			return nil // the headers are out; the browser reconnects from its last id
-		}
-		if len(evs) > 0 {
-			if err := send(evs); err != nil {
-				return nil
-			}
-			since = evs[len(evs)-1].ID
-			// The position, so a reconnect resumes here even when nothing was sent for it.
-			if _, err := fmt.Fprintf(w, "id: %d\n\n", since); err != nil {
-				return nil
-			}
-			fl.Flush()
-			if len(evs) == liveBatch {
-				continue
-			}
-		}
-		t := h.cfg.Clock.NewTimer(liveKeepalive)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		evs, err := h.next(ctx, feed)
+		switch {
+		case ctx.Err() != nil:
 			return nil
-		case <-wake:
-			t.Stop()
-		case <-t.C():
+		case errors.Is(err, errQuiet):
 			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
 				return nil
 			}
-			fl.Flush()
+		case err != nil:
+			return nil // the headers are out; the browser reconnects from its last id
+		default:
+			if err := send(evs); err != nil {
+				return nil
+			}
+			// The position, so a reconnect resumes here even when nothing was sent for it.
+			if _, err := fmt.Fprintf(w, "id: %d\n\n", feed.Since()); err != nil {
+				return nil
+			}
+		}
+		fl.Flush()
+	}
+}
+
+// errQuiet is next's answer when the feed brought nothing for a keepalive's time.
+var errQuiet = errors.New("no event for a while")
+
+// next waits for the feed's next events, at most liveKeepalive on the clock.
+func (h *Handler) next(ctx context.Context, feed *store.Feed) ([]api.Event, error) {
+	wait, cancel := context.WithCancel(ctx)
+	defer cancel()
+	t := h.cfg.Clock.NewTimer(liveKeepalive)
+	defer t.Stop()
+	quiet := make(chan struct{})
+	go func() {
+		select {
+		case <-t.C():
+			close(quiet)
+			cancel()
+		case <-wait.Done():
+		}
+	}()
+	evs, err := feed.Next(wait)
+	if err != nil && ctx.Err() == nil {
+		select {
+		case <-quiet:
+			return nil, errQuiet
+		default:
 		}
 	}
+	return evs, err
 }
 
 // writeSSE writes one server-sent event of type typ with v as JSON.

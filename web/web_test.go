@@ -1,13 +1,17 @@
 package web_test
 
 import (
+	"bufio"
+	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/server"
 	"github.com/ferryhq/ferry/web"
@@ -190,5 +194,58 @@ func TestSignInRateLimit(t *testing.T) {
 	}
 	if codes[http.StatusUnauthorized] != 5 || codes[http.StatusTooManyRequests] != 3 {
 		t.Fatalf("status counts %v, want 5×401 then 3×429", codes)
+	}
+}
+
+// The events feed streams each new event as it is written, and a browser that reconnects with
+// Last-Event-ID resumes right after the last event it saw.
+func TestEventsLive(t *testing.T) {
+	s := startSite(t, server.Config{})
+	b := s.browser()
+	b.signIn(s.token(api.RoleViewer).Secret)
+	open := func(hdr map[string]string) (*bufio.Reader, func()) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, "GET", s.addr+"/events/live", nil)
+		req.Header.Set("Accept", "text/event-stream")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := b.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" || resp.Header.Get("Content-Security-Policy") == "" {
+			t.Fatalf("live events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		return bufio.NewReader(resp.Body), func() { cancel(); resp.Body.Close() }
+	}
+	// upTo reads lines until one holding want, and returns the id: line after it.
+	upTo := func(r *bufio.Reader, want string) string {
+		t.Helper()
+		seen := false
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("stream ended before %q: %v", want, err)
+			}
+			seen = seen || strings.Contains(line, want)
+			if id, ok := strings.CutPrefix(line, "id: "); ok && seen {
+				return strings.TrimSpace(id)
+			}
+		}
+	}
+	r, stop := open(nil)
+	r.ReadString('\n') // the retry line: the stream is open, from the log's end
+	if _, err := s.admin.AddSite(s.ctx, client.SiteAdd{Name: "lis", Tier: 2}); err != nil {
+		t.Fatal(err)
+	}
+	id := upTo(r, `"subject":"lis"`)
+	stop()
+	n, _ := strconv.ParseInt(id, 10, 64)
+	r, stop = open(map[string]string{"Last-Event-ID": strconv.FormatInt(n-1, 10)})
+	defer stop()
+	if again := upTo(r, `"type":"site.added"`); again != id {
+		t.Fatalf("resumed at %s, want %s", again, id)
 	}
 }
