@@ -278,6 +278,7 @@ waves:
 	run("the dot turns",
 		chromedp.WaitVisible(`circle.dot.h-warning[data-site="ams"]`),
 		chromedp.WaitVisible(`circle.dot.h-ok[data-site="nyc"]`),
+		chromedp.WaitVisible(`#sites tr[data-site="ams"] .state.warning`),
 		chromedp.Evaluate(`window.ferryUnreloaded === true`, &marker),
 	)
 	if !marker {

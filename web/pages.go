@@ -97,17 +97,24 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, s *session) e
 			active = append(active, ro)
 		}
 	}
-	h.render(w, r, http.StatusOK, "overview", s, map[string]any{"Map": h.mapView(sites), "Sites": sites, "Rollouts": active, "Since": last})
+	h.render(w, r, http.StatusOK, "overview", s, map[string]any{"Fleet": fleetView{h.mapView(sites), sites}, "Rollouts": active, "Since": last})
 	return nil
 }
 
-// mapFragment is the map alone, which the overview fetches again when a node or site changes.
+// fleetView is the overview's live part: the map and the sites' table.
+type fleetView struct {
+	Map   mapView
+	Sites []siteView
+}
+
+// mapFragment is the overview's live part alone, which the overview fetches again when a node or
+// site changes.
 func (h *Handler) mapFragment(w http.ResponseWriter, r *http.Request, s *session) error {
 	sites, err := h.siteViews(r)
 	if err != nil {
 		return err
 	}
-	h.renderFragment(w, "worldmap", h.mapView(sites))
+	h.renderFragment(w, "fleet", fleetView{h.mapView(sites), sites})
 	return nil
 }
 

@@ -64,8 +64,8 @@ func TestLandPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rings := strings.Count(p, "M"); rings < 100 || rings != strings.Count(p, "Z") {
-		t.Fatalf("%d rings, %d closed", rings, strings.Count(p, "Z"))
+	if rings := strings.Count(p, "Z"); rings < 100 || strings.Count(p, "M") < rings {
+		t.Fatalf("%d rings closed, %d subpaths", rings, strings.Count(p, "M"))
 	}
 	if _, err := landPath(data, "countries"); err == nil {
 		t.Fatal("a missing object drew a map")

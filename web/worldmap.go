@@ -64,7 +64,7 @@ func landPath(data []byte, object string) (string, error) {
 	}
 	var b strings.Builder
 	ring := func(idx []int) error {
-		first := true
+		first, lastX := true, 0.0
 		for _, i := range idx {
 			rev := i < 0
 			if rev {
@@ -83,12 +83,15 @@ func landPath(data []byte, object string) (string, error) {
 					continue // an arc starts where the one before it ended
 				}
 				x, y := project(p[0], p[1])
-				if first {
+				// A ring that crosses the antimeridian jumps across the whole map: it goes on as
+				// a new subpath there, or its fill would draw a hairline over the sea.
+				if first || math.Abs(x-lastX) > mapWidth/2 {
 					b.WriteByte('M')
 					first = false
 				} else {
 					b.WriteByte('L')
 				}
+				lastX = x
 				b.WriteString(strconv.FormatFloat(math.Round(x*10)/10, 'f', -1, 64))
 				b.WriteByte(' ')
 				b.WriteString(strconv.FormatFloat(math.Round(y*10)/10, 'f', -1, 64))

@@ -3,7 +3,7 @@
 "use strict";
 
 function hoverCard() {
-  const box = document.getElementById("mapbox");
+  const box = document.getElementById("fleet"); // outlives the map it holds, which is redrawn
   const card = document.getElementById("card");
   if (!box || !card) return;
   box.addEventListener("mouseover", (e) => {
@@ -19,17 +19,19 @@ function hoverCard() {
       card.append(p);
     }
     card.hidden = false;
+    place(e);
   });
-  box.addEventListener("mousemove", (e) => {
-    card.style.left = Math.min(e.clientX + 14, window.innerWidth - card.offsetWidth - 8) + "px";
+  const place = (e) => {
+    card.style.left = Math.max(8, Math.min(e.clientX + 14, window.innerWidth - card.offsetWidth - 8)) + "px";
     card.style.top = (e.clientY + 14) + "px";
-  });
+  };
+  box.addEventListener("mousemove", place);
   box.addEventListener("mouseout", (e) => {
     if (e.target.closest("circle.dot")) card.hidden = true;
   });
 }
 
-// The overview redraws its map when a node or a site changes.
+// The overview redraws its map and sites' table when a node or a site changes.
 function liveMap() {
   const ov = document.querySelector("section.overview");
   if (!ov) return;
@@ -41,8 +43,7 @@ function liveMap() {
     pending = true;
     fetch("/map", { credentials: "same-origin" }).then((r) => r.ok ? r.text() : Promise.reject(r.status)).then((html) => {
       const doc = new DOMParser().parseFromString(html, "text/html");
-      const svg = doc.querySelector("svg#map");
-      if (svg) document.getElementById("map").replaceWith(document.importNode(svg, true));
+      document.getElementById("fleet").replaceChildren(...Array.from(doc.body.childNodes, (n) => document.importNode(n, true)));
     }).finally(() => { pending = false; });
   });
 }
