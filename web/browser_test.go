@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -267,6 +268,23 @@ waves:
 		t.Errorf("pilot wave done %q, want 2", done)
 	}
 	screenshot("rollout-completed")
+
+	// The bulletin says which site runs what; the events feed goes live; the statistics page
+	// has nothing yet and says so.
+	var runs string
+	run("releases",
+		chromedp.Navigate(s.addr+"/releases"),
+		chromedp.WaitVisible(".bulletin", chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelector(".bulletin").innerText`, &runs),
+	)
+	if !strings.Contains(runs, "1.0.0 × 2") {
+		t.Errorf("the bulletin says %q", runs)
+	}
+	screenshot("releases")
+	run("events", chromedp.Navigate(s.addr+"/events"), chromedp.WaitVisible("#ev-live", chromedp.ByID))
+	screenshot("events")
+	run("statistics", chromedp.Navigate(s.addr+"/stats"), chromedp.WaitVisible("p.empty", chromedp.ByQuery))
+	screenshot("stats")
 
 	// A dead agent turns its site's dot amber, with no reload.
 	run("back to the map",
