@@ -202,4 +202,15 @@ func TestEveryBrowserRouteNeedsASession(t *testing.T) {
 			t.Errorf("%s without a session: status %d, CSP %q; want %d and a CSP", pattern, resp.StatusCode, resp.Header.Get("Content-Security-Policy"), wantCode)
 		}
 	}
+	// Over TLS the session cookie is Secure.
+	req, _ := http.NewRequest("POST", h.addr+"/signin", strings.NewReader("token="+h.srv.AdminToken))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := h.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if c := resp.Cookies(); resp.StatusCode != http.StatusSeeOther || len(c) != 1 || !c[0].Secure || !c[0].HttpOnly {
+		t.Errorf("sign-in over TLS: status %d, cookies %v", resp.StatusCode, c)
+	}
 }

@@ -252,6 +252,12 @@ waves:
 		chromedp.Evaluate(`window.ferryUnreloaded = true`, &marker),
 	)
 	screenshot("rollout-awaiting-approval")
+	// A viewer sees the same page with no control on it.
+	viewer := s.browser()
+	viewer.signIn(s.token(api.RoleViewer).Secret)
+	if _, page := viewer.do("GET", "/rollouts/"+strconv.FormatInt(ro.ID, 10), nil, nil); !strings.Contains(page, "awaiting_approval") || strings.Contains(page, "act-") || strings.Contains(page, `method="post" action="/rollouts`) {
+		t.Errorf("a viewer's rollout page:\n%s", page)
+	}
 	if _, err := s.admin.ActOnRollout(s.ctx, ro.ID, "approve", api.RolloutAction{}); err != nil {
 		t.Fatal(err)
 	}
