@@ -11,7 +11,8 @@ test: deps
 # PostgreSQL store's tests run throw-away clusters with, unless FERRY_TEST_POSTGRES names a server;
 # python3-aiosmtpd, the SMTP server the notifier's email test mails through (Debian's python3,
 # /usr/bin/python3, which another python3 first on PATH may hide); prometheus, whose promtool checks
-# the /metrics exposition and whose server scrapes a real Ferry server.
+# the /metrics exposition and whose server scrapes a real Ferry server; chromium, the headless
+# browser the web interface's tests drive.
 DEB_TOOLS := minisign
 
 deps:
@@ -20,6 +21,7 @@ deps:
 	[ -n "$$FERRY_TEST_POSTGRES" ] || command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || python3 -c 'import aiosmtpd' 2>/dev/null || missing="$$missing python3-aiosmtpd"; \
 	command -v promtool >/dev/null && command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \

@@ -164,3 +164,54 @@ func (h *harness) call(method, path, tok string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// browserRoutes is the reviewed list of the web interface's routes that need a signed-in
+// session (a POST also an admin and the session's CSRF token). Only the sign-in page and form,
+// sign-out and the assets are public there.
+var browserRoutes = []string{
+	"GET /{$}", "GET /map", "GET /sites/{name}", "GET /nodes/{name}", "GET /releases", "GET /rollouts",
+	"GET /rollouts/{id}", "GET /rollouts/{id}/live", "POST /rollouts/{id}/{action}", "GET /stats",
+	"GET /events", "GET /events/live",
+}
+
+func TestEveryBrowserRouteNeedsASession(t *testing.T) {
+	h := start(t, Config{})
+	got := h.srv.web.Routes()
+	sort.Strings(got)
+	want := append([]string(nil), browserRoutes...)
+	sort.Strings(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("browser routes:\n%s\nreviewed:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	h.http.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, pattern := range browserRoutes {
+		method, path, _ := strings.Cut(pattern, " ")
+		path = strings.NewReplacer("{$}", "", "{name}", "x", "{id}", "1", "{action}", "pause").Replace(path)
+		req, _ := http.NewRequest(method, h.addr+path, strings.NewReader("csrf=x"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Bearer "+h.srv.AdminToken) // the API's credential opens no page
+		resp, err := h.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		wantCode := http.StatusSeeOther
+		if method == "POST" {
+			wantCode = http.StatusUnauthorized
+		}
+		if resp.StatusCode != wantCode || resp.Header.Get("Content-Security-Policy") == "" {
+			t.Errorf("%s without a session: status %d, CSP %q; want %d and a CSP", pattern, resp.StatusCode, resp.Header.Get("Content-Security-Policy"), wantCode)
+		}
+	}
+	// Over TLS the session cookie is Secure.
+	req, _ := http.NewRequest("POST", h.addr+"/signin", strings.NewReader("token="+h.srv.AdminToken))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := h.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if c := resp.Cookies(); resp.StatusCode != http.StatusSeeOther || len(c) != 1 || !c[0].Secure || !c[0].HttpOnly {
+		t.Errorf("sign-in over TLS: status %d, cookies %v", resp.StatusCode, c)
+	}
+}

@@ -36,6 +36,7 @@ import (
 	"github.com/ferryhq/ferry/rollout"
 	"github.com/ferryhq/ferry/store"
 	"github.com/ferryhq/ferry/store/postgres"
+	"github.com/ferryhq/ferry/web"
 )
 
 // Config configures a Server.
@@ -126,6 +127,7 @@ type Server struct {
 	downloading downloads
 	metrics     *metrics
 	mux         *http.ServeMux
+	web         *web.Handler // the browser interface, at every path outside the API's
 	routes      []route
 	ready       chan struct{}
 	// serveCtx is Serve's context: agent streams outlive the request that opened them and end
@@ -302,6 +304,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Sender: send.NewHTTP(cfg.WebhookTimeout), Mailer: mailer, From: cfg.SMTPFrom})
 	s.overview = overview.New(st, s.rollouts, overview.ByNodeStatus{}, cfg.Clock)
 	s.metrics = newMetrics(s.overview)
+	if s.web, err = s.newWeb(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if err := s.load(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -452,13 +458,14 @@ func (s *Server) routesInit() {
 	s.handle("GET /v1/agent/stream", agentSession, s.agentStream)
 	s.handle("POST /v1/agent/logs/{id}", agentSession, s.agentLogs)
 
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, api.Error{Error: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)})
-	})
+	// Every other path is the browser's, but for the API's own prefix.
+	s.mux.HandleFunc("/v1/", notFoundAPI)
+	s.mux.Handle("/", s.web)
 }
 
-// Handler serves the whole API.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler serves the whole API and the browser interface; every response carries the browser's
+// security headers, even the mux's own redirects.
+func (s *Server) Handler() http.Handler { return web.Secure(s.mux) }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -485,7 +492,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		l = tls.NewListener(l, s.tls)
 	}
 	hs := &http.Server{
-		Handler:           s.mux,
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		// A whole request, body included, must arrive within this; the routes that stream
 		// (agent streams, event followers, pushes) lift or stretch it themselves.
