@@ -64,6 +64,10 @@ type Store interface {
 	Rollout(ctx context.Context, id int64) (RolloutRecord, error)
 	Rollouts(ctx context.Context, app string) ([]RolloutRecord, error)
 
+	// Probe returns one mesh probe; Probes the latest MaxProbeList, newest first.
+	Probe(ctx context.Context, id int64) (ProbeRecord, error)
+	Probes(ctx context.Context) ([]ProbeRecord, error)
+
 	// Webhooks lists the webhooks, oldest first, each with its cursor and dead-letter count;
 	// DeliveryFailures the dead letters of a target (api.WebhookTarget, api.EmailTarget),
 	// newest first.

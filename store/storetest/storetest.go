@@ -41,6 +41,7 @@ func suite() []suiteTest {
 		{"Replicas", testReplicas},
 		{"Rollouts", testRollouts},
 		{"Webhooks", testWebhooks},
+		{"Probes", testProbes},
 	}
 }
 
