@@ -106,6 +106,7 @@ func (p *ProbeStart) Normalize() error {
 }
 
 // Probe is a mesh probe as operators see it: Pairs is the directed matrix, two pairs per link.
+// A probe that is running shows the pairs measured so far; the others are pending or running.
 type Probe struct {
 	ID          int64      `json:"id"`
 	State       string     `json:"state"`
@@ -113,10 +114,16 @@ type Probe struct {
 	Bytes       int64      `json:"bytes"`
 	Duration    Duration   `json:"duration"`
 	Nodes       []string   `json:"nodes"`
-	Pairs       []Pair     `json:"pairs"`
+	Links       int        `json:"links"`           // connections: one per unordered pair of nodes
+	Done        int        `json:"done"`            // links measured
+	Failed      int        `json:"failed"`          // links that failed
+	Pairs       []Pair     `json:"pairs,omitempty"` // every directed pair; not in lists
 	CreatedAt   time.Time  `json:"created_at"`
 	CreatedBy   string     `json:"created_by"`
 	CompletedAt *time.Time `json:"completed_at,omitempty"`
+	// Event is the probe.requested event, in the answer to a start: follow the log from
+	// there to see the probe through.
+	Event int64 `json:"event,omitempty"`
 }
 
 // Pair is one direction of a link: throughput from From to To, and the link's round trips.

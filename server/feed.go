@@ -97,6 +97,8 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			}
 		case api.EventNodeLogsRequested:
 			s.passLogsRequest(e)
+		case api.EventProbeLinkStarted, api.EventProbeLinkListening:
+			s.passProbeOrder(e)
 		case api.EventReleaseWithdrawn:
 			// The event counts the nodes whose assignment it dropped; it does not name them.
 			everyone = true
