@@ -103,15 +103,15 @@ Without --wait the probe's id is printed and it runs on; with --wait, the matrix
 
 // parseBytes reads N, NKiB or NMiB.
 func parseBytes(s string) (int64, error) {
-	mult := int64(1)
+	num, mult := s, int64(1)
 	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20} {
 		if strings.HasSuffix(s, suffix) {
-			s, mult = strings.TrimSuffix(s, suffix), m
+			num, mult = strings.TrimSuffix(s, suffix), m
 		}
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
+	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n <= 0 || n > api.MaxProbeBytes/mult {
-		return 0, fmt.Errorf("invalid size %q: want N, NKiB or NMiB", s)
+		return 0, fmt.Errorf("invalid size %q: want N, NKiB or NMiB, at most %d MiB", s, api.MaxProbeBytes>>20)
 	}
 	return n * mult, nil
 }
