@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
@@ -35,8 +36,12 @@ import (
 // maxProbes bounds the links an agent takes part in at once; the server gives it one at a time.
 const maxProbes = 2
 
-// probeGreeting bounds how long a connection to a listener may take to present its secret.
-const probeGreeting = 2 * time.Second
+// probeGreeting bounds how long a connection to a listener may take to present its secret,
+// and maxGreetings how many may be presenting at once; more are closed at once.
+const (
+	probeGreeting = 2 * time.Second
+	maxGreetings  = 16
+)
 
 // serveProbe carries out an order from the server and reports to it.
 func (a *Agent) serveProbe(ctx context.Context, o api.ProbeOrder) {
@@ -124,9 +129,11 @@ func (p *probeListener) port() int { return p.l.Addr().(*net.TCPAddr).Port }
 
 func (p *probeListener) close() { p.l.Close() }
 
-// serve waits for the peer that presents the secret, closing every other connection at once,
-// then serves its commands; it returns when the peer is through, or when the link's time or
-// ctx ends. The listener is closed on return.
+// serve waits for the peer that presents the secret, closing every other connection as soon
+// as it shows it has not (a wrong secret, or none within probeGreeting), then serves its
+// commands; it returns when the peer is through, or when the link's time or ctx ends. The
+// connections greet at once, at most maxGreetings of them, so none can hold the peer up.
+// The listener is closed on return.
 func (p *probeListener) serve(ctx context.Context) error {
 	defer p.l.Close()
 	ctx, cancel := context.WithCancel(ctx)
@@ -141,20 +148,45 @@ func (p *probeListener) serve(ctx context.Context) error {
 		}
 	}()
 	defer context.AfterFunc(ctx, func() { p.l.Close() })()
-	for {
-		c, err := p.l.Accept()
-		if err != nil {
-			return fmt.Errorf("no peer presented the probe's secret in time: %w", err)
+	won := make(chan net.Conn)
+	accepted := make(chan error, 1)
+	go func() {
+		var greeting atomic.Int32
+		for {
+			c, err := p.l.Accept()
+			if err != nil {
+				accepted <- err
+				return
+			}
+			if greeting.Add(1) > maxGreetings {
+				greeting.Add(-1)
+				c.Close()
+				continue
+			}
+			go func() {
+				defer greeting.Add(-1)
+				if p.greeted(c) {
+					select {
+					case won <- c:
+						return
+					case <-ctx.Done():
+					}
+				}
+				c.Close()
+			}()
 		}
-		if p.greeted(c) {
-			p.l.Close() // one peer per link
-			defer c.Close()
-			defer context.AfterFunc(ctx, func() { c.Close() })()
-			c.SetDeadline(time.Now().Add(p.within))
-			return p.answer(c)
-		}
-		c.Close()
+	}()
+	var c net.Conn
+	select {
+	case c = <-won:
+	case err := <-accepted:
+		return fmt.Errorf("no peer presented the probe's secret in time: %w", err)
 	}
+	p.l.Close() // one peer per link
+	defer c.Close()
+	defer context.AfterFunc(ctx, func() { c.Close() })()
+	c.SetDeadline(time.Now().Add(p.within))
+	return p.answer(c)
 }
 
 // greeted reports whether c presents the secret, within probeGreeting.

@@ -38,8 +38,8 @@ func openListener(t *testing.T, clk clock.Clock, o api.ProbeOrder) (string, <-ch
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(pl.port())), served
 }
 
-// closedAtOnce reports whether the listener closed c without a word: a read ends with EOF
-// (or a reset) long before the deadline.
+// closedAtOnce fails the test unless the listener closes c without a word: a read ends with
+// EOF (or a reset) before the deadline.
 func closedAtOnce(t *testing.T, c net.Conn) {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -50,8 +50,9 @@ func closedAtOnce(t *testing.T, c net.Conn) {
 	}
 }
 
-// A connection that presents a wrong secret is closed at once, and the listener still serves
-// the peer that presents the right one, which measures round trips and both directions.
+// A connection that presents a wrong secret is closed at once, one that presents none is
+// closed too, and the listener serves the peer that presents the right one, which measures
+// round trips and both directions.
 func TestProbeListenerRefusesForgedPeers(t *testing.T) {
 	listen, connect := probeOrders()
 	addr, served := openListener(t, clock.Real{}, listen)
@@ -64,6 +65,13 @@ func TestProbeListenerRefusesForgedPeers(t *testing.T) {
 	forged.Write([]byte(strings.Repeat("x", api.ProbeSecretSize)))
 	closedAtOnce(t, forged)
 
+	// One that says nothing does not hold the listener up, and is closed too.
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+
 	connect.Addr = addr
 	res, err := measureProbe(context.Background(), connect, clock.Real{})
 	if err != nil {
@@ -75,6 +83,7 @@ func TestProbeListenerRefusesForgedPeers(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Fatalf("serve: %v", err)
 	}
+	closedAtOnce(t, silent)
 	// Served once, the listener is gone.
 	if c, err := net.Dial("tcp", addr); err == nil {
 		c.Close()

@@ -96,10 +96,15 @@ func (p *ProbeStart) Normalize() error {
 	if p.Duration == 0 {
 		p.Duration = Duration(DefaultProbeDuration)
 	}
-	if p.Bytes < MinProbeBytes || p.Bytes > MaxProbeBytes {
-		return fmt.Errorf("invalid bytes %d: want %d KiB to %d MiB", p.Bytes, MinProbeBytes>>10, MaxProbeBytes>>20)
+	return checkProbeBounds(p.Bytes, p.Duration)
+}
+
+// checkProbeBounds checks what a link sends each way and how long it may take.
+func checkProbeBounds(bytes int64, duration Duration) error {
+	if bytes < MinProbeBytes || bytes > MaxProbeBytes {
+		return fmt.Errorf("invalid bytes %d: want %d KiB to %d MiB", bytes, MinProbeBytes>>10, MaxProbeBytes>>20)
 	}
-	if d := time.Duration(p.Duration); d < MinProbeDuration || d > MaxProbeDuration {
+	if d := time.Duration(duration); d < MinProbeDuration || d > MaxProbeDuration {
 		return fmt.Errorf("invalid duration %s: want %s to %s", d, MinProbeDuration, MaxProbeDuration)
 	}
 	return nil
@@ -224,8 +229,7 @@ func (o ProbeOrder) Validate() error {
 	if b, err := hex.DecodeString(o.Secret); err != nil || len(b) != ProbeSecretSize {
 		return errors.New("invalid probe secret: want 64 hex digits")
 	}
-	s := ProbeStart{Selector: "", Bytes: o.Bytes, Duration: o.Duration}
-	return s.Normalize()
+	return checkProbeBounds(o.Bytes, o.Duration)
 }
 
 // ProbeListening is the body of POST /v1/agent/probes/{id}/links/{link}/listening: the port
