@@ -12,69 +12,41 @@ import (
 )
 
 // Engine steps the open probes: on the leader only, like the rollout engine, so that two
-// replicas never start the same link.
+// replicas never start the same link. The server's change feed stirs it (Stir).
 type Engine struct {
 	store store.Store
 	clk   clock.Clock
 	log   *slog.Logger
+	kick  chan struct{}
 }
 
 // NewEngine returns an engine over st, on clk.
 func NewEngine(st store.Store, clk clock.Clock, log *slog.Logger) *Engine {
-	return &Engine{store: st, clk: clk, log: log}
+	return &Engine{store: st, clk: clk, log: log, kick: make(chan struct{}, 1)}
 }
 
-// stirs reports whether an event may give a probe something to do: a probe started, a link
-// reported, a node that went down or came back. The engine's own events need no second look.
-func stirs(e api.Event) bool {
-	switch e.Type {
+// Stir tells the engine of an event from the change feed: one that may give a probe something
+// to do (a probe started, a link reported, a node that went down or came back) has the engine
+// step soon, if it runs. The engine's own events need no second look.
+func (e *Engine) Stir(ev api.Event) {
+	switch ev.Type {
 	case api.EventProbeRequested, api.EventProbeLinkDone:
-		return e.Actor != store.System.ID
-	case api.EventNodeUp, api.EventNodeDown, api.EventNodeRevoked:
-		return true
-	}
-	return false
-}
-
-// Run steps the open probes at start, whenever the change feed brings an event that stirs
-// them, and at the earliest deadline of their links, until ctx ends.
-func (e *Engine) Run(ctx context.Context) {
-	since, err := e.store.LastEventID(ctx)
-	for err != nil {
-		if ctx.Err() != nil {
+		if ev.Actor == store.System.ID {
 			return
 		}
-		e.log.Warn("probe engine: read the event log; retrying", "err", err)
-		clock.Sleep(ctx, e.clk, time.Second)
-		since, err = e.store.LastEventID(ctx)
+	case api.EventNodeUp, api.EventNodeDown, api.EventNodeRevoked:
+	default:
+		return
 	}
-	kick := make(chan struct{}, 1)
-	followed := make(chan struct{})
-	defer func() { <-followed }() // the follower reads the store: it is done before Run returns
-	go func() {
-		defer close(followed)
-		feed := store.Watch(e.store, since)
-		for {
-			evs, err := feed.Next(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				e.log.Warn("probe engine: follow the event log; retrying", "err", err)
-				clock.Sleep(ctx, e.clk, time.Second)
-				continue
-			}
-			for _, ev := range evs {
-				if stirs(ev) {
-					select {
-					case kick <- struct{}{}:
-					default:
-					}
-					break
-				}
-			}
-		}
-	}()
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run steps the open probes at start, when stirred, and at the earliest deadline of their
+// links, until ctx ends.
+func (e *Engine) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		wake, err := e.StepAll(ctx)
 		if err != nil {
@@ -92,7 +64,7 @@ func (e *Engine) Run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-		case <-kick:
+		case <-e.kick:
 		case <-due:
 		}
 		if timer != nil {

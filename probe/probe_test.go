@@ -266,3 +266,48 @@ func TestStartBounds(t *testing.T) {
 		}
 	}
 }
+
+// The engine runs on its own: stirred by the start, it starts the link, and on the clock fails
+// it at its deadline when no agent answers, completing the probe.
+func TestEngineRunsOnTheClock(t *testing.T) {
+	r := newRig(t, "a", "b")
+	ctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	ran := make(chan struct{})
+	go func() { defer close(ran); r.eng.Run(ctx) }()
+	defer func() { cancel(); <-ran }()
+	p, ev, err := r.svc.Start(store.WithActor(r.ctx, store.Actor{ID: "token:op"}), api.ProbeStart{Selector: "site=ams", Bytes: api.MinProbeBytes, Duration: api.Duration(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.eng.Stir(ev)
+	feed := store.Watch(r.st, ev.ID)
+	next := func(typ string) api.Event {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer wcancel()
+		for {
+			evs, err := feed.Next(wctx)
+			if err != nil {
+				t.Fatalf("waiting for %s: %v", typ, err)
+			}
+			for _, e := range evs {
+				if e.Type == typ {
+					return e
+				}
+			}
+		}
+	}
+	if e := next(api.EventProbeLinkStarted); e.Subject != "b" || e.Actor != store.System.ID {
+		t.Fatalf("started %+v", e)
+	}
+	if err := r.clk.WaitPending(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	r.clk.Advance(time.Second + api.ProbeSetup)
+	next(api.EventProbeCompleted)
+	got, err := r.svc.Get(r.ctx, p.ID)
+	if err != nil || got.State != api.ProbeStateCompleted || got.Pairs[0].Error != "node b did not open its listener in time" {
+		t.Fatalf("probe %+v, %v", got, err)
+	}
+}

@@ -116,20 +116,14 @@ func (s *Service) Listening(ctx context.Context, node string, ref api.ProbeLinkR
 	if err := l.Validate(); err != nil {
 		return api.Event{}, fault.Invalid("%v", err)
 	}
-	return s.onLink(ctx, ref, func(lk *Link, d Doc, now time.Time) (api.Event, error) {
-		if lk.To != node {
-			return api.Event{}, fault.Forbidden("node %s does not listen on link %d of probe %d", node, ref.Link, ref.Probe)
-		}
-		if lk.State != api.LinkRunning {
-			return api.Event{}, fault.Conflict("link %d of probe %d is %s: it waits for no listener", ref.Link, ref.Probe, lk.State)
-		}
+	return s.onLink(ctx, ref, linkTurn{node: node, listens: true, state: api.LinkRunning}, func(lk *Link, d Doc, now time.Time) api.Event {
 		if l.Error != "" {
 			lk.fail(fmt.Sprintf("node %s could not listen: %s", node, l.Error))
-			return linkDone(now, ref, *lk), nil
+			return linkDone(now, ref, *lk)
 		}
 		lk.State, lk.Addr = api.LinkListening, net.JoinHostPort(host, strconv.Itoa(l.Port))
 		started := api.ProbeLinkStarted{ProbeLinkRef: ref, From: lk.From, To: lk.To, Bytes: d.Bytes, Duration: d.Duration}
-		return api.NewEvent(now, api.EventProbeLinkListening, lk.From, api.ProbeLinkListening{ProbeLinkStarted: started, Addr: lk.Addr}), nil
+		return api.NewEvent(now, api.EventProbeLinkListening, lk.From, api.ProbeLinkListening{ProbeLinkStarted: started, Addr: lk.Addr})
 	})
 }
 
@@ -139,30 +133,48 @@ func (s *Service) Report(ctx context.Context, node string, ref api.ProbeLinkRef,
 	if err := r.Validate(); err != nil {
 		return api.Event{}, fault.Invalid("%v", err)
 	}
-	return s.onLink(ctx, ref, func(lk *Link, _ Doc, now time.Time) (api.Event, error) {
-		if lk.From != node {
-			return api.Event{}, fault.Forbidden("node %s does not connect on link %d of probe %d", node, ref.Link, ref.Probe)
-		}
-		if lk.State != api.LinkListening {
-			return api.Event{}, fault.Conflict("link %d of probe %d is %s: it waits for no result", ref.Link, ref.Probe, lk.State)
-		}
+	return s.onLink(ctx, ref, linkTurn{node: node, state: api.LinkListening}, func(lk *Link, _ Doc, now time.Time) api.Event {
 		if r.Error != "" {
 			lk.fail(fmt.Sprintf("node %s: %s", node, r.Error))
 		} else {
 			lk.State, lk.Deadline, lk.Addr = api.LinkDone, nil, ""
 			lk.RTT, lk.UpMbps, lk.DownMbps = r.RTTms, r.UpMbps, r.DownMbps
 		}
-		return linkDone(now, ref, *lk), nil
+		return linkDone(now, ref, *lk)
 	})
+}
+
+// linkTurn is whose turn a link waits for: node's, as its listener (To) or as the side that
+// connects (From), in state.
+type linkTurn struct {
+	node    string
+	listens bool
+	state   string
+}
+
+// check refuses a report from a node that is not the link's, or that the link does not wait for.
+func (t linkTurn) check(ref api.ProbeLinkRef, l Link) error {
+	side, what := l.From, "connect"
+	if t.listens {
+		side, what = l.To, "listen"
+	}
+	if side != t.node {
+		return fault.Forbidden("node %s does not %s on link %d of probe %d", t.node, what, ref.Link, ref.Probe)
+	}
+	if l.State != t.state {
+		return fault.Conflict("link %d of probe %d is %s: it does not wait for node %s to %s", ref.Link, ref.Probe, l.State, t.node, what)
+	}
+	return nil
 }
 
 func linkDone(now time.Time, ref api.ProbeLinkRef, l Link) api.Event {
 	return api.NewEvent(now, api.EventProbeLinkDone, api.ProbeSubject(ref.Probe), api.ProbeLinkDone{ProbeLinkRef: ref, From: l.From, To: l.To, Error: l.Error})
 }
 
-// onLink runs change on a link of an open probe in one transaction, and stores the probe and
-// the event change returns. change gets the link, the probe's document and the time.
-func (s *Service) onLink(ctx context.Context, ref api.ProbeLinkRef, change func(*Link, Doc, time.Time) (api.Event, error)) (api.Event, error) {
+// onLink runs change on a link of an open probe when it is turn's, in one transaction, and
+// stores the probe and the event change returns. change gets the link, the probe's document
+// and the time.
+func (s *Service) onLink(ctx context.Context, ref api.ProbeLinkRef, turn linkTurn, change func(*Link, Doc, time.Time) api.Event) (api.Event, error) {
 	now := s.clk.Now().UTC()
 	var ev api.Event
 	err := s.store.Update(ctx, func(tx store.Tx) error {
@@ -183,10 +195,10 @@ func (s *Service) onLink(ctx context.Context, ref api.ProbeLinkRef, change func(
 		if !rec.Open {
 			return fault.Conflict("probe %d is completed", ref.Probe)
 		}
-		e, err := change(&d.Links[ref.Link], d, now)
-		if err != nil {
+		if err := turn.check(ref, d.Links[ref.Link]); err != nil {
 			return err
 		}
+		e := change(&d.Links[ref.Link], d, now)
 		rec.Doc, _ = json.Marshal(d)
 		rec.UpdatedAt = now
 		if err := tx.UpdateProbe(rec); err != nil {

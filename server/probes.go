@@ -65,37 +65,35 @@ func probeLink(r *http.Request) (api.ProbeLinkRef, error) {
 // session's node listens on for a link it is To of. The connecting agent dials the address
 // the report came from.
 func (s *Server) agentProbeListening(w http.ResponseWriter, r *http.Request) error {
-	ref, err := probeLink(r)
-	if err != nil {
-		return err
-	}
 	var l api.ProbeListening
-	if err := decodeProbeReport(http.MaxBytesReader(w, r.Body, maxProbeReport), &l); err != nil {
-		return err
-	}
-	ev, err := s.probes.Listening(r.Context(), r.Context().Value(ctxNode).(string), ref, sourceAddr(r), l)
-	if err != nil {
-		return err
-	}
-	s.settle(r.Context(), ev)
-	writeJSON(w, http.StatusOK, struct{}{})
-	return nil
+	return s.agentProbeReport(w, r, &l, func(node string, ref api.ProbeLinkRef) (api.Event, error) {
+		return s.probes.Listening(r.Context(), node, ref, sourceAddr(r), l)
+	})
 }
 
 // agentProbeResult serves POST /v1/agent/probes/{id}/links/{link}/result: what the session's
 // node measured over a link it is From of.
 func (s *Server) agentProbeResult(w http.ResponseWriter, r *http.Request) error {
+	var res api.ProbeResult
+	return s.agentProbeReport(w, r, &res, func(node string, ref api.ProbeLinkRef) (api.Event, error) {
+		return s.probes.Report(r.Context(), node, ref, res)
+	})
+}
+
+// agentProbeReport reads the link an agent route names and the report into v, and records it.
+func (s *Server) agentProbeReport(w http.ResponseWriter, r *http.Request, v interface{ Validate() error }, record func(string, api.ProbeLinkRef) (api.Event, error)) error {
 	ref, err := probeLink(r)
 	if err != nil {
 		return err
 	}
-	var res api.ProbeResult
-	if err := decodeProbeReport(http.MaxBytesReader(w, r.Body, maxProbeReport), &res); err != nil {
+	if err := decodeProbeReport(http.MaxBytesReader(w, r.Body, maxProbeReport), v); err != nil {
 		return err
 	}
-	if _, err := s.probes.Report(r.Context(), r.Context().Value(ctxNode).(string), ref, res); err != nil {
+	ev, err := record(r.Context().Value(ctxNode).(string), ref)
+	if err != nil {
 		return err
 	}
+	s.settle(r.Context(), ev)
 	writeJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
