@@ -138,7 +138,7 @@ type Pair struct {
 	State string  `json:"state"`
 	Mbps  float64 `json:"mbps"`
 	RTTms RTT     `json:"rtt_ms"`
-	Error string  `json:"error,omitempty"`
+	Error string  `json:"error"`
 }
 
 // RTT is the minimum, mean and maximum of a link's round trips, in milliseconds.

@@ -72,7 +72,7 @@ Without --wait the probe's id is printed and it runs on; with --wait, the matrix
 
 	list := listVerb(e, "list", "List the latest probes, newest first", noArgs,
 		func(ctx context.Context, c *client.Client, _ []string) ([]api.Probe, error) { return c.Probes(ctx) },
-		[]string{"ID", "STATE", "SELECTOR", "NODES", "PAIRS", "MEASURED", "FAILED", "CREATED"},
+		[]string{"ID", "STATE", "SELECTOR", "NODES", "CONNECTIONS", "MEASURED", "FAILED", "CREATED"},
 		func(p api.Probe) []string {
 			return []string{strconv.FormatInt(p.ID, 10), p.State, p.Selector, strconv.Itoa(len(p.Nodes)), strconv.Itoa(p.Links),
 				strconv.Itoa(p.Done), strconv.Itoa(p.Failed), p.CreatedAt.Format(time.RFC3339)}

@@ -45,7 +45,7 @@ func TestProbeMesh(t *testing.T) {
 	if err := json.Unmarshal([]byte(f.mustFerry("probe", "show", "1", "-o", "json")), &p); err != nil || len(p.Pairs) != 2 || p.Pairs[0].From != "n1" || p.Pairs[0].To != "n2" || p.Pairs[0].Mbps <= 0 || p.Pairs[1].RTTms.Avg <= 0 {
 		t.Fatalf("show: %+v, %v", p, err)
 	}
-	if out := f.mustFerry("probe", "list"); !strings.Contains(out, "1   completed  site=ams  2      1      1         0") {
+	if out := f.mustFerry("probe", "list"); !strings.Contains(out, "1   completed  site=ams  2      1            1         0") {
 		t.Fatalf("list:\n%s", out)
 	}
 	if _, errOut, code := f.ferry("probe", "mesh", "--selector", "role=n1"); code != 1 || errOut != "ferry: selector \"role=n1\" matches 0 node(s); a mesh probe measures between at least 2\n" {

@@ -7,6 +7,7 @@ package probe
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -180,9 +181,11 @@ func View(id int64, d Doc, createdAt time.Time, createdBy string, brief bool) ap
 		if brief {
 			continue
 		}
+		// Measures shown to 0.1 Mbit/s and 1 µs: the rest is noise.
+		rtt := api.RTT{Min: round(l.RTT.Min, 1000), Avg: round(l.RTT.Avg, 1000), Max: round(l.RTT.Max, 1000)}
 		p.Pairs = append(p.Pairs,
-			api.Pair{From: l.From, To: l.To, State: l.State, Mbps: l.UpMbps, RTTms: l.RTT, Error: l.Error},
-			api.Pair{From: l.To, To: l.From, State: l.State, Mbps: l.DownMbps, RTTms: l.RTT, Error: l.Error})
+			api.Pair{From: l.From, To: l.To, State: l.State, Mbps: round(l.UpMbps, 10), RTTms: rtt, Error: l.Error},
+			api.Pair{From: l.To, To: l.From, State: l.State, Mbps: round(l.DownMbps, 10), RTTms: rtt, Error: l.Error})
 	}
 	slices.SortFunc(p.Pairs, func(a, b api.Pair) int {
 		if c := strings.Compare(a.From, b.From); c != 0 {
@@ -192,3 +195,6 @@ func View(id int64, d Doc, createdAt time.Time, createdBy string, brief bool) ap
 	})
 	return p
 }
+
+// round rounds v to 1/per.
+func round(v, per float64) float64 { return math.Round(v*per) / per }
