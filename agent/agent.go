@@ -111,6 +111,8 @@ type Agent struct {
 	reconnected chan struct{}
 	// logUploads counts the logs uploads under way (serveLogs).
 	logUploads atomic.Int32
+	// probes counts the mesh probe links under way (serveProbe).
+	probes atomic.Int32
 }
 
 type failure struct {

@@ -105,6 +105,9 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool, answer
 			if r.Logs != nil {
 				go a.serveLogs(ctx, *r.Logs)
 			}
+			if r.Probe != nil {
+				go a.serveProbe(ctx, *r.Probe)
+			}
 			if r.Desired != nil {
 				a.apply(*r.Desired)
 			}

@@ -24,7 +24,10 @@ var routeAccess = map[string]access{
 	"GET /v1/agent/keys":       agentSession,
 	"GET /v1/agent/stream":     agentSession,
 	"POST /v1/agent/logs/{id}": agentSession, // the id must be a request for the session's node
-	"GET /v1/blobs/{digest}":   reader,
+	// The link must be the session's node's: its To listens, its From reports the result.
+	"POST /v1/agent/probes/{id}/links/{link}/listening": agentSession,
+	"POST /v1/agent/probes/{id}/links/{link}/result":    agentSession,
+	"GET /v1/blobs/{digest}":                            reader,
 
 	"GET /v1/sites":                    viewer,
 	"GET /v1/sites/{name}":             viewer,
@@ -40,6 +43,8 @@ var routeAccess = map[string]access{
 	"GET /v1/policies/{name}":          viewer,
 	"GET /v1/events":                   viewer,
 	"GET /v1/status":                   viewer,
+	"GET /v1/probes":                   viewer,
+	"GET /v1/probes/{id}":              viewer,
 	"GET /v1/rollouts":                 viewer,
 	"GET /v1/rollouts/{id}":            viewer,
 	"POST /v1/rollouts/plan":           viewer, // says what a rollout would do; changes nothing
@@ -56,6 +61,7 @@ var routeAccess = map[string]access{
 	"POST /v1/nodes/{name}/labels":                admin,
 	"GET /v1/nodes/{name}/logs":                   admin, // logs can hold secrets
 	"POST /v1/labels":                             admin,
+	"POST /v1/probes":                             admin, // makes agents open listeners and send traffic
 	"POST /v1/keys":                               admin,
 	"DELETE /v1/keys/{id}":                        admin,
 	"POST /v1/releases":                           admin,

@@ -54,6 +54,7 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 	everyone := false
 	for _, e := range evs {
 		s.log.Info("event", "id", e.ID, "type", e.Type, "subject", e.Subject, "actor", e.Actor)
+		s.probeEngine.Stir(e)
 		switch e.Type {
 		case api.EventNodeEnrolled:
 			refresh[e.Subject] = true
@@ -95,6 +96,8 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			}
 		case api.EventNodeLogsRequested:
 			s.passLogsRequest(e)
+		case api.EventProbeLinkStarted, api.EventProbeLinkListening:
+			s.passProbeOrder(e)
 		case api.EventReleaseWithdrawn:
 			// The event counts the nodes whose assignment it dropped; it does not name them.
 			everyone = true

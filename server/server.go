@@ -32,6 +32,7 @@ import (
 	"github.com/ferryhq/ferry/notify"
 	"github.com/ferryhq/ferry/notify/send"
 	"github.com/ferryhq/ferry/overview"
+	"github.com/ferryhq/ferry/probe"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/rollout"
 	"github.com/ferryhq/ferry/store"
@@ -116,6 +117,8 @@ type Server struct {
 	rollouts    *rollout.Service
 	overview    *overview.Service
 	engine      *rollout.Engine
+	probes      *probe.Service
+	probeEngine *probe.Engine
 	webhooks    *notify.Service
 	notifier    *notify.Notifier
 	blobs       *blobstore.Store
@@ -299,6 +302,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.assign = assign.New(st, cfg.Clock)
 	s.rollouts = rollout.NewService(st, cfg.Clock)
 	s.engine = rollout.NewEngine(st, cfg.Clock, cfg.Logger)
+	s.probes = probe.New(st, cfg.Clock)
+	s.probeEngine = probe.NewEngine(st, cfg.Clock, cfg.Logger)
 	s.webhooks = notify.NewService(st, cfg.Clock, id.key)
 	s.notifier = notify.New(notify.Config{Store: st, Clock: cfg.Clock, Log: cfg.Logger, Key: id.key,
 		Sender: send.NewHTTP(cfg.WebhookTimeout), Mailer: mailer, From: cfg.SMTPFrom})
@@ -446,6 +451,10 @@ func (s *Server) routesInit() {
 	s.handle("GET /v1/events", viewer, s.listEvents)
 	s.handle("GET /v1/status", viewer, s.status)
 
+	s.handle("POST /v1/probes", admin, s.startProbe)
+	s.handle("GET /v1/probes", viewer, s.listProbes)
+	s.handle("GET /v1/probes/{id}", viewer, s.showProbe)
+
 	s.handle("POST /v1/webhooks", admin, s.addWebhook)
 	s.handle("GET /v1/webhooks", admin, s.listWebhooks)
 	s.handle("DELETE /v1/webhooks/{id}", admin, s.removeWebhook)
@@ -457,6 +466,8 @@ func (s *Server) routesInit() {
 	s.handle("GET /v1/agent/keys", agentSession, s.agentKeys)
 	s.handle("GET /v1/agent/stream", agentSession, s.agentStream)
 	s.handle("POST /v1/agent/logs/{id}", agentSession, s.agentLogs)
+	s.handle("POST /v1/agent/probes/{id}/links/{link}/listening", agentSession, s.agentProbeListening)
+	s.handle("POST /v1/agent/probes/{id}/links/{link}/result", agentSession, s.agentProbeResult)
 
 	// Every other path is the browser's, but for the API's own prefix.
 	s.mux.HandleFunc("/v1/", notFoundAPI)
@@ -589,8 +600,9 @@ func (s *Server) leadLoop(ctx context.Context) {
 		}
 		s.leading.Store(true)
 		var singletons sync.WaitGroup
-		singletons.Add(2)
+		singletons.Add(3)
 		go func() { defer singletons.Done(); s.engine.Run(lead) }()
+		go func() { defer singletons.Done(); s.probeEngine.Run(lead) }()
 		go func() { defer singletons.Done(); s.notifier.Run(lead) }()
 		s.gcLoop(lead)
 		singletons.Wait() // one engine and one notifier at a time, even when the lead comes back at once

@@ -70,6 +70,10 @@ type Store interface {
 	// read outside any transaction, for overviews (Tx.OpenRollouts is the engine's).
 	OpenRollouts(ctx context.Context, app string) ([]RolloutRecord, error)
 
+	// Probe returns one mesh probe; Probes the latest MaxProbeList, newest first.
+	Probe(ctx context.Context, id int64) (ProbeRecord, error)
+	Probes(ctx context.Context) ([]ProbeRecord, error)
+
 	// Webhooks lists the webhooks, oldest first, each with its cursor and dead-letter count;
 	// DeliveryFailures the dead letters of a target (api.WebhookTarget, api.EmailTarget),
 	// newest first.

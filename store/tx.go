@@ -123,6 +123,17 @@ type Tx interface {
 	// whose assignment changed (another version, attempt or terms) and bumps their generations.
 	AssignRollout(names []string, app, version string, terms RolloutTerms, at time.Time) ([]string, error)
 
+	// InsertProbe stores a new mesh probe and returns its id.
+	InsertProbe(p ProbeRecord) (int64, error)
+	// Probe returns one probe, held for the rest of the transaction where the backend can
+	// (PostgreSQL locks its row); ErrNotFound when none.
+	Probe(id int64) (ProbeRecord, error)
+	// OpenProbes returns the probes the engine still works through, by id.
+	OpenProbes() ([]ProbeRecord, error)
+	// UpdateProbe writes a probe's document, state, open and updated time; ErrNotFound when
+	// the probe is not there.
+	UpdateProbe(p ProbeRecord) error
+
 	// InsertWebhook stores a webhook and starts the cursor of its target at w.Cursor; ErrExists
 	// when its id is taken.
 	InsertWebhook(w WebhookRecord) error

@@ -42,6 +42,7 @@ func suite() []suiteTest {
 		{"Rollouts", testRollouts},
 		{"Webhooks", testWebhooks},
 		{"AppCounts", testAppCounts},
+		{"Probes", testProbes},
 	}
 }
 
