@@ -188,6 +188,7 @@ func (a *Agent) runCheck(ctx context.Context, c nodeCheck, slots chan struct{}) 
 		}
 		prev := tr.Status()
 		st, change := tr.Observe(res.State)
+		a.log.Debug("check result", "check", c.name, "state", st.State, "hard", st.Hard, "attempt", st.Attempt, "output", res.Output)
 		if change.HardState {
 			if st.State == check.OK {
 				a.log.Info("check recovered", "check", c.name, "output", res.Output)

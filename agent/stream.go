@@ -56,6 +56,9 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool, answer
 			req.Apps = &r
 		}
 		req.Checks = a.checkQueue.take()
+		// A frame with check results asks for an answer, which tells the agent the server is
+		// there to take them; only a frame that carries nothing may go unanswered.
+		req.Sparse = len(req.Checks) == 0
 		more := a.checkQueue.urgent()
 		a.mu.Unlock()
 		withFacts := first && fresh
