@@ -17,7 +17,8 @@ import (
 // desired state, and the manifest checks of every app that runs (installed, verified, not
 // stopped, no change under way), named "APP/NAME". Each keeps Nagios's soft and hard states
 // and flap detection (check.Tracker). A result whose state, hardness or flapping changed goes
-// to the server at once, in a frame of its own; the others wait for the next heartbeat.
+// to the server at once, in a frame sent for it (with the results queued before it, so that
+// none arrives after a newer one of its check); the others wait for the next heartbeat.
 
 // maxRunningChecks bounds the checks one agent runs at once, so that a fleet of plugins due
 // together cannot swamp the node: the others wait their turn.
