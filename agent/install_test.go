@@ -34,6 +34,7 @@ type rig struct {
 	dataDir  string
 	addr     string
 	admin    *client.Client
+	adminTok string // the admin token r.admin holds
 	token    string
 	key      minisign.PrivateKey
 	keyText  string // the trusted key's .pub text
@@ -63,6 +64,7 @@ func (r *rig) serve(listen string) {
 	r.t.Cleanup(r.stop)
 	r.addr = srv.Scheme() + "://" + l.Addr().String()
 	r.admin, _ = client.New(r.addr, srv.AdminToken)
+	r.adminTok = srv.AdminToken
 	if r.plain {
 		return
 	}

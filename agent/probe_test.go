@@ -2,6 +2,10 @@ package agent_test
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +59,11 @@ func TestMeshProbe(t *testing.T) {
 	if len(seen) != 6 || seen[[2]string{"n1", "n1"}] {
 		t.Fatalf("pairs %v", seen)
 	}
+	// The web interface's statistics page shows the matrix as a heatmap.
+	if page := r.webPage("/stats"); !strings.Contains(page, `<table class="heat">`) || strings.Contains(page, "No mesh measured yet") ||
+		!strings.Contains(page, "<th>n3</th>") {
+		t.Errorf("the statistics page shows no mesh:\n%s", page)
+	}
 	list, err := r.admin.Probes(r.ctx)
 	if err != nil || len(list) != 1 || list[0].ID != p.ID || list[0].Done != 3 || list[0].Pairs != nil {
 		t.Fatalf("list %+v, %v", list, err)
@@ -78,4 +87,26 @@ func TestMeshProbe(t *testing.T) {
 			t.Errorf("pair %+v", pr)
 		}
 	}
+}
+
+// webPage signs in to the web interface with the admin token and returns the page at path.
+func (r *rig) webPage(path string) string {
+	r.t.Helper()
+	jar, _ := cookiejar.New(nil)
+	hc := *r.admin.HTTP
+	hc.Jar = jar
+	req, _ := http.NewRequestWithContext(r.ctx, http.MethodPost, r.addr+"/signin", strings.NewReader(url.Values{"token": {r.adminTok}, "next": {path}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", r.addr)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err := hc.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != path {
+		r.t.Fatalf("sign in to %s: %s at %s", path, resp.Status, resp.Request.URL)
+	}
+	return string(b)
 }
