@@ -123,6 +123,28 @@ type Tx interface {
 	// whose assignment changed (another version, attempt or terms) and bumps their generations.
 	AssignRollout(names []string, app, version string, terms RolloutTerms, at time.Time) ([]string, error)
 
+	// Checks lists the operator checks by name.
+	Checks() ([]api.CheckSpec, error)
+	// InsertCheck stores an operator check; ErrExists when its name is taken.
+	InsertCheck(c api.CheckSpec) error
+	// DeleteCheck removes an operator check with its nodes' latest results; ErrNotFound when
+	// there is none.
+	DeleteCheck(name string) error
+	// BumpGenerations gives each named node that is not revoked the next generation: its
+	// desired state changed in a way its record does not hold (the checks it is given).
+	BumpGenerations(names []string) error
+	// PutCheckResult writes a node's latest result of a check at once.
+	PutCheckResult(r api.NodeCheck) error
+	// Alert returns an alert; OpenAlert the open alert of a node's check; ErrNotFound when
+	// there is none.
+	Alert(id int64) (api.Alert, error)
+	OpenAlert(node, check string) (api.Alert, error)
+	// InsertAlert stores a new alert and returns its id.
+	InsertAlert(a api.Alert) (int64, error)
+	// UpdateAlert writes an alert's state, output, acknowledgement and end; ErrNotFound when
+	// there is no such alert.
+	UpdateAlert(a api.Alert) error
+
 	// InsertWebhook stores a webhook and starts the cursor of its target at w.Cursor; ErrExists
 	// when its id is taken.
 	InsertWebhook(w WebhookRecord) error
