@@ -1,0 +1,358 @@
+// Package health keeps what Ferry knows of its nodes' health: the operator checks that the
+// server sends the nodes it selects, the check results agents report (the latest of each
+// node's check, and a bounded, downsampled history), the alerts that hard state changes raise
+// and clear, and the health of each node and site drawn from them. It is plain Go: the server
+// decodes requests and agent frames and calls it.
+package health
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/store"
+)
+
+// Config is what a Service needs.
+type Config struct {
+	Store store.Store
+	Clock clock.Clock
+	Log   *slog.Logger
+	// Allowed says whether node may report check: an operator check in its desired state, or
+	// APP/NAME of an app assigned to it (app is APP then). Results of other checks (removed a
+	// moment ago, say) are dropped.
+	Allowed func(node, check, app string) bool
+	// FlushInterval is how often results and history are written in one batch (default 5s).
+	FlushInterval time.Duration
+}
+
+// Service keeps checks, results, history and alerts.
+type Service struct {
+	store   store.Store
+	clk     clock.Clock
+	log     *slog.Logger
+	allowed func(node, check, app string) bool
+	every   time.Duration
+
+	mu     sync.Mutex
+	series map[seriesKey]*series
+	closed []store.CheckBucket // history buckets that ended since the last flush
+}
+
+// New returns a Service; Load reads what the store holds before it ingests.
+func New(cfg Config) *Service {
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 5 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Allowed == nil {
+		cfg.Allowed = func(string, string, string) bool { return true }
+	}
+	return &Service{store: cfg.Store, clk: cfg.Clock, log: cfg.Log, allowed: cfg.Allowed, every: cfg.FlushInterval,
+		series: map[seriesKey]*series{}}
+}
+
+// Load reads the latest results and the open alerts, so that a hard state change is judged
+// against the state before a restart.
+func (s *Service) Load(ctx context.Context) error {
+	results, err := s.store.CheckResults(ctx)
+	if err != nil {
+		return err
+	}
+	alerts, err := s.store.Alerts(ctx, false)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range results {
+		sr := s.get(seriesKey{r.Node, r.Check})
+		sr.latest, sr.have, sr.flapping = r.CheckResult, true, r.Flapping
+		if r.Hard {
+			sr.hard = r.State
+		}
+	}
+	for _, a := range alerts {
+		if sr := s.get(seriesKey{a.Node, a.Check}); !sr.have || !sr.latest.Hard {
+			sr.hard = a.State
+		}
+	}
+	return nil
+}
+
+// Run writes results and history every flush interval until ctx ends, and once more then.
+func (s *Service) Run(ctx context.Context) {
+	for clock.Sleep(ctx, s.clk, s.every) {
+		if err := s.Flush(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("write check results; writing them with the next batch", "err", err)
+		}
+	}
+	if err := s.Flush(context.WithoutCancel(ctx)); err != nil {
+		s.log.Error("write check results at stop", "err", err)
+	}
+}
+
+// Retention of history: buckets of a minute for two days, of an hour for thirty days.
+var widths = [2]struct{ width, keep time.Duration }{
+	{time.Minute, 48 * time.Hour},
+	{time.Hour, 30 * 24 * time.Hour},
+}
+
+// Prune forgets history past its retention. The leader runs it (PruneLoop).
+func (s *Service) Prune(ctx context.Context) error {
+	now := s.clk.Now()
+	for _, w := range widths {
+		if _, err := s.store.PruneCheckHistory(ctx, w.width, now.Add(-w.keep).Truncate(w.width)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PruneLoop prunes history now and then every hour until ctx ends; the server runs it while
+// it leads.
+func (s *Service) PruneLoop(ctx context.Context) {
+	for {
+		if err := s.Prune(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("prune check history", "err", err)
+		}
+		if !clock.Sleep(ctx, s.clk, time.Hour) {
+			return
+		}
+	}
+}
+
+// The rank of a state, worst highest: a node or site takes its worst.
+var rank = map[string]int{api.CheckOK: 0, api.CheckUnknown: 1, api.CheckWarning: 2, api.CheckCritical: 3}
+
+func worse(a, b string) string {
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}
+
+var healthOf = map[string]string{api.CheckOK: api.HealthOK, api.CheckUnknown: api.HealthUnknown,
+	api.CheckWarning: api.HealthWarning, api.CheckCritical: api.HealthCritical}
+
+// AppState is the check state an app's state counts as in its node's health: a failed or
+// crash-looping app is CRITICAL, one rolled back to its previous release WARNING.
+func AppState(state string) string {
+	switch state {
+	case api.AppStateFailed, api.AppStateCrashloop:
+		return api.CheckCritical
+	case api.AppStateRolledBack:
+		return api.CheckWarning
+	}
+	return api.CheckOK
+}
+
+// NodeHealth is a node's health: unreachable when it is down, else the worst of its checks'
+// hard states (hard, by check) and its apps' states.
+func NodeHealth(n api.Node, hard map[string]string) string {
+	if n.Status == api.StatusDown {
+		return api.HealthUnreachable
+	}
+	w := api.CheckOK
+	for _, st := range hard {
+		w = worse(w, st)
+	}
+	for _, a := range n.Apps {
+		w = worse(w, AppState(a.State))
+	}
+	return healthOf[w]
+}
+
+// SiteHealth summarises the health of a site's nodes: unreachable when none is up (or it has
+// none), else the worst health of its up nodes, an unknown one counting as warning. A site
+// with some nodes down and the rest ok is ok: the map shows the down nodes in its counts.
+func SiteHealth(nodes []string) string {
+	out := api.HealthUnreachable
+	for _, h := range nodes {
+		if h == api.HealthUnreachable || h == "" {
+			continue
+		}
+		if h == api.HealthUnknown {
+			h = api.HealthWarning
+		}
+		if out == api.HealthUnreachable || siteRank[h] > siteRank[out] {
+			out = h
+		}
+	}
+	return out
+}
+
+var siteRank = map[string]int{api.HealthOK: 0, api.HealthWarning: 1, api.HealthCritical: 2}
+
+// HardStates returns each node's checks' hard states, by node and check: the store's latest
+// results (those written by other replicas within their flush interval included) under this
+// server's own.
+func (s *Service) HardStates(ctx context.Context) (map[string]map[string]string, error) {
+	results, err := s.store.CheckResults(ctx)
+	if err != nil {
+		return nil, err
+	}
+	alerts, err := s.store.Alerts(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]string{}
+	set := func(node, check, state string) {
+		if out[node] == nil {
+			out[node] = map[string]string{}
+		}
+		out[node][check] = state
+	}
+	for _, a := range alerts {
+		set(a.Node, a.Check, a.State)
+	}
+	for _, r := range results {
+		if r.Hard {
+			set(r.Node, r.Check, r.State)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, sr := range s.series {
+		if sr.have {
+			set(k.node, k.check, sr.hardState())
+		}
+	}
+	return out, nil
+}
+
+// Annotate fills the Health of nodes, which must carry their live status and apps.
+func (s *Service) Annotate(ctx context.Context, nodes []api.Node) error {
+	hard, err := s.HardStates(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range nodes {
+		if nodes[i].Status != api.StatusRevoked {
+			nodes[i].Health = NodeHealth(nodes[i], hard[nodes[i].Name])
+		}
+	}
+	return nil
+}
+
+// AnnotateSites fills the Health of sites from nodes, annotated already.
+func AnnotateSites(sites []api.Site, nodes []api.Node) {
+	by := map[string][]string{}
+	for _, n := range nodes {
+		by[n.Site] = append(by[n.Site], n.Health)
+	}
+	for i := range sites {
+		sites[i].Health = SiteHealth(by[sites[i].Name])
+	}
+}
+
+// Results returns the latest result of every node's checks, by node and check: the store's,
+// under this server's own newer ones.
+func (s *Service) Results(ctx context.Context) ([]api.NodeCheck, error) {
+	stored, err := s.store.CheckResults(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	seen := map[seriesKey]bool{}
+	for i, r := range stored {
+		k := seriesKey{r.Node, r.Check}
+		seen[k] = true
+		if sr := s.series[k]; sr != nil && sr.have && sr.latest.Time.After(r.Time) {
+			stored[i].CheckResult = sr.latest
+		}
+	}
+	for k, sr := range s.series {
+		if sr.have && !seen[k] {
+			stored = append(stored, api.NodeCheck{Node: k.node, CheckResult: sr.latest})
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(stored, func(i, j int) bool {
+		if stored[i].Node != stored[j].Node {
+			return stored[i].Node < stored[j].Node
+		}
+		return stored[i].Check < stored[j].Check
+	})
+	return stored, nil
+}
+
+// ChecksByState counts the latest results by state.
+func (s *Service) ChecksByState(ctx context.Context) (map[string]int, error) {
+	results, err := s.Results(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{api.CheckOK: 0, api.CheckWarning: 0, api.CheckCritical: 0, api.CheckUnknown: 0}
+	for _, r := range results {
+		out[r.State]++
+	}
+	return out, nil
+}
+
+// ListChecks lists the operator checks, by name, each with its latest result on each node,
+// followed by the manifests' checks that agents report (no selector), by name.
+func (s *Service) ListChecks(ctx context.Context) ([]api.CheckListing, error) {
+	checks, err := s.store.Checks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	results, err := s.Results(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.CheckListing, 0, len(checks))
+	idx := map[string]int{}
+	for _, c := range checks {
+		idx[c.Name] = len(out)
+		out = append(out, api.CheckListing{CheckSpec: c, Results: []api.NodeCheck{}})
+	}
+	var apps []string
+	for _, r := range results {
+		i, ok := idx[r.Check]
+		if !ok {
+			if r.App == "" {
+				continue // an operator check removed since
+			}
+			i, idx[r.Check] = len(out), len(out)
+			out = append(out, api.CheckListing{CheckSpec: api.CheckSpec{Name: r.Check}, Results: []api.NodeCheck{}})
+			apps = append(apps, r.Check)
+		}
+		out[i].Results = append(out[i].Results, r)
+	}
+	head := out[:len(checks)]
+	tail := out[len(checks):]
+	sort.Slice(tail, func(i, j int) bool { return tail[i].Name < tail[j].Name })
+	return append(head, tail...), nil
+}
+
+// History returns the history of a node's check since a time: buckets of a minute when since
+// is within their two days, else of an hour. The bucket in progress is this server's own when
+// it holds the node's stream.
+func (s *Service) History(ctx context.Context, node, check string, since time.Time) ([]api.CheckBucket, error) {
+	w := 0
+	if since.Before(s.clk.Now().Add(-widths[0].keep)) {
+		w = 1
+	}
+	out, err := s.store.CheckHistory(ctx, node, check, widths[w].width, since)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sr := s.series[seriesKey{node, check}]; sr != nil && sr.buckets[w].count > 0 && !sr.buckets[w].start.Before(since) {
+		cur := sr.buckets[w].bucket(widths[w].width)
+		if n := len(out); n > 0 && out[n-1].Start.Equal(cur.Start) {
+			out[n-1] = cur
+		} else {
+			out = append(out, cur)
+		}
+	}
+	return out, nil
+}
