@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/fault"
 	"github.com/ferryhq/ferry/labels"
 	"github.com/ferryhq/ferry/store"
 )
@@ -132,6 +133,12 @@ func (s *Server) heartbeat(ctx context.Context, node string, req api.Sync, proto
 		if _, err := s.assign.Report(ctx, node, *req.Apps); err != nil {
 			return err
 		}
+	}
+	if err := s.health.Ingest(ctx, node, req.Checks); err != nil {
+		if errors.Is(err, fault.ErrInvalid) {
+			return errorf(http.StatusBadRequest, "%v", err)
+		}
+		return err
 	}
 	return nil
 }

@@ -51,7 +51,7 @@ const refreshAll = 64
 func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 	s.metrics.events.Add(float64(len(evs)))
 	refresh := map[string]bool{}
-	everyone := false
+	everyone, checks := false, false
 	for _, e := range evs {
 		s.log.Info("event", "id", e.ID, "type", e.Type, "subject", e.Subject, "actor", e.Actor)
 		switch e.Type {
@@ -95,12 +95,32 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			for _, name := range p.Nodes {
 				refresh[name] = true
 			}
+		case api.EventCheckAdded, api.EventCheckRemoved:
+			// Both name the nodes whose generation they moved; the hub reads the checks
+			// again before it puts them.
+			checks = true
+			var p struct {
+				Nodes []string `json:"nodes"`
+			}
+			if e.Decode(&p) != nil {
+				everyone = true
+			}
+			for _, name := range p.Nodes {
+				refresh[name] = true
+			}
 		case api.EventNodeLogsRequested:
 			s.passLogsRequest(e)
 		case api.EventReleaseWithdrawn:
 			// The event counts the nodes whose assignment it dropped; it does not name them.
 			everyone = true
 		}
+	}
+	if checks {
+		cs, err := s.store.Checks(ctx)
+		if err != nil {
+			return err
+		}
+		s.hub.setChecks(cs)
 	}
 	if !everyone && len(refresh) == 0 {
 		return nil

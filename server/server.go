@@ -27,6 +27,7 @@ import (
 	"github.com/ferryhq/ferry/catalog"
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/fault"
+	"github.com/ferryhq/ferry/health"
 	"github.com/ferryhq/ferry/inventory"
 	"github.com/ferryhq/ferry/liveness"
 	"github.com/ferryhq/ferry/notify"
@@ -112,6 +113,7 @@ type Server struct {
 	rollouts    *rollout.Service
 	engine      *rollout.Engine
 	webhooks    *notify.Service
+	health      *health.Service
 	notifier    *notify.Notifier
 	blobs       *blobstore.Store
 	clk         clock.Clock
@@ -294,6 +296,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.webhooks = notify.NewService(st, cfg.Clock, id.key)
 	s.notifier = notify.New(notify.Config{Store: st, Clock: cfg.Clock, Log: cfg.Logger, Key: id.key,
 		Sender: send.NewHTTP(cfg.WebhookTimeout), Mailer: mailer, From: cfg.SMTPFrom})
+	s.health = health.New(health.Config{Store: st, Clock: cfg.Clock, Log: cfg.Logger, Allowed: s.hub.allowsCheck})
 	s.metrics = newMetrics(s.hub)
 	if err := s.load(ctx); err != nil {
 		st.Close()
@@ -314,6 +317,14 @@ func (s *Server) load(ctx context.Context) error {
 		return fmt.Errorf("read the event log: %w", err)
 	}
 	s.fed.advance(last)
+	checks, err := s.store.Checks(ctx)
+	if err != nil {
+		return fmt.Errorf("load checks: %w", err)
+	}
+	s.hub.setChecks(checks)
+	if err := s.health.Load(ctx); err != nil {
+		return fmt.Errorf("load check results: %w", err)
+	}
 	nodes, err := s.store.Nodes(ctx)
 	if err != nil {
 		return fmt.Errorf("load nodes: %w", err)
@@ -438,6 +449,13 @@ func (s *Server) routesInit() {
 	s.handle("DELETE /v1/webhooks/{id}", admin, s.removeWebhook)
 	s.handle("GET /v1/webhooks/{id}/failures", admin, s.webhookFailures)
 
+	s.handle("GET /v1/checks", viewer, s.listChecks)
+	s.handle("POST /v1/checks", admin, s.addCheck)
+	s.handle("DELETE /v1/checks/{name}", admin, s.removeCheck)
+	s.handle("GET /v1/checks/{name}/history", viewer, s.checkHistory)
+	s.handle("GET /v1/alerts", viewer, s.listAlerts)
+	s.handle("POST /v1/alerts/{id}/ack", admin, s.ackAlert)
+
 	s.handle("POST /v1/agent/enroll", agentEnroll, s.agentEnroll)
 	s.handle("POST /v1/agent/challenge", agentEnroll, s.agentChallenge)
 	s.handle("POST /v1/agent/session", agentEnroll, s.agentSession)
@@ -497,8 +515,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	loops, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); s.followFeed(loops, s.fed.at()) }()
+	go func() { defer wg.Done(); s.health.Run(loops) }() // writes its last batch as it ends
 	go func() { defer wg.Done(); s.leadLoop(loops) }()
 	go func() { defer wg.Done(); s.sweepLoop(loops) }()
 	go func() { defer wg.Done(); s.flushLoop(loops) }()
@@ -574,8 +593,9 @@ func (s *Server) leadLoop(ctx context.Context) {
 		}
 		s.leading.Store(true)
 		var singletons sync.WaitGroup
-		singletons.Add(2)
+		singletons.Add(3)
 		go func() { defer singletons.Done(); s.engine.Run(lead) }()
+		go func() { defer singletons.Done(); s.health.PruneLoop(lead) }()
 		go func() { defer singletons.Done(); s.notifier.Run(lead) }()
 		s.gcLoop(lead)
 		singletons.Wait() // one engine and one notifier at a time, even when the lead comes back at once
