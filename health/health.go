@@ -26,8 +26,6 @@ type Config struct {
 	// APP/NAME of an app assigned to it (app is APP then). Results of other checks (removed a
 	// moment ago, say) are dropped.
 	Allowed func(node, check, app string) bool
-	// FlushInterval is how often results and history are written in one batch (default 5s).
-	FlushInterval time.Duration
 }
 
 // Service keeps checks, results, history and alerts.
@@ -36,7 +34,6 @@ type Service struct {
 	clk     clock.Clock
 	log     *slog.Logger
 	allowed func(node, check, app string) bool
-	every   time.Duration
 
 	mu     sync.Mutex
 	series map[seriesKey]*series
@@ -45,16 +42,13 @@ type Service struct {
 
 // New returns a Service; Load reads what the store holds before it ingests.
 func New(cfg Config) *Service {
-	if cfg.FlushInterval <= 0 {
-		cfg.FlushInterval = 5 * time.Second
-	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Allowed == nil {
 		cfg.Allowed = func(string, string, string) bool { return true }
 	}
-	return &Service{store: cfg.Store, clk: cfg.Clock, log: cfg.Log, allowed: cfg.Allowed, every: cfg.FlushInterval,
+	return &Service{store: cfg.Store, clk: cfg.Clock, log: cfg.Log, allowed: cfg.Allowed,
 		series: map[seriesKey]*series{}}
 }
 
@@ -86,25 +80,13 @@ func (s *Service) Load(ctx context.Context) error {
 	return nil
 }
 
-// Run writes results and history every flush interval until ctx ends, and once more then.
-func (s *Service) Run(ctx context.Context) {
-	for clock.Sleep(ctx, s.clk, s.every) {
-		if err := s.Flush(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("write check results; writing them with the next batch", "err", err)
-		}
-	}
-	if err := s.Flush(context.WithoutCancel(ctx)); err != nil {
-		s.log.Error("write check results at stop", "err", err)
-	}
-}
-
 // Retention of history: buckets of a minute for two days, of an hour for thirty days.
 var widths = [2]struct{ width, keep time.Duration }{
 	{time.Minute, 48 * time.Hour},
 	{time.Hour, 30 * 24 * time.Hour},
 }
 
-// Prune forgets history past its retention. The leader runs it (PruneLoop).
+// Prune forgets history past its retention. The leader runs it now and then.
 func (s *Service) Prune(ctx context.Context) error {
 	now := s.clk.Now()
 	for _, w := range widths {
@@ -113,19 +95,6 @@ func (s *Service) Prune(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// PruneLoop prunes history now and then every hour until ctx ends; the server runs it while
-// it leads.
-func (s *Service) PruneLoop(ctx context.Context) {
-	for {
-		if err := s.Prune(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("prune check history", "err", err)
-		}
-		if !clock.Sleep(ctx, s.clk, time.Hour) {
-			return
-		}
-	}
 }
 
 // The rank of a state, worst highest: a node or site takes its worst.

@@ -19,8 +19,9 @@ import (
 // is written at once, in one transaction with its events, before Ingest returns (and so before
 // the agent's frame is answered): a change of a check's hard state or of its flapping, with the
 // alert it raises or clears. Everything else (soft states, unchanged results, history buckets)
-// waits for the next Flush, every flush interval: a crash loses at most the last interval of
-// those, and the history bucket in progress (a restarted server starts it afresh, and
+// waits for the next Flush, which the server calls once per heartbeat interval and as it
+// stops: a crash loses at most the last interval of those (a check's next run replaces its
+// latest result anyway), and the history bucket in progress (a restarted server starts it afresh, and
 // overwrites the stored one when it writes it).
 
 // Bounds of what the server keeps of results.

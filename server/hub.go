@@ -25,14 +25,14 @@ type hub struct {
 }
 
 type hubNode struct {
-	keyFP   string // fingerprint of the key the node enrolled with, which its sessions name
-	site    string
-	status  string
+	keyFP  string // fingerprint of the key the node enrolled with, which its sessions name
+	site   string
+	status string
 	// siteLabels and tier are what a selector sees of the node beside its own labels.
 	siteLabels map[string]string
 	tier       int
-	desired api.Desired
-	stream  *stream // the agent's open stream (protocol 2), if any
+	desired    api.Desired
+	stream     *stream // the agent's open stream (protocol 2), if any
 }
 
 func newHub(interval time.Duration) *hub {

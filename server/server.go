@@ -515,9 +515,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	loops, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(5)
+	wg.Add(4)
 	go func() { defer wg.Done(); s.followFeed(loops, s.fed.at()) }()
-	go func() { defer wg.Done(); s.health.Run(loops) }() // writes its last batch as it ends
 	go func() { defer wg.Done(); s.leadLoop(loops) }()
 	go func() { defer wg.Done(); s.sweepLoop(loops) }()
 	go func() { defer wg.Done(); s.flushLoop(loops) }()
@@ -540,6 +539,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.poller.stop()
 	s.workers.stop()
 	s.flush(context.Background())
+	s.flushChecks(context.Background())
 	s.report(context.Background())
 	if cerr := s.store.Close(); err == nil || errors.Is(err, http.ErrServerClosed) {
 		err = cerr
@@ -593,9 +593,8 @@ func (s *Server) leadLoop(ctx context.Context) {
 		}
 		s.leading.Store(true)
 		var singletons sync.WaitGroup
-		singletons.Add(3)
+		singletons.Add(2)
 		go func() { defer singletons.Done(); s.engine.Run(lead) }()
-		go func() { defer singletons.Done(); s.health.PruneLoop(lead) }()
 		go func() { defer singletons.Done(); s.notifier.Run(lead) }()
 		s.gcLoop(lead)
 		singletons.Wait() // one engine and one notifier at a time, even when the lead comes back at once
@@ -660,6 +659,7 @@ func (s *Server) flushLoop(ctx context.Context) {
 		case <-t.C():
 		}
 		s.report(ctx)
+		s.flushChecks(ctx)
 		if i%every == 0 {
 			s.flush(ctx)
 		}
@@ -670,6 +670,15 @@ func (s *Server) flushLoop(ctx context.Context) {
 func (s *Server) flush(ctx context.Context) {
 	if err := s.store.TouchNodes(ctx, s.det.TakeSeen()); err != nil {
 		s.log.Warn("persist last-seen times", "err", err)
+	}
+}
+
+// flushChecks writes the check results and history heard since the last time, in one batch
+// (health.Service.Flush), once per heartbeat interval: the soft and unchanged results a crash
+// can lose are those of the last interval, whose next runs replace them anyway.
+func (s *Server) flushChecks(ctx context.Context) {
+	if err := s.health.Flush(ctx); err != nil {
+		s.log.Warn("write check results; writing them with the next batch", "err", err)
 	}
 }
 
