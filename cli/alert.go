@@ -14,7 +14,9 @@ func (e *env) alertCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "alert", Short: "Alerts raised by checks' hard state changes"}
 	var all bool
 	list := listVerb(e, "list [--all]", "List open alerts (with --all, cleared ones too)", noArgs,
-		func(ctx context.Context, c *client.Client, _ []string) ([]api.Alert, error) { return c.Alerts(ctx, all) },
+		func(ctx context.Context, c *client.Client, _ []string) ([]api.Alert, error) {
+			return c.Alerts(ctx, all)
+		},
 		[]string{"ID", "NODE", "CHECK", "STATE", "SINCE", "ACKED BY", "OUTPUT"},
 		func(a api.Alert) []string {
 			state := a.State
