@@ -103,8 +103,10 @@ func (s *Service) RemoveSite(ctx context.Context, name string, force bool) ([]ap
 // LabelSite applies a label change to a site, under the rules of a node's labels (the same keys
 // and values; site and tier are implicit and cannot be set; at most labels.MaxLabels). Every
 // node of the site carries the site's labels under its own (Labels), so the change moves which
-// nodes selectors match; it changes no node's desired state, and so redeploys nothing. It
-// returns the site as changed and a site.labeled event, none when its labels did not move.
+// nodes selectors match; it redeploys nothing. Only the nodes whose operator checks it changes
+// (a check's selector matches them now and did not, or the reverse) get a new generation, named
+// in the event. It returns the site as changed and a site.labeled event, none when its labels
+// did not move.
 func (s *Service) LabelSite(ctx context.Context, name string, c api.LabelChange) (api.Site, []api.Event, error) {
 	if c.Selector != "" {
 		return api.Site{}, nil, fault.Invalid("selector is not used when labelling a site")
@@ -129,8 +131,15 @@ func (s *Service) LabelSite(ctx context.Context, name string, c api.LabelChange)
 		if err := tx.SetSiteLabels(name, m); err != nil {
 			return err
 		}
+		moved, err := checksMoved(tx, site, m)
+		if err != nil {
+			return err
+		}
+		if err := tx.BumpGenerations(moved); err != nil {
+			return err
+		}
 		set, removed := labelDiff(site.Labels, m)
-		evs, err = tx.AppendEvents(api.NewEvent(now, api.EventSiteLabeled, name, api.SiteLabeled{Set: set, Removed: removed, Labels: m}))
+		evs, err = tx.AppendEvents(api.NewEvent(now, api.EventSiteLabeled, name, api.SiteLabeled{Set: set, Removed: removed, Labels: m, Nodes: moved}))
 		return err
 	})
 	if err != nil {
@@ -138,6 +147,44 @@ func (s *Service) LabelSite(ctx context.Context, name string, c api.LabelChange)
 	}
 	site, err = s.store.Site(ctx, name)
 	return site, evs, err
+}
+
+// checksMoved names, sorted, the nodes of site whose operator checks change when the site's
+// labels become to: those that some check's selector matches under one label set and not the
+// other.
+func checksMoved(tx store.Tx, site api.Site, to map[string]string) ([]string, error) {
+	checks, err := tx.Checks()
+	if err != nil || len(checks) == 0 {
+		return nil, err
+	}
+	var sels []labels.Selector
+	for _, c := range checks {
+		if sel, err := labels.ParseSelector(c.Selector); err == nil {
+			sels = append(sels, sel)
+		}
+	}
+	names, err := tx.SiteNodes(site.Name)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := tx.Nodes(names)
+	if err != nil {
+		return nil, err
+	}
+	var moved []string
+	for _, name := range names {
+		n := nodes[name]
+		n.Site, n.Tier = site.Name, site.Tier
+		before, after := n, n
+		before.SiteLabels, after.SiteLabels = site.Labels, to
+		for _, sel := range sels {
+			if sel.Matches(Labels(before)) != sel.Matches(Labels(after)) {
+				moved = append(moved, name)
+				break
+			}
+		}
+	}
+	return moved, nil
 }
 
 // applyChange returns have with set and remove applied, refusing a change that would leave what

@@ -95,10 +95,10 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			for _, name := range p.Nodes {
 				refresh[name] = true
 			}
-		case api.EventCheckAdded, api.EventCheckRemoved:
-			// Both name the nodes whose generation they moved; the hub reads the checks
-			// again before it puts them.
-			checks = true
+		case api.EventCheckAdded, api.EventCheckRemoved, api.EventSiteLabeled:
+			// Each names the nodes whose checks, and so generation, it moved; the hub reads
+			// the checks again before it puts them.
+			checks = checks || e.Type != api.EventSiteLabeled
 			var p struct {
 				Nodes []string `json:"nodes"`
 			}

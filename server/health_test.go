@@ -145,4 +145,22 @@ func TestChecksAndAlertsOverTheStream(t *testing.T) {
 	if checks, _ := h.admin.Checks(ctx); len(checks) != 0 {
 		t.Fatalf("checks after removal: %+v", checks)
 	}
+
+	// A site's labels choose checks too: labelling the site gives its node the check that now
+	// selects it, and a label that changes no check's choice moves no generation.
+	if _, err := h.admin.AddCheck(ctx, api.CheckSpec{Name: "ssh", Selector: "zone=eu", TCP: "127.0.0.1:22"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.admin.LabelSite(ctx, "ams", api.LabelChange{Set: map[string]string{"zone": "eu"}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := recv(t, st); err != nil || r.Desired == nil || r.Desired.Generation != gen+2 || len(r.Desired.Checks) != 1 || r.Desired.Checks[0].Name != "ssh" {
+		t.Fatalf("push after the site's labels: %+v %v", r, err)
+	}
+	if _, err := h.admin.LabelSite(ctx, "ams", api.LabelChange{Set: map[string]string{"owner": "ops"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := h.admin.Node(ctx, "n1"); n.Generation != gen+2 {
+		t.Fatalf("a label no check looks at moved n1 to generation %d", n.Generation)
+	}
 }
