@@ -103,7 +103,7 @@ func (e *env) checkCmd() *cobra.Command {
 	}
 	var node string
 	var since time.Duration
-	history := listVerb(e, "history CHECK --node NODE [--since 24h]", "Show a check's history on a node, in buckets of a minute (or of an hour past two days)", cobra.ExactArgs(1),
+	history := listVerb(e, "history CHECK --node NODE [--since 24h]", "Show a check's history on a node, in buckets of five minutes (or of an hour past two days)", cobra.ExactArgs(1),
 		func(ctx context.Context, c *client.Client, a []string) ([]api.CheckBucket, error) {
 			if node == "" {
 				return nil, Usagef("check history: give --node")

@@ -80,9 +80,11 @@ func (s *Service) Load(ctx context.Context) error {
 	return nil
 }
 
-// Retention of history: buckets of a minute for two days, of an hour for thirty days.
+// Retention of history: buckets of five minutes for two days, of an hour for thirty days. A
+// node's check keeps 1,296 buckets at most: at 10,000 nodes with five checks each, some 65
+// million rows, each written once.
 var widths = [2]struct{ width, keep time.Duration }{
-	{time.Minute, 48 * time.Hour},
+	{5 * time.Minute, 48 * time.Hour},
 	{time.Hour, 30 * 24 * time.Hour},
 }
 
@@ -301,7 +303,7 @@ func (s *Service) ListChecks(ctx context.Context) ([]api.CheckListing, error) {
 	return append(head, tail...), nil
 }
 
-// History returns the history of a node's check since a time: buckets of a minute when since
+// History returns the history of a node's check since a time: buckets of five minutes when since
 // is within their two days, else of an hour. The bucket in progress is this server's own when
 // it holds the node's stream.
 func (s *Service) History(ctx context.Context, node, check string, since time.Time) ([]api.CheckBucket, error) {

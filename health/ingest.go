@@ -1,9 +1,11 @@
 package health
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -18,11 +20,17 @@ import (
 // each every 30s, a write per result would cost far more than reading it. What must not be lost
 // is written at once, in one transaction with its events, before Ingest returns (and so before
 // the agent's frame is answered): a change of a check's hard state or of its flapping, with the
-// alert it raises or clears. Everything else (soft states, unchanged results, history buckets)
-// waits for the next Flush, which the server calls once per heartbeat interval and as it
-// stops: a crash loses at most the last interval of those (a check's next run replaces its
-// latest result anyway), and the history bucket in progress (a restarted server starts it afresh, and
-// overwrites the stored one when it writes it).
+// alert it raises or clears. The rest waits for Flush, which the server calls once per heartbeat
+// interval: a latest result whose state changed (a soft one) at the next, one that only ran again
+// at most every resultEvery; a history bucket once it has ended. FlushAll, as the server stops,
+// writes everything. So a crash loses, of what Ingest took, at most: soft state changes of the
+// last flush interval, the last resultEvery of unchanged runs (a check's next run replaces its
+// latest result anyway), and the history buckets in progress (the five minutes', and the hour's
+// aggregate, whose runs the five-minute buckets still hold for two days). Another replica, or
+// this one after a restart, sees an unchanged result up to resultEvery late.
+
+// resultEvery is how often a latest result whose state has not changed is written.
+const resultEvery = 2 * time.Minute
 
 // Bounds of what the server keeps of results.
 const (
@@ -42,7 +50,9 @@ type seriesKey struct{ node, check string }
 type series struct {
 	latest   api.CheckResult
 	have     bool
-	dirty    bool   // latest not written since it changed
+	dirty    bool      // latest not written since it changed
+	changed  bool      // its state, hardness or flapping changed since it was written
+	written  time.Time // when latest was written last (the server's clock)
 	hard     string // the last hard state; "" until one is known, which counts as OK
 	flapping bool
 	buckets  [len(widths)]agg
@@ -216,6 +226,9 @@ func (s *Service) Ingest(ctx context.Context, node string, results []api.CheckRe
 		if sr.have && r.Time.Before(sr.latest.Time) {
 			continue // an older run than the one held
 		}
+		if !sr.have || r.State != sr.latest.State || r.Hard != sr.latest.Hard || r.Flapping != sr.latest.Flapping {
+			sr.changed = true
+		}
 		sr.latest, sr.have, sr.dirty = r, true, true
 		c := change{r: r, from: sr.hard, wasFlapping: sr.flapping}
 		c.hardMoved = r.Hard && r.State != sr.hardState()
@@ -225,7 +238,7 @@ func (s *Service) Ingest(ctx context.Context, node string, results []api.CheckRe
 				sr.hard = r.State
 			}
 			sr.flapping = r.Flapping
-			sr.dirty = false // written below
+			sr.dirty, sr.changed, sr.written = false, false, now // written below
 			changes = append(changes, c)
 		}
 	}
@@ -246,7 +259,7 @@ func (s *Service) Ingest(ctx context.Context, node string, results []api.CheckRe
 		s.mu.Lock()
 		for _, c := range changes {
 			if sr := s.series[seriesKey{node, c.r.Check}]; sr != nil {
-				sr.hard, sr.flapping, sr.dirty = c.from, c.wasFlapping, true
+				sr.hard, sr.flapping, sr.dirty, sr.changed = c.from, c.wasFlapping, true, true
 			}
 		}
 		s.mu.Unlock()
@@ -298,53 +311,70 @@ func (s *Service) record(tx store.Tx, node string, c change, now time.Time) erro
 	return err
 }
 
-// Flush writes the results and history buckets that changed since the last flush in one
-// transaction. On failure they stay to be written with the next.
-func (s *Service) Flush(ctx context.Context) error {
+// Flush writes, in one transaction, the latest results due (see the top of this file) and the
+// history buckets that have ended. On failure they stay to be written with the next.
+func (s *Service) Flush(ctx context.Context) error { return s.flush(ctx, false) }
+
+// FlushAll writes every latest result and history bucket not written yet, those in progress
+// included: the server calls it as it stops.
+func (s *Service) FlushAll(ctx context.Context) error { return s.flush(ctx, true) }
+
+func (s *Service) flush(ctx context.Context, all bool) error {
+	now := s.clk.Now()
 	s.mu.Lock()
-	var results []api.NodeCheck
+	results := make([]api.NodeCheck, 0, len(s.series)/4)
 	buckets := s.closed
 	s.closed = nil
 	var wrote []seriesKey
 	for k, sr := range s.series {
-		if sr.dirty {
+		if sr.dirty && (all || sr.changed || now.Sub(sr.written) >= resultEvery) {
 			results = append(results, api.NodeCheck{Node: k.node, CheckResult: sr.latest})
-			sr.dirty = false
+			sr.dirty, sr.changed, sr.written = false, false, now
 			wrote = append(wrote, k)
 		}
-		for i := range sr.buckets {
-			if a := &sr.buckets[i]; a.dirty {
-				buckets = append(buckets, store.CheckBucket{Node: k.node, Check: k.check, CheckBucket: a.bucket(widths[i].width)})
+		for i, w := range widths {
+			// A bucket whose time is over is written even while no later result closes it.
+			if a := &sr.buckets[i]; a.dirty && (all || !a.start.Add(w.width).After(now)) {
+				buckets = append(buckets, store.CheckBucket{Node: k.node, Check: k.check, CheckBucket: a.bucket(w.width)})
 				a.dirty = false
 			}
 		}
 	}
 	s.mu.Unlock()
+	// In key order: the inserts then walk each B-tree once.
+	slices.SortFunc(results, func(a, b api.NodeCheck) int { return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Check, b.Check)) })
+	slices.SortFunc(buckets, func(a, b store.CheckBucket) int {
+		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Check, b.Check), cmp.Compare(a.Width, b.Width), a.Start.Compare(b.Start))
+	})
 	err := s.store.WriteChecks(ctx, results, buckets)
 	if err != nil {
 		s.mu.Lock()
 		for _, k := range wrote {
 			if sr := s.series[k]; sr != nil {
-				sr.dirty = true
+				sr.dirty, sr.changed = true, true
 			}
 		}
-		// Closed buckets go back; those in progress are written whole with the next batch.
+		// Buckets still in progress are written whole with a later batch; ended ones go back.
 		for _, b := range buckets {
-			if sr := s.series[seriesKey{b.Node, b.Check}]; sr != nil {
-				for i := range sr.buckets {
-					if sr.buckets[i].start.Equal(b.Start) && time.Duration(b.Width) == widths[i].width {
-						sr.buckets[i].dirty = true
-						b.Count = -1
-					}
-				}
+			if sr := s.series[seriesKey{b.Node, b.Check}]; sr != nil && s.inProgress(sr, b) {
+				continue
 			}
-			if b.Count >= 0 {
-				s.closed = append(s.closed, b)
-			}
+			s.closed = append(s.closed, b)
 		}
 		s.mu.Unlock()
 	}
 	return err
+}
+
+// inProgress marks dirty again the bucket of sr that b was written from, if sr holds it still.
+func (s *Service) inProgress(sr *series, b store.CheckBucket) bool {
+	for i, w := range widths {
+		if sr.buckets[i].start.Equal(b.Start) && time.Duration(b.Width) == w.width {
+			sr.buckets[i].dirty = true
+			return true
+		}
+	}
+	return false
 }
 
 // forget drops what memory holds of a removed check.

@@ -187,7 +187,7 @@ func TestAlerts(t *testing.T) {
 	})
 }
 
-// History: results fold into minute and hour buckets, written by Flush; a restarted service
+// History: results fold into five-minute and hour buckets, written by Flush; a restarted service
 // judges state changes against what the store holds; Prune forgets old buckets.
 func TestHistory(t *testing.T) {
 	backend.Each(t, func(t *testing.T, st store.Store) {
@@ -195,7 +195,7 @@ func TestHistory(t *testing.T) {
 		fleet(t, st)
 		clk := clock.NewFake(t0)
 		s := New(Config{Store: st, Clock: clk})
-		for i := range 6 { // two results a minute for three minutes
+		for i := range 6 { // two results a bucket for three buckets
 			st := api.CheckOK
 			if i == 3 {
 				st = api.CheckWarning
@@ -204,14 +204,14 @@ func TestHistory(t *testing.T) {
 			if err := s.Ingest(ctx, "n1", []api.CheckResult{r}); err != nil {
 				t.Fatal(err)
 			}
-			clk.Advance(30 * time.Second)
+			clk.Advance(150 * time.Second)
 		}
 		if err := s.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
-		got, err := st.CheckHistory(ctx, "n1", "load", time.Minute, t0)
+		got, err := st.CheckHistory(ctx, "n1", "load", 5*time.Minute, t0)
 		if err != nil || len(got) != 3 {
-			t.Fatalf("minute buckets %+v, %v", got, err)
+			t.Fatalf("five-minute buckets %+v, %v", got, err)
 		}
 		want := []struct {
 			worst string
@@ -219,7 +219,7 @@ func TestHistory(t *testing.T) {
 			avg   float64
 		}{{api.CheckOK, 0, 0.5}, {api.CheckWarning, 2, 2.5}, {api.CheckOK, 4, 4.5}}
 		for i, w := range want {
-			if b := got[i]; b.Count != 2 || b.Worst != w.worst || len(b.Perf) != 1 || b.Perf[0].Min != w.min || b.Perf[0].Avg != w.avg || !b.Start.Equal(t0.Add(time.Duration(i)*time.Minute)) {
+			if b := got[i]; b.Count != 2 || b.Worst != w.worst || len(b.Perf) != 1 || b.Perf[0].Min != w.min || b.Perf[0].Avg != w.avg || !b.Start.Equal(t0.Add(time.Duration(i)*5*time.Minute)) {
 				t.Errorf("bucket %d = %+v", i, b)
 			}
 		}
@@ -229,6 +229,12 @@ func TestHistory(t *testing.T) {
 		}
 		if rs, _ := st.CheckResults(ctx); len(rs) != 1 || rs[0].Perf[0].Value != 5 {
 			t.Fatalf("latest result after flush: %+v", rs)
+		}
+		if got, _ := st.CheckHistory(ctx, "n1", "load", time.Hour, time.Time{}); len(got) != 0 {
+			t.Fatalf("the hour in progress written before it ended: %+v", got)
+		}
+		if err := s.FlushAll(ctx); err != nil { // as the server stops
+			t.Fatal(err)
 		}
 
 		// A restart: the stored hard state is OK, so OK again records nothing.
@@ -248,8 +254,8 @@ func TestHistory(t *testing.T) {
 		if err := s.Prune(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if got, _ := st.CheckHistory(ctx, "n1", "load", time.Minute, time.Time{}); len(got) != 0 {
-			t.Fatalf("minute buckets after two days: %+v", got)
+		if got, _ := st.CheckHistory(ctx, "n1", "load", 5*time.Minute, time.Time{}); len(got) != 0 {
+			t.Fatalf("five-minute buckets after two days: %+v", got)
 		}
 		if got, _ := st.CheckHistory(ctx, "n1", "load", time.Hour, time.Time{}); len(got) != 1 {
 			t.Fatalf("hour buckets after two days: %+v", got)

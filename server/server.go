@@ -539,7 +539,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.poller.stop()
 	s.workers.stop()
 	s.flush(context.Background())
-	s.flushChecks(context.Background())
+	if err := s.health.FlushAll(context.Background()); err != nil {
+		s.log.Warn("write check results at stop", "err", err)
+	}
 	s.report(context.Background())
 	if cerr := s.store.Close(); err == nil || errors.Is(err, http.ErrServerClosed) {
 		err = cerr
@@ -673,9 +675,8 @@ func (s *Server) flush(ctx context.Context) {
 	}
 }
 
-// flushChecks writes the check results and history heard since the last time, in one batch
-// (health.Service.Flush), once per heartbeat interval: the soft and unchanged results a crash
-// can lose are those of the last interval, whose next runs replace them anyway.
+// flushChecks writes the check results and history buckets due, in one batch, once per
+// heartbeat interval (health.Service.Flush says what a crash can lose).
 func (s *Server) flushChecks(ctx context.Context) {
 	if err := s.health.Flush(ctx); err != nil {
 		s.log.Warn("write check results; writing them with the next batch", "err", err)
