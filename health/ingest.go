@@ -53,7 +53,7 @@ type series struct {
 	dirty    bool      // latest not written since it changed
 	changed  bool      // its state, hardness or flapping changed since it was written
 	written  time.Time // when latest was written last (the server's clock)
-	hard     string // the last hard state; "" until one is known, which counts as OK
+	hard     string    // the last hard state; "" until one is known, which counts as OK
 	flapping bool
 	buckets  [len(widths)]agg
 }
@@ -342,7 +342,9 @@ func (s *Service) flush(ctx context.Context, all bool) error {
 	}
 	s.mu.Unlock()
 	// In key order: the inserts then walk each B-tree once.
-	slices.SortFunc(results, func(a, b api.NodeCheck) int { return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Check, b.Check)) })
+	slices.SortFunc(results, func(a, b api.NodeCheck) int {
+		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Check, b.Check))
+	})
 	slices.SortFunc(buckets, func(a, b store.CheckBucket) int {
 		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Check, b.Check), cmp.Compare(a.Width, b.Width), a.Start.Compare(b.Start))
 	})
