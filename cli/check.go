@@ -120,22 +120,8 @@ func (e *env) checkCmd() *cobra.Command {
 		})
 	history.Flags().StringVar(&node, "node", "", "the node")
 	history.Flags().DurationVar(&since, "since", 24*time.Hour, "how far back (at most 720h)")
-	rm := &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Remove a check; its nodes stop running it and its open alerts clear",
-		Args:  Args(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			if err := c.RemoveCheck(cmd.Context(), a[0]); err != nil {
-				return err
-			}
-			e.printf("check %s removed\n", a[0])
-			return nil
-		},
-	}
+	rm := removeVerb(e, "rm NAME", "Remove a check; its nodes stop running it and its open alerts clear", "check",
+		func(ctx context.Context, c *client.Client, name string) error { return c.RemoveCheck(ctx, name) })
 	cmd.AddCommand(add, list, history, rm)
 	return cmd
 }
@@ -156,3 +142,24 @@ func checkWhat(c api.CheckSpec) string {
 }
 
 func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
+
+// removeVerb is a verb that removes one thing by its name or id, and says so: "check load
+// removed".
+func removeVerb(e *env, use, short, what string, remove func(ctx context.Context, c *client.Client, name string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  Args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			if err := remove(cmd.Context(), c, a[0]); err != nil {
+				return err
+			}
+			e.printf("%s %s removed\n", what, a[0])
+			return nil
+		},
+	}
+}

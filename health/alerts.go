@@ -84,7 +84,7 @@ func (s *Service) Alerts(ctx context.Context, all bool) ([]api.Alert, error) {
 // Ack acknowledges an open alert for the actor of ctx: it stays open, and raises no further
 // notification, until it clears.
 func (s *Service) Ack(ctx context.Context, id int64, comment string) (api.Alert, api.Event, error) {
-	if len(comment) > MaxAckComment || !printable(comment) {
+	if len(comment) > MaxAckComment || !api.Printable(comment) {
 		return api.Alert{}, api.Event{}, fault.Invalid("a comment of at most %d bytes, on one line, please", MaxAckComment)
 	}
 	now := s.clk.Now().UTC()

@@ -143,9 +143,9 @@ func CheckResult(r api.CheckResult, now time.Time) (api.CheckResult, error) {
 		r.Perf = r.Perf[:api.MaxCheckPerf]
 	}
 	for _, p := range r.Perf {
-		if p.Label == "" || len(p.Label) > maxPerfLabel || !printable(p.Label) ||
+		if p.Label == "" || len(p.Label) > maxPerfLabel || !api.Printable(p.Label) ||
 			len(p.UOM) > maxPerfText || len(p.Warn) > maxPerfText || len(p.Crit) > maxPerfText ||
-			!printable(p.UOM+p.Warn+p.Crit) {
+			!api.Printable(p.UOM+p.Warn+p.Crit) {
 			return r, fmt.Errorf("check %s: a perf item with an empty, over-long or unprintable field", r.Check)
 		}
 	}
@@ -172,9 +172,9 @@ func checkResultName(check, app string) error {
 
 // cutText makes s printable on one line and at most n bytes, cut at a rune.
 func cutText(s string, n int) string {
-	if !printable(s) {
+	if !api.Printable(s) {
 		s = strings.Map(func(r rune) rune {
-			if r == utf8.RuneError || !printable(string(r)) {
+			if r == utf8.RuneError || !api.Printable(string(r)) {
 				return ' '
 			}
 			return r

@@ -64,7 +64,7 @@ func FuzzCheckResults(f *testing.F) {
 				}
 				continue
 			}
-			if len(got.Output) > api.MaxCheckOutput || !printable(got.Output) || len(got.Perf) > api.MaxCheckPerf ||
+			if len(got.Output) > api.MaxCheckOutput || !api.Printable(got.Output) || len(got.Perf) > api.MaxCheckPerf ||
 				got.Time.After(t0.Add(MaxSkew)) {
 				t.Fatalf("kept out of bounds: %+v", got)
 			}

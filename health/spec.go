@@ -100,7 +100,7 @@ func checkExec(args []string) error {
 		return fmt.Errorf("a command line of %d arguments; at most %d", len(args), MaxExecArgs)
 	}
 	for _, a := range args {
-		if len(a) > MaxExecArgLen || !printable(a) {
+		if len(a) > MaxExecArgLen || !api.Printable(a) {
 			return fmt.Errorf("a command-line argument over %d bytes or with control characters", MaxExecArgLen)
 		}
 	}
@@ -111,7 +111,7 @@ func checkExec(args []string) error {
 }
 
 func checkHTTP(s string) error {
-	if len(s) > MaxTargetLen || !printable(s) {
+	if len(s) > MaxTargetLen || !api.Printable(s) {
 		return fmt.Errorf("URL over %d bytes or with control characters", MaxTargetLen)
 	}
 	u, err := url.Parse(s)
@@ -129,7 +129,7 @@ func checkTCP(s string) error {
 		return fmt.Errorf("address over %d bytes", MaxTargetLen)
 	}
 	host, port, err := net.SplitHostPort(s)
-	if err != nil || host == "" || !printable(host) || strings.ContainsAny(host, " /") {
+	if err != nil || host == "" || !api.Printable(host) || strings.ContainsAny(host, " /") {
 		return fmt.Errorf("address %q: want HOST:PORT", truncate(s, 70))
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
@@ -139,7 +139,7 @@ func checkTCP(s string) error {
 }
 
 func checkDisk(p string) error {
-	if len(p) > MaxTargetLen || !printable(p) || !path.IsAbs(p) {
+	if len(p) > MaxTargetLen || !api.Printable(p) || !path.IsAbs(p) {
 		return fmt.Errorf("disk path %q: want an absolute path", truncate(p, 70))
 	}
 	return nil
@@ -190,18 +190,6 @@ func checkTimes(c api.CheckSpec) error {
 		return fmt.Errorf("--retries %d: want 1 to %d", c.Retries, MaxRetries)
 	}
 	return nil
-}
-
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
-			return false
-		}
-	}
-	return true
 }
 
 func truncate(s string, n int) string {

@@ -84,21 +84,11 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			for _, name := range p.Nodes {
 				refresh[name] = true
 			}
-		case api.EventAppUndeploy, api.EventAppControl:
-			// Both name the nodes whose desired state they changed.
-			var p struct {
-				Nodes []string `json:"nodes"`
-			}
-			if e.Decode(&p) != nil {
-				everyone = true
-			}
-			for _, name := range p.Nodes {
-				refresh[name] = true
-			}
-		case api.EventCheckAdded, api.EventCheckRemoved, api.EventSiteLabeled:
-			// Each names the nodes whose checks, and so generation, it moved; the hub reads
-			// the checks again before it puts them.
-			checks = checks || e.Type != api.EventSiteLabeled
+		case api.EventAppUndeploy, api.EventAppControl, api.EventCheckAdded, api.EventCheckRemoved, api.EventSiteLabeled:
+			// Each names the nodes whose desired state it changed: their apps, or the checks
+			// they are given. After a check change the hub reads the checks again before it
+			// puts them.
+			checks = checks || e.Type == api.EventCheckAdded || e.Type == api.EventCheckRemoved
 			var p struct {
 				Nodes []string `json:"nodes"`
 			}
