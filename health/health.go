@@ -161,14 +161,11 @@ func SiteHealth(nodes []string) string {
 
 var siteRank = map[string]int{api.HealthOK: 0, api.HealthWarning: 1, api.HealthCritical: 2}
 
-// HardStates returns each node's checks' hard states, by node and check: the store's latest
-// results (those written by other replicas within their flush interval included) under this
-// server's own.
+// HardStates returns each node's checks' hard states that are not OK, by node and check: the
+// open alerts, which every replica writes at once, under this server's own knowledge of the
+// streams it holds. It reads no results, so the web UI and the API can call it for every page:
+// a check that flaps on another replica's stream (it raises no alert) counts there alone.
 func (s *Service) HardStates(ctx context.Context) (map[string]map[string]string, error) {
-	results, err := s.store.CheckResults(ctx)
-	if err != nil {
-		return nil, err
-	}
 	alerts, err := s.store.Alerts(ctx, false)
 	if err != nil {
 		return nil, err
@@ -182,11 +179,6 @@ func (s *Service) HardStates(ctx context.Context) (map[string]map[string]string,
 	}
 	for _, a := range alerts {
 		set(a.Node, a.Check, a.State)
-	}
-	for _, r := range results {
-		if r.Hard {
-			set(r.Node, r.Check, r.State)
-		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
