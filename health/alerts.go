@@ -55,16 +55,19 @@ func (s *Service) alert(tx store.Tx, node, check, state, output string, since, n
 	return tx.AppendEvents(ev)
 }
 
-// clearAlert clears the open alert of a node's check, if any, for reason.
-func clearAlert(tx store.Tx, node, check, reason string, now time.Time) ([]api.Event, error) {
-	open, err := tx.OpenAlert(node, check)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
+// ClearAlerts clears the open alerts of the named nodes (nil: of every node) of check ("": of
+// every check), which have gone away, in tx: each gets an alert.cleared event, reason
+// "removed", which it returns.
+func ClearAlerts(tx store.Tx, nodes []string, check string, now time.Time) ([]api.Event, error) {
+	cleared, err := tx.ClearAlerts(nodes, check, now)
+	if err != nil || len(cleared) == 0 {
 		return nil, err
 	}
-	return clearOpen(tx, open, reason, now)
+	evs := make([]api.Event, 0, len(cleared))
+	for _, a := range cleared {
+		evs = append(evs, api.NewEvent(now, api.EventAlertCleared, a.Node, api.AlertCleared{ID: a.ID, Node: a.Node, Check: a.Check, Reason: "removed"}))
+	}
+	return tx.AppendEvents(evs...)
 }
 
 func clearOpen(tx store.Tx, a api.Alert, reason string, now time.Time) ([]api.Event, error) {

@@ -316,15 +316,9 @@ func (s *Service) RemoveCheck(ctx context.Context, name string) ([]api.Event, er
 		if err != nil {
 			return err
 		}
-		evs = append(evs, ev)
-		for _, n := range nodes {
-			cleared, err := clearAlert(tx, n.Name, name, "removed", now)
-			if err != nil {
-				return err
-			}
-			evs = append(evs, cleared...)
-		}
-		return nil
+		cleared, err := ClearAlerts(tx, nil, name, now)
+		evs = append(append(evs, ev), cleared...)
+		return err
 	})
 	if err == nil {
 		s.forget(name)

@@ -25,6 +25,10 @@ import (
 type Service struct {
 	store store.Store
 	clk   clock.Clock
+	// Removed, when set, runs in the transaction that revokes nodes (removed, or their site
+	// removed) and returns the events it appended: what others keep of the nodes ends with them
+	// (health clears their alerts).
+	Removed func(tx store.Tx, nodes []string, at time.Time) ([]api.Event, error)
 }
 
 // New returns the inventory over st, on clk.
@@ -94,7 +98,11 @@ func (s *Service) RemoveSite(ctx context.Context, name string, force bool) ([]ap
 			evs = append(evs, api.NewEvent(now, api.EventNodeRevoked, n, api.NodeRevoked{Site: name, Reason: "site removed"}))
 		}
 		evs = append(evs, api.NewEvent(now, api.EventSiteRemoved, name, api.SiteRemoved{NodesRevoked: len(live)}))
-		evs, err = tx.AppendEvents(evs...)
+		if evs, err = tx.AppendEvents(evs...); err != nil {
+			return err
+		}
+		more, err := s.removed(tx, live, now)
+		evs = append(evs, more...)
 		return err
 	})
 	return evs, err
@@ -556,8 +564,18 @@ func (s *Service) RemoveNode(ctx context.Context, name string) (api.Event, error
 		if err := tx.SetNodeStatus(name, api.StatusRevoked); err != nil {
 			return err
 		}
-		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventNodeRevoked, name, nil))
+		if ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventNodeRevoked, name, nil)); err != nil {
+			return err
+		}
+		_, err = s.removed(tx, []string{name}, now)
 		return err
 	})
 	return ev, err
+}
+
+func (s *Service) removed(tx store.Tx, nodes []string, at time.Time) ([]api.Event, error) {
+	if s.Removed == nil || len(nodes) == 0 {
+		return nil, nil
+	}
+	return s.Removed(tx, nodes, at)
 }

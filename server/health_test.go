@@ -163,4 +163,22 @@ func TestChecksAndAlertsOverTheStream(t *testing.T) {
 	if n, _ := h.admin.Node(ctx, "n1"); n.Generation != gen+2 {
 		t.Fatalf("a label no check looks at moved n1 to generation %d", n.Generation)
 	}
+
+	// A removed node's alerts end with it.
+	gen += 2
+	send(api.CheckResult{Check: "ssh", State: api.CheckCritical, Hard: true, Attempt: 3, Output: "connection refused"})
+	if open, _ := h.admin.Alerts(ctx, false); len(open) != 1 || open[0].Check != "ssh" {
+		t.Fatalf("open alerts: %+v", open)
+	}
+	since = lastEventID(t, h.admin)
+	if err := h.admin.RemoveNode(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	var p api.AlertCleared
+	if e := h.waitEvent(since, api.EventAlertCleared, "n1"); e.Decode(&p) != nil || p.Reason != "removed" || p.Check != "ssh" {
+		t.Fatalf("alert.cleared %+v", p)
+	}
+	if open, _ := h.admin.Alerts(ctx, false); len(open) != 0 {
+		t.Fatalf("open alerts after the node's removal: %+v", open)
+	}
 }

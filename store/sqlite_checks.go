@@ -164,6 +164,22 @@ func (t sqliteTx) alert(where, what string, args ...any) (api.Alert, error) {
 	return a, err
 }
 
+func (t sqliteTx) ClearAlerts(nodes []string, check string, at time.Time) ([]api.Alert, error) {
+	const where = ` WHERE cleared_at IS NULL AND (? OR node IN (SELECT value FROM json_each(?))) AND (? = '' OR check_name = ?)`
+	args := []any{nodes == nil, mustJSON(nodes), check, check}
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT `+AlertCols+` FROM alerts`+where+` ORDER BY id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	alerts, err := ScanAlerts(rows)
+	rows.Close()
+	if err != nil || len(alerts) == 0 {
+		return alerts, err
+	}
+	_, err = t.exec(`UPDATE alerts SET cleared_at = ?`+where, append([]any{at.UnixNano()}, args...)...)
+	return alerts, err
+}
+
 func (t sqliteTx) InsertAlert(a api.Alert) (int64, error) {
 	res, err := t.exec(`INSERT INTO alerts (node, check_name, state, since, output, acked_by, acked_at, comment, cleared_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, AlertArgs(a)...)

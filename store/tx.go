@@ -139,6 +139,9 @@ type Tx interface {
 	// there is none.
 	Alert(id int64) (api.Alert, error)
 	OpenAlert(node, check string) (api.Alert, error)
+	// ClearAlerts clears, at at, the open alerts of the named nodes (nil: of every node) of check
+	// ("": of every check), and returns them as they were, by id.
+	ClearAlerts(nodes []string, check string, at time.Time) ([]api.Alert, error)
 	// InsertAlert stores a new alert and returns its id.
 	InsertAlert(a api.Alert) (int64, error)
 	// UpdateAlert writes an alert's state, output, acknowledgement and end; ErrNotFound when

@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
@@ -141,6 +143,26 @@ func (u updateTx) alert(where, what string, args ...any) (api.Alert, error) {
 		return a, fmt.Errorf("%s %w", what, store.ErrNotFound)
 	}
 	return a, err
+}
+
+func (u updateTx) ClearAlerts(nodes []string, check string, at time.Time) ([]api.Alert, error) {
+	every := nodes == nil
+	if every {
+		nodes = []string{}
+	}
+	rows, err := u.tx.Query(u.ctx, `UPDATE alerts SET cleared_at = $1
+		WHERE cleared_at IS NULL AND ($2 OR node = ANY($3)) AND ($4 = '' OR check_name = $4)
+		RETURNING `+store.AlertCols, at.UnixNano(), every, nodes, check)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	alerts, err := store.ScanAlerts(rows)
+	for i := range alerts {
+		alerts[i].ClearedAt = nil // as they were
+	}
+	slices.SortFunc(alerts, func(a, b api.Alert) int { return cmp.Compare(a.ID, b.ID) })
+	return alerts, err
 }
 
 func (u updateTx) InsertAlert(a api.Alert) (int64, error) {

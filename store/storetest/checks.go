@@ -124,12 +124,35 @@ func testAlerts(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	err = s.Update(ctx, func(tx store.Tx) error {
+		for _, a := range []api.Alert{{Node: "n2", Check: "disk-root", State: api.CheckWarning, Since: t0}, {Node: "n2", Check: "load", State: api.CheckCritical, Since: t0},
+			{Node: "n3", Check: "load", State: api.CheckCritical, Since: t0}} {
+			if _, err := tx.InsertAlert(a); err != nil {
+				return err
+			}
+		}
+		if got, err := tx.ClearAlerts([]string{}, "", t0); err != nil || len(got) != 0 {
+			t.Errorf("clearing for no node: %+v, %v", got, err)
+		}
+		got, err := tx.ClearAlerts(nil, "load", t0)
+		if err != nil || len(got) != 2 || got[0].Node != "n2" || got[1].Node != "n3" || got[0].ClearedAt != nil {
+			t.Errorf("clearing load everywhere: %+v, %v", got, err)
+		}
+		got, err = tx.ClearAlerts([]string{"n2", "n9"}, "", t0)
+		if err != nil || len(got) != 1 || got[0].Check != "disk-root" {
+			t.Errorf("clearing n2's: %+v, %v", got, err)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	open, err := s.Alerts(ctx, false)
 	if err != nil || len(open) != 1 || open[0].ID != second {
 		t.Fatalf("open alerts = %+v, %v", open, err)
 	}
 	all, err := s.Alerts(ctx, true)
-	if err != nil || len(all) != 2 || all[0].ID != second || !reflect.DeepEqual(all[1], a) {
+	if err != nil || len(all) != 5 || all[0].ID != second || !reflect.DeepEqual(all[4], a) {
 		t.Fatalf("all alerts = %+v, %v", all, err)
 	}
 }
