@@ -121,7 +121,7 @@ type Alert struct {
 	State   string     `json:"state"`
 	Since   time.Time  `json:"since"`
 	Output  string     `json:"output"`
-	AckedBy string     `json:"acked_by,omitempty"`
+	AckedBy string     `json:"acked_by"`
 	AckedAt *time.Time `json:"acked_at,omitempty"`
 	Comment string     `json:"comment,omitempty"`
 	// ClearedAt is when the alert ended; nil while it is open.
