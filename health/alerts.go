@@ -55,6 +55,15 @@ func (s *Service) alert(tx store.Tx, node, check, state, output string, since, n
 	return tx.AppendEvents(ev)
 }
 
+// NodesRemoved ends, in tx, what health keeps of nodes that were removed: their latest results
+// and their open alerts (see ClearAlerts), and returns the events it appended.
+func NodesRemoved(tx store.Tx, nodes []string, now time.Time) ([]api.Event, error) {
+	if err := tx.DeleteNodeResults(nodes); err != nil {
+		return nil, err
+	}
+	return ClearAlerts(tx, nodes, "", now)
+}
+
 // ClearAlerts clears the open alerts of the named nodes (nil: of every node) of check ("": of
 // every check), which have gone away, in tx: each gets an alert.cleared event, reason
 // "removed", which it returns.

@@ -379,18 +379,19 @@ func (s *Service) inProgress(sr *series, b store.CheckBucket) bool {
 	return false
 }
 
-// forget drops what memory holds of a removed check.
-func (s *Service) forget(check string) {
+// Forget drops what memory holds of a removed check (check.removed) or node (node.revoked, with
+// check ""): every replica's server calls it as the change feed brings the event.
+func (s *Service) Forget(node, check string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k := range s.series {
-		if k.check == check {
+		if (node == "" || k.node == node) && (check == "" || k.check == check) {
 			delete(s.series, k)
 		}
 	}
 	kept := s.closed[:0]
 	for _, b := range s.closed {
-		if b.Check != check {
+		if (node != "" && b.Node != node) || (check != "" && b.Check != check) {
 			kept = append(kept, b)
 		}
 	}

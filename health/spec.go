@@ -320,9 +320,6 @@ func (s *Service) RemoveCheck(ctx context.Context, name string) ([]api.Event, er
 		evs = append(append(evs, ev), cleared...)
 		return err
 	})
-	if err == nil {
-		s.forget(name)
-	}
 	return evs, err
 }
 

@@ -76,6 +76,7 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			delete(refresh, e.Subject)
 			s.hub.remove(e.Subject)
 			s.det.Forget(e.Subject)
+			s.health.Forget(e.Subject, "")
 		case api.EventReleaseDeployed:
 			var p api.ReleaseDeployed
 			if e.Decode(&p) != nil {
@@ -89,6 +90,9 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			// they are given. After a check change the hub reads the checks again before it
 			// puts them.
 			checks = checks || e.Type == api.EventCheckAdded || e.Type == api.EventCheckRemoved
+			if e.Type == api.EventCheckRemoved {
+				s.health.Forget("", e.Subject)
+			}
 			var p struct {
 				Nodes []string `json:"nodes"`
 			}

@@ -181,4 +181,7 @@ func TestChecksAndAlertsOverTheStream(t *testing.T) {
 	if open, _ := h.admin.Alerts(ctx, false); len(open) != 0 {
 		t.Fatalf("open alerts after the node's removal: %+v", open)
 	}
+	if checks, _ := h.admin.Checks(ctx); len(checks) != 1 || len(checks[0].Results) != 0 {
+		t.Fatalf("checks after the node's removal: %+v", checks)
+	}
 }

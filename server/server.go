@@ -289,9 +289,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		replica: newReplicaState(cfg.Clock.Now()),
 	}
 	s.inventory = inventory.New(st, cfg.Clock)
-	s.inventory.Removed = func(tx store.Tx, nodes []string, at time.Time) ([]api.Event, error) {
-		return health.ClearAlerts(tx, nodes, "", at)
-	}
+	s.inventory.Removed = health.NodesRemoved
 	s.catalog = catalog.New(st, blobs, cfg.Clock, release.Limits{MaxUnpacked: cfg.MaxUnpackedSize}, cfg.Logger)
 	s.assign = assign.New(st, cfg.Clock)
 	s.rollouts = rollout.NewService(st, cfg.Clock)

@@ -142,6 +142,11 @@ func (t sqliteTx) BumpGenerations(names []string) error {
 	return err
 }
 
+func (t sqliteTx) DeleteNodeResults(nodes []string) error {
+	_, err := t.exec(`DELETE FROM check_results WHERE node IN (SELECT value FROM json_each(?))`, mustJSON(nodes))
+	return err
+}
+
 func (t sqliteTx) PutCheckResult(r api.NodeCheck) error {
 	_, err := t.exec(`INSERT INTO check_results (node, check_name, result) VALUES (?, ?, ?)
 		ON CONFLICT (node, check_name) DO UPDATE SET result = excluded.result`, r.Node, r.Check, ResultJSON(r.CheckResult))

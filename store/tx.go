@@ -133,6 +133,8 @@ type Tx interface {
 	// BumpGenerations gives each named node that is not revoked the next generation: its
 	// desired state changed in a way its record does not hold (the checks it is given).
 	BumpGenerations(names []string) error
+	// DeleteNodeResults forgets the latest results of the named nodes.
+	DeleteNodeResults(nodes []string) error
 	// PutCheckResult writes a node's latest result of a check at once.
 	PutCheckResult(r api.NodeCheck) error
 	// Alert returns an alert; OpenAlert the open alert of a node's check; ErrNotFound when

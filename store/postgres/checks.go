@@ -124,6 +124,11 @@ func (u updateTx) BumpGenerations(names []string) error {
 	return err
 }
 
+func (u updateTx) DeleteNodeResults(nodes []string) error {
+	_, err := u.tx.Exec(u.ctx, `DELETE FROM check_results WHERE node = ANY($1)`, nodes)
+	return err
+}
+
 func (u updateTx) PutCheckResult(r api.NodeCheck) error {
 	_, err := u.tx.Exec(u.ctx, upsertResult, r.Node, r.Check, store.ResultJSON(r.CheckResult))
 	return err

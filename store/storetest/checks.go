@@ -84,6 +84,12 @@ func testChecks(t *testing.T, s store.Store) {
 	if got, err := s.CheckResults(ctx); err != nil || !reflect.DeepEqual(got, []api.NodeCheck{app}) {
 		t.Fatalf("results after removal = %+v, %v", got, err)
 	}
+	if err := update(func(tx store.Tx) error { return tx.DeleteNodeResults([]string{"n2", "n9"}) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.CheckResults(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("results after the node's removal = %+v, %v", got, err)
+	}
 }
 
 // testAlerts: an alert round-trips; one node's check has one open alert at a time; updates
