@@ -66,6 +66,9 @@ type Config struct {
 	// ferry-ports in the temporary directory); agents that should not see each other's claims
 	// may be given their own.
 	PortClaimDir string
+	// Frames, when set, is called with each frame the agent has sent on its stream, from the
+	// stream's goroutine: tests read the check results the frames carry.
+	Frames func(api.Sync)
 }
 
 // Agent is one node's agent.
@@ -102,7 +105,9 @@ type Agent struct {
 	reportVer   int
 	reportDirty bool
 	reported    chan struct{} // closed and replaced when the report changes
-	poke        chan struct{} // cuts a held sync short to send a new report
+	poke        chan struct{} // cuts a held sync short to send a new report or check results
+	// checkQueue holds the check results not yet sent.
+	checkQueue checkQueue
 	// online is closed once the agent first holds a session: installs wait for it, since
 	// fetching keys and blobs needs one.
 	online     chan struct{}
@@ -111,6 +116,8 @@ type Agent struct {
 	reconnected chan struct{}
 	// logUploads counts the logs uploads under way (serveLogs).
 	logUploads atomic.Int32
+	// probes counts the mesh probe links under way (serveProbe).
+	probes atomic.Int32
 }
 
 type failure struct {
@@ -256,8 +263,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer a.claims.close() // last: a service still starting keeps its port claimed until then
 	defer a.closeApps()    // once reconcile is done: the processes go on running, to be adopted
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); a.reconcile(ctx) }()
+	go func() { defer wg.Done(); a.runNodeChecks(ctx) }()
 	defer wg.Wait()
 	defer cancel()
 	bo := backoff{clk: a.clk, min: 200 * time.Millisecond, max: 30 * time.Second}

@@ -39,14 +39,17 @@ type rig struct {
 	keyText  string // the trusted key's .pub text
 	otherPub string // a key the server does not trust
 	plain    bool   // the server serves plain HTTP
-	stop     func() // stops the server
+	// heartbeat is the server's heartbeat interval (0: its default); a node is down after 3.
+	heartbeat time.Duration
+	stop      func() // stops the server
 }
 
 // serve starts the server on listen, over the rig's data directory.
 func (r *rig) serve(listen string) {
 	r.t.Helper()
 	ctx, cancel := context.WithCancel(r.ctx)
-	srv, err := server.New(ctx, server.Config{DataDir: r.dataDir, InsecureHTTP: r.plain, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, err := server.New(ctx, server.Config{DataDir: r.dataDir, InsecureHTTP: r.plain, HeartbeatInterval: r.heartbeat,
+		HeartbeatGrace: 3 * r.heartbeat, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -68,15 +71,16 @@ func (r *rig) serve(listen string) {
 	}
 }
 
-func newRig(t *testing.T) *rig { return startRig(t, false) }
+func newRig(t *testing.T) *rig { return startRig(t, false, 0) }
 
 // newPlainRig is a rig whose server serves plain HTTP, for proxies that read what passes.
-func newPlainRig(t *testing.T) *rig { return startRig(t, true) }
+func newPlainRig(t *testing.T) *rig { return startRig(t, true, 0) }
 
-func startRig(t *testing.T, plain bool) *rig {
+// startRig starts a rig whose agents check in every heartbeat (0: the server's default).
+func startRig(t *testing.T, plain bool, heartbeat time.Duration) *rig {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	r := &rig{t: t, ctx: ctx, dataDir: t.TempDir(), plain: plain}
+	r := &rig{t: t, ctx: ctx, dataDir: t.TempDir(), plain: plain, heartbeat: heartbeat}
 	r.serve("127.0.0.1:0")
 	if _, err := r.admin.AddSite(ctx, client.SiteAdd{Name: "ams", Tier: 1}); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/clock"
@@ -341,10 +340,7 @@ func (a *Agent) setReport(apps []api.NodeApp) {
 	a.reportDirty = true
 	close(a.reported)
 	a.reported = make(chan struct{})
-	select {
-	case a.poke <- struct{}{}:
-	default:
-	}
+	a.pokeStream()
 }
 
 // Report returns the agent's latest app report and a channel closed when it changes.
@@ -367,16 +363,19 @@ const maxReportedError = 1000
 // reportable makes an error message fit the app report the server accepts: printable text
 // (control and bidi characters become spaces, invalid UTF-8 a replacement character), at most
 // maxReportedError bytes.
-func reportable(msg string) string {
+func reportable(msg string) string { return printable(msg, maxReportedError) }
+
+// printable makes msg one line of printable text (control and bidi characters become spaces,
+// invalid UTF-8 a replacement character) of at most limit bytes, cut at a character's end.
+func printable(msg string, limit int) string {
 	msg = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
 			return ' '
 		}
 		return r
 	}, strings.ToValidUTF8(msg, "\uFFFD"))
-	for len(msg) > maxReportedError {
-		_, size := utf8.DecodeLastRuneInString(msg)
-		msg = msg[:len(msg)-size]
+	if len(msg) > limit {
+		msg = strings.ToValidUTF8(msg[:limit], "") // drops a character cut in two
 	}
 	return msg
 }

@@ -10,8 +10,8 @@ import (
 )
 
 // stream holds the agent's protocol-2 stream for the life of a session: a heartbeat frame every
-// interval, the app report as soon as it changes, and the desired state whenever the server
-// pushes it. It calls answered at the first answer. It returns nil when the session is about to
+// interval, the app report as soon as it changes, check results (with the heartbeat, or at once
+// when a check's state changed), and the desired state whenever the server pushes it. It calls answered at the first answer. It returns nil when the session is about to
 // expire (the caller opens a new one) or ctx ends, and an error when the stream breaks or the
 // server stops answering; the caller then opens another stream on the same session.
 func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool, answered func()) error {
@@ -55,6 +55,11 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool, answer
 			r := append([]api.NodeApp{}, a.report...)
 			req.Apps = &r
 		}
+		req.Checks = a.checkQueue.take()
+		// A frame with check results asks for an answer, which tells the agent the server is
+		// there to take them; only a frame that carries nothing may go unanswered.
+		req.Sparse = len(req.Checks) == 0
+		more := a.checkQueue.urgent()
 		a.mu.Unlock()
 		withFacts := first && fresh
 		if withFacts {
@@ -62,7 +67,16 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool, answer
 			req.Facts = &f
 		}
 		if err := st.Send(req); err != nil {
+			a.mu.Lock()
+			a.checkQueue.putBack(req.Checks)
+			a.mu.Unlock()
 			return err
+		}
+		if a.cfg.Frames != nil {
+			a.cfg.Frames(req)
+		}
+		if more {
+			a.pokeStream() // urgent results past this frame's bounds: another frame at once
 		}
 		if req.Apps != nil {
 			a.mu.Lock()
@@ -104,6 +118,9 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool, answer
 			unanswered = time.Time{}
 			if r.Logs != nil {
 				go a.serveLogs(ctx, *r.Logs)
+			}
+			if r.Probe != nil {
+				go a.serveProbe(ctx, *r.Probe)
 			}
 			if r.Desired != nil {
 				a.apply(*r.Desired)

@@ -164,7 +164,7 @@ func (a *Agent) checkSpecs(r *appRun, rel *releaseInfo) ([]namedCheck, time.Dura
 		if len(s.Exec) > 0 && strings.Contains(s.Exec[0], "/") && !filepath.IsAbs(s.Exec[0]) {
 			s.Exec[0] = filepath.Join(rel.dir, s.Exec[0])
 		}
-		out = append(out, namedCheck{c.Name, s})
+		out = append(out, namedCheck{name: c.Name, spec: s, interval: time.Duration(c.Interval)})
 		if d := time.Duration(c.Interval); d > 0 && (interval == 0 || d < interval) {
 			interval = d
 		}
@@ -176,8 +176,9 @@ func (a *Agent) checkSpecs(r *appRun, rel *releaseInfo) ([]namedCheck, time.Dura
 }
 
 type namedCheck struct {
-	name string
-	spec check.Spec
+	name     string
+	spec     check.Spec
+	interval time.Duration // the manifest's; 0 when it gives none
 }
 
 // runChecks runs every check once; nil when all are OK.

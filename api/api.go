@@ -514,6 +514,9 @@ type SyncReply struct {
 	// Logs, when set, asks the agent to upload an app's logs (see LogsRequest); such a reply
 	// answers no frame and carries nothing else.
 	Logs *LogsRequest `json:"logs,omitempty"`
+	// Probe, when set, asks the agent to take part in a mesh probe's link (see ProbeOrder);
+	// such a reply answers no frame and carries nothing else.
+	Probe *ProbeOrder `json:"probe,omitempty"`
 }
 
 // Desired is a node's desired-state document: its labels and the release of each app it should run.

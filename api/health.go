@@ -72,16 +72,6 @@ type AlertAcked struct {
 	Comment string `json:"comment,omitempty"`
 }
 
-// Health of a node or a site, in Node.Health and Site.Health: the worst hard check state, and
-// HealthUnreachable for a node that is down or a site none of whose nodes is up.
-const (
-	HealthOK          = "ok"
-	HealthWarning     = "warning"
-	HealthCritical    = "critical"
-	HealthUnknown     = "unknown"
-	HealthUnreachable = "unreachable"
-)
-
 // CheckListing is an operator check (or, with no selector, a manifest's check that agents
 // report) with its latest result on each node that reports it, in `ferry check list`.
 type CheckListing struct {

@@ -1,7 +1,9 @@
-// Package check runs health checks — an HTTP request, a TCP connect, or a plugin that speaks the
-// Nagios plugin protocol — and parses plugin output and performance data. It knows nothing of
-// the server or of manifests: the agent turns a manifest's checks into Specs, with the
-// ${FERRY_PORT_*} references already expanded.
+// Package check runs health checks — an HTTP request, a TCP connect, a file system's free
+// space, or a plugin that speaks the Nagios plugin protocol — parses plugin output and
+// performance data, and keeps a check's state across runs as Nagios does (soft and hard states,
+// retries, flap detection: Tracker). It knows nothing of the server or of manifests: the agent
+// turns a manifest's checks and the operator's into Specs, with the ${FERRY_PORT_*} references
+// already expanded.
 package check
 
 import (
@@ -71,7 +73,7 @@ type Result struct {
 	Time time.Time `json:"time"`
 }
 
-// Spec says what to check: exactly one of HTTP, TCP or Exec.
+// Spec says what to check: exactly one of HTTP, TCP, Exec or Disk.
 type Spec struct {
 	// HTTP is a URL; a 2xx answer within the timeout is OK, anything else CRITICAL. Redirects
 	// are not followed: a health endpoint that redirects is not answering.
@@ -84,6 +86,10 @@ type Spec struct {
 	Dir string
 	// Env is the plugin's whole environment ("K=V"): nothing of the agent's is inherited.
 	Env []string
+	// Disk is a path whose file system's free space is checked against Warn and Crit
+	// (ParseThreshold; defaults DefaultDiskWarn and DefaultDiskCrit).
+	Disk       string
+	Warn, Crit string
 	// Timeout bounds the check; 0 means DefaultTimeout.
 	Timeout time.Duration
 }
@@ -129,13 +135,15 @@ func (r *Runner) Run(ctx context.Context, s Spec) Result {
 	defer cancel()
 	start := r.clk.Now()
 	var res Result
-	switch kinds := btoi(s.HTTP != "") + btoi(s.TCP != "") + btoi(len(s.Exec) > 0); {
+	switch kinds := btoi(s.HTTP != "") + btoi(s.TCP != "") + btoi(len(s.Exec) > 0) + btoi(s.Disk != ""); {
 	case kinds != 1:
-		res = Result{State: Unknown, Output: "invalid check: give exactly one of http, tcp or exec"}
+		res = Result{State: Unknown, Output: "invalid check: give exactly one of http, tcp, exec or disk"}
 	case s.HTTP != "":
 		res = r.runHTTP(ctx, s.HTTP, timeout)
 	case s.TCP != "":
 		res = r.runTCP(ctx, s.TCP, timeout)
+	case s.Disk != "":
+		res = r.runDisk(ctx, s, timeout)
 	default:
 		res = r.runExec(ctx, s, timeout)
 	}

@@ -5,7 +5,6 @@ package check
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,24 +205,5 @@ func TestExecHugeOutput(t *testing.T) {
 	res = r.Run(context.Background(), Spec{Exec: []string{"bin/check"}, Dir: dir, Env: path, Timeout: 300 * time.Millisecond})
 	if res.State != Critical || res.Output != "plugin timed out after 300ms" {
 		t.Fatalf("%v %q", res.State, res.Output)
-	}
-}
-
-// Debian's monitoring-plugins work unchanged, when installed.
-func TestMonitoringPlugins(t *testing.T) {
-	const checkTCP = "/usr/lib/nagios/plugins/check_tcp"
-	if _, err := os.Stat(checkTCP); err != nil {
-		t.Skipf("monitoring-plugins not installed (%s: %v)", checkTCP, err)
-	}
-	l := acceptAndClose(t)
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	r := newRunner()
-	res := r.Run(context.Background(), Spec{Exec: []string{checkTCP, "-H", "127.0.0.1", "-p", port}, Env: path})
-	if res.State != OK || !strings.HasPrefix(res.Output, "TCP OK") || len(res.Perf) == 0 || res.Perf[0].Label != "time" {
-		t.Fatalf("check_tcp: %+v", res)
-	}
-	res = r.Run(context.Background(), Spec{Exec: []string{checkTCP, "-H", "127.0.0.1", "-p", strings.Split(closedPort(t), ":")[1]}, Env: path})
-	if res.State != Critical {
-		t.Fatalf("check_tcp on a closed port: %+v", res)
 	}
 }

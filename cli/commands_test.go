@@ -18,7 +18,8 @@ func TestUnknownCommandsAreUsageErrors(t *testing.T) {
 	}{
 		{[]string{"node", "frob"}, `ferry: unknown command "frob" for "ferry node"; see ferry node --help`},
 		{[]string{"release", "frob", "x"}, `ferry: unknown command "frob" for "ferry release"; see ferry release --help`},
-		{[]string{"frob"}, `ferry: unknown command "frob" for "ferry"; see ferry --help`},
+		{[]string{"frobnicate"}, `ferry: unknown command "frobnicate" for "ferry"; see ferry --help`},
+		{[]string{"frob"}, `ferry: unknown command "frob" for "ferry"; did you mean probe?`},
 		{[]string{"nod", "list"}, `ferry: unknown command "nod" for "ferry"; did you mean node?`},
 		{[]string{"completion", "tcsh"}, `ferry: unknown command "tcsh" for "ferry completion"; did you mean bash, zsh or fish?`},
 		{[]string{"node", "list", "extra"}, `ferry: node list: takes no arguments, got "extra"`},

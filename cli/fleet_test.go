@@ -37,14 +37,19 @@ type fleet struct {
 // quiet is a logger that drops everything.
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newFleet(t *testing.T) *fleet {
+func newFleet(t *testing.T) *fleet { t.Helper(); return newFleetWith(t, server.Config{}) }
+
+// newFleetWith is newFleet with a server configured by cfg (its data dir, address and logger
+// are the fleet's).
+func newFleetWith(t *testing.T, cfg server.Config) *fleet {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(ctx, server.Config{DataDir: t.TempDir(), Listen: l.Addr().String(), Logger: quiet()})
+	cfg.DataDir, cfg.Listen, cfg.Logger = t.TempDir(), l.Addr().String(), quiet()
+	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		l.Close()
 		t.Fatal(err)
@@ -92,8 +97,8 @@ func ferryWith(ctx context.Context, getenv func(string) string, args ...string) 
 }
 
 // agent starts a real agent for node name in site (made when missing), with labels, and waits
-// until it has enrolled.
-func (f *fleet) agent(name, site string, lbls map[string]string) {
+// until it has enrolled; stop ends it (before the test does).
+func (f *fleet) agent(name, site string, lbls map[string]string) (stop func()) {
 	f.t.Helper()
 	if _, err := f.admin.AddSite(f.ctx, client.SiteAdd{Name: site, Tier: 2}); err != nil && client.StatusOf(err) != http.StatusConflict {
 		f.t.Fatal(err)
@@ -110,12 +115,14 @@ func (f *fleet) agent(name, site string, lbls map[string]string) {
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); a.Run(ctx) }()
-	f.t.Cleanup(func() { cancel(); <-done })
-	wait, stop := context.WithTimeout(f.ctx, 30*time.Second)
-	defer stop()
+	stop = func() { cancel(); <-done }
+	f.t.Cleanup(stop)
+	wait, unwait := context.WithTimeout(f.ctx, 30*time.Second)
+	defer unwait()
 	if _, err := f.admin.WaitEvent(wait, 0, func(e api.Event) bool { return e.Type == "node.enrolled" && e.Subject == name }); err != nil {
 		f.t.Fatalf("agent %s did not enroll: %v", name, err)
 	}
+	return stop
 }
 
 // bundle builds app@version in a temporary directory and returns the bundle's file.

@@ -103,6 +103,7 @@ func Server(g cli.Globals) *cobra.Command {
 	f.StringVar(&publicRate, "public-rate", "20/s", "requests per second each source address may make to the public agent routes")
 	f.IntVar(&cfg.PublicBurst, "public-burst", 100, "burst above --public-rate each source address may make")
 	f.IntVar(&cfg.MaxFollowers, "max-followers", 16, "event streams one operator token may hold open")
+	f.StringVar(&cfg.MetricsToken, "metrics-token", "", "bearer token /metrics requires (default: none, /metrics is public as Prometheus expects)")
 	return cmd
 }
 

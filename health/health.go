@@ -140,10 +140,13 @@ func NodeHealth(n api.Node, hard map[string]string) string {
 	return healthOf[w]
 }
 
-// SiteHealth summarises the health of a site's nodes: unreachable when none is up (or it has
-// none), else the worst health of its up nodes, an unknown one counting as warning. A site
-// with some nodes down and the rest ok is ok: the map shows the down nodes in its counts.
+// SiteHealth summarises the health of a site's nodes: unknown when it has none, unreachable
+// when none is up, else the worst health of its up nodes, an unknown one counting as warning. A
+// site with some nodes down and the rest ok is ok: its counts show the down nodes.
 func SiteHealth(nodes []string) string {
+	if len(nodes) == 0 {
+		return api.HealthUnknown
+	}
 	out := api.HealthUnreachable
 	for _, h := range nodes {
 		if h == api.HealthUnreachable || h == "" {
@@ -244,19 +247,6 @@ func (s *Service) Results(ctx context.Context) ([]api.NodeCheck, error) {
 		return stored[i].Check < stored[j].Check
 	})
 	return stored, nil
-}
-
-// ChecksByState counts the latest results by state.
-func (s *Service) ChecksByState(ctx context.Context) (map[string]int, error) {
-	results, err := s.Results(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int{api.CheckOK: 0, api.CheckWarning: 0, api.CheckCritical: 0, api.CheckUnknown: 0}
-	for _, r := range results {
-		out[r.State]++
-	}
-	return out, nil
 }
 
 // ListChecks lists the operator checks, by name, each with its latest result on each node,

@@ -121,7 +121,7 @@ func (s *Server) heartbeat(ctx context.Context, node string, req api.Sync, proto
 	}
 	s.metrics.heartbeats.Inc()
 	if back, _ := s.det.Heartbeat(node, s.clk.Now()); back {
-		s.setStatus(ctx, node, api.StatusUp)
+		s.nodeBack(ctx, node)
 	}
 	if req.Facts != nil {
 		req.Facts.Protocol = protocol

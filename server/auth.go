@@ -76,6 +76,8 @@ func (s *Server) authorize(r *http.Request, acc access) error {
 	switch acc {
 	case public:
 		return nil
+	case scraper:
+		return s.authorizeScrape(r)
 	case reader:
 		tok := bearer(r)
 		if strings.HasPrefix(tok, "ferry_s_") {

@@ -17,14 +17,17 @@ import (
 var routeAccess = map[string]access{
 	"GET /healthz":             public,
 	"GET /readyz":              public,
-	"GET /metrics":             public,
+	"GET /metrics":             scraper,     // public unless the server has a --metrics-token
 	"POST /v1/agent/challenge": agentEnroll, // hands out a nonce; grants nothing
 	"POST /v1/agent/enroll":    agentEnroll, // the enrollment token in the body is the credential
 	"POST /v1/agent/session":   agentEnroll, // the signed challenge in the body is the credential
 	"GET /v1/agent/keys":       agentSession,
 	"GET /v1/agent/stream":     agentSession,
 	"POST /v1/agent/logs/{id}": agentSession, // the id must be a request for the session's node
-	"GET /v1/blobs/{digest}":   reader,
+	// The link must be the session's node's: its To listens, its From reports the result.
+	"POST /v1/agent/probes/{id}/links/{link}/listening": agentSession,
+	"POST /v1/agent/probes/{id}/links/{link}/result":    agentSession,
+	"GET /v1/blobs/{digest}":                            reader,
 
 	"GET /v1/sites":                    viewer,
 	"GET /v1/sites/{name}":             viewer,
@@ -39,6 +42,9 @@ var routeAccess = map[string]access{
 	"GET /v1/policies":                 viewer,
 	"GET /v1/policies/{name}":          viewer,
 	"GET /v1/events":                   viewer,
+	"GET /v1/status":                   viewer,
+	"GET /v1/probes":                   viewer,
+	"GET /v1/probes/{id}":              viewer,
 	"GET /v1/rollouts":                 viewer,
 	"GET /v1/rollouts/{id}":            viewer,
 	"POST /v1/rollouts/plan":           viewer, // says what a rollout would do; changes nothing
@@ -55,6 +61,7 @@ var routeAccess = map[string]access{
 	"POST /v1/nodes/{name}/labels":                admin,
 	"GET /v1/nodes/{name}/logs":                   admin, // logs can hold secrets
 	"POST /v1/labels":                             admin,
+	"POST /v1/probes":                             admin, // makes agents open listeners and send traffic
 	"POST /v1/keys":                               admin,
 	"DELETE /v1/keys/{id}":                        admin,
 	"POST /v1/releases":                           admin,
@@ -121,7 +128,7 @@ func TestEveryRouteIsAuthenticated(t *testing.T) {
 	for pattern, acc := range routeAccess {
 		method, path, _ := strings.Cut(pattern, " ")
 		path = strings.NewReplacer("{name}", "x", "{id}", "x", "{app}", "x", "{version}", "1.0.0", "{digest}", "sha256:"+strings.Repeat("a", 64)).Replace(path)
-		if acc == public || acc == agentEnroll {
+		if acc == public || acc == agentEnroll || acc == scraper { // scraper: TestMetricsToken
 			continue
 		}
 		for _, tok := range []string{"", "ferry_o_nope_nope", "garbage", h.srv.AdminToken + "x", "ferry_s_eA.9999999999.forged"} {
@@ -168,4 +175,55 @@ func (h *harness) call(method, path, tok string) int {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// browserRoutes is the reviewed list of the web interface's routes that need a signed-in
+// session (a POST also an admin and the session's CSRF token). Only the sign-in page and form,
+// sign-out and the assets are public there.
+var browserRoutes = []string{
+	"GET /{$}", "GET /map", "GET /sites/{name}", "GET /nodes/{name}", "GET /releases", "GET /rollouts",
+	"GET /rollouts/{id}", "GET /rollouts/{id}/live", "POST /rollouts/{id}/{action}", "GET /stats",
+	"GET /events", "GET /events/live",
+}
+
+func TestEveryBrowserRouteNeedsASession(t *testing.T) {
+	h := start(t, Config{})
+	got := h.srv.web.Routes()
+	sort.Strings(got)
+	want := append([]string(nil), browserRoutes...)
+	sort.Strings(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("browser routes:\n%s\nreviewed:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	h.http.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	for _, pattern := range browserRoutes {
+		method, path, _ := strings.Cut(pattern, " ")
+		path = strings.NewReplacer("{$}", "", "{name}", "x", "{id}", "1", "{action}", "pause").Replace(path)
+		req, _ := http.NewRequest(method, h.addr+path, strings.NewReader("csrf=x"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Bearer "+h.srv.AdminToken) // the API's credential opens no page
+		resp, err := h.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		wantCode := http.StatusSeeOther
+		if method == "POST" {
+			wantCode = http.StatusUnauthorized
+		}
+		if resp.StatusCode != wantCode || resp.Header.Get("Content-Security-Policy") == "" {
+			t.Errorf("%s without a session: status %d, CSP %q; want %d and a CSP", pattern, resp.StatusCode, resp.Header.Get("Content-Security-Policy"), wantCode)
+		}
+	}
+	// Over TLS the session cookie is Secure.
+	req, _ := http.NewRequest("POST", h.addr+"/signin", strings.NewReader("token="+h.srv.AdminToken))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := h.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if c := resp.Cookies(); resp.StatusCode != http.StatusSeeOther || len(c) != 1 || !c[0].Secure || !c[0].HttpOnly {
+		t.Errorf("sign-in over TLS: status %d, cookies %v", resp.StatusCode, c)
+	}
 }

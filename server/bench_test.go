@@ -5,14 +5,21 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"runtime"
 	rtmetrics "runtime/metrics"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/store"
 )
 
 // BenchmarkHeartbeat measures one heartbeat on an agent stream over loopback TLS: a frame sent
@@ -106,4 +113,73 @@ func BenchmarkStreamStacks(b *testing.B) {
 			st.Close()
 		}
 	}
+}
+
+// BenchmarkScrape10k measures a scrape of /metrics over a fleet of 10,000 nodes at 500 sites,
+// each reporting two apps: "cached" reuses the fleet's snapshot (scrapes within fleetMaxAge of
+// the last, however many scrapers), "fresh" reads the fleet anew after it changed (one scrape
+// per fleetMaxAge at most).
+func BenchmarkScrape10k(b *testing.B) {
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, filepath.Join(b.TempDir(), "ferry.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	now := clk.Now()
+	err = st.Update(ctx, func(tx store.Tx) error {
+		for s := range 500 {
+			if err := tx.InsertSite(api.Site{Name: fmt.Sprintf("s%03d", s), Tier: 2, CreatedAt: now}); err != nil {
+				return err
+			}
+		}
+		for i := range 10000 {
+			name := fmt.Sprintf("n%05d", i)
+			if err := tx.InsertNode(fmt.Sprintf("s%03d", i%500), store.NodeRecord{Name: name, PublicKey: name}, now); err != nil {
+				return err
+			}
+			apps := []api.NodeApp{{App: "hello", Version: fmt.Sprintf("1.%d.0", i%3), State: api.AppStateRunning},
+				{App: "mirror", Version: "2.0.0", State: api.AppStateRunning}}
+			if err := tx.SetNodeApps(name, apps); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := New(ctx, Config{DataDir: b.TempDir(), Store: st, Clock: clk, InsecureHTTP: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	scrape := func() {
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `ferry_apps{app="hello",state="running",version="1.0.0"} 3334`) {
+			b.Fatalf("/metrics: %d %.300s", rec.Code, rec.Body.String())
+		}
+	}
+	b.Run("cached", func(b *testing.B) {
+		scrape()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			scrape()
+		}
+	})
+	b.Run("fresh", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := range b.N {
+			b.StopTimer()
+			if err := st.TouchNodes(ctx, map[string]time.Time{"n00000": now.Add(time.Duration(i) * time.Second)}); err != nil {
+				b.Fatal(err)
+			}
+			clk.Advance(fleetMaxAge)
+			b.StartTimer()
+			scrape()
+		}
+	})
 }

@@ -54,6 +54,7 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 	everyone, checks := false, false
 	for _, e := range evs {
 		s.log.Info("event", "id", e.ID, "type", e.Type, "subject", e.Subject, "actor", e.Actor)
+		s.probeEngine.Stir(e)
 		switch e.Type {
 		case api.EventNodeEnrolled:
 			refresh[e.Subject] = true
@@ -66,11 +67,9 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			}
 		case api.EventNodeUp:
 			// Marked up here or by another replica: either way, silent only a grace from now.
-			s.hub.setStatus(e.Subject, api.StatusUp)
 			s.det.Vouch(e.Subject, s.clk.Now())
 		case api.EventNodeDown:
 			// So that the node's next heartbeat here, if it comes here, records its return.
-			s.hub.setStatus(e.Subject, api.StatusDown)
 			s.det.SetDown(e.Subject)
 		case api.EventNodeRevoked:
 			delete(refresh, e.Subject)
@@ -104,6 +103,8 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			}
 		case api.EventNodeLogsRequested:
 			s.passLogsRequest(e)
+		case api.EventProbeLinkStarted, api.EventProbeLinkListening:
+			s.passProbeOrder(e)
 		case api.EventReleaseWithdrawn:
 			// The event counts the nodes whose assignment it dropped; it does not name them.
 			everyone = true

@@ -48,10 +48,11 @@ const (
 	agentEnroll                // agent protocol; credential checked by the handler
 	agentSession               // agent protocol and a session token
 	reader                     // any operator token, or an agent session
+	scraper                    // anyone, or only the metrics token when the server has one
 )
 
 func (a access) String() string {
-	return [...]string{"public", "viewer", "admin", "agent-enroll", "agent-session", "reader"}[a]
+	return [...]string{"public", "viewer", "admin", "agent-enroll", "agent-session", "reader", "scraper"}[a]
 }
 
 // route is one registered endpoint, kept so a test can walk them all.
@@ -184,7 +185,7 @@ func (s *Server) handle(pattern string, acc access, h handlerFunc) {
 	s.routes = append(s.routes, route{pattern: pattern, access: acc})
 	hist := s.metrics.requestDuration
 	logLevel := slog.LevelInfo
-	if acc == public {
+	if acc == public || acc == scraper {
 		logLevel = slog.LevelDebug // probes and scrapes
 	}
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {

@@ -25,9 +25,8 @@ type hub struct {
 }
 
 type hubNode struct {
-	keyFP  string // fingerprint of the key the node enrolled with, which its sessions name
-	site   string
-	status string
+	keyFP string // fingerprint of the key the node enrolled with, which its sessions name
+	site  string
 	// siteLabels and tier are what a selector sees of the node beside its own labels.
 	siteLabels map[string]string
 	tier       int
@@ -57,7 +56,7 @@ func (h *hub) put(n api.Node) {
 	if ok && n.Generation < old.desired.Generation {
 		return // a slower writer's older read: the hub already has newer state
 	}
-	hn := &hubNode{site: n.Site, status: n.Status, siteLabels: n.SiteLabels, tier: n.Tier,
+	hn := &hubNode{site: n.Site, siteLabels: n.SiteLabels, tier: n.Tier,
 		desired: api.Desired{Generation: n.Generation, Labels: n.Labels, Apps: n.Assigned}}
 	hn.desired.Checks = health.Matching(h.checks, hn.selectorLabels())
 	if n.PublicKey != "" {
@@ -183,14 +182,6 @@ func (h *hub) remove(name string) {
 	h.put(api.Node{Name: name, Status: api.StatusRevoked})
 }
 
-func (h *hub) setStatus(name, status string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if n, ok := h.nodes[name]; ok {
-		n.status = status
-	}
-}
-
 // enrolledWith reports whether the node is active under the key with fingerprint fp.
 func (h *hub) enrolledWith(name, fp string) bool {
 	h.mu.RLock()
@@ -219,15 +210,4 @@ func (h *hub) generation(name string) (int64, bool) {
 		return 0, false
 	}
 	return n.desired.Generation, true
-}
-
-// counts returns node counts by site and status.
-func (h *hub) counts() map[[2]string]int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	out := map[[2]string]int{}
-	for _, n := range h.nodes {
-		out[[2]string{n.site, n.status}]++
-	}
-	return out
 }

@@ -32,11 +32,13 @@ import (
 	"github.com/ferryhq/ferry/liveness"
 	"github.com/ferryhq/ferry/notify"
 	"github.com/ferryhq/ferry/notify/send"
+	"github.com/ferryhq/ferry/overview"
+	"github.com/ferryhq/ferry/probe"
 	"github.com/ferryhq/ferry/release"
 	"github.com/ferryhq/ferry/rollout"
 	"github.com/ferryhq/ferry/store"
 	"github.com/ferryhq/ferry/store/postgres"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/ferryhq/ferry/web"
 )
 
 // Config configures a Server.
@@ -98,6 +100,9 @@ type Config struct {
 	SMTP, SMTPFrom string
 	// WebhookTimeout bounds one try of a webhook delivery or of a mail (default 10s).
 	WebhookTimeout time.Duration
+	// MetricsToken, when set, is the bearer token /metrics requires; without it /metrics is
+	// public, as Prometheus expects (it carries no secret).
+	MetricsToken string
 
 	Clock  clock.Clock
 	Logger *slog.Logger
@@ -111,7 +116,10 @@ type Server struct {
 	catalog     *catalog.Service
 	assign      *assign.Service
 	rollouts    *rollout.Service
+	overview    *overview.Service
 	engine      *rollout.Engine
+	probes      *probe.Service
+	probeEngine *probe.Engine
 	webhooks    *notify.Service
 	health      *health.Service
 	notifier    *notify.Notifier
@@ -124,6 +132,7 @@ type Server struct {
 	downloading downloads
 	metrics     *metrics
 	mux         *http.ServeMux
+	web         *web.Handler // the browser interface, at every path outside the API's
 	routes      []route
 	ready       chan struct{}
 	// serveCtx is Serve's context: agent streams outlive the request that opened them and end
@@ -133,6 +142,7 @@ type Server struct {
 	workers  *workers   // read and handle the streams' frames
 	fed      fedTo      // how far the change feed has been applied
 	statusMu sync.Mutex // orders the sweep's and heartbeats' status writes
+	returns  *returns   // nodes heard again whose return is still to be written
 	replica  *replicaState
 	leading  atomic.Bool // this replica runs the singleton work now
 	poller   *poller     // waits on the streams' connections (Linux)
@@ -280,6 +290,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		hub:     newHub(cfg.HeartbeatInterval),
 		mux:     http.NewServeMux(),
 		ready:   make(chan struct{}),
+		returns: newReturns(),
 		secret:  id.secret,
 		tls:     id.tls,
 		CAPin:   id.pin,
@@ -294,11 +305,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.assign = assign.New(st, cfg.Clock)
 	s.rollouts = rollout.NewService(st, cfg.Clock)
 	s.engine = rollout.NewEngine(st, cfg.Clock, cfg.Logger)
+	s.probes = probe.New(st, cfg.Clock)
+	s.probeEngine = probe.NewEngine(st, cfg.Clock, cfg.Logger)
 	s.webhooks = notify.NewService(st, cfg.Clock, id.key)
 	s.notifier = notify.New(notify.Config{Store: st, Clock: cfg.Clock, Log: cfg.Logger, Key: id.key,
 		Sender: send.NewHTTP(cfg.WebhookTimeout), Mailer: mailer, From: cfg.SMTPFrom})
 	s.health = health.New(health.Config{Store: st, Clock: cfg.Clock, Log: cfg.Logger, Allowed: s.hub.allowsCheck})
-	s.metrics = newMetrics(s.hub)
+	s.overview = overview.New(st, s.rollouts, s.health, cfg.Clock)
+	s.metrics = newMetrics(s.overview)
+	if s.web, err = s.newWeb(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if err := s.load(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -394,8 +412,7 @@ func (s *Server) ensureAdminToken(ctx context.Context) error {
 func (s *Server) routesInit() {
 	s.handle("GET /healthz", public, s.healthz)
 	s.handle("GET /readyz", public, s.readyz)
-	s.routes = append(s.routes, route{"GET /metrics", public})
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	s.handle("GET /metrics", scraper, s.serveMetrics)
 
 	s.handle("GET /v1/sites", viewer, s.listSites)
 	s.handle("POST /v1/sites", admin, s.addSite)
@@ -444,6 +461,11 @@ func (s *Server) routesInit() {
 	s.handle("GET /v1/policies/{name}", viewer, s.showPolicy)
 
 	s.handle("GET /v1/events", viewer, s.listEvents)
+	s.handle("GET /v1/status", viewer, s.status)
+
+	s.handle("POST /v1/probes", admin, s.startProbe)
+	s.handle("GET /v1/probes", viewer, s.listProbes)
+	s.handle("GET /v1/probes/{id}", viewer, s.showProbe)
 
 	s.handle("POST /v1/webhooks", admin, s.addWebhook)
 	s.handle("GET /v1/webhooks", admin, s.listWebhooks)
@@ -463,14 +485,17 @@ func (s *Server) routesInit() {
 	s.handle("GET /v1/agent/keys", agentSession, s.agentKeys)
 	s.handle("GET /v1/agent/stream", agentSession, s.agentStream)
 	s.handle("POST /v1/agent/logs/{id}", agentSession, s.agentLogs)
+	s.handle("POST /v1/agent/probes/{id}/links/{link}/listening", agentSession, s.agentProbeListening)
+	s.handle("POST /v1/agent/probes/{id}/links/{link}/result", agentSession, s.agentProbeResult)
 
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, api.Error{Error: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)})
-	})
+	// Every other path is the browser's, but for the API's own prefix.
+	s.mux.HandleFunc("/v1/", notFoundAPI)
+	s.mux.Handle("/", s.web)
 }
 
-// Handler serves the whole API.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler serves the whole API and the browser interface; every response carries the browser's
+// security headers, even the mux's own redirects.
+func (s *Server) Handler() http.Handler { return web.Secure(s.mux) }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -497,7 +522,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		l = tls.NewListener(l, s.tls)
 	}
 	hs := &http.Server{
-		Handler:           s.mux,
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		// A whole request, body included, must arrive within this; the routes that stream
 		// (agent streams, event followers, pushes) lift or stretch it themselves.
@@ -516,8 +541,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	loops, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); s.followFeed(loops, s.fed.at()) }()
+	go func() { defer wg.Done(); s.returnLoop(loops) }()
 	go func() { defer wg.Done(); s.leadLoop(loops) }()
 	go func() { defer wg.Done(); s.sweepLoop(loops) }()
 	go func() { defer wg.Done(); s.flushLoop(loops) }()
@@ -596,8 +622,9 @@ func (s *Server) leadLoop(ctx context.Context) {
 		}
 		s.leading.Store(true)
 		var singletons sync.WaitGroup
-		singletons.Add(2)
+		singletons.Add(3)
 		go func() { defer singletons.Done(); s.engine.Run(lead) }()
+		go func() { defer singletons.Done(); s.probeEngine.Run(lead) }()
 		go func() { defer singletons.Done(); s.notifier.Run(lead) }()
 		s.gcLoop(lead)
 		singletons.Wait() // one engine and one notifier at a time, even when the lead comes back at once

@@ -349,10 +349,11 @@ func TestEnrollmentRefusals(t *testing.T) {
 		t.Fatalf("session for another node: %v", err)
 	}
 	// A malformed app report is refused whole: no report, no event. (Opening the stream it
-	// came on is a sign of life, so the node is brought up first.)
+	// came on is a sign of life, so the node is brought up first, and its return written.)
 	if _, err := syncOnce(ac, sess.Token, api.Sync{Generation: 1}); err != nil {
 		t.Fatal(err)
 	}
+	h.waitEvent(0, api.EventNodeUp, "n1")
 	before = lastEventID(t, h.admin)
 	for name, apps := range map[string][]api.NodeApp{
 		"bad app name":    {{App: "../etc", Version: "1.0.0"}},

@@ -153,7 +153,7 @@ func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 	s.streams.Add(1)
 	s.metrics.agentConnections.Inc()
 	if back {
-		s.setStatus(as.ctx, node, api.StatusUp)
+		s.nodeBack(as.ctx, node)
 	}
 	if s.serveCtx.Err() != nil {
 		st.end() // Serve is ending streams, and may have done so before this one was attached

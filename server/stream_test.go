@@ -572,3 +572,37 @@ func TestEndStreamSparesANewerStream(t *testing.T) {
 		t.Fatalf("a stream opened before the judgment: %v", err)
 	}
 }
+
+// A node that comes back after it was judged down is answered at once, even while the store's
+// status writes wait (here: held up on purpose); its return reaches the store afterwards.
+func TestReturnDoesNotWaitForTheStore(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	h := start(t, Config{Clock: clk, HeartbeatInterval: time.Minute})
+	ctx := context.Background()
+	h.site("ams", 1)
+	ac, session := rawAgent(t, h, "ams", "n1")
+	tok := session().Token
+	st := openStream(t, ac, tok)
+	st.Send(api.Sync{})
+	if _, err := recv(t, st); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.srv.det.Sweep(clk.Now().Add(time.Hour)); len(got) != 1 || got[0] != "n1" {
+		t.Fatalf("sweep found %v", got)
+	}
+	h.srv.setStatus(ctx, "n1", api.StatusDown)
+	down := h.waitEvent(0, api.EventNodeDown, "n1")
+
+	h.srv.statusMu.Lock() // the store's status writes wait from here on
+	st = openStream(t, ac, tok)
+	st.Send(api.Sync{Generation: 1})
+	_, err := recv(t, st)
+	if n, _ := h.admin.Node(ctx, "n1"); n.Status != api.StatusDown {
+		t.Errorf("the store has n1 %s while its status write is held up", n.Status)
+	}
+	h.srv.statusMu.Unlock()
+	if err != nil {
+		t.Fatalf("a node coming back, while status writes wait: %v", err)
+	}
+	h.waitEvent(down.ID, api.EventNodeUp, "n1")
+}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -171,4 +172,24 @@ func (t sqliteTx) SetLabels(labels map[string]map[string]string) error {
 	_, err := t.exec(`UPDATE nodes SET labels = u.value, generation = generation + 1
 		FROM (SELECT key AS name, value FROM json_each(?)) AS u WHERE nodes.name = u.name`, mustJSON(labels))
 	return err
+}
+
+// AppCounts counts the nodes that are not revoked by each app, version and state they report.
+func (s *SQLite) AppCounts(ctx context.Context) ([]AppCount, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT json_extract(a.value, '$.app'), coalesce(json_extract(a.value, '$.version'), ''),
+		coalesce(json_extract(a.value, '$.state'), ''), count(*)
+		FROM nodes n, json_each(n.apps) a WHERE n.status != 'revoked' GROUP BY 1, 2, 3`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []AppCount
+	for rows.Next() {
+		var c AppCount
+		if err := rows.Scan(&c.App, &c.Version, &c.State, &c.Nodes); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }

@@ -122,3 +122,8 @@ func (s *SQLite) Rollouts(ctx context.Context, app string) ([]RolloutRecord, err
 	return scanRollouts(s.r.QueryContext(ctx, `SELECT `+rolloutCols+` FROM rollouts WHERE ? = '' OR app = ? ORDER BY id DESC LIMIT ?`,
 		app, app, MaxRolloutList))
 }
+
+// OpenRollouts returns the rollouts the engine still steps, of app ("" for all), by id.
+func (s *SQLite) OpenRollouts(ctx context.Context, app string) ([]RolloutRecord, error) {
+	return scanRollouts(s.r.QueryContext(ctx, `SELECT `+rolloutCols+` FROM rollouts WHERE open AND (? = '' OR app = ?) ORDER BY id`, app, app))
+}

@@ -37,6 +37,9 @@ type Store interface {
 	Tokens(ctx context.Context) ([]TokenRecord, error)
 
 	Nodes(ctx context.Context) ([]api.Node, error)
+	// AppCounts counts the nodes that are not revoked by each app, version and state they last
+	// reported, in no particular order: the fleet's apps without reading every node.
+	AppCounts(ctx context.Context) ([]AppCount, error)
 	Node(ctx context.Context, name string) (api.Node, error)
 	SetFacts(ctx context.Context, name string, f api.Facts) error
 	// TouchNodes records last-seen times in one batch.
@@ -63,6 +66,13 @@ type Store interface {
 	// newest first.
 	Rollout(ctx context.Context, id int64) (RolloutRecord, error)
 	Rollouts(ctx context.Context, app string) ([]RolloutRecord, error)
+	// OpenRollouts returns the rollouts the engine still steps, of app ("" for all), by id: a
+	// read outside any transaction, for overviews (Tx.OpenRollouts is the engine's).
+	OpenRollouts(ctx context.Context, app string) ([]RolloutRecord, error)
+
+	// Probe returns one mesh probe; Probes the latest MaxProbeList, newest first.
+	Probe(ctx context.Context, id int64) (ProbeRecord, error)
+	Probes(ctx context.Context) ([]ProbeRecord, error)
 
 	// Webhooks lists the webhooks, oldest first, each with its cursor and dead-letter count;
 	// DeliveryFailures the dead letters of a target (api.WebhookTarget, api.EmailTarget),
@@ -140,6 +150,13 @@ const (
 	KindEnroll   = "enroll"
 	KindOperator = "operator"
 )
+
+// AppCount is how many nodes report an app at a version (empty: none installed yet) in a state
+// (empty: none reported).
+type AppCount struct {
+	App, Version, State string
+	Nodes               int
+}
 
 // NodeRecord is what enrollment stores about a new node.
 type NodeRecord struct {

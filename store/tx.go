@@ -150,6 +150,17 @@ type Tx interface {
 	// there is no such alert.
 	UpdateAlert(a api.Alert) error
 
+	// InsertProbe stores a new mesh probe and returns its id.
+	InsertProbe(p ProbeRecord) (int64, error)
+	// Probe returns one probe, held for the rest of the transaction where the backend can
+	// (PostgreSQL locks its row); ErrNotFound when none.
+	Probe(id int64) (ProbeRecord, error)
+	// OpenProbes returns the probes the engine still works through, by id.
+	OpenProbes() ([]ProbeRecord, error)
+	// UpdateProbe writes a probe's document, state, open and updated time; ErrNotFound when
+	// the probe is not there.
+	UpdateProbe(p ProbeRecord) error
+
 	// InsertWebhook stores a webhook and starts the cursor of its target at w.Cursor; ErrExists
 	// when its id is taken.
 	InsertWebhook(w WebhookRecord) error

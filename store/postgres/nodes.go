@@ -145,3 +145,16 @@ func (s *Store) TouchNodes(ctx context.Context, seen map[string]time.Time) error
 	}
 	return s.tx(ctx, func(tx pgx.Tx) error { return tx.SendBatch(ctx, &batch).Close() })
 }
+
+// AppCounts counts the nodes that are not revoked by each app, version and state they report.
+func (s *Store) AppCounts(ctx context.Context) ([]store.AppCount, error) {
+	rows, err := s.pool.Query(ctx, `SELECT a->>'app', coalesce(a->>'version', ''), coalesce(a->>'state', ''), count(*)
+		FROM nodes n, jsonb_array_elements(n.apps) a WHERE n.status != 'revoked' GROUP BY 1, 2, 3`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.AppCount, error) {
+		var c store.AppCount
+		return c, row.Scan(&c.App, &c.Version, &c.State, &c.Nodes)
+	})
+}

@@ -123,3 +123,8 @@ func (s *Store) Rollouts(ctx context.Context, app string) ([]store.RolloutRecord
 	return scanRollouts(s.pool.Query(ctx, `SELECT `+rolloutCols+` FROM rollouts WHERE $1 = '' OR app = $1 ORDER BY id DESC LIMIT $2`,
 		app, store.MaxRolloutList))
 }
+
+// OpenRollouts returns the rollouts the engine still steps, of app ("" for all), by id.
+func (s *Store) OpenRollouts(ctx context.Context, app string) ([]store.RolloutRecord, error) {
+	return scanRollouts(s.pool.Query(ctx, `SELECT `+rolloutCols+` FROM rollouts WHERE open AND ($1 = '' OR app = $1) ORDER BY id`, app))
+}

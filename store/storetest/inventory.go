@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -226,4 +228,38 @@ func testSiteLabels(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+}
+
+// testAppCounts: nodes count by the app, version and state they report; revoked nodes do not.
+func testAppCounts(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	addSite(t, s, "ams", 1)
+	for _, n := range []string{"n1", "n2", "n3"} {
+		enroll(t, s, "ams", n)
+	}
+	if got, err := s.AppCounts(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("no apps reported: %+v, %v", got, err)
+	}
+	running := api.NodeApp{App: "hello", Version: "1.0.0", State: api.AppStateRunning}
+	err := s.Update(ctx, func(tx store.Tx) error {
+		for node, apps := range map[string][]api.NodeApp{
+			"n1": {running, {App: "mirror", Pending: "2.0.0"}},
+			"n2": {running},
+			"n3": {{App: "hello", Version: "1.1.0", State: api.AppStateFailed}},
+		} {
+			if err := tx.SetNodeApps(node, apps); err != nil {
+				return err
+			}
+		}
+		return tx.SetNodeStatus("n3", api.StatusRevoked)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.AppCounts(ctx)
+	slices.SortFunc(got, func(a, b store.AppCount) int { return strings.Compare(a.App, b.App) })
+	want := []store.AppCount{{App: "hello", Version: "1.0.0", State: api.AppStateRunning, Nodes: 2}, {App: "mirror", Nodes: 1}}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("app counts %+v, %v; want %+v", got, err, want)
+	}
 }

@@ -11,8 +11,9 @@ import (
 	"github.com/ferryhq/ferry/store"
 )
 
-// testRollouts: a rollout round-trips whole, OpenRollouts finds only those still open, and a
-// rollout's assignment changes a node again only for another version or attempt.
+// testRollouts: a rollout round-trips whole, OpenRollouts (in a transaction and outside one)
+// finds only those still open, and a rollout's assignment changes a node again only for another
+// version or attempt.
 func testRollouts(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	addSite(t, s, "ams", 1)
@@ -77,6 +78,12 @@ func testRollouts(t *testing.T, s store.Store) {
 	if err != nil || got.State != "completed" || got.Open || got.Wake != nil || string(got.Progress) != `{"state":"completed"}` || !got.UpdatedAt.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("after update %+v, %v", got, err)
 	}
+	if open, err := s.OpenRollouts(ctx, ""); err != nil || len(open) != 1 || !equalRollout(open[0], withID(rec, "other", ids[1])) {
+		t.Fatalf("open rollouts outside a transaction %+v, %v", open, err)
+	}
+	if open, err := s.OpenRollouts(ctx, "hello"); err != nil || len(open) != 0 {
+		t.Fatalf("open rollouts of hello outside a transaction %+v, %v", open, err)
+	}
 	list, err := s.Rollouts(ctx, "")
 	if err != nil || len(list) != 2 || list[0].ID != ids[1] {
 		t.Fatalf("list %+v, %v", list, err)
@@ -135,4 +142,10 @@ func equalRollout(a, b store.RolloutRecord) bool {
 	return a.ID == b.ID && a.App == b.App && a.Version == b.Version && a.Policy == b.Policy && string(a.Plan) == string(b.Plan) &&
 		string(a.Progress) == string(b.Progress) && a.State == b.State && a.Open == b.Open && wakeEq &&
 		a.CreatedAt.Equal(b.CreatedAt) && a.CreatedBy == b.CreatedBy && a.UpdatedAt.Equal(b.UpdatedAt)
+}
+
+// withID is rec of app as stored under id.
+func withID(rec store.RolloutRecord, app string, id int64) store.RolloutRecord {
+	rec.App, rec.ID = app, id
+	return rec
 }

@@ -43,6 +43,8 @@ func suite() []suiteTest {
 		{"Webhooks", testWebhooks},
 		{"Checks", testChecks},
 		{"Alerts", testAlerts},
+		{"AppCounts", testAppCounts},
+		{"Probes", testProbes},
 	}
 }
 

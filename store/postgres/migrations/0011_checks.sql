@@ -1,4 +1,4 @@
--- SQLite's migration 18. Health: operator checks (their spec as JSON), the latest result of each node's checks (as
+-- SQLite's migration 19. Health: operator checks (their spec as JSON), the latest result of each node's checks (as
 -- JSON), their history in buckets (start and width in seconds; perf as a JSON array of
 -- label/min/avg/max), and alerts (times in Unix nanoseconds).
 CREATE TABLE checks (

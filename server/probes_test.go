@@ -1,0 +1,67 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/ferryhq/ferry/api"
+)
+
+// FuzzDecodeProbeReport: an agent's probe report the server accepts is within its bounds
+// (throughput and round trips positive and finite, round trips in order, an error alone and
+// short), however it was made; a refusal is a 400 in one line, and an accepted report encodes
+// back to one that is accepted the same.
+func FuzzDecodeProbeReport(f *testing.F) {
+	for _, s := range []string{
+		`{"rtt_ms":{"min":0.1,"avg":0.2,"max":0.3},"up_mbps":940,"down_mbps":930}`,
+		`{"error":"connect to n2 at 10.0.0.2:4000: connection refused"}`,
+		`{"rtt_ms":{"min":1,"avg":0.5,"max":2},"up_mbps":1,"down_mbps":1}`,
+		`{"rtt_ms":{"min":1e400,"avg":1,"max":1},"up_mbps":1,"down_mbps":1}`,
+		`{"port":4000}`, `{"port":0,"error":"x"}`, `{"port":70000}`, `{"error":"x","up_mbps":3}`, `[`, `null`, `{}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		check := func(v interface{ Validate() error }, err error) {
+			if err == nil {
+				again, _ := json.Marshal(v)
+				if err := decodeProbeReport(bytes.NewReader(again), v); err != nil {
+					t.Fatalf("%s was accepted, and refused once encoded again: %v", b, err)
+				}
+				return
+			}
+			he, ok := err.(*httpError)
+			if !ok || he.code != http.StatusBadRequest || strings.ContainsAny(he.msg, "\n\r") {
+				t.Fatalf("%s: refused with %v", b, err)
+			}
+		}
+		var res api.ProbeResult
+		err := decodeProbeReport(bytes.NewReader(b), &res)
+		if err == nil {
+			if len(res.Error) > api.MaxProbeError {
+				t.Fatalf("%s: accepted an error of %d bytes", b, len(res.Error))
+			}
+			if res.Error == "" {
+				for _, v := range []float64{res.UpMbps, res.DownMbps, res.RTTms.Min, res.RTTms.Avg, res.RTTms.Max} {
+					if v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+						t.Fatalf("%s: accepted %v", b, v)
+					}
+				}
+				if res.RTTms.Min > res.RTTms.Avg || res.RTTms.Avg > res.RTTms.Max {
+					t.Fatalf("%s: accepted round trips out of order", b)
+				}
+			}
+		}
+		check(&res, err)
+		var l api.ProbeListening
+		err = decodeProbeReport(bytes.NewReader(b), &l)
+		if err == nil && (l.Error == "" && (l.Port < 1 || l.Port > 65535) || len(l.Error) > api.MaxProbeError) {
+			t.Fatalf("%s: accepted %+v", b, l)
+		}
+		check(&l, err)
+	})
+}
