@@ -185,3 +185,25 @@ func TestChecksAndAlertsOverTheStream(t *testing.T) {
 		t.Fatalf("checks after the node's removal: %+v", checks)
 	}
 }
+
+// A real agent runs the operator check the server gives it, a plugin in a child process, and
+// its hard CRITICAL raises an alert on the server.
+func TestRealAgentCheckRaisesAlert(t *testing.T) {
+	h := start(t, Config{})
+	ctx := context.Background()
+	h.site("ams", 1)
+	since := lastEventID(t, h.admin)
+	if _, err := h.admin.AddCheck(ctx, api.CheckSpec{Name: "always-critical", Selector: "site=ams", Retries: 1,
+		Exec: []string{"/bin/sh", "-c", "echo 'CRITICAL - nothing works|errors=3;1;2'; exit 2"}}); err != nil {
+		t.Fatal(err)
+	}
+	h.runAgent("n1", h.enrollToken("ams", 1), "")
+	e := h.waitEvent(since, api.EventAlertRaised, "n1")
+	var p api.AlertRaised
+	if e.Decode(&p) != nil || p.Check != "always-critical" || p.State != api.CheckCritical || p.Output != "CRITICAL - nothing works" {
+		t.Fatalf("alert.raised %+v", p)
+	}
+	if n, _ := h.admin.Node(ctx, "n1"); n.Health != api.HealthCritical {
+		t.Fatalf("node health %q", n.Health)
+	}
+}
