@@ -141,23 +141,30 @@ func NodeHealth(n api.Node, hard map[string]string) string {
 }
 
 // SiteHealth summarises the health of a site's nodes: unknown when it has none, unreachable
-// when none is up, else the worst health of its up nodes, an unknown one counting as warning. A
-// site with some nodes down and the rest ok is ok: its counts show the down nodes.
+// when none is up, else the worst health of its up nodes (an unknown one counting as warning),
+// and at least warning while some of its nodes are down.
 func SiteHealth(nodes []string) string {
 	if len(nodes) == 0 {
 		return api.HealthUnknown
 	}
-	out := api.HealthUnreachable
+	out, down := "", false
 	for _, h := range nodes {
-		if h == api.HealthUnreachable || h == "" {
+		switch h {
+		case api.HealthUnreachable, "":
+			down = true
 			continue
-		}
-		if h == api.HealthUnknown {
+		case api.HealthUnknown:
 			h = api.HealthWarning
 		}
-		if out == api.HealthUnreachable || siteRank[h] > siteRank[out] {
+		if out == "" || siteRank[h] > siteRank[out] {
 			out = h
 		}
+	}
+	switch {
+	case out == "":
+		return api.HealthUnreachable
+	case down && out == api.HealthOK:
+		return api.HealthWarning
 	}
 	return out
 }

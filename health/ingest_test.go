@@ -94,3 +94,22 @@ func TestAggregate(t *testing.T) {
 		t.Fatalf("perf %+v", p)
 	}
 }
+
+func TestSiteHealth(t *testing.T) {
+	for _, tt := range []struct {
+		nodes []string
+		want  string
+	}{
+		{nil, api.HealthUnknown},
+		{[]string{api.HealthUnreachable, api.HealthUnreachable}, api.HealthUnreachable},
+		{[]string{api.HealthOK, api.HealthOK}, api.HealthOK},
+		{[]string{api.HealthOK, api.HealthUnreachable}, api.HealthWarning},
+		{[]string{api.HealthCritical, api.HealthUnreachable}, api.HealthCritical},
+		{[]string{api.HealthOK, api.HealthUnknown}, api.HealthWarning},
+		{[]string{api.HealthWarning, api.HealthCritical, api.HealthOK}, api.HealthCritical},
+	} {
+		if got := SiteHealth(tt.nodes); got != tt.want {
+			t.Errorf("SiteHealth(%v) = %s, want %s", tt.nodes, got, tt.want)
+		}
+	}
+}

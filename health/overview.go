@@ -13,7 +13,8 @@ import (
 
 // SiteHealth fills in the Health of each site, given with its nodes up and down: unknown when
 // it has no nodes, unreachable when none is up, else the worst health of its up nodes (their
-// checks' hard states and their apps' states; see SiteHealth).
+// checks' hard states and their apps' states), at least warning while some are down (see
+// SiteHealth).
 func (s *Service) SiteHealth(ctx context.Context, sites []api.SiteStatus) error {
 	nodes, err := s.store.Nodes(ctx)
 	if err != nil {
@@ -38,6 +39,9 @@ func (s *Service) SiteHealth(ctx context.Context, sites []api.SiteStatus) error 
 			sites[i].Health = api.HealthOK // up by the live count before the store says so
 		default:
 			sites[i].Health = h
+		}
+		if st.Up > 0 && st.Down > 0 && sites[i].Health == api.HealthOK {
+			sites[i].Health = api.HealthWarning
 		}
 	}
 	return nil
