@@ -66,7 +66,7 @@ func TestNodeToolsKnowOnlyTheClock(t *testing.T) {
 // Services are plain Go: they know nothing of HTTP, the server that serves them, or the
 // operator's and the node's side. The kinds of failure they return are a leaf.
 func TestServicesStayPlain(t *testing.T) {
-	for _, pkg := range []string{"./inventory", "./catalog", "./assign", "./rollout", "./notify", "./overview", "./probe", "./fault"} {
+	for _, pkg := range []string{"./inventory", "./catalog", "./assign", "./rollout", "./notify", "./overview", "./probe", "./fault", "./health"} {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v", pkg, err)

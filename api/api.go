@@ -56,6 +56,8 @@ type Site struct {
 	CreatedAt time.Time         `json:"created_at"`
 	// Nodes counts the site's nodes by status; filled on reads.
 	Nodes map[string]int `json:"nodes,omitempty"`
+	// Health summarises the site's nodes (Health*); filled on the server's reads.
+	Health string `json:"health,omitempty"`
 }
 
 // SiteAdd is the request to add a site.
@@ -98,6 +100,9 @@ type Node struct {
 	LastSeen   *time.Time   `json:"last_seen,omitempty"`
 	EnrolledAt time.Time    `json:"enrolled_at"`
 	PublicKey  string       `json:"public_key"`
+	// Health is the worst hard state of the node's checks and apps (Health*); filled on the
+	// server's reads.
+	Health string `json:"health,omitempty"`
 }
 
 // NodeApp is what an agent reports about one app: the release installed on the node (Version,

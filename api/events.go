@@ -56,11 +56,15 @@ type SiteRemoved struct {
 }
 
 // SiteLabeled is the payload of site.labeled: what the change set and removed, and the site's
-// whole label set after it. It changes which nodes selectors match, not what any node runs.
+// whole label set after it. It changes which nodes selectors match: which operator checks
+// nodes run (Nodes), never which releases.
 type SiteLabeled struct {
 	Set     map[string]string `json:"set,omitempty"`
 	Removed []string          `json:"removed,omitempty"`
 	Labels  map[string]string `json:"labels"`
+	// Nodes are the site's nodes whose operator checks the change changed; each got a new
+	// generation.
+	Nodes []string `json:"nodes,omitempty"`
 }
 
 // TokenCreated is the payload of token.created.

@@ -34,6 +34,13 @@ func TestEventPayloadRoundTrip(t *testing.T) {
 		EventAppFailed:          &AppFailed{App: "hello", Version: "1.1.0", Error: "boom", Retry: true},
 		EventAppState:           &AppStateChanged{App: "hello", Version: "1.1.0", From: AppStateVerifying, To: AppStateRolledBack, Reason: "web exited"},
 		EventBlobCollected:      &BlobCollected{Size: 42},
+		EventCheckAdded:         &CheckAdded{Check: CheckSpec{Name: "load", Selector: "role=mirror", Exec: []string{"/bin/true"}}, Nodes: []string{"n1"}},
+		EventCheckRemoved:       &CheckRemoved{Nodes: []string{"n1"}},
+		EventCheckState:         &CheckStateChanged{Node: "n1", Check: "load", From: CheckOK, To: CheckCritical, Output: "CRITICAL"},
+		EventCheckFlapping:      &CheckFlapping{Node: "n1", Check: "load", Flapping: true, State: CheckWarning},
+		EventAlertRaised:        &AlertRaised{ID: 1, Node: "n1", Check: "load", State: CheckCritical, Output: "CRITICAL"},
+		EventAlertCleared:       &AlertCleared{ID: 1, Node: "n1", Check: "load", Reason: "ok"},
+		EventAlertAcked:         &AlertAcked{ID: 1, Node: "n1", Check: "load", Comment: "known"},
 	}
 	for typ, p := range payloads {
 		b, err := json.Marshal(NewEvent(time.Unix(0, 0), typ, "s", p))

@@ -135,7 +135,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		root.AddCommand(v(Globals{e}))
 	}
 	root.AddCommand(
-		e.siteCmd(), e.tokenCmd(), e.releaseCmd(), e.keyCmd(), e.channelCmd(), e.bulletinCmd(), e.deployCmd(), e.undeployCmd(), e.appCmd(), e.rolloutCmd(), e.nodeCmd(), e.logsCmd(), e.eventsCmd(), e.webhookCmd(), e.probeCmd(), e.versionCmd(),
+		e.siteCmd(), e.tokenCmd(), e.releaseCmd(), e.keyCmd(), e.channelCmd(), e.bulletinCmd(), e.deployCmd(), e.undeployCmd(), e.appCmd(), e.rolloutCmd(), e.nodeCmd(), e.logsCmd(), e.eventsCmd(), e.webhookCmd(), e.probeCmd(), e.checkCmd(), e.alertCmd(), e.versionCmd(),
 		e.statusCmd(),
 	)
 	unknown := unknownCommands(root)

@@ -73,22 +73,8 @@ func (e *env) webhookCmd() *cobra.Command {
 		func(f api.DeliveryFailure) []string {
 			return []string{strconv.FormatInt(f.EventID, 10), f.EventType, strconv.Itoa(f.Attempts), f.FailedAt.Format(time.RFC3339), f.Error}
 		})
-	rm := &cobra.Command{
-		Use:   "rm ID",
-		Short: "Remove a webhook; its pending deliveries and dead letters go with it",
-		Args:  Args(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			if err := c.RemoveWebhook(cmd.Context(), a[0]); err != nil {
-				return err
-			}
-			e.printf("webhook %s removed\n", a[0])
-			return nil
-		},
-	}
+	rm := removeVerb(e, "rm ID", "Remove a webhook; its pending deliveries and dead letters go with it", "webhook",
+		func(ctx context.Context, c *client.Client, id string) error { return c.RemoveWebhook(ctx, id) })
 	cmd.AddCommand(add, list, failures, rm)
 	return cmd
 }

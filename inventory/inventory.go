@@ -25,6 +25,10 @@ import (
 type Service struct {
 	store store.Store
 	clk   clock.Clock
+	// Removed, when set, runs in the transaction that revokes nodes (removed, or their site
+	// removed) and returns the events it appended: what others keep of the nodes ends with them
+	// (health clears their alerts).
+	Removed func(tx store.Tx, nodes []string, at time.Time) ([]api.Event, error)
 }
 
 // New returns the inventory over st, on clk.
@@ -94,7 +98,11 @@ func (s *Service) RemoveSite(ctx context.Context, name string, force bool) ([]ap
 			evs = append(evs, api.NewEvent(now, api.EventNodeRevoked, n, api.NodeRevoked{Site: name, Reason: "site removed"}))
 		}
 		evs = append(evs, api.NewEvent(now, api.EventSiteRemoved, name, api.SiteRemoved{NodesRevoked: len(live)}))
-		evs, err = tx.AppendEvents(evs...)
+		if evs, err = tx.AppendEvents(evs...); err != nil {
+			return err
+		}
+		more, err := s.removed(tx, live, now)
+		evs = append(evs, more...)
 		return err
 	})
 	return evs, err
@@ -103,8 +111,10 @@ func (s *Service) RemoveSite(ctx context.Context, name string, force bool) ([]ap
 // LabelSite applies a label change to a site, under the rules of a node's labels (the same keys
 // and values; site and tier are implicit and cannot be set; at most labels.MaxLabels). Every
 // node of the site carries the site's labels under its own (Labels), so the change moves which
-// nodes selectors match; it changes no node's desired state, and so redeploys nothing. It
-// returns the site as changed and a site.labeled event, none when its labels did not move.
+// nodes selectors match; it redeploys nothing. Only the nodes whose operator checks it changes
+// (a check's selector matches them now and did not, or the reverse) get a new generation, named
+// in the event. It returns the site as changed and a site.labeled event, none when its labels
+// did not move.
 func (s *Service) LabelSite(ctx context.Context, name string, c api.LabelChange) (api.Site, []api.Event, error) {
 	if c.Selector != "" {
 		return api.Site{}, nil, fault.Invalid("selector is not used when labelling a site")
@@ -129,8 +139,15 @@ func (s *Service) LabelSite(ctx context.Context, name string, c api.LabelChange)
 		if err := tx.SetSiteLabels(name, m); err != nil {
 			return err
 		}
+		moved, err := checksMoved(tx, site, m)
+		if err != nil {
+			return err
+		}
+		if err := tx.BumpGenerations(moved); err != nil {
+			return err
+		}
 		set, removed := labelDiff(site.Labels, m)
-		evs, err = tx.AppendEvents(api.NewEvent(now, api.EventSiteLabeled, name, api.SiteLabeled{Set: set, Removed: removed, Labels: m}))
+		evs, err = tx.AppendEvents(api.NewEvent(now, api.EventSiteLabeled, name, api.SiteLabeled{Set: set, Removed: removed, Labels: m, Nodes: moved}))
 		return err
 	})
 	if err != nil {
@@ -138,6 +155,44 @@ func (s *Service) LabelSite(ctx context.Context, name string, c api.LabelChange)
 	}
 	site, err = s.store.Site(ctx, name)
 	return site, evs, err
+}
+
+// checksMoved names, sorted, the nodes of site whose operator checks change when the site's
+// labels become to: those that some check's selector matches under one label set and not the
+// other.
+func checksMoved(tx store.Tx, site api.Site, to map[string]string) ([]string, error) {
+	checks, err := tx.Checks()
+	if err != nil || len(checks) == 0 {
+		return nil, err
+	}
+	var sels []labels.Selector
+	for _, c := range checks {
+		if sel, err := labels.ParseSelector(c.Selector); err == nil {
+			sels = append(sels, sel)
+		}
+	}
+	names, err := tx.SiteNodes(site.Name)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := tx.Nodes(names)
+	if err != nil {
+		return nil, err
+	}
+	var moved []string
+	for _, name := range names {
+		n := nodes[name]
+		n.Site, n.Tier = site.Name, site.Tier
+		before, after := n, n
+		before.SiteLabels, after.SiteLabels = site.Labels, to
+		for _, sel := range sels {
+			if sel.Matches(Labels(before)) != sel.Matches(Labels(after)) {
+				moved = append(moved, name)
+				break
+			}
+		}
+	}
+	return moved, nil
 }
 
 // applyChange returns have with set and remove applied, refusing a change that would leave what
@@ -509,8 +564,18 @@ func (s *Service) RemoveNode(ctx context.Context, name string) (api.Event, error
 		if err := tx.SetNodeStatus(name, api.StatusRevoked); err != nil {
 			return err
 		}
-		ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventNodeRevoked, name, nil))
+		if ev, err = store.AppendOne(tx, api.NewEvent(now, api.EventNodeRevoked, name, nil)); err != nil {
+			return err
+		}
+		_, err = s.removed(tx, []string{name}, now)
 		return err
 	})
 	return ev, err
+}
+
+func (s *Service) removed(tx store.Tx, nodes []string, at time.Time) ([]api.Event, error) {
+	if s.Removed == nil || len(nodes) == 0 {
+		return nil, nil
+	}
+	return s.Removed(tx, nodes, at)
 }

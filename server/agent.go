@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/fault"
 	"github.com/ferryhq/ferry/labels"
 	"github.com/ferryhq/ferry/store"
 )
@@ -133,6 +134,12 @@ func (s *Server) heartbeat(ctx context.Context, node string, req api.Sync, proto
 			return err
 		}
 	}
+	if err := s.health.Ingest(ctx, node, req.Checks); err != nil {
+		if errors.Is(err, fault.ErrInvalid) {
+			return errorf(http.StatusBadRequest, "%v", err)
+		}
+		return err
+	}
 	return nil
 }
 
@@ -154,7 +161,7 @@ func validApps(apps []api.NodeApp) error {
 			return errorf(http.StatusBadRequest, "app report for %s has an over-long field", a.App)
 		}
 		// Shown to operators and stored in events as given: no control or bidi characters.
-		if !allBytes(a.Version, versionByte) || !allBytes(a.Pending, versionByte) || !allBytes(a.SHA256, versionByte) || !printableText(a.Error) {
+		if !allBytes(a.Version, versionByte) || !allBytes(a.Pending, versionByte) || !allBytes(a.SHA256, versionByte) || !api.Printable(a.Error) {
 			return errorf(http.StatusBadRequest, "app report for %s has control characters in a field", a.App)
 		}
 		if err := validRunning(a); err != nil {
@@ -187,7 +194,7 @@ func validRunning(a api.NodeApp) error {
 		return fmt.Errorf("log tail of %d bytes; at most %d", len(a.LogTail), api.MaxLogTail)
 	}
 	// A log tail keeps its lines and tabs; nothing else that steers a terminal.
-	if !printableText(strings.NewReplacer("\n", " ", "\t", " ").Replace(a.LogTail)) {
+	if !api.Printable(strings.NewReplacer("\n", " ", "\t", " ").Replace(a.LogTail)) {
 		return errors.New("control characters in the log tail")
 	}
 	if len(a.Processes) > maxReportedProcesses {

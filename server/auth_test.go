@@ -80,6 +80,12 @@ var routeAccess = map[string]access{
 	"GET /v1/webhooks":               admin,
 	"DELETE /v1/webhooks/{id}":       admin,
 	"GET /v1/webhooks/{id}/failures": admin,
+	"GET /v1/checks":                 viewer,
+	"POST /v1/checks":                admin,
+	"DELETE /v1/checks/{name}":       admin,
+	"GET /v1/checks/{name}/history":  viewer,
+	"GET /v1/alerts":                 viewer,
+	"POST /v1/alerts/{id}/ack":       admin,
 }
 
 func TestEveryRouteIsAuthenticated(t *testing.T) {

@@ -2,8 +2,6 @@ package server
 
 import (
 	"net/http"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/ferryhq/ferry/api"
 )
@@ -75,17 +73,4 @@ func platformByte(c byte) bool {
 // versionByte admits printable ASCII except the space: "0.1.0-dev", "v1.2.3+git.abc".
 func versionByte(c byte) bool {
 	return '!' <= c && c <= '~'
-}
-
-// printableText reports whether s is valid UTF-8 without control or bidi characters.
-func printableText(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
-			return false
-		}
-	}
-	return true
 }

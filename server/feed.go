@@ -51,7 +51,7 @@ const refreshAll = 64
 func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 	s.metrics.events.Add(float64(len(evs)))
 	refresh := map[string]bool{}
-	everyone := false
+	everyone, checks := false, false
 	for _, e := range evs {
 		s.log.Info("event", "id", e.ID, "type", e.Type, "subject", e.Subject, "actor", e.Actor)
 		s.probeEngine.Stir(e)
@@ -75,6 +75,7 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			delete(refresh, e.Subject)
 			s.hub.remove(e.Subject)
 			s.det.Forget(e.Subject)
+			s.health.Forget(e.Subject, "")
 		case api.EventReleaseDeployed:
 			var p api.ReleaseDeployed
 			if e.Decode(&p) != nil {
@@ -83,8 +84,14 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			for _, name := range p.Nodes {
 				refresh[name] = true
 			}
-		case api.EventAppUndeploy, api.EventAppControl:
-			// Both name the nodes whose desired state they changed.
+		case api.EventAppUndeploy, api.EventAppControl, api.EventCheckAdded, api.EventCheckRemoved, api.EventSiteLabeled:
+			// Each names the nodes whose desired state it changed: their apps, or the checks
+			// they are given. After a check change the hub reads the checks again before it
+			// puts them.
+			checks = checks || e.Type == api.EventCheckAdded || e.Type == api.EventCheckRemoved
+			if e.Type == api.EventCheckRemoved {
+				s.health.Forget("", e.Subject)
+			}
 			var p struct {
 				Nodes []string `json:"nodes"`
 			}
@@ -102,6 +109,13 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			// The event counts the nodes whose assignment it dropped; it does not name them.
 			everyone = true
 		}
+	}
+	if checks {
+		cs, err := s.store.Checks(ctx)
+		if err != nil {
+			return err
+		}
+		s.hub.setChecks(cs)
 	}
 	if !everyone && len(refresh) == 0 {
 		return nil

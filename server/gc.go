@@ -120,5 +120,8 @@ func (s *Server) gcLoop(ctx context.Context) {
 		if _, err := s.CollectBlobs(ctx); err != nil {
 			s.log.Warn("blob collection", "err", err)
 		}
+		if err := s.health.Prune(ctx); err != nil {
+			s.log.Warn("prune check history", "err", err)
+		}
 	}
 }

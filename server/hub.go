@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/health"
+	"github.com/ferryhq/ferry/inventory"
+	"github.com/ferryhq/ferry/labels"
 )
 
 // hub is the in-memory view of every enrolled node that agent requests need on their hot path:
@@ -15,12 +18,20 @@ type hub struct {
 	mu       sync.RWMutex
 	nodes    map[string]*hubNode
 	interval time.Duration // the heartbeat interval pushes tell agents
+	// checks are the operator checks, of which each node's desired state holds those that
+	// select it. A change of them reaches the agents through the nodes it selected, whose
+	// generation it moved (check.added, check.removed).
+	checks []health.Compiled
 }
 
 type hubNode struct {
-	keyFP   string // fingerprint of the key the node enrolled with, which its sessions name
-	desired api.Desired
-	stream  *stream // the agent's open stream (protocol 2), if any
+	keyFP string // fingerprint of the key the node enrolled with, which its sessions name
+	site  string
+	// siteLabels and tier are what a selector sees of the node beside its own labels.
+	siteLabels map[string]string
+	tier       int
+	desired    api.Desired
+	stream     *stream // the agent's open stream (protocol 2), if any
 }
 
 func newHub(interval time.Duration) *hub {
@@ -45,7 +56,9 @@ func (h *hub) put(n api.Node) {
 	if ok && n.Generation < old.desired.Generation {
 		return // a slower writer's older read: the hub already has newer state
 	}
-	hn := &hubNode{desired: api.Desired{Generation: n.Generation, Labels: n.Labels, Apps: n.Assigned}}
+	hn := &hubNode{site: n.Site, siteLabels: n.SiteLabels, tier: n.Tier,
+		desired: api.Desired{Generation: n.Generation, Labels: n.Labels, Apps: n.Assigned}}
+	hn.desired.Checks = health.Matching(h.checks, hn.selectorLabels())
 	if n.PublicKey != "" {
 		hn.keyFP = keyFingerprint(n.PublicKey)
 	} else if ok {
@@ -58,6 +71,45 @@ func (h *hub) put(n api.Node) {
 		}
 	}
 	h.nodes[n.Name] = hn
+}
+
+// selectorLabels are the labels a selector sees on the node (inventory.Labels).
+func (n *hubNode) selectorLabels() labels.Set {
+	return inventory.Labels(api.Node{Site: n.site, Tier: n.tier, Labels: n.desired.Labels, SiteLabels: n.siteLabels})
+}
+
+// setChecks replaces the operator checks. Nodes take them up when they are put next, which
+// the event that changed the checks asks for.
+func (h *hub) setChecks(checks []api.CheckSpec) {
+	c := health.Compile(checks)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.checks = c
+}
+
+// allowsCheck says whether a node may report a check: one of the operator checks in its
+// desired state, or APP/NAME (app APP) of an app assigned to it.
+func (h *hub) allowsCheck(node, check, app string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n, ok := h.nodes[node]
+	if !ok {
+		return false
+	}
+	if app != "" {
+		for _, a := range n.desired.Apps {
+			if a.App == app {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range n.desired.Checks {
+		if c.Name == check {
+			return true
+		}
+	}
+	return false
 }
 
 // attach makes st the node's stream, ending any earlier one; false if the node is gone.
@@ -97,6 +149,7 @@ func (h *hub) relabel(name string, labels map[string]string, gen int64) bool {
 		return false
 	}
 	n.desired.Labels, n.desired.Generation = labels, gen
+	n.desired.Checks = health.Matching(h.checks, n.selectorLabels())
 	if n.stream != nil {
 		n.stream.push(n.desired, h.interval)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/health"
 	"github.com/ferryhq/ferry/inventory"
 	"github.com/ferryhq/ferry/labels"
 	"github.com/ferryhq/ferry/store"
@@ -19,6 +20,9 @@ func (s *Server) listSites(w http.ResponseWriter, r *http.Request) error {
 	if sites == nil {
 		sites = []api.Site{}
 	}
+	if err := s.siteHealth(r.Context(), sites); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, sites)
 	return nil
 }
@@ -28,7 +32,21 @@ func (s *Server) showSite(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, site)
+	sites := []api.Site{site}
+	if err := s.siteHealth(r.Context(), sites); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, sites[0])
+	return nil
+}
+
+// siteHealth fills the sites' Health from their nodes'.
+func (s *Server) siteHealth(ctx context.Context, sites []api.Site) error {
+	nodes, err := s.healthyNodes(ctx, inventory.Query{})
+	if err != nil {
+		return err
+	}
+	health.AnnotateSites(sites, nodes)
 	return nil
 }
 
@@ -175,6 +193,15 @@ func (s *Server) selectNodes(ctx context.Context, q inventory.Query) ([]api.Node
 	return nodes, err
 }
 
+// healthyNodes is selectNodes with each node's Health.
+func (s *Server) healthyNodes(ctx context.Context, q inventory.Query) ([]api.Node, error) {
+	nodes, err := s.selectNodes(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return nodes, s.health.Annotate(ctx, nodes)
+}
+
 // fresh overlays the detector's last-seen time, which the store gets only in batches.
 func (s *Server) fresh(n api.Node) api.Node {
 	if seen, ok := s.det.LastSeen(n.Name); ok && (n.LastSeen == nil || seen.After(*n.LastSeen)) {
@@ -186,7 +213,7 @@ func (s *Server) fresh(n api.Node) api.Node {
 
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	nodes, err := s.selectNodes(r.Context(), inventory.Query{Site: q.Get("site"), Status: q.Get("status"), Selector: q.Get("selector")})
+	nodes, err := s.healthyNodes(r.Context(), inventory.Query{Site: q.Get("site"), Status: q.Get("status"), Selector: q.Get("selector")})
 	if err != nil {
 		return err
 	}
@@ -199,7 +226,11 @@ func (s *Server) showNode(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, s.fresh(n))
+	nodes := []api.Node{s.fresh(n)}
+	if err := s.health.Annotate(r.Context(), nodes); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, nodes[0])
 	return nil
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/ferryhq/ferry/catalog"
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/fault"
+	"github.com/ferryhq/ferry/health"
 	"github.com/ferryhq/ferry/inventory"
 	"github.com/ferryhq/ferry/liveness"
 	"github.com/ferryhq/ferry/notify"
@@ -120,6 +121,7 @@ type Server struct {
 	probes      *probe.Service
 	probeEngine *probe.Engine
 	webhooks    *notify.Service
+	health      *health.Service
 	notifier    *notify.Notifier
 	blobs       *blobstore.Store
 	clk         clock.Clock
@@ -298,6 +300,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		replica: newReplicaState(cfg.Clock.Now()),
 	}
 	s.inventory = inventory.New(st, cfg.Clock)
+	s.inventory.Removed = health.NodesRemoved
 	s.catalog = catalog.New(st, blobs, cfg.Clock, release.Limits{MaxUnpacked: cfg.MaxUnpackedSize}, cfg.Logger)
 	s.assign = assign.New(st, cfg.Clock)
 	s.rollouts = rollout.NewService(st, cfg.Clock)
@@ -307,7 +310,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.webhooks = notify.NewService(st, cfg.Clock, id.key)
 	s.notifier = notify.New(notify.Config{Store: st, Clock: cfg.Clock, Log: cfg.Logger, Key: id.key,
 		Sender: send.NewHTTP(cfg.WebhookTimeout), Mailer: mailer, From: cfg.SMTPFrom})
-	s.overview = overview.New(st, s.rollouts, overview.ByNodeStatus{}, cfg.Clock)
+	s.health = health.New(health.Config{Store: st, Clock: cfg.Clock, Log: cfg.Logger, Allowed: s.hub.allowsCheck})
+	s.overview = overview.New(st, s.rollouts, s.health, cfg.Clock)
 	s.metrics = newMetrics(s.overview)
 	if s.web, err = s.newWeb(); err != nil {
 		st.Close()
@@ -332,6 +336,14 @@ func (s *Server) load(ctx context.Context) error {
 		return fmt.Errorf("read the event log: %w", err)
 	}
 	s.fed.advance(last)
+	checks, err := s.store.Checks(ctx)
+	if err != nil {
+		return fmt.Errorf("load checks: %w", err)
+	}
+	s.hub.setChecks(checks)
+	if err := s.health.Load(ctx); err != nil {
+		return fmt.Errorf("load check results: %w", err)
+	}
 	nodes, err := s.store.Nodes(ctx)
 	if err != nil {
 		return fmt.Errorf("load nodes: %w", err)
@@ -460,6 +472,13 @@ func (s *Server) routesInit() {
 	s.handle("DELETE /v1/webhooks/{id}", admin, s.removeWebhook)
 	s.handle("GET /v1/webhooks/{id}/failures", admin, s.webhookFailures)
 
+	s.handle("GET /v1/checks", viewer, s.listChecks)
+	s.handle("POST /v1/checks", admin, s.addCheck)
+	s.handle("DELETE /v1/checks/{name}", admin, s.removeCheck)
+	s.handle("GET /v1/checks/{name}/history", viewer, s.checkHistory)
+	s.handle("GET /v1/alerts", viewer, s.listAlerts)
+	s.handle("POST /v1/alerts/{id}/ack", admin, s.ackAlert)
+
 	s.handle("POST /v1/agent/enroll", agentEnroll, s.agentEnroll)
 	s.handle("POST /v1/agent/challenge", agentEnroll, s.agentChallenge)
 	s.handle("POST /v1/agent/session", agentEnroll, s.agentSession)
@@ -547,6 +566,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.poller.stop()
 	s.workers.stop()
 	s.flush(context.Background())
+	if err := s.health.FlushAll(context.Background()); err != nil {
+		s.log.Warn("write check results at stop", "err", err)
+	}
 	s.report(context.Background())
 	if cerr := s.store.Close(); err == nil || errors.Is(err, http.ErrServerClosed) {
 		err = cerr
@@ -667,6 +689,7 @@ func (s *Server) flushLoop(ctx context.Context) {
 		case <-t.C():
 		}
 		s.report(ctx)
+		s.flushChecks(ctx)
 		if i%every == 0 {
 			s.flush(ctx)
 		}
@@ -677,6 +700,14 @@ func (s *Server) flushLoop(ctx context.Context) {
 func (s *Server) flush(ctx context.Context) {
 	if err := s.store.TouchNodes(ctx, s.det.TakeSeen()); err != nil {
 		s.log.Warn("persist last-seen times", "err", err)
+	}
+}
+
+// flushChecks writes the check results and history buckets due, in one batch, once per
+// heartbeat interval (health.Service.Flush says what a crash can lose).
+func (s *Server) flushChecks(ctx context.Context) {
+	if err := s.health.Flush(ctx); err != nil {
+		s.log.Warn("write check results; writing them with the next batch", "err", err)
 	}
 }
 

@@ -80,6 +80,23 @@ type Store interface {
 	Webhooks(ctx context.Context) ([]WebhookRecord, error)
 	DeliveryFailures(ctx context.Context, target string) ([]api.DeliveryFailure, error)
 
+	// Checks lists the operator checks by name; CheckResults the latest result of every
+	// (node, check) by node and check.
+	Checks(ctx context.Context) ([]api.CheckSpec, error)
+	CheckResults(ctx context.Context) ([]api.NodeCheck, error)
+	// WriteChecks writes, in one transaction and recording no event, latest results (each
+	// replacing its node's and check's) and history buckets (each replacing its own).
+	WriteChecks(ctx context.Context, results []api.NodeCheck, buckets []CheckBucket) error
+	// CheckHistory lists the buckets of width of a check on a node that start at or after
+	// since, oldest first.
+	CheckHistory(ctx context.Context, node, check string, width time.Duration, since time.Time) ([]api.CheckBucket, error)
+	// PruneCheckHistory forgets the buckets of width that start before before, and says how
+	// many it forgot.
+	PruneCheckHistory(ctx context.Context, width time.Duration, before time.Time) (int64, error)
+	// Alerts lists the open alerts, or when all every alert, open ones first and then newest
+	// first, at most MaxAlertList.
+	Alerts(ctx context.Context, all bool) ([]api.Alert, error)
+
 	// Updater runs the services' writes: the rules are theirs, the storage primitives (Tx) the
 	// backend's.
 	Updater

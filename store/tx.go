@@ -123,6 +123,33 @@ type Tx interface {
 	// whose assignment changed (another version, attempt or terms) and bumps their generations.
 	AssignRollout(names []string, app, version string, terms RolloutTerms, at time.Time) ([]string, error)
 
+	// Checks lists the operator checks by name.
+	Checks() ([]api.CheckSpec, error)
+	// InsertCheck stores an operator check; ErrExists when its name is taken.
+	InsertCheck(c api.CheckSpec) error
+	// DeleteCheck removes an operator check with its nodes' latest results; ErrNotFound when
+	// there is none.
+	DeleteCheck(name string) error
+	// BumpGenerations gives each named node that is not revoked the next generation: its
+	// desired state changed in a way its record does not hold (the checks it is given).
+	BumpGenerations(names []string) error
+	// DeleteNodeResults forgets the latest results of the named nodes.
+	DeleteNodeResults(nodes []string) error
+	// PutCheckResult writes a node's latest result of a check at once.
+	PutCheckResult(r api.NodeCheck) error
+	// Alert returns an alert; OpenAlert the open alert of a node's check; ErrNotFound when
+	// there is none.
+	Alert(id int64) (api.Alert, error)
+	OpenAlert(node, check string) (api.Alert, error)
+	// ClearAlerts clears, at at, the open alerts of the named nodes (nil: of every node) of check
+	// ("": of every check), and returns them as they were, by id.
+	ClearAlerts(nodes []string, check string, at time.Time) ([]api.Alert, error)
+	// InsertAlert stores a new alert and returns its id.
+	InsertAlert(a api.Alert) (int64, error)
+	// UpdateAlert writes an alert's state, output, acknowledgement and end; ErrNotFound when
+	// there is no such alert.
+	UpdateAlert(a api.Alert) error
+
 	// InsertProbe stores a new mesh probe and returns its id.
 	InsertProbe(p ProbeRecord) (int64, error)
 	// Probe returns one probe, held for the rest of the transaction where the backend can

@@ -41,6 +41,8 @@ func suite() []suiteTest {
 		{"Replicas", testReplicas},
 		{"Rollouts", testRollouts},
 		{"Webhooks", testWebhooks},
+		{"Checks", testChecks},
+		{"Alerts", testAlerts},
 		{"AppCounts", testAppCounts},
 		{"Probes", testProbes},
 	}

@@ -1,0 +1,78 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/health"
+	"github.com/ferryhq/ferry/web"
+)
+
+// webHealth answers the web UI's questions about health from the health service.
+type webHealth struct {
+	h   *health.Service
+	clk clock.Clock
+}
+
+var _ web.Health = webHealth{}
+
+// SiteHealth is the site's health from its nodes'.
+func (w webHealth) SiteHealth(ctx context.Context, _ api.Site, nodes []api.Node) (string, error) {
+	if err := w.h.Annotate(ctx, nodes); err != nil {
+		return "", err
+	}
+	healths := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		healths = append(healths, n.Health)
+	}
+	if h := health.SiteHealth(healths); h != api.HealthUnknown {
+		return h, nil
+	}
+	return api.HealthOK, nil // no nodes: nothing wrong to show
+}
+
+// NodeHealth is the node's health.
+func (w webHealth) NodeHealth(ctx context.Context, n api.Node) (string, error) {
+	nodes := []api.Node{n}
+	err := w.h.Annotate(ctx, nodes)
+	return nodes[0].Health, err
+}
+
+// NodeChecks is the latest result of each of the node's checks.
+func (w webHealth) NodeChecks(ctx context.Context, node string) ([]web.Check, error) {
+	results, err := w.h.Results(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []web.Check
+	for _, r := range results {
+		if r.Node == node {
+			out = append(out, web.Check{Name: r.Check, State: r.State, Output: r.Output, Time: r.Time})
+		}
+	}
+	return out, nil
+}
+
+// CheckHistory is the last day of a node's check: each bucket's first perf value's average, or
+// without perfdata its worst state (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, as Nagios counts).
+func (w webHealth) CheckHistory(ctx context.Context, node, check string) ([]web.Point, error) {
+	buckets, err := w.h.History(ctx, node, check, w.clk.Now().Add(-24*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	code := map[string]float64{api.CheckOK: 0, api.CheckWarning: 1, api.CheckCritical: 2, api.CheckUnknown: 3}
+	out := make([]web.Point, 0, len(buckets))
+	for _, b := range buckets {
+		v := code[b.Worst]
+		if len(b.Perf) > 0 {
+			v = b.Perf[0].Avg
+		}
+		out = append(out, web.Point{Time: b.Start, Value: v})
+	}
+	return out, nil
+}
+
+// CheckSeries: the fleet's results over time are not kept yet, only each check's on each node.
+func (w webHealth) CheckSeries(context.Context) ([]web.Series, error) { return nil, nil }
