@@ -323,9 +323,10 @@ func (a *vagent) connect(ctx context.Context, c *client.Client, f *fleetRun, ope
 
 // signIn posts the token to the web UI's sign-in form.
 func signIn(ctx context.Context, hc *http.Client, base, token string) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/signin", strings.NewReader(url.Values{"token": {token}}.Encode()))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/signin", strings.NewReader(url.Values{"token": {token}, "next": {"/"}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", base)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
 	resp, err := hc.Do(req)
 	if err != nil {
 		return err
@@ -337,7 +338,10 @@ func signIn(ctx context.Context, hc *http.Client, base, token string) error {
 	return nil
 }
 
-// addCheck adds an operator check named name on every node, run every interval.
+// addCheck adds an operator check named name on every node, run every interval. The virtual
+// agents run nothing: they report results for it as `ferry agent` would.
 func addCheck(ctx context.Context, c *client.Client, name string, every time.Duration) error {
-	return fmt.Errorf("not yet")
+	_, err := c.AddCheck(ctx, api.CheckSpec{Name: name, Selector: "", Exec: []string{"/usr/lib/nagios/plugins/check_load", "-w", "5,4,3", "-c", "10,8,6"},
+		Interval: api.Duration(every)})
+	return err
 }
