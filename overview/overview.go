@@ -25,6 +25,9 @@ type Store interface {
 	// Changed returns a channel closed at the next commit: a snapshot taken after it stays
 	// true until it closes.
 	Changed() <-chan struct{}
+	// LastEventID is the newest event's id: a snapshot taken after reading it holds every
+	// change up to that event.
+	LastEventID(ctx context.Context) (int64, error)
 }
 
 // Rollouts is what the overview asks of the rollout service.
@@ -83,7 +86,9 @@ type AppKey struct{ App, Version, State string }
 
 // Snapshot is the fleet at one moment. It is shared between callers: read it, never change it.
 type Snapshot struct {
-	Time  time.Time
+	Time time.Time
+	// Event is the newest event when the snapshot was taken: it holds every change up to it.
+	Event int64
 	Sites []api.SiteStatus // by name
 	// Apps counts the nodes (not revoked) that report each app at each version in each state.
 	Apps     map[AppKey]int
@@ -117,9 +122,15 @@ func New(st Store, rollouts Rollouts, health Health, clk clock.Clock) *Service {
 // has not changed since it was taken or it is younger than maxAge. A scrape every few seconds
 // of a fleet that changes all the time so costs one reading of the fleet per maxAge.
 func (s *Service) Snapshot(ctx context.Context, maxAge time.Duration) (*Snapshot, error) {
+	return s.SnapshotSince(ctx, 0, maxAge)
+}
+
+// SnapshotSince is Snapshot for a caller that has seen the events up to since: a snapshot older
+// than that event is never returned, however young.
+func (s *Service) SnapshotSince(ctx context.Context, since int64, maxAge time.Duration) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.last != nil {
+	if s.last != nil && s.last.Event >= since {
 		select {
 		case <-s.changed:
 			if s.clk.Now().Sub(s.last.Time) < maxAge {
@@ -130,10 +141,15 @@ func (s *Service) Snapshot(ctx context.Context, maxAge time.Duration) (*Snapshot
 		}
 	}
 	changed := s.store.Changed() // before the reads, so a commit during them is not missed
+	event, err := s.store.LastEventID(ctx)
+	if err != nil {
+		return nil, err
+	}
 	snap, err := s.take(ctx)
 	if err != nil {
 		return nil, err
 	}
+	snap.Event = event
 	s.last, s.changed = snap, changed
 	return snap, nil
 }

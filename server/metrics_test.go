@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -162,6 +163,13 @@ waves:
 	if _, seen := samples(t, scrapeOK(h))[osl]; seen {
 		t.Fatalf("a scrape within fleetMaxAge of the last read the fleet anew")
 	}
+	// A caller that has seen the site's event (a live page) gets a snapshot that holds it,
+	// however young the last one.
+	added := lastEventID(t, h.admin)
+	snap, err := h.srv.overview.SnapshotSince(ctx, added, time.Hour)
+	if err != nil || snap.Event < added || !slices.ContainsFunc(snap.Sites, func(s api.SiteStatus) bool { return s.Name == "osl" }) {
+		t.Fatalf("a snapshot since event %d: %+v, %v", added, snap, err)
+	}
 	clk.Advance(fleetMaxAge)
 	if _, seen := samples(t, scrapeOK(h))[osl]; !seen {
 		t.Fatalf("a scrape fleetMaxAge after the last reused its snapshot")
@@ -169,8 +177,8 @@ waves:
 
 	// Three hours pass on the fake clock, in which no agent speaks (they would each hour of the
 	// real one): every node is down, and every site with nodes unreachable.
+	since = lastEventID(t, h.admin) // before the clock moves: the server's own sweep may run at once
 	clk.Advance(3 * time.Hour)
-	since = lastEventID(t, h.admin)
 	h.srv.Sweep(ctx)
 	for _, n := range []string{"a1", "a2", "f1"} {
 		h.waitEvent(since, api.EventNodeDown, n)

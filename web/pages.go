@@ -6,10 +6,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/inventory"
 	"github.com/ferryhq/ferry/labels"
+	"github.com/ferryhq/ferry/overview"
 	"github.com/ferryhq/ferry/rollout"
 )
 
@@ -22,41 +24,30 @@ type siteView struct {
 	X, Y, R         float64
 }
 
-// siteViews reads the sites with their nodes and health, by name.
-func (h *Handler) siteViews(r *http.Request) ([]siteView, error) {
-	ctx := r.Context()
-	sites, err := h.cfg.Store.Sites(ctx)
+// liveAge is how old the overview's snapshot of the fleet may be when the fleet changed since:
+// a large fleet changes all the time, and reading it whole costs more than a page should.
+const liveAge = 2 * time.Second
+
+// siteViews returns the sites with their nodes up and down and their health, by name, from the
+// overview's snapshot of the fleet, and the snapshot: one that holds every change up to event
+// since at least.
+func (h *Handler) siteViews(r *http.Request, since int64) ([]siteView, *overview.Snapshot, error) {
+	snap, err := h.cfg.Overview.SnapshotSince(r.Context(), since, liveAge)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	nodes, err := h.cfg.Store.Nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	bySite := map[string][]api.Node{}
-	for _, n := range nodes {
-		if n.Status != api.StatusRevoked {
-			bySite[n.Site] = append(bySite[n.Site], n)
-		}
-	}
-	out := make([]siteView, 0, len(sites))
-	for _, s := range sites {
-		ns := bySite[s.Name]
-		health, err := h.cfg.Health.SiteHealth(ctx, s, ns)
-		if err != nil {
-			return nil, err
-		}
-		v := siteView{Site: s, Total: len(ns), Health: health}
-		v.Up, v.Down = countStatus(ns)
+	out := make([]siteView, 0, len(snap.Sites))
+	for _, s := range snap.Sites {
+		v := siteView{Site: api.Site{Name: s.Name, Tier: s.Tier, Lat: s.Lat, Lon: s.Lon}, Up: s.Up, Down: s.Down, Total: s.Up + s.Down, Health: s.Health}
 		if s.Lat != nil && s.Lon != nil {
 			v.OnMap = true
 			v.X, v.Y = project(*s.Lon, *s.Lat)
-			v.R = dotRadius(len(ns))
+			v.R = dotRadius(v.Total)
 		}
 		out = append(out, v)
 	}
 	slices.SortFunc(out, func(a, b siteView) int { return cmp.Compare(a.Name, b.Name) })
-	return out, nil
+	return out, snap, nil
 }
 
 // mapView is the world map with its dots; the biggest dots are drawn first, so small ones stay
@@ -79,25 +70,17 @@ func (h *Handler) mapView(sites []siteView) mapView {
 }
 
 func (h *Handler) overview(w http.ResponseWriter, r *http.Request, s *session) error {
-	last, err := h.cfg.Store.LastEventID(r.Context()) // before the reads: the map follows from here
-	if err != nil {
-		return err
-	}
-	sites, err := h.siteViews(r)
-	if err != nil {
-		return err
-	}
-	rollouts, err := h.cfg.Rollouts.List(r.Context(), "")
+	sites, snap, err := h.siteViews(r, 0)
 	if err != nil {
 		return err
 	}
 	var active []api.Rollout
-	for _, ro := range rollouts {
+	for _, ro := range snap.Rollouts {
 		if !finished(ro.State) {
-			active = append(active, ro)
+			active = append(active, ro.Rollout)
 		}
 	}
-	h.render(w, r, http.StatusOK, "overview", s, map[string]any{"Fleet": fleetView{h.mapView(sites), sites}, "Rollouts": active, "Since": last})
+	h.render(w, r, http.StatusOK, "overview", s, map[string]any{"Fleet": fleetView{h.mapView(sites), sites}, "Rollouts": active, "Since": snap.Event})
 	return nil
 }
 
@@ -110,7 +93,12 @@ type fleetView struct {
 // mapFragment is the overview's live part alone, which the overview fetches again when a node or
 // site changes.
 func (h *Handler) mapFragment(w http.ResponseWriter, r *http.Request, s *session) error {
-	sites, err := h.siteViews(r)
+	// The page asks with the newest event it heard of, so the map it gets holds it.
+	since, err := strconv.ParseInt(r.URL.Query().Get("since"), 10, 64)
+	if err != nil || since < 0 {
+		since = 0
+	}
+	sites, _, err := h.siteViews(r, since)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/ferryhq/ferry/clock"
 	"github.com/ferryhq/ferry/fault"
 	"github.com/ferryhq/ferry/inventory"
+	"github.com/ferryhq/ferry/overview"
 	"github.com/ferryhq/ferry/rollout"
 	"github.com/ferryhq/ferry/store"
 	"golang.org/x/time/rate"
@@ -41,6 +42,8 @@ type Config struct {
 	Catalog   *catalog.Service
 	Rollouts  *rollout.Service
 	Tokens    Tokens
+	// Overview is the fleet at a glance: the overview page's map and sites' table.
+	Overview *overview.Service
 	// Health and Probes default to NodeStatusHealth and NoProbes.
 	Health Health
 	Probes Probes

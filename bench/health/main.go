@@ -116,7 +116,7 @@ func run(o options) error {
 	agents := make([]*vagent, o.agents)
 	start := time.Now()
 	if err := fleet.Parallel(o.agents, 32, func(i int) error {
-		id, err := fleet.EnrollVirtual(ctx, srv.Admin, tokens[i%o.sites], fmt.Sprintf("n%05d", i), nil)
+		id, err := fleet.EnrollVirtual(ctx, srv.Admin, tokens[i%o.sites], fmt.Sprintf("n%05d", i), map[string]string{"bench": "health"})
 		agents[i] = &vagent{Identity: id, seed: uint64(i)}
 		return err
 	}); err != nil {
@@ -279,11 +279,14 @@ func (a *vagent) connect(ctx context.Context, c *client.Client, f *fleetRun, ope
 			}
 			a.mu.Lock()
 			for _, c := range f.checks {
-				if !f.reporting.Load() || !a.held || now.Before(a.due[c]) {
+				if !a.held || now.Before(a.due[c]) {
 					continue
 				}
 				for !now.Before(a.due[c]) {
 					a.due[c] = a.due[c].Add(f.every)
+				}
+				if !f.reporting.Load() {
+					continue // not measured yet: the check's turn passes without a result
 				}
 				r := api.CheckResult{Check: c, State: a.state[c], Hard: true, Attempt: 1, Time: now,
 					Duration: api.Duration(3 * time.Millisecond), Output: "BENCH OK - load average: 0.12, 0.10, 0.08",
@@ -341,7 +344,7 @@ func signIn(ctx context.Context, hc *http.Client, base, token string) error {
 // addCheck adds an operator check named name on every node, run every interval. The virtual
 // agents run nothing: they report results for it as `ferry agent` would.
 func addCheck(ctx context.Context, c *client.Client, name string, every time.Duration) error {
-	_, err := c.AddCheck(ctx, api.CheckSpec{Name: name, Selector: "", Exec: []string{"/usr/lib/nagios/plugins/check_load", "-w", "5,4,3", "-c", "10,8,6"},
+	_, err := c.AddCheck(ctx, api.CheckSpec{Name: name, Selector: "bench=health", Exec: []string{"/usr/lib/nagios/plugins/check_load", "-w", "5,4,3", "-c", "10,8,6"},
 		Interval: api.Duration(every)})
 	return err
 }

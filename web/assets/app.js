@@ -36,15 +36,26 @@ function liveMap() {
   const ov = document.querySelector("section.overview");
   if (!ov) return;
   const src = new EventSource("/events/live?since=" + encodeURIComponent(ov.dataset.since));
-  let pending = false;
-  src.addEventListener("event", (e) => {
-    const ev = JSON.parse(e.data);
-    if (!/^(node|site)\./.test(ev.type) || pending) return;
+  // One fetch at a time; an event heard meanwhile asks for another once it ends. Each fetch
+  // names the newest event heard, and the server answers with a map that holds it.
+  let pending = false, again = false, newest = 0;
+  const redraw = () => {
     pending = true;
-    fetch("/map", { credentials: "same-origin" }).then((r) => r.ok ? r.text() : Promise.reject(r.status)).then((html) => {
+    again = false;
+    fetch("/map?since=" + newest, { credentials: "same-origin" }).then((r) => r.ok ? r.text() : Promise.reject(r.status)).then((html) => {
       const doc = new DOMParser().parseFromString(html, "text/html");
       document.getElementById("fleet").replaceChildren(...Array.from(doc.body.childNodes, (n) => document.importNode(n, true)));
-    }).finally(() => { pending = false; });
+    }).finally(() => {
+      pending = false;
+      if (again) redraw();
+    });
+  };
+  src.addEventListener("event", (e) => {
+    const ev = JSON.parse(e.data);
+    if (!/^(node|site)\./.test(ev.type)) return;
+    newest = Math.max(newest, ev.id);
+    if (pending) again = true;
+    else redraw();
   });
 }
 
