@@ -314,6 +314,19 @@ func (q *checkQueue) putBack(rs []api.CheckResult) {
 	q.items = append(back, q.items...)
 }
 
+// checkBatch is how long routine results may wait for a heartbeat to carry them; more than
+// batchResults of them go with the next one all the same.
+const (
+	checkBatch   = 30 * time.Second
+	batchResults = api.MaxCheckResults / 4
+)
+
+// due tells whether a heartbeat at now carries the queued results: an urgent one waits, the
+// oldest has waited checkBatch, or there are many.
+func (q *checkQueue) due(now time.Time) bool {
+	return len(q.items) > 0 && (q.urgent() || len(q.items) >= batchResults || now.Sub(q.items[0].r.Time) >= checkBatch)
+}
+
 // urgent tells whether an urgent result waits.
 func (q *checkQueue) urgent() bool {
 	return slices.ContainsFunc(q.items, func(x queuedResult) bool { return x.urgent })

@@ -294,3 +294,31 @@ func TestCheckQueue(t *testing.T) {
 		t.Fatalf("after putBack: %d results, first %+v", len(got), got[0])
 	}
 }
+
+// Routine results wait for a heartbeat until the oldest has waited checkBatch, or there are
+// batchResults of them; an urgent one makes the next frame carry them all.
+func TestCheckQueueDue(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var q checkQueue
+	if q.due(t0.Add(time.Hour)) {
+		t.Fatal("an empty queue is due")
+	}
+	q.push(api.CheckResult{Check: "a", State: api.CheckOK, Time: t0}, false)
+	if q.due(t0.Add(checkBatch - time.Second)) {
+		t.Fatal("a routine result is due before it waited checkBatch")
+	}
+	if !q.due(t0.Add(checkBatch)) {
+		t.Fatal("a routine result that waited checkBatch is not due")
+	}
+	for i := 1; i < batchResults; i++ {
+		q.push(api.CheckResult{Check: fmt.Sprint("c", i), State: api.CheckOK, Time: t0}, false)
+	}
+	if !q.due(t0) {
+		t.Fatalf("%d routine results are not due", batchResults)
+	}
+	q.take()
+	q.push(api.CheckResult{Check: "a", State: api.CheckCritical, Time: t0}, true)
+	if !q.due(t0) {
+		t.Fatal("an urgent result is not due")
+	}
+}

@@ -43,7 +43,7 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool, answer
 
 	// The first frame of a stream carries the whole report, and that of a new session the facts
 	// too: a report sent on a stream that broke may never have arrived.
-	send := func(first bool) error {
+	send := func(first, beat bool) error {
 		select {
 		case <-a.poke: // this frame carries the report that poke announced
 		default:
@@ -55,7 +55,12 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool, answer
 			r := append([]api.NodeApp{}, a.report...)
 			req.Apps = &r
 		}
-		req.Checks = a.checkQueue.take()
+		// Routine results wait for a heartbeat once the oldest has waited checkBatch: a frame
+		// that carries results is answered, and the frame, not the result, is most of what
+		// the server spends. Any other frame takes them along.
+		if !beat || a.checkQueue.due(a.clk.Now()) {
+			req.Checks = a.checkQueue.take()
+		}
 		// A frame with check results asks for an answer, which tells the agent the server is
 		// there to take them; only a frame that carries nothing may go unanswered.
 		req.Sparse = len(req.Checks) == 0
@@ -87,7 +92,7 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool, answer
 		}
 		return nil
 	}
-	if err := send(true); err != nil {
+	if err := send(true, false); err != nil {
 		return err
 	}
 	first := true
@@ -130,14 +135,14 @@ func (a *Agent) stream(ctx context.Context, sess api.Session, fresh bool, answer
 				hb = restart(a.clk, hb, interval)
 			}
 		case <-a.poke:
-			if err := send(false); err != nil {
+			if err := send(false, false); err != nil {
 				return err
 			}
 		case <-hb.C():
 			if !unanswered.IsZero() && a.clk.Now().Sub(unanswered) > api.SparseSilent*interval {
 				return errors.New("the server stopped answering on the stream")
 			}
-			if err := send(false); err != nil {
+			if err := send(false, true); err != nil {
 				return err
 			}
 			if unanswered.IsZero() {

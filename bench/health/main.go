@@ -8,8 +8,9 @@
 // checks matching every node and waits until every agent holds them, then measures the server's
 // CPU (from /proc) over two windows of the same length: one with the agents only heartbeating,
 // and one with each agent also reporting a result of each check every -check-interval — the
-// results ride on the agent's heartbeats, and the share -change of them that changes state is
-// sent at once in a frame of its own, as `ferry agent` does. CPU per result is the difference
+// results ride on the first of the agent's heartbeats after the oldest has waited 30 s, and the
+// share -change of them that changes state is sent at once in a frame of its own, as
+// `ferry agent` does. CPU per result is the difference
 // between the windows over the results sent.
 //
 // The overview: it signs in to the web UI with the admin token and fetches `/` -fetches times,
@@ -38,6 +39,7 @@ import (
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/bench/internal/fleet"
+	"github.com/ferryhq/ferry/bench/internal/profctl"
 	"github.com/ferryhq/ferry/client"
 )
 
@@ -47,7 +49,7 @@ type options struct {
 	window                time.Duration
 	change                float64
 	fetches               int
-	bin, logs             string
+	bin, logs, profile    string
 }
 
 func main() {
@@ -61,6 +63,7 @@ func main() {
 	flag.Float64Var(&o.change, "change", 0.001, "share of results that change the check's state (sent at once)")
 	flag.IntVar(&o.fetches, "fetches", 20, "fetches of the overview page")
 	flag.StringVar(&o.bin, "ferry", "", "ferry binary (default: build ./cmd/ferry)")
+	flag.StringVar(&o.profile, "cpuprofile", "", "directory for a CPU profile of the server over the reporting window (runs bench/profserver)")
 	flag.StringVar(&o.logs, "logs", "", "directory for the server's log (default: in the scratch directory)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -77,9 +80,16 @@ func run(o options) error {
 		return err
 	}
 	defer ws.Close()
-	srv, err := fleet.StartServerWith(ws.Bin, filepath.Join(ws.Dir, "server"), ws.Logs, fleet.ServerOptions{Plain: true, Args: []string{
+	so := fleet.ServerOptions{Plain: true, Args: []string{
 		"--heartbeat-interval", o.interval.String(), "--heartbeat-grace", "10m", "--log-level", "warn",
-		"--public-rate", "100000/s", "--public-burst", "100000"}})
+		"--public-rate", "100000/s", "--public-burst", "100000"}}
+	if o.profile != "" {
+		if ws.Bin, err = profctl.Build(ws.Dir, "", o.profile); err != nil {
+			return err
+		}
+		so.Control = fleet.FreePort()
+	}
+	srv, err := fleet.StartServerWith(ws.Bin, filepath.Join(ws.Dir, "server"), ws.Logs, so)
 	if err != nil {
 		return err
 	}
@@ -142,10 +152,20 @@ func run(o options) error {
 	fmt.Printf("every agent holds its %d checks after %v\n", o.checks, time.Since(start).Round(time.Millisecond))
 
 	idle := window(srv.PID(), o.window)
+	if so.Control != "" {
+		if err := profctl.Start(so.Control, filepath.Join(o.profile, "cpu-checks.pprof")); err != nil {
+			return err
+		}
+	}
 	f.reporting.Store(true)
 	sent0 := f.results.Load()
 	busy := window(srv.PID(), o.window)
 	f.reporting.Store(false)
+	if so.Control != "" {
+		if err := profctl.Stop(so.Control); err != nil {
+			return err
+		}
+	}
 	results := f.results.Load() - sent0
 	perResult := time.Duration(float64(busy-idle) / float64(max(results, 1)))
 	fmt.Printf("server CPU: %v idle, %v reporting over %v windows; %d results (%.0f/s, %d at once for a state change), %d frames refused or broken\n",
@@ -311,7 +331,9 @@ func (a *vagent) connect(ctx context.Context, c *client.Client, f *fleetRun, ope
 				continue
 			}
 			nextBeat = now.Add(f.interval)
-			if len(queue) == 0 {
+			// As `ferry agent`: routine results ride on a heartbeat once the oldest has waited
+			// 30 s (or 64 wait).
+			if len(queue) == 0 || len(queue) < api.MaxCheckResults/4 && now.Sub(queue[0].Time) < 30*time.Second {
 				st.Send(api.Sync{Generation: gen, Sparse: true})
 				continue
 			}
