@@ -126,10 +126,15 @@ Try, in another terminal:
   ferry deploy hello@1.1.0 --selector role=mirror --wait   # fails its health check: rolled back
   ferry deploy hello@1.2.0 --selector role=mirror --wait
   ferry logs %s hello --follow                      # its output, through the server; Ctrl-C ends
+  ferry check add root --selector role=mirror --disk / --warn 10%% --crit 5%%
+  ferry status                                        # sites, failing checks, open rollouts
   ferry events --follow
 
+Web interface: %s/ (sign in with the token above; the browser does not know this
+server's CA: accept its warning, or trust %s)
+
 Ctrl-C stops everything.
-`, nAgents, nSites, addr, dataDir, srv.AdminToken, addr, tokenFile, srv.CAFile, demoSites[0].Name+"-01", demoSites[0].Name+"-01")
+`, nAgents, nSites, addr, dataDir, srv.AdminToken, addr, tokenFile, srv.CAFile, demoSites[0].Name+"-01", demoSites[0].Name+"-01", addr, srv.CAFile)
 
 	var wg sync.WaitGroup
 	agentCtx, stopAgents := context.WithCancel(ctx)
