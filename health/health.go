@@ -38,6 +38,7 @@ type Service struct {
 	mu     sync.Mutex
 	series map[seriesKey]*series
 	closed []store.CheckBucket // history buckets that ended since the last flush
+	trend  []TrendPoint        // the fleet's checks by hard state, every trendEvery
 }
 
 // New returns a Service; Load reads what the store holds before it ingests.

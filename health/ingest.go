@@ -322,6 +322,7 @@ func (s *Service) FlushAll(ctx context.Context) error { return s.flush(ctx, true
 func (s *Service) flush(ctx context.Context, all bool) error {
 	now := s.clk.Now()
 	s.mu.Lock()
+	s.sampleTrend(now)
 	results := make([]api.NodeCheck, 0, len(s.series)/4)
 	buckets := s.closed
 	s.closed = nil

@@ -262,3 +262,50 @@ func TestHistory(t *testing.T) {
 		}
 	})
 }
+
+// The fleet's checks by hard state are sampled at a flush every five minutes, and kept two days.
+func TestTrend(t *testing.T) {
+	backend.Each(t, func(t *testing.T, st store.Store) {
+		ctx := context.Background()
+		fleet(t, st)
+		clk := clock.NewFake(t0)
+		s := New(Config{Store: st, Clock: clk})
+		ingest := func(node, state string) {
+			t.Helper()
+			if err := s.Ingest(ctx, node, []api.CheckResult{{Check: "load", State: state, Hard: true, Attempt: 1, Time: clk.Now()}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		flush := func() {
+			t.Helper()
+			if err := s.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ingest("n1", api.CheckOK)
+		ingest("n2", api.CheckCritical)
+		flush()
+		clk.Advance(2 * time.Minute)
+		ingest("n2", api.CheckOK)
+		flush() // within five minutes of the last sample: none
+		clk.Advance(3 * time.Minute)
+		flush()
+		tr := s.Trend()
+		if len(tr) != 2 || !tr[0].Time.Equal(t0) || !tr[1].Time.Equal(t0.Add(5*time.Minute)) {
+			t.Fatalf("trend %+v", tr)
+		}
+		if c := tr[0].Counts; c[api.CheckOK] != 1 || c[api.CheckCritical] != 1 || c[api.CheckWarning] != 0 {
+			t.Fatalf("first sample %v", c)
+		}
+		if c := tr[1].Counts; c[api.CheckOK] != 2 || c[api.CheckCritical] != 0 {
+			t.Fatalf("second sample %v", c)
+		}
+		for range 600 { // past two days of samples
+			clk.Advance(trendEvery)
+			flush()
+		}
+		if tr = s.Trend(); len(tr) != int(trendKeep/trendEvery) || !tr[len(tr)-1].Time.Equal(clk.Now()) {
+			t.Fatalf("after two days and more: %d samples, the last at %v", len(tr), tr[len(tr)-1].Time)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
@@ -74,5 +75,22 @@ func (w webHealth) CheckHistory(ctx context.Context, node, check string) ([]web.
 	return out, nil
 }
 
-// CheckSeries: the fleet's results over time are not kept yet, only each check's on each node.
-func (w webHealth) CheckSeries(context.Context) ([]web.Series, error) { return nil, nil }
+// CheckSeries is the fleet's checks by hard state over time: one line per state that is not OK
+// (how many node checks stand in it), and the OK ones.
+func (w webHealth) CheckSeries(context.Context) ([]web.Series, error) {
+	trend := w.h.Trend()
+	if !slices.ContainsFunc(trend, func(p health.TrendPoint) bool {
+		return p.Counts[api.CheckOK]+p.Counts[api.CheckWarning]+p.Counts[api.CheckCritical]+p.Counts[api.CheckUnknown] > 0
+	}) {
+		return nil, nil // no checks yet
+	}
+	var out []web.Series
+	for _, state := range []string{api.CheckCritical, api.CheckWarning, api.CheckUnknown, api.CheckOK} {
+		sr := web.Series{Name: "checks " + state, Unit: "checks"}
+		for _, p := range trend {
+			sr.Points = append(sr.Points, web.Point{Time: p.Time, Value: float64(p.Counts[state])})
+		}
+		out = append(out, sr)
+	}
+	return out, nil
+}
