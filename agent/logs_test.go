@@ -125,6 +125,13 @@ func TestLogsOfARunningApp(t *testing.T) {
 		!strings.Contains(got, "worker | worker line 1\nworker | worker line 2\nworker | worker line 3\n") {
 		t.Fatalf("tail of both: %q %v", got, err)
 	}
+	// The web interface's node page links an admin to the same tail.
+	if page := r.webPage("/nodes/n1"); !strings.Contains(page, `href="/nodes/n1/logs/hello"`) {
+		t.Errorf("the node page links to no log tail:\n%s", page)
+	}
+	if page := r.webPage("/nodes/n1/logs/hello"); !strings.Contains(page, "web | web line 1\nweb | web line 2\nweb | web line 3\n") {
+		t.Errorf("the web interface's log tail: %q", page)
+	}
 	got, err = logsOf(t, r.admin, "n1", client.LogsQuery{App: "hello", Process: "web", Tail: 2})
 	if err != nil || got != "web line 3\nweb poked\n" {
 		t.Fatalf("tail 2 of web: %q %v", got, err)

@@ -181,7 +181,7 @@ func (h *harness) call(method, path, tok string) int {
 // session (a POST also an admin and the session's CSRF token). Only the sign-in page and form,
 // sign-out and the assets are public there.
 var browserRoutes = []string{
-	"GET /{$}", "GET /map", "GET /sites/{name}", "GET /nodes/{name}", "GET /releases", "GET /rollouts",
+	"GET /{$}", "GET /map", "GET /sites/{name}", "GET /nodes/{name}", "GET /nodes/{name}/logs/{app}", "GET /releases", "GET /rollouts",
 	"GET /rollouts/{id}", "GET /rollouts/{id}/live", "POST /rollouts/{id}/{action}", "GET /stats",
 	"GET /events", "GET /events/live",
 }
@@ -198,7 +198,7 @@ func TestEveryBrowserRouteNeedsASession(t *testing.T) {
 	h.http.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	for _, pattern := range browserRoutes {
 		method, path, _ := strings.Cut(pattern, " ")
-		path = strings.NewReplacer("{$}", "", "{name}", "x", "{id}", "1", "{action}", "pause").Replace(path)
+		path = strings.NewReplacer("{$}", "", "{name}", "x", "{app}", "hello", "{id}", "1", "{action}", "pause").Replace(path)
 		req, _ := http.NewRequest(method, h.addr+path, strings.NewReader("csrf=x"))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Authorization", "Bearer "+h.srv.AdminToken) // the API's credential opens no page

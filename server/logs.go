@@ -136,11 +136,30 @@ func parseLogsQuery(q url.Values) (api.LogsRequest, error) {
 // nodeLogs serves GET /v1/nodes/{name}/logs: it records the request, waits for the agent's
 // upload and pipes it into the response as plain text.
 func (s *Server) nodeLogs(w http.ResponseWriter, r *http.Request) error {
-	node := r.PathValue("name")
 	req, err := parseLogsQuery(r.URL.Query())
 	if err != nil {
 		return err
 	}
+	return s.streamLogs(w, r, r.PathValue("name"), req)
+}
+
+// webLogTail is how many lines of an app's log the web interface shows.
+const webLogTail = 200
+
+// webLogs serves the web interface's log tail of an app on a node, as `ferry logs NODE APP
+// --tail 200` does, in plain text; the web interface lets only admins ask.
+func (s *Server) webLogs(w http.ResponseWriter, r *http.Request, node, app string) {
+	req, err := parseLogsQuery(url.Values{"app": {app}, "tail": {strconv.Itoa(webLogTail)}})
+	if err == nil {
+		err = s.streamLogs(w, r, node, req)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+	}
+}
+
+// streamLogs asks node's agent for the logs req names and passes them on to w as they come.
+func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, node string, req api.LogsRequest) error {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		return errorf(http.StatusInternalServerError, "streaming unsupported")

@@ -18,7 +18,7 @@ func (s *Server) newWeb() (*web.Handler, error) {
 	m := hmac.New(sha256.New, s.secret)
 	m.Write([]byte("web session key"))
 	return web.New(web.Config{Store: s.store, Inventory: s.inventory, Catalog: s.catalog, Rollouts: s.rollouts, Overview: s.overview,
-		Tokens: webTokens{s}, Health: webHealth{s.health, s.clk}, Probes: webProbes{s.probes}, Key: m.Sum(nil), Secure: s.tls != nil, Clock: s.clk, Logger: s.log.With("part", "web")})
+		Tokens: webTokens{s}, Health: webHealth{s.health, s.clk}, Probes: webProbes{s.probes}, Logs: s.webLogs, Key: m.Sum(nil), Secure: s.tls != nil, Clock: s.clk, Logger: s.log.With("part", "web")})
 }
 
 // webTokens checks the browser's tokens as the API checks bearer tokens.

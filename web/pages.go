@@ -164,6 +164,18 @@ type checkView struct {
 // recentScan is how far back in the log the node page looks for the node's events.
 const recentScan = 5000
 
+// nodeLogs shows an admin the tail of an app's log on a node, fetched from its agent.
+func (h *Handler) nodeLogs(w http.ResponseWriter, r *http.Request, s *session) error {
+	if s.Role != api.RoleAdmin {
+		return &pageError{http.StatusForbidden, "Logs can hold secrets: only an admin token may read them."}
+	}
+	if h.cfg.Logs == nil {
+		return &pageError{http.StatusNotFound, "This server does not fetch logs."}
+	}
+	h.cfg.Logs(w, r, r.PathValue("name"), r.PathValue("app"))
+	return nil
+}
+
 func (h *Handler) nodePage(w http.ResponseWriter, r *http.Request, s *session) error {
 	ctx := r.Context()
 	n, err := h.cfg.Store.Node(ctx, r.PathValue("name"))

@@ -44,6 +44,9 @@ type Config struct {
 	Tokens    Tokens
 	// Overview is the fleet at a glance: the overview page's map and sites' table.
 	Overview *overview.Service
+	// Logs, when set, serves the last lines of an app's log on a node, fetched from its agent,
+	// as plain text; only admins may ask, since logs can hold secrets.
+	Logs func(w http.ResponseWriter, r *http.Request, node, app string)
 	// Health and Probes default to NodeStatusHealth and NoProbes.
 	Health Health
 	Probes Probes
@@ -146,6 +149,7 @@ func (h *Handler) routes() {
 	h.page("GET /map", h.mapFragment)
 	h.page("GET /sites/{name}", h.sitePage)
 	h.page("GET /nodes/{name}", h.nodePage)
+	h.page("GET /nodes/{name}/logs/{app}", h.nodeLogs)
 	h.page("GET /releases", h.releasesPage)
 	h.page("GET /rollouts", h.rolloutsPage)
 	h.page("GET /rollouts/{id}", h.rolloutPage)
