@@ -32,6 +32,10 @@ type pollConn struct {
 	// comes after that read starts a turn of its own through the poller. Only the reader of the
 	// turn touches it; newTurn clears it.
 	drained bool
+	// hup is set once the poller has seen the peer close its side, or the socket's read side
+	// shut (stream.end): the end of the stream is then there to read, and comes with no
+	// further edge, so reads stop taking drained's word for it.
+	hup atomic.Bool
 }
 
 // newTurn begins a reader's turn at the connection, after the poller found it readable.
@@ -72,7 +76,7 @@ func (c *pollConn) Read(p []byte) (int, error) {
 	if !c.nonblock.Load() {
 		return c.TCPConn.Read(p)
 	}
-	if c.drained {
+	if c.drained && !c.hup.Load() {
 		return 0, os.ErrDeadlineExceeded
 	}
 	var n int
@@ -217,6 +221,9 @@ func (p *poller) loop() {
 				p.mu.Lock()
 				as := p.streams[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]
 				p.mu.Unlock()
+				if as != nil && ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+					as.pc.hup.Store(true) // before a reader can be told: it reads to the end
+				}
 				if as != nil && p.arrived(as) {
 					p.ready(as)
 				}
