@@ -138,7 +138,7 @@ type Server struct {
 	// serveCtx is Serve's context: agent streams outlive the request that opened them and end
 	// with it; streams counts them so Serve can wait for them before closing the store.
 	serveCtx context.Context
-	streams  sync.WaitGroup
+	streams  liveStreams
 	workers  *workers   // read and handle the streams' frames
 	fed      fedTo      // how far the change feed has been applied
 	statusMu sync.Mutex // orders the sweep's and heartbeats' status writes
@@ -562,7 +562,12 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	stop()
 	wg.Wait()
 	s.hub.endStreams()
-	s.streams.Wait()
+	for _, as := range s.streams.wait(streamsGrace) {
+		// Its reader never learnt the stream was ended: a bug, but not one to hang on.
+		s.log.Warn("agent stream still open after it was ended; closing it", "node", as.node, "polled", as.id != 0, "reading", as.reading.Load())
+		s.finish(as)
+	}
+	s.streams.wg.Wait()
 	s.poller.stop()
 	s.workers.stop()
 	s.flush(context.Background())

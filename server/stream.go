@@ -150,7 +150,7 @@ func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 		st:      st,
 		frames:  framer{limit: maxFrame},
 	}
-	s.streams.Add(1)
+	s.streams.add(as)
 	s.metrics.agentConnections.Inc()
 	if back {
 		s.nodeBack(as.ctx, node)
@@ -195,6 +195,9 @@ type agentStream struct {
 
 // finish ends a stream once its reader is done with it.
 func (s *Server) finish(as *agentStream) {
+	if !s.streams.take(as) {
+		return // finished already: Serve did, its reader having missed the end
+	}
 	if as.id != 0 {
 		s.poller.remove(as)
 	}
@@ -203,7 +206,7 @@ func (s *Server) finish(as *agentStream) {
 		s.gaveUp(as.node)
 	}
 	s.metrics.agentConnections.Dec()
-	s.streams.Done()
+	s.streams.release()
 }
 
 // pollStream runs on a worker when the poller found as readable (and once when the stream
