@@ -83,12 +83,13 @@ func (d *Detector) HeartbeatUp(name string, now time.Time) bool {
 	return true
 }
 
-// SetDown records that the node was marked down elsewhere (another replica's sweep), so that
-// its next heartbeat here reports its return.
-func (d *Detector) SetDown(name string) {
+// SetDown records that the node was judged down at judged (by this replica's sweep or
+// another's), so that its next heartbeat here reports its return — unless the detector heard
+// the node at or after judged: it came back since, and its return is being recorded.
+func (d *Detector) SetDown(name string, judged time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if e, ok := d.nodes[name]; ok {
+	if e, ok := d.nodes[name]; ok && e.seen.Before(judged) {
 		e.down = true
 	}
 }

@@ -110,12 +110,21 @@ func TestVouchAndSetDown(t *testing.T) {
 	d.Track("a", false, t0)
 	d.Track("b", false, t0)
 	d.Track("c", true, t0)
-	d.SetDown("a")
+	d.SetDown("a", t0.Add(time.Second))
 	if down, _ := d.Down("a"); !down {
 		t.Fatal("a not down after SetDown")
 	}
 	if back, _ := d.Heartbeat("a", t0.Add(20*time.Second)); !back {
 		t.Fatal("a's heartbeat after SetDown did not report its return")
+	}
+	// A node heard at or after it was judged down is back: the late word leaves it up.
+	d.SetDown("a", t0.Add(20*time.Second))
+	d.Heartbeat("b", t0.Add(10*time.Second))
+	d.SetDown("b", t0.Add(5*time.Second))
+	for _, n := range []string{"a", "b"} {
+		if down, _ := d.Down(n); down {
+			t.Fatalf("%s, heard at or after it was judged down, is down", n)
+		}
 	}
 	d.Vouch("b", t0.Add(20*time.Second))
 	if got := d.Sweep(t0.Add(40 * time.Second)); len(got) != 0 {
@@ -132,7 +141,7 @@ func TestVouchAndSetDown(t *testing.T) {
 	if down, _ := d.Down("c"); down {
 		t.Fatal("vouched node still down")
 	}
-	d.SetDown("ghost")
+	d.SetDown("ghost", t0)
 	d.Vouch("ghost", t0)
 	if _, known := d.Down("ghost"); known {
 		t.Fatal("SetDown or Vouch started tracking an unknown node")

@@ -70,7 +70,7 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			s.det.Vouch(e.Subject, s.clk.Now())
 		case api.EventNodeDown:
 			// So that the node's next heartbeat here, if it comes here, records its return.
-			s.det.SetDown(e.Subject)
+			s.det.SetDown(e.Subject, e.Time)
 		case api.EventNodeRevoked:
 			delete(refresh, e.Subject)
 			s.hub.remove(e.Subject)
