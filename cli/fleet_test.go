@@ -122,7 +122,19 @@ func (f *fleet) agent(name, site string, lbls map[string]string) (stop func()) {
 	if _, err := f.admin.WaitEvent(wait, 0, func(e api.Event) bool { return e.Type == "node.enrolled" && e.Subject == name }); err != nil {
 		f.t.Fatalf("agent %s did not enroll: %v", name, err)
 	}
-	return stop
+	// Its stream is open once it holds the desired state the server answered with: what the
+	// test asks of the node next reaches it.
+	for {
+		d, changed := a.Desired()
+		if d.Generation >= 1 {
+			return stop
+		}
+		select {
+		case <-changed:
+		case <-wait.Done():
+			f.t.Fatalf("agent %s holds no desired state: its stream did not open", name)
+		}
+	}
 }
 
 // bundle builds app@version in a temporary directory and returns the bundle's file.
