@@ -37,6 +37,9 @@ func (e *env) checkCmd() *cobra.Command {
 			if exec {
 				spec.Exec = a[1:]
 			}
+			if kinds := btoi(exec) + btoi(spec.HTTP != "") + btoi(spec.TCP != "") + btoi(spec.Disk != ""); kinds != 1 {
+				return Usagef("check add: give exactly one of --exec -- CMD ARGS..., --http URL, --tcp HOST:PORT or --disk PATH")
+			}
 			spec.Interval, spec.RetryInterval, spec.Timeout = api.Duration(interval), api.Duration(retryInterval), api.Duration(timeout)
 			c, err := e.client()
 			if err != nil {
@@ -162,4 +165,12 @@ func removeVerb(e *env, use, short, what string, remove func(ctx context.Context
 			return nil
 		},
 	}
+}
+
+// btoi is 1 for true.
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

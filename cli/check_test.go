@@ -90,7 +90,8 @@ func TestCheckAndAlertVerbs(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"check", "add", "x", "--selector", "a", "--exec"}, 2, "after --"},
-		{[]string{"check", "add", "x", "--selector", "a"}, 1, "exactly one of"},
+		{[]string{"check", "add", "x", "--selector", "a"}, 2, "exactly one of"},
+		{[]string{"check", "add", "x", "--selector", "a", "--tcp", "h:1", "--disk", "/"}, 2, "exactly one of"},
 		{[]string{"check", "add", "x", "--selector", "a", "--http", "ftp://h/"}, 1, "want http://"},
 		{[]string{"check", "add", "x", "--selector", "a", "--exec", "--", "check_load"}, 1, "absolute"},
 		{[]string{"check", "add", "load", "--selector", "a", "--tcp", "h:22"}, 1, "exists"},

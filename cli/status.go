@@ -39,7 +39,7 @@ func (e *env) printStatus(st api.Status) error {
 		up, down = up+s.Up, down+s.Down
 		rows = append(rows, []string{s.Name, s.Health, strconv.Itoa(s.Up), strconv.Itoa(s.Down)})
 	}
-	e.printf("%d sites, %d nodes up, %d down; %d failing checks; %d open alerts; %d open rollouts\n\n",
+	e.printf("%d sites, %d nodes up, %d down; %d failing checks; %d alerts not acknowledged; %d open rollouts\n\n",
 		len(st.Sites), up, down, len(st.Checks), st.Alerts, len(st.Rollouts))
 	if err := e.table([]string{"SITE", "HEALTH", "UP", "DOWN"}, rows); err != nil {
 		return err

@@ -93,7 +93,7 @@ waves:
 		t.Errorf("status with an argument: exit %d %s", code, errOut)
 	}
 	table := f.mustFerry("status")
-	for _, want := range []string{"3 sites, 2 nodes up, 1 down; 0 failing checks; 0 open alerts; 1 open rollouts",
+	for _, want := range []string{"3 sites, 2 nodes up, 1 down; 0 failing checks; 0 alerts not acknowledged; 1 open rollouts",
 		"fra   unreachable  0   1", "hello@1.1.0", "pilot awaiting_approval 0/2, rest pending 0/1"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("status table lacks %q:\n%s", want, table)

@@ -85,8 +85,9 @@ func (w webHealth) CheckSeries(context.Context) ([]web.Series, error) {
 		return nil, nil // no checks yet
 	}
 	var out []web.Series
-	for _, state := range []string{api.CheckCritical, api.CheckWarning, api.CheckUnknown, api.CheckOK} {
-		sr := web.Series{Name: "checks " + state, Unit: "checks"}
+	// In the plots' colours by line: blue, red, green, amber.
+	for _, state := range []string{api.CheckUnknown, api.CheckCritical, api.CheckOK, api.CheckWarning} {
+		sr := web.Series{Name: state, Unit: "checks"}
 		for _, p := range trend {
 			sr.Points = append(sr.Points, web.Point{Time: p.Time, Value: float64(p.Counts[state])})
 		}
