@@ -85,6 +85,18 @@ type installer struct {
 
 func (in *installer) appDir(app string) string { return filepath.Join(in.dir, appsDir, app) }
 
+// removeApp removes an app's releases, logs and state. The directory is first renamed out of
+// the way, so the app is gone in one step for whoever looks (a report being made meanwhile
+// included), then deleted.
+func (in *installer) removeApp(app string) error {
+	gone := filepath.Join(in.dir, appsDir, "."+app+".removed")
+	os.RemoveAll(gone) // what an interrupted removal left
+	if err := os.Rename(in.appDir(app), gone); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return os.RemoveAll(gone)
+}
+
 // versionDir names a version's directory: semantic versions hold no '/', and no '_' either,
 // so writing the epoch's ':' as '_' cannot collide.
 func versionDir(v string) string { return strings.ReplaceAll(v, ":", "_") }
@@ -107,6 +119,9 @@ func (in *installer) all() map[string]installed {
 	out := map[string]installed{}
 	ents, _ := os.ReadDir(filepath.Join(in.dir, appsDir))
 	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue // an app being removed (removeApp); no app name starts with a dot
+		}
 		if cur, ok := in.current(e.Name()); ok {
 			out[e.Name()] = cur
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"os"
 	"reflect"
 	"slices"
 	"sort"
@@ -183,7 +182,7 @@ func (a *Agent) undeployUnassigned(ctx context.Context, d api.Desired) {
 		if err := r.sup.Close(); err != nil {
 			a.log.Warn("undeploy: close supervisor", "app", name, "err", err)
 		}
-		if err := os.RemoveAll(a.inst.appDir(name)); err != nil {
+		if err := a.inst.removeApp(name); err != nil {
 			a.log.Error("undeploy: remove releases", "app", name, "err", err)
 		}
 		a.setFailed(name, nil)
