@@ -61,7 +61,7 @@ func (w webProbes) Mesh(ctx context.Context) (web.Mesh, error) {
 		return web.Mesh{}, err
 	}
 	p := list[0]
-	m := web.Mesh{Nodes: p.Nodes, Unit: "Mbit/s", Value: make([][]float64, len(p.Nodes)), Time: p.CreatedAt}
+	m := web.Mesh{Nodes: p.Nodes, Unit: "Mbit/s", HigherBetter: true, Value: make([][]float64, len(p.Nodes)), Time: p.CreatedAt}
 	if p.CompletedAt != nil {
 		m.Time = *p.CompletedAt
 	}

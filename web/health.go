@@ -65,8 +65,10 @@ type Series struct {
 type Mesh struct {
 	Nodes []string
 	Unit  string
-	Value [][]float64
-	Time  time.Time
+	// HigherBetter says a higher value is the better one (throughput); else lower is (latency).
+	HigherBetter bool
+	Value        [][]float64
+	Time         time.Time
 }
 
 // NodeStatusHealth derives health from the nodes' status: a site whose nodes are all up is ok,

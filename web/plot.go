@@ -85,8 +85,8 @@ func plotOf(series []Series) plot {
 // number formats a value briefly.
 func number(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
 
-// heat shades the mesh matrix: 0 for the best value seen, 9 for the worst (latency: lower is
-// better).
+// heat shades the mesh matrix: 0 for the best value seen, 9 for the worst (lower is better,
+// unless the mesh says higher is).
 func heat(m Mesh) [][]heatCell {
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, row := range m.Value {
@@ -107,6 +107,9 @@ func heat(m Mesh) [][]heatCell {
 			shade := 0
 			if hi > lo {
 				shade = int(math.Round((v - lo) / (hi - lo) * 9))
+			}
+			if m.HigherBetter {
+				shade = 9 - shade
 			}
 			out[i][j] = heatCell{Text: number(v), Shade: shade}
 		}

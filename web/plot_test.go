@@ -33,4 +33,9 @@ func TestHeat(t *testing.T) {
 	if !h[0][0].None || h[0][1].Shade != 0 || h[1][0].Shade != 9 || h[1][1].Shade != 5 || !strings.Contains(h[1][1].Text, "5.5") {
 		t.Fatalf("heat %+v", h)
 	}
+	// Throughput: the highest is the best, shaded 0.
+	h = heat(Mesh{Nodes: []string{"a", "b"}, HigherBetter: true, Value: [][]float64{{math.NaN(), 1}, {10, 5.5}}})
+	if h[0][1].Shade != 9 || h[1][0].Shade != 0 {
+		t.Fatalf("heat of throughput %+v", h)
+	}
 }
