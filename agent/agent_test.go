@@ -81,7 +81,11 @@ func startServer(t *testing.T, ctx context.Context, cfg server.Config) (string, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ctx, l)
+	// The server stops before its data directory is removed: it writes there as it stops.
+	sctx, stop := context.WithCancel(ctx)
+	served := make(chan struct{})
+	go func() { defer close(served); srv.Serve(sctx, l) }()
+	t.Cleanup(func() { stop(); <-served })
 	addr := "https://" + l.Addr().String()
 	admin, _ := client.New(addr, srv.AdminToken)
 	if err := admin.UseTLS(pki.ClientOptions{CAFile: srv.CAFile}); err != nil {
