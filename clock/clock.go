@@ -50,6 +50,23 @@ func Sleep(ctx context.Context, c Clock, d time.Duration) bool {
 	}
 }
 
+// WaitWake waits on c until wake (never, when wake is zero), a send on kick, or the end of
+// ctx, whichever comes first: the wait of a loop that works when stirred or when its next
+// deadline comes.
+func WaitWake(ctx context.Context, c Clock, wake time.Time, kick <-chan struct{}) {
+	var due <-chan time.Time
+	if !wake.IsZero() {
+		t := c.NewTimer(max(wake.Sub(c.Now()), 0))
+		defer t.Stop()
+		due = t.C()
+	}
+	select {
+	case <-ctx.Done():
+	case <-kick:
+	case <-due:
+	}
+}
+
 // Fake is a clock that moves only when Advance is called.
 type Fake struct {
 	mu     sync.Mutex

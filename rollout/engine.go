@@ -159,20 +159,7 @@ func (e *Engine) Run(ctx context.Context) {
 			e.log.Error("rollout engine: step; retrying", "err", err)
 			wake = e.clk.Now().Add(time.Second)
 		}
-		var timer clock.Timer
-		var due <-chan time.Time
-		if !wake.IsZero() {
-			timer = e.clk.NewTimer(max(wake.Sub(e.clk.Now()), 0))
-			due = timer.C()
-		}
-		select {
-		case <-ctx.Done():
-		case <-kick:
-		case <-due:
-		}
-		if timer != nil {
-			timer.Stop()
-		}
+		clock.WaitWake(ctx, e.clk, wake, kick)
 	}
 }
 
