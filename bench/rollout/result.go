@@ -22,6 +22,7 @@ type followed struct {
 	nodes    map[string]int       // rollout.node events by state
 	assigned map[string]time.Time // release.deployed naming the node
 	assigns  int                  // release.deployed events: the engine's steps that assigned
+	first    time.Time            // the first of them
 }
 
 // follow follows the event log from the rollout's start until it is no longer running.
@@ -36,6 +37,9 @@ func follow(ctx context.Context, c *client.Client, ro api.Rollout, timeout time.
 		case api.EventReleaseDeployed:
 			var d api.ReleaseDeployed
 			if e.Decode(&d) == nil && d.Rollout == ro.ID {
+				if f.assigns == 0 {
+					f.first = e.Time
+				}
 				f.assigns++
 				for _, n := range d.Nodes {
 					f.assigned[n] = e.Time
@@ -120,6 +124,8 @@ func (r *result) print() {
 	fmt.Printf("\n== %s\n", header(r.o))
 	fmt.Printf("rollout %d ended %s after %v%s; %d nodes done, %d failed, %d unreachable; %d assigning steps\n",
 		r.rollout.ID, f.state, wall.Round(time.Millisecond), reason(f.reason), f.nodes["done"], f.nodes["failed"], f.nodes["unreachable"], f.assigns)
+	fmt.Printf("the start call's rollout made at +%v, its first assignment at +%v\n",
+		r.rollout.CreatedAt.Sub(r.t0).Round(time.Millisecond), f.first.Sub(r.t0).Round(time.Millisecond))
 	fmt.Printf("streams that broke and were opened again during the rollout: %d\n", r.lost)
 	fmt.Printf("\n| wave | nodes | down | failed | batches | ideal | actual | ratio |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	var ideal time.Duration
