@@ -3,7 +3,6 @@ package rollout
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"maps"
 	"slices"
@@ -27,32 +26,51 @@ type Engine struct {
 
 	mu   sync.Mutex
 	memo map[int64]decoded // by rollout
+
+	// observed is what each open rollout's nodes say of its app, kept between steps and
+	// brought up to date for the nodes read again: only the stepping goroutine uses it.
+	observed map[int64]*observation
 }
 
-// decoded is a rollout's plan and progress as the engine last decoded or saved them, with the
-// bytes they were read from or written as: a step whose record holds the same bytes skips
-// decoding them. At 10,000 nodes they are ~1.6 MB of JSON, and decoding them was the largest
-// part of a step.
+// decoded is a rollout as the engine last read or wrote it, at revision rev: a step of a rollout
+// the store still holds at that revision takes it from here instead of reading and decoding it.
+// At 10,000 nodes the plan and progress are ~1.6 MB of JSON, and reading and decoding them was
+// the largest part of a step.
 type decoded struct {
-	plan, progress []byte
-	p              Plan
-	pr             Progress
+	rev      int64
+	rec      store.RolloutRecord // without its documents
+	progress []byte              // the rollout's own progress, as stored
+	p        Plan
+	pr       Progress
 }
 
-// decode returns rec's plan and progress, from the memo when rec holds what it was made of.
-// Neither is changed by a step (Step and Halt work on copies).
-func (e *Engine) decode(rec store.RolloutRecord) (Plan, Progress, error) {
+// observation is what a rollout's nodes say of its app, and the nodes read again since.
+type observation struct {
+	obs   map[string]Observed
+	stale map[string]bool
+}
+
+// decode returns rollout id as the store holds it at revision rev, from the memo when it holds
+// that revision. Neither plan nor progress is changed by a step (Step and Halt work on copies).
+func (e *Engine) decode(tx store.Tx, id, rev int64) (decoded, error) {
 	e.mu.Lock()
-	m, ok := e.memo[rec.ID]
+	m, ok := e.memo[id]
 	e.mu.Unlock()
-	if ok && bytes.Equal(m.plan, rec.Plan) && bytes.Equal(m.progress, rec.Progress) {
-		return m.p, m.pr, nil
+	if ok && m.rev == rev {
+		return m, nil
+	}
+	rec, err := tx.Rollout(id)
+	if err != nil {
+		return decoded{}, err
 	}
 	p, pr, err := decode(rec)
-	if err == nil {
-		e.remember(rec.ID, decoded{plan: rec.Plan, progress: rec.Progress, p: p, pr: pr})
+	if err != nil {
+		return decoded{}, err
 	}
-	return p, pr, err
+	m = decoded{rev: rec.Rev, progress: rec.Progress, p: p, pr: pr}
+	rec.Plan, rec.Progress, rec.Nodes = nil, nil, nil
+	m.rec = rec
+	return m, nil
 }
 
 func (e *Engine) remember(id int64, d decoded) {
@@ -93,8 +111,19 @@ func stirs(e api.Event) bool {
 // inProgress are the app states of a release on its way to a node.
 var inProgress = []string{api.AppStateDownloading, api.AppStateInstalling, api.AppStateStarting, api.AppStateVerifying}
 
-// StepGap is the least time between the starts of two steps the change feed wakes.
-const StepGap = 200 * time.Millisecond
+// The least time between the starts of two steps the change feed wakes, while a rollout moves:
+// twice as long as the last step took, within these bounds, so that the engine steps at most
+// half the time and the reports that come meanwhile (a batch of nodes finishing together) are
+// taken in by one step, not a step each. A step costs what changed since the last (a few
+// milliseconds at 10,000 nodes), so a freed slot mostly waits minStepGap at most before the next
+// node is given the release.
+const (
+	minStepGap = 5 * time.Millisecond
+	maxStepGap = 200 * time.Millisecond
+)
+
+// stepGap is the gap after a step that took took.
+func stepGap(took time.Duration) time.Duration { return min(maxStepGap, max(minStepGap, 2*took)) }
 
 // Run steps rollouts until ctx ends (the lead is lost or the server stops). It keeps the nodes it
 // observes between steps and reads again only those the change feed names (see seen).
@@ -139,18 +168,20 @@ func (e *Engine) Run(ctx context.Context) {
 		}
 	}()
 	var last time.Time
+	var took time.Duration
 	busy := false // a rollout is under way: its last step asked to be woken
 	for ctx.Err() == nil {
 		// Reports come in bursts (a batch of nodes finishing together): while a rollout moves,
-		// a step soon after the last one waits out the rest of StepGap, so one step takes in
-		// the whole burst, and the agents' reports are not queued behind a step per report.
-		if gap := e.clk.Now().Sub(last); busy && gap < StepGap {
-			if !clock.Sleep(ctx, e.clk, StepGap-gap) {
+		// a step soon after the last one waits out the rest of the gap, so that one step takes
+		// in what came meanwhile.
+		if since, gap := e.clk.Now().Sub(last), stepGap(took); busy && since < gap {
+			if !clock.Sleep(ctx, e.clk, gap-since) {
 				return
 			}
 		}
 		last = e.clk.Now()
 		wake, err := e.stepAll(ctx, seen)
+		took = e.clk.Now().Sub(last)
 		busy = !wake.IsZero()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -169,20 +200,19 @@ func (e *Engine) StepAll(ctx context.Context) (time.Time, error) { return e.step
 
 // stepAll is StepAll over the nodes as seen keeps them (nil: read every node).
 func (e *Engine) stepAll(ctx context.Context, seen *seen) (time.Time, error) {
-	var open []store.RolloutRecord
-	if err := e.store.Update(ctx, func(tx store.Tx) (err error) {
-		open, err = tx.OpenRollouts("")
-		return err
-	}); err != nil || len(open) == 0 {
+	open, err := e.store.OpenRolloutIDs(ctx)
+	if err != nil || len(open) == 0 {
+		clear(e.observed)
 		return time.Time{}, err
 	}
-	byName, err := seen.nodes(ctx, e.store, e.clk.Now())
+	byName, fresh, err := seen.nodes(ctx, e.store, e.clk.Now())
 	if err != nil {
 		return time.Time{}, err
 	}
+	e.refreshed(open, fresh)
 	var wake time.Time
-	for _, rec := range open {
-		w, err := e.step(ctx, rec.ID, byName)
+	for _, id := range open {
+		w, err := e.step(ctx, id, byName)
 		if err != nil {
 			return time.Time{}, err
 		}
@@ -193,18 +223,61 @@ func (e *Engine) stepAll(ctx context.Context, seen *seen) (time.Time, error) {
 	return wake, nil
 }
 
-// seen is the engine's copy of the fleet's nodes between steps, of which a step uses the status
-// and the app reports. Reading every node costs a step
-// the fleet's size (most of a step at 10,000 nodes, and steps come with every report while a
-// rollout moves), so after a first whole read it reads again only the nodes named by the events
+// refreshed notes, for the observations of the open rollouts, the nodes read again (nil: every
+// node), and forgets those of rollouts no longer open.
+func (e *Engine) refreshed(open []int64, fresh []string) {
+	if e.observed == nil {
+		e.observed = map[int64]*observation{}
+	}
+	for id, o := range e.observed {
+		if fresh == nil || !slices.Contains(open, id) {
+			delete(e.observed, id)
+			continue
+		}
+		for _, name := range fresh {
+			o.stale[name] = true
+		}
+	}
+}
+
+// observe returns what the nodes of rollout id, of plan p, say of app: from what it kept, with
+// the nodes read again since brought up to date.
+func (e *Engine) observe(id int64, p Plan, pr Progress, app string, nodes map[string]store.NodeState) map[string]Observed {
+	o := e.observed[id]
+	if o == nil {
+		o = &observation{obs: observe(p, app, nodes), stale: map[string]bool{}}
+		if e.observed != nil {
+			e.observed[id] = o
+		}
+		return o.obs
+	}
+	for name := range o.stale {
+		if _, planned := pr.Nodes[name]; !planned {
+			continue
+		}
+		if n, ok := nodes[name]; ok {
+			o.obs[name] = observeNode(n, app)
+		} else {
+			delete(o.obs, name) // removed: down for good
+		}
+	}
+	clear(o.stale)
+	return o.obs
+}
+
+// seen is the engine's copy of the fleet's nodes' status and app reports between steps (nothing
+// else of them: reading whole nodes took the first step of a rollout at 10,000 nodes most of a
+// second). Reading every node costs a step the fleet's size (most of a step at 10,000 nodes, and
+// steps come with every report while a rollout moves), so after a first whole read it reads
+// again only the nodes named by the events
 // the change feed delivered since: every change to a node's status or app report comes with an
 // event whose subject is the node. A report that changes nothing an event tells of (the
 // processes' pids, say) is seen by the next whole read, every fullRead.
 type seen struct {
 	mu    sync.Mutex
-	dirty map[string]bool     // subjects of events since the last read
-	all   map[string]api.Node // nil until the first whole read
-	full  time.Time           // when last read whole
+	dirty map[string]bool            // subjects of events since the last read
+	all   map[string]store.NodeState // nil until the first whole read
+	full  time.Time                  // when last read whole
 }
 
 // fullRead is how often seen reads every node all the same.
@@ -220,11 +293,12 @@ func (s *seen) changed(subject string) {
 	s.dirty[subject] = true
 }
 
-// nodes returns the fleet's nodes by name, fresh as of the events delivered so far. A nil s
-// reads them all.
-func (s *seen) nodes(ctx context.Context, st store.Store, now time.Time) (map[string]api.Node, error) {
+// nodes returns the fleet's nodes by name, fresh as of the events delivered so far, and the
+// names read again since the last call (nil when every node was). A nil s reads them all.
+func (s *seen) nodes(ctx context.Context, st store.Store, now time.Time) (map[string]store.NodeState, []string, error) {
 	if s == nil {
-		return readAll(ctx, st)
+		all, err := st.NodeStates(ctx, nil)
+		return all, nil, err
 	}
 	s.mu.Lock()
 	dirty := s.dirty
@@ -232,26 +306,23 @@ func (s *seen) nodes(ctx context.Context, st store.Store, now time.Time) (map[st
 	all, full := s.all, s.full
 	s.mu.Unlock()
 	if all == nil || !now.Before(full.Add(fullRead)) || len(dirty) > len(all)/2 {
-		all, err := readAll(ctx, st)
+		all, err := st.NodeStates(ctx, nil)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		s.mu.Lock()
 		s.all, s.full = all, now
 		s.mu.Unlock()
-		return all, nil
+		return all, nil, nil
 	}
 	if len(dirty) == 0 {
-		return all, nil
+		return all, []string{}, nil
 	}
 	names := slices.Collect(maps.Keys(dirty))
-	var fresh map[string]api.Node
-	if err := st.Update(ctx, func(tx store.Tx) (err error) {
-		fresh, err = tx.Nodes(names)
-		return err
-	}); err != nil {
+	fresh, err := st.NodeStates(ctx, names) // a read: it does not wait for the store's writer
+	if err != nil {
 		s.changedAll(names)
-		return nil, err
+		return nil, nil, err
 	}
 	// Only the stepping goroutine reads and changes all: no step holds it while this runs.
 	for _, name := range names {
@@ -261,7 +332,7 @@ func (s *seen) nodes(ctx context.Context, st store.Store, now time.Time) (map[st
 			delete(all, name) // removed, or not a node
 		}
 	}
-	return all, nil
+	return all, names, nil
 }
 
 // changedAll notes again subjects a failed read did not refresh.
@@ -271,52 +342,46 @@ func (s *seen) changedAll(names []string) {
 	}
 }
 
-func readAll(ctx context.Context, st store.Store) (map[string]api.Node, error) {
-	nodes, err := st.Nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	byName := make(map[string]api.Node, len(nodes))
-	for _, n := range nodes {
-		byName[n.Name] = n
-	}
-	return byName, nil
-}
-
 // observe returns what the nodes of p say of app.
-func observe(p Plan, app string, nodes map[string]api.Node) map[string]Observed {
+func observe(p Plan, app string, nodes map[string]store.NodeState) map[string]Observed {
 	obs := map[string]Observed{}
 	for _, w := range p.Waves {
 		for _, pn := range w.Nodes {
-			n, ok := nodes[pn.Name]
-			if !ok {
-				continue // removed: down for good
+			if n, ok := nodes[pn.Name]; ok { // a node removed is down for good
+				obs[pn.Name] = observeNode(n, app)
 			}
-			o := Observed{Up: n.Status == api.StatusUp}
-			for _, a := range n.Apps {
-				if a.App == app {
-					o.Version, o.State, o.Pending, o.Error, o.Attempt = a.Version, a.State, a.Pending, a.Error, a.Attempt
-				}
-			}
-			obs[pn.Name] = o
 		}
 	}
 	return obs
 }
 
+// observeNode returns what node n says of app.
+func observeNode(n store.NodeState, app string) Observed {
+	o := Observed{Up: n.Status == api.StatusUp}
+	for _, a := range n.Apps {
+		if a.App == app {
+			o.Version, o.State, o.Pending, o.Error, o.Attempt = a.Version, a.State, a.Pending, a.Error, a.Attempt
+		}
+	}
+	return o
+}
+
 // step takes one step of rollout id, in one transaction: it returns the rollout's next wake-up.
-func (e *Engine) step(ctx context.Context, id int64, nodes map[string]api.Node) (time.Time, error) {
+// It writes the rollout's own progress and the nodes whose progress changed.
+func (e *Engine) step(ctx context.Context, id int64, nodes map[string]store.NodeState) (time.Time, error) {
 	ctx = store.WithActor(ctx, store.System)
 	var wake time.Time
+	var kept decoded // what was written, kept once it is committed
 	err := e.store.Update(ctx, func(tx store.Tx) error {
-		rec, err := tx.Rollout(id)
-		if err != nil || !rec.Open {
+		rev, open, err := tx.RolloutRev(id)
+		if err != nil || !open {
 			return err
 		}
-		p, pr, err := e.decode(rec)
+		m, err := e.decode(tx, id, rev)
 		if err != nil {
 			return err
 		}
+		rec, p, pr := m.rec, m.p, m.pr
 		now := e.clk.Now().UTC()
 		subject := api.RolloutSubject(id)
 		var evs []api.Event
@@ -327,7 +392,7 @@ func (e *Engine) step(ctx context.Context, id int64, nodes map[string]api.Node) 
 				evs = append(evs, api.NewEvent(now, api.EventRolloutState, subject, api.RolloutStateChanged{ID: id, From: before, To: pr.State, Reason: pr.Reason}))
 			}
 		}
-		res := Step(p, rec.Version, pr, observe(p, rec.App, nodes), now)
+		res := Step(p, rec.Version, pr, e.observe(id, p, pr, rec.App, nodes), now)
 		if !res.Wake.IsZero() {
 			wake = res.Wake
 		}
@@ -337,7 +402,7 @@ func (e *Engine) step(ctx context.Context, id int64, nodes map[string]api.Node) 
 		}
 		evs = append(evs, more...)
 		evs = append(evs, notes(id, p, pr.State, res.Notes, now)...)
-		b, err := json.Marshal(res.Progress)
+		b, changed, err := encode(m.pr, res.Progress)
 		if err != nil {
 			return err
 		}
@@ -345,20 +410,26 @@ func (e *Engine) step(ctx context.Context, id int64, nodes map[string]api.Node) 
 		if !res.Wake.IsZero() {
 			next = &res.Wake
 		}
-		if len(evs) == 0 && bytes.Equal(b, rec.Progress) && sameTime(next, rec.Wake) && rec.Open == res.Progress.Open() {
+		if len(evs) == 0 && len(changed) == 0 && bytes.Equal(b, m.progress) && sameTime(next, rec.Wake) && rec.Open == res.Progress.Open() {
+			kept = m
 			return nil // nothing new: write nothing, so the feed stays quiet
 		}
-		if _, err := saveJSON(tx, rec, res.Progress, b, next, now); err != nil {
+		saved, err := saveEncoded(tx, rec, res.Progress, b, changed, next, now)
+		if err != nil {
 			return err
 		}
-		// Should the transaction not commit, the record keeps other bytes than these, and the
-		// next step decodes it afresh.
-		e.remember(id, decoded{plan: rec.Plan, progress: b, p: p, pr: res.Progress})
+		saved.Nodes = nil
+		kept = decoded{rev: saved.Rev, rec: saved, progress: b, p: p, pr: res.Progress}
 		if len(evs) > 0 {
 			_, err = tx.AppendEvents(evs...)
 		}
 		return err
 	})
+	if err == nil && kept.rev != 0 {
+		// Only once committed: a step that did not commit leaves the store at an older
+		// revision, which the next step then reads afresh.
+		e.remember(id, kept)
+	}
 	return wake, err
 }
 

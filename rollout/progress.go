@@ -50,9 +50,11 @@ type Progress struct {
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"` // why it halted, rolled back or was aborted
 	// Wave is the index of the wave in hand: the earliest one not done.
-	Wave  int                     `json:"wave"`
-	Waves []WaveProgress          `json:"waves"`
-	Nodes map[string]NodeProgress `json:"nodes"`
+	Wave  int            `json:"wave"`
+	Waves []WaveProgress `json:"waves"`
+	// Nodes is stored apart, a document per node (store.RolloutRecord.Nodes), so that a step
+	// writes only the nodes it moved: see encode.
+	Nodes map[string]NodeProgress `json:"-"`
 	// Attempt grows at each retry; it goes with every assignment the rollout makes, so an agent
 	// that gave up on the release tries it again.
 	Attempt int64 `json:"attempt,omitempty"`

@@ -165,9 +165,15 @@ func (s *Service) Start(ctx context.Context, req Request) (api.Rollout, api.Even
 	}
 	now := s.clk.Now().UTC()
 	pr := Begin(p)
-	planJSON, _ := json.Marshal(p)
-	prJSON, _ := json.Marshal(pr)
-	rec := store.RolloutRecord{App: req.App, Version: req.Version, Policy: name, Plan: planJSON, Progress: prJSON,
+	planJSON, err := json.Marshal(p)
+	if err != nil {
+		return api.Rollout{}, api.Event{}, err
+	}
+	prJSON, nodes, err := encode(Progress{}, pr)
+	if err != nil {
+		return api.Rollout{}, api.Event{}, err
+	}
+	rec := store.RolloutRecord{App: req.App, Version: req.Version, Policy: name, Plan: planJSON, Progress: prJSON, Nodes: nodes,
 		State: pr.State, Open: true, CreatedAt: now, CreatedBy: store.ActorFrom(ctx).ID, UpdatedAt: now}
 	var ev api.Event
 	err = s.store.Update(ctx, func(tx store.Tx) error {
@@ -325,7 +331,42 @@ func decode(rec store.RolloutRecord) (Plan, Progress, error) {
 	if err := json.Unmarshal(rec.Progress, &pr); err != nil {
 		return p, pr, fmt.Errorf("rollout %d: progress: %w", rec.ID, err)
 	}
+	pr.Nodes = make(map[string]NodeProgress, len(rec.Nodes))
+	for name, b := range rec.Nodes {
+		var np NodeProgress
+		if err := json.Unmarshal(b, &np); err != nil {
+			return p, pr, fmt.Errorf("rollout %d: progress of node %s: %w", rec.ID, name, err)
+		}
+		pr.Nodes[name] = np
+	}
 	return p, pr, nil
+}
+
+// encode returns what is stored of next, a rollout's progress that was before: the document of
+// the rollout's own progress, and that of each node whose progress differs from before (every
+// node's, from an empty before).
+func encode(before, next Progress) ([]byte, map[string][]byte, error) {
+	b, err := json.Marshal(next)
+	if err != nil {
+		return nil, nil, err
+	}
+	nodes := map[string][]byte{}
+	for name, np := range next.Nodes {
+		if was, ok := before.Nodes[name]; ok && sameNode(was, np) {
+			continue
+		}
+		if nodes[name], err = json.Marshal(np); err != nil {
+			return nil, nil, err
+		}
+	}
+	return b, nodes, nil
+}
+
+// sameNode reports whether two node progresses say the same.
+func sameNode(a, b NodeProgress) bool {
+	since := a.Since.Equal(b.Since)
+	a.Since, b.Since = time.Time{}, time.Time{}
+	return since && a == b
 }
 
 // Operators' changes to a rollout (Act).
@@ -372,7 +413,7 @@ func (s *Service) Act(ctx context.Context, id int64, action string, a api.Rollou
 		if err != nil {
 			return err
 		}
-		if rec, err = save(tx, rec, next, rec.Wake, now); err != nil {
+		if rec, err = save(tx, rec, pr, next, rec.Wake, now); err != nil {
 			return err
 		}
 		view = View(rec, p, next)
@@ -435,20 +476,23 @@ func reasonOr(text, fallback string) string {
 	return fallback
 }
 
-// save writes a rollout's new progress: its state, whether the engine still has work, and when
-// it wants its next step.
-func save(tx store.Tx, rec store.RolloutRecord, pr Progress, wake *time.Time, now time.Time) (store.RolloutRecord, error) {
-	b, err := json.Marshal(pr)
+// save writes a rollout's new progress, next, that was before: its state, whether the engine
+// still has work, when it wants its next step, and the nodes whose progress changed. It returns
+// the record as written, at its new revision, with the nodes it wrote.
+func save(tx store.Tx, rec store.RolloutRecord, before, next Progress, wake *time.Time, now time.Time) (store.RolloutRecord, error) {
+	b, nodes, err := encode(before, next)
 	if err != nil {
 		return rec, err
 	}
-	return saveJSON(tx, rec, pr, b, wake, now)
+	return saveEncoded(tx, rec, next, b, nodes, wake, now)
 }
 
-// saveJSON is save of pr already encoded as b.
-func saveJSON(tx store.Tx, rec store.RolloutRecord, pr Progress, b []byte, wake *time.Time, now time.Time) (store.RolloutRecord, error) {
-	rec.Progress, rec.State, rec.Open, rec.Wake, rec.UpdatedAt = b, pr.State, pr.Open(), wake, now
-	return rec, tx.UpdateRollout(rec)
+// saveEncoded is save of pr already encoded.
+func saveEncoded(tx store.Tx, rec store.RolloutRecord, pr Progress, b []byte, nodes map[string][]byte, wake *time.Time, now time.Time) (store.RolloutRecord, error) {
+	rec.Progress, rec.Nodes, rec.State, rec.Open, rec.Wake, rec.UpdatedAt = b, nodes, pr.State, pr.Open(), wake, now
+	rev, err := tx.UpdateRollout(rec)
+	rec.Rev = rev
+	return rec, err
 }
 
 // Open reports whether the engine still has work on a rollout in this state: anything but an

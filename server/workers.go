@@ -15,8 +15,11 @@ type workers struct {
 }
 
 // workersPerCPU bounds how many frames are handled at once. Most frames are handled in memory;
-// the few that write to the store wait for it, so there are more workers than CPUs.
-const workersPerCPU = 8
+// the few that write to the store wait for it, so there are many more workers than CPUs: the
+// app reports that wait together are written in one transaction (assign's group commit), so a
+// burst of them (the hundreds of nodes of a rollout's batch finishing together) takes a few
+// transactions with this many workers, where 8 per CPU took one per 16 reports.
+const workersPerCPU = 32
 
 func startWorkers() *workers {
 	w := &workers{jobs: make(chan func([]byte)), done: make(chan struct{})}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
@@ -26,6 +27,9 @@ type SQLite struct {
 	r       *sql.DB   // readers
 	changes Broadcast // fired after each commit
 	lock    *os.File  // held open while the database is: one server per database
+	tail    tail      // the newest events, for the feed's followers
+	// committing is held from a commit until its events are in the tail.
+	committing sync.Mutex
 }
 
 var _ Store = (*SQLite)(nil)
@@ -72,6 +76,12 @@ func openSQLite(ctx context.Context, file string) (*SQLite, error) {
 		s.Close()
 		return nil, err
 	}
+	last, err := s.LastEventID(ctx)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.tail.start(last)
 	return s, nil
 }
 
@@ -137,17 +147,28 @@ func (s *SQLite) migrate(ctx context.Context) error {
 
 // tx runs fn in a write transaction and commits it.
 func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.txEvents(ctx, func(tx *sql.Tx, _ *[]api.Event) error { return fn(tx) })
+}
+
+// txEvents is tx whose fn notes the events it appends, for the tail.
+func (s *SQLite) txEvents(ctx context.Context, fn func(*sql.Tx, *[]api.Event) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if err := fn(tx); err != nil {
+	var added []api.Event
+	if err := fn(tx, &added); err != nil {
 		return err
 	}
+	// The tail takes the events in the order they were committed: commits are one at a time,
+	// but the writer's connection is free for the next as soon as this one returns.
+	s.committing.Lock()
+	defer s.committing.Unlock()
 	if err := tx.Commit(); err != nil {
 		return err
 	}
+	s.tail.add(added)
 	s.changes.Fire()
 	return nil
 }
@@ -446,6 +467,54 @@ func (s *SQLite) Node(ctx context.Context, name string) (api.Node, error) {
 	return n, assignedOf(ctx, s.r, &n)
 }
 
+// NodesNamed reads the named nodes that exist, with their assignments.
+func (s *SQLite) NodesNamed(ctx context.Context, names []string) (map[string]api.Node, error) {
+	if len(names) == 0 {
+		return map[string]api.Node{}, nil
+	}
+	nodes, err := nodesNamed(ctx, s.r, names)
+	if err != nil {
+		return nil, err
+	}
+	all, err := assignments(ctx, s.r, ` WHERE a.node IN (SELECT value FROM json_each(?))`, mustJSON(names))
+	if err != nil {
+		return nil, err
+	}
+	for name, a := range all {
+		if n, ok := nodes[name]; ok {
+			n.Assigned = a
+			nodes[name] = n
+		}
+	}
+	return nodes, nil
+}
+
+// NodeStates reads the status and app report of the named nodes (of all when names is nil).
+func (s *SQLite) NodeStates(ctx context.Context, names []string) (map[string]NodeState, error) {
+	query, args := `SELECT name, status, apps FROM nodes`, []any{}
+	if names != nil {
+		query, args = query+` WHERE name IN (SELECT value FROM json_each(?))`, []any{mustJSON(names)}
+	}
+	rows, err := s.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]NodeState{}
+	for rows.Next() {
+		var name, apps string
+		var st NodeState
+		if err := rows.Scan(&name, &st.Status, &apps); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(apps), &st.Apps); err != nil {
+			return nil, fmt.Errorf("node %s apps: %w", name, err)
+		}
+		out[name] = st
+	}
+	return out, rows.Err()
+}
+
 // nodesNamed reads the named nodes that exist, in one query; their assignments are not filled.
 func nodesNamed(ctx context.Context, q querier, names []string) (map[string]api.Node, error) {
 	return nodesWhere(ctx, q, ` WHERE n.name IN (SELECT value FROM json_each(?))`, mustJSON(names))
@@ -537,6 +606,14 @@ func (s *SQLite) LastEventID(ctx context.Context) (int64, error) {
 
 // Events reads the log after since.
 func (s *SQLite) Events(ctx context.Context, since int64, limit int) ([]api.Event, error) {
+	if evs, ok := s.tail.after(since, limit); ok {
+		return evs, nil
+	}
+	return s.logEvents(ctx, since, limit)
+}
+
+// logEvents reads the log after since from the database.
+func (s *SQLite) logEvents(ctx context.Context, since int64, limit int) ([]api.Event, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT id, time, type, subject, data, actor, role, source FROM events WHERE id > ? ORDER BY id LIMIT ?`, since, limit)
 	if err != nil {
 		return nil, err

@@ -17,13 +17,14 @@ var _ Updater = (*SQLite)(nil)
 // Update runs fn in one write transaction. SQLite has one writer, so transactions of Update
 // run one at a time.
 func (s *SQLite) Update(ctx context.Context, fn func(Tx) error) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return fn(sqliteTx{ctx: ctx, tx: tx}) })
+	return s.txEvents(ctx, func(tx *sql.Tx, added *[]api.Event) error { return fn(sqliteTx{ctx: ctx, tx: tx, added: added}) })
 }
 
 // sqliteTx is a Tx over one SQLite write transaction.
 type sqliteTx struct {
-	ctx context.Context
-	tx  *sql.Tx
+	ctx   context.Context
+	tx    *sql.Tx
+	added *[]api.Event // the events appended, for the tail once committed
 }
 
 func (t sqliteTx) exec(query string, args ...any) (sql.Result, error) {
@@ -302,11 +303,19 @@ func (t sqliteTx) SetNodeApps(node string, apps []api.NodeApp) error {
 }
 
 func (t sqliteTx) AppendEvents(evs ...api.Event) ([]api.Event, error) {
-	return appendEvents(t.ctx, t.tx, evs)
+	return t.appendEvents(t.ctx, evs)
 }
 
 func (t sqliteTx) AppendEventsAs(a Actor, evs ...api.Event) ([]api.Event, error) {
-	return appendEvents(WithActor(t.ctx, a), t.tx, evs)
+	return t.appendEvents(WithActor(t.ctx, a), evs)
+}
+
+func (t sqliteTx) appendEvents(ctx context.Context, evs []api.Event) ([]api.Event, error) {
+	evs, err := appendEvents(ctx, t.tx, evs)
+	if err == nil && t.added != nil {
+		*t.added = append(*t.added, evs...)
+	}
+	return evs, err
 }
 
 // The reads of the catalog.

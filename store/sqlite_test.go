@@ -120,6 +120,27 @@ func TestSQLiteEventActorMigration(t *testing.T) {
 	}
 }
 
+// A rollout from before each node's progress had a row of its own keeps every node's progress,
+// now in rows, and its progress without them.
+func TestSQLiteRolloutNodesMigration(t *testing.T) {
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "ferry.db")
+	db := schemaAt(t, file, 19)
+	if _, err := db.Exec(`INSERT INTO rollouts (app, version, policy, plan, progress, state, open, created_at, created_by, updated_at)
+		VALUES ('hello', '1.1.0', 'minor', '{}', '{"state":"running","wave":0,"nodes":{"n1":{"wave":0,"state":"done","moved":true},"n2":{"wave":1,"state":"pending"}}}',
+		'running', 1, '2026-05-01T12:00:00Z', 'token:abc', '2026-05-01T12:00:00Z')`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s := openFile(t, file)
+	defer s.Close()
+	r, err := s.Rollout(ctx, 1)
+	if err != nil || string(r.Progress) != `{"state":"running","wave":0}` || r.Rev != 1 || len(r.Nodes) != 2 ||
+		string(r.Nodes["n1"]) != `{"wave":0,"state":"done","moved":true}` || string(r.Nodes["n2"]) != `{"wave":1,"state":"pending"}` {
+		t.Fatalf("Rollout = %+v (nodes %q) %v", r, r.Nodes, err)
+	}
+}
+
 func openFile(t *testing.T, file string) *store.SQLite {
 	t.Helper()
 	s, err := store.OpenSQLite(context.Background(), file)

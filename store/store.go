@@ -41,6 +41,12 @@ type Store interface {
 	// reported, in no particular order: the fleet's apps without reading every node.
 	AppCounts(ctx context.Context) ([]AppCount, error)
 	Node(ctx context.Context, name string) (api.Node, error)
+	// NodesNamed reads the named nodes that exist, with their assignments, in one pass whatever
+	// their number: what a change to some nodes of a large fleet needs, without reading it all.
+	NodesNamed(ctx context.Context, names []string) (map[string]api.Node, error)
+	// NodeStates reads the status and app report of the named nodes that exist (of every node
+	// when names is nil), and nothing else of them: what the rollout engine follows.
+	NodeStates(ctx context.Context, names []string) (map[string]NodeState, error)
 	SetFacts(ctx context.Context, name string, f api.Facts) error
 	// TouchNodes records last-seen times in one batch.
 	TouchNodes(ctx context.Context, seen map[string]time.Time) error
@@ -69,6 +75,9 @@ type Store interface {
 	// OpenRollouts returns the rollouts the engine still steps, of app ("" for all), by id: a
 	// read outside any transaction, for overviews (Tx.OpenRollouts is the engine's).
 	OpenRollouts(ctx context.Context, app string) ([]RolloutRecord, error)
+	// OpenRolloutIDs returns the ids of the rollouts the engine still steps, without reading
+	// them.
+	OpenRolloutIDs(ctx context.Context) ([]int64, error)
 
 	// Probe returns one mesh probe; Probes the latest MaxProbeList, newest first.
 	Probe(ctx context.Context, id int64) (ProbeRecord, error)
@@ -156,6 +165,12 @@ const (
 type AppCount struct {
 	App, Version, State string
 	Nodes               int
+}
+
+// NodeState is a node's status and what its agent last reported of its apps.
+type NodeState struct {
+	Status string
+	Apps   []api.NodeApp
 }
 
 // NodeRecord is what enrollment stores about a new node.

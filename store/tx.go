@@ -108,16 +108,21 @@ type Tx interface {
 	// for several callers (a batch of nodes' reports).
 	AppendEventsAs(a Actor, evs ...api.Event) ([]api.Event, error)
 
-	// InsertRollout stores a new rollout and returns its id.
+	// InsertRollout stores a new rollout, its nodes' progress with it, at revision 1, and
+	// returns its id.
 	InsertRollout(r RolloutRecord) (int64, error)
 	// Rollout returns one rollout, held for the rest of the transaction where the backend can
 	// (PostgreSQL locks its row), so two replicas never step it at once.
 	Rollout(id int64) (RolloutRecord, error)
+	// RolloutRev returns a rollout's revision and whether it is open, held as Rollout holds
+	// it, without reading its documents.
+	RolloutRev(id int64) (rev int64, open bool, err error)
 	// OpenRollouts returns the rollouts the engine still steps, of app ("" for all), by id.
 	OpenRollouts(app string) ([]RolloutRecord, error)
-	// UpdateRollout writes a rollout's progress, state, open and wake; ErrNotFound when the
-	// rollout is not there.
-	UpdateRollout(r RolloutRecord) error
+	// UpdateRollout writes a rollout's progress, state, open and wake, and the progress of the
+	// nodes in r.Nodes (the others keep theirs); it returns the rollout's new revision, and
+	// ErrNotFound when the rollout is not there.
+	UpdateRollout(r RolloutRecord) (int64, error)
 	// AssignRollout makes app@version the desired release of the named nodes that are not
 	// revoked on behalf of a rollout, on its terms, pinned (no channel); it returns the nodes
 	// whose assignment changed (another version, attempt or terms) and bumps their generations.

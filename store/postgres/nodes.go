@@ -116,6 +116,57 @@ func (s *Store) Node(ctx context.Context, name string) (api.Node, error) {
 	return nodes[0], err
 }
 
+// NodesNamed reads the named nodes that exist, with their assignments.
+func (s *Store) NodesNamed(ctx context.Context, names []string) (map[string]api.Node, error) {
+	if len(names) == 0 {
+		return map[string]api.Node{}, nil
+	}
+	rows, err := s.pool.Query(ctx, nodeQuery+` WHERE n.name = ANY($1)`, names)
+	if err != nil {
+		return nil, err
+	}
+	found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (api.Node, error) { return scanNode(r) })
+	if err != nil {
+		return nil, err
+	}
+	if err := fillAssigned(ctx, s.pool, found); err != nil {
+		return nil, err
+	}
+	out := make(map[string]api.Node, len(found))
+	for _, n := range found {
+		out[n.Name] = n
+	}
+	return out, nil
+}
+
+// NodeStates reads the status and app report of the named nodes (of all when names is nil).
+func (s *Store) NodeStates(ctx context.Context, names []string) (map[string]store.NodeState, error) {
+	query, args := `SELECT name, status, apps FROM nodes`, []any{}
+	if names != nil {
+		query, args = query+` WHERE name = ANY($1)`, []any{names}
+	}
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]store.NodeState{}
+	for rows.Next() {
+		var name string
+		var st store.NodeState
+		if err := rows.Scan(&name, &st.Status, &st.Apps); err != nil {
+			return nil, err
+		}
+		for i := range st.Apps {
+			if t := st.Apps[i].InstalledAt; t != nil {
+				*t = t.UTC()
+			}
+		}
+		out[name] = st
+	}
+	return out, rows.Err()
+}
+
 // SetFacts replaces a node's facts.
 func (s *Store) SetFacts(ctx context.Context, name string, f api.Facts) error {
 	tag, err := s.pool.Exec(ctx, `UPDATE nodes SET facts = $1 WHERE name = $2`, f, name)

@@ -1,8 +1,10 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -11,9 +13,10 @@ import (
 	"github.com/ferryhq/ferry/store"
 )
 
-// testRollouts: a rollout round-trips whole, OpenRollouts (in a transaction and outside one)
-// finds only those still open, and a rollout's assignment changes a node again only for another
-// version or attempt.
+// testRollouts: a rollout round-trips whole, with its nodes' progress; an update writes the
+// nodes it is given, keeps the others and moves the revision on; OpenRollouts (in a transaction
+// and outside one) and OpenRolloutIDs find only those still open; and a rollout's assignment
+// changes a node again only for another version or attempt.
 func testRollouts(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	addSite(t, s, "ams", 1)
@@ -21,7 +24,8 @@ func testRollouts(t *testing.T, s store.Store) {
 	enroll(t, s, "ams", "n2")
 	wake := t0.Add(time.Hour)
 	rec := store.RolloutRecord{App: "hello", Version: "1.1.0", Policy: "minor", Plan: []byte(`{"waves":[]}`), Progress: []byte(`{"state":"running"}`),
-		State: "running", Open: true, Wake: &wake, CreatedAt: t0, CreatedBy: "token:abc", UpdatedAt: t0}
+		State: "running", Open: true, Wake: &wake, CreatedAt: t0, CreatedBy: "token:abc", UpdatedAt: t0,
+		Nodes: map[string][]byte{"n1": []byte(`{"state":"pending"}`), "n2": []byte(`{"wave":1,"state":"pending"}`)}, Rev: 1}
 	var ids []int64
 	err := s.Update(ctx, func(tx store.Tx) error {
 		for _, app := range []string{"hello", "other"} {
@@ -56,10 +60,17 @@ func testRollouts(t *testing.T, s store.Store) {
 			return err
 		}
 		r.Progress, r.State, r.Open, r.Wake, r.UpdatedAt = []byte(`{"state":"completed"}`), "completed", false, nil, t0.Add(time.Minute)
-		if err := tx.UpdateRollout(r); err != nil {
-			return err
+		r.Nodes = map[string][]byte{"n1": []byte(`{"state":"done"}`)}
+		if rev, err := tx.UpdateRollout(r); err != nil || rev != 2 {
+			t.Errorf("update: revision %d, %v", rev, err)
 		}
-		if err := tx.UpdateRollout(store.RolloutRecord{ID: 9999}); !errors.Is(err, store.ErrNotFound) {
+		if rev, open, err := tx.RolloutRev(ids[0]); err != nil || rev != 2 || open {
+			t.Errorf("RolloutRev after the update: %d %v %v", rev, open, err)
+		}
+		if _, _, err := tx.RolloutRev(9999); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("RolloutRev of an unknown rollout: %v", err)
+		}
+		if _, err := tx.UpdateRollout(store.RolloutRecord{ID: 9999}); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("update of an unknown rollout: %v", err)
 		}
 		open, err := tx.OpenRollouts("")
@@ -75,8 +86,12 @@ func testRollouts(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	got, err = s.Rollout(ctx, ids[0])
-	if err != nil || got.State != "completed" || got.Open || got.Wake != nil || string(got.Progress) != `{"state":"completed"}` || !got.UpdatedAt.Equal(t0.Add(time.Minute)) {
+	if err != nil || got.State != "completed" || got.Open || got.Wake != nil || string(got.Progress) != `{"state":"completed"}` || !got.UpdatedAt.Equal(t0.Add(time.Minute)) ||
+		got.Rev != 2 || len(got.Nodes) != 2 || string(got.Nodes["n1"]) != `{"state":"done"}` || string(got.Nodes["n2"]) != `{"wave":1,"state":"pending"}` {
 		t.Fatalf("after update %+v, %v", got, err)
+	}
+	if open, err := s.OpenRolloutIDs(ctx); err != nil || !slices.Equal(open, ids[1:]) {
+		t.Fatalf("OpenRolloutIDs = %v, %v", open, err)
 	}
 	if open, err := s.OpenRollouts(ctx, ""); err != nil || len(open) != 1 || !equalRollout(open[0], withID(rec, "other", ids[1])) {
 		t.Fatalf("open rollouts outside a transaction %+v, %v", open, err)
@@ -141,7 +156,8 @@ func equalRollout(a, b store.RolloutRecord) bool {
 	wakeEq := (a.Wake == nil) == (b.Wake == nil) && (a.Wake == nil || a.Wake.Equal(*b.Wake))
 	return a.ID == b.ID && a.App == b.App && a.Version == b.Version && a.Policy == b.Policy && string(a.Plan) == string(b.Plan) &&
 		string(a.Progress) == string(b.Progress) && a.State == b.State && a.Open == b.Open && wakeEq &&
-		a.CreatedAt.Equal(b.CreatedAt) && a.CreatedBy == b.CreatedBy && a.UpdatedAt.Equal(b.UpdatedAt)
+		a.CreatedAt.Equal(b.CreatedAt) && a.CreatedBy == b.CreatedBy && a.UpdatedAt.Equal(b.UpdatedAt) && a.Rev == b.Rev &&
+		maps.EqualFunc(a.Nodes, b.Nodes, bytes.Equal)
 }
 
 // withID is rec of app as stored under id.

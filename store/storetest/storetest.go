@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -309,5 +310,40 @@ func testAssigned(t *testing.T, s store.Store) {
 		if (want == "") != (len(n.Assigned) == 0) || (want != "" && n.Assigned[0].Version != want) {
 			t.Fatalf("%s assigned %+v", n.Name, n.Assigned)
 		}
+	}
+	// NodesNamed reads what Node reads, for the names that exist, and skips the others.
+	named, err := s.NodesNamed(ctx, []string{"n2", "m05", "nowhere"})
+	if err != nil || len(named) != 2 {
+		t.Fatalf("NodesNamed = %v %v", named, err)
+	}
+	for _, name := range []string{"n2", "m05"} {
+		one, err := s.Node(ctx, name)
+		if err != nil || !reflect.DeepEqual(named[name], one) {
+			t.Fatalf("NodesNamed[%s] = %+v, Node = %+v %v", name, named[name], one, err)
+		}
+	}
+	if none, err := s.NodesNamed(ctx, nil); err != nil || len(none) != 0 {
+		t.Fatalf("NodesNamed(nil) = %v %v", none, err)
+	}
+	// NodeStates reads the status and apps Node reads, of the names that exist or of every node.
+	update(t, ctx, s, func(tx store.Tx) error {
+		return tx.SetNodeApps("n2", []api.NodeApp{{App: "hello", Version: "1.1.0", State: api.AppStateRunning}})
+	})
+	update(t, ctx, s, func(tx store.Tx) error { return tx.SetNodeStatus("m05", api.StatusDown) })
+	states, err := s.NodeStates(ctx, []string{"n2", "m05", "nowhere"})
+	if err != nil || len(states) != 2 {
+		t.Fatalf("NodeStates = %v %v", states, err)
+	}
+	for _, name := range []string{"n2", "m05"} {
+		one, err := s.Node(ctx, name)
+		if err != nil || states[name].Status != one.Status || !reflect.DeepEqual(states[name].Apps, one.Apps) {
+			t.Fatalf("NodeStates[%s] = %+v, Node = %+v %v", name, states[name], one, err)
+		}
+	}
+	if states["m05"].Status != api.StatusDown || len(states["n2"].Apps) != 1 {
+		t.Fatalf("NodeStates = %+v", states)
+	}
+	if every, err := s.NodeStates(ctx, nil); err != nil || len(every) != len(many) {
+		t.Fatalf("NodeStates(nil) = %d nodes, %v; want %d", len(every), err, len(many))
 	}
 }
