@@ -45,6 +45,7 @@ func suite() []suiteTest {
 		{"Alerts", testAlerts},
 		{"AppCounts", testAppCounts},
 		{"Probes", testProbes},
+		{"PruneProbes", testPruneProbes},
 	}
 }
 
