@@ -110,6 +110,16 @@ func (s *Service) List(ctx context.Context) ([]api.Probe, error) {
 	return out, nil
 }
 
+// Retention is how long a completed probe is kept, counted from its completion; the newest
+// store.MaxProbeList probes, what ferry probe list shows, stay whatever their age.
+const Retention = 30 * 24 * time.Hour
+
+// Prune forgets the completed probes past their retention, and says how many. The leader
+// runs it now and then.
+func (s *Service) Prune(ctx context.Context) (int64, error) {
+	return s.store.PruneProbes(ctx, s.clk.Now().Add(-Retention), store.MaxProbeList)
+}
+
 // Listening records that node listens for a link at host:l.Port (host: where its report came
 // from), or that it could not; node must be the link's To, and the link must wait for it.
 func (s *Service) Listening(ctx context.Context, node string, ref api.ProbeLinkRef, host string, l api.ProbeListening) (api.Event, error) {
