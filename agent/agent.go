@@ -116,8 +116,10 @@ type Agent struct {
 	reconnected chan struct{}
 	// logUploads counts the logs uploads under way (serveLogs).
 	logUploads atomic.Int32
-	// probes counts the mesh probe links under way (serveProbe).
-	probes atomic.Int32
+	// probes counts the mesh probe links under way (serveProbe), and probing holds them
+	// (api.ProbeLinkRef), so that an order the server repeats does not run twice.
+	probes  atomic.Int32
+	probing sync.Map
 }
 
 type failure struct {

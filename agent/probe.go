@@ -49,6 +49,13 @@ func (a *Agent) serveProbe(ctx context.Context, o api.ProbeOrder) {
 		a.log.Warn("ignored a probe order", "err", err)
 		return
 	}
+	// A server sends an order again on each stream the agent opens while the link waits for
+	// it, since one sent on a stream that broke may never have come.
+	if !a.takeLink(o.ProbeLinkRef) {
+		a.log.Debug("ignored a repeated probe order", "probe", o.Probe, "link", o.Link)
+		return
+	}
+	defer a.probing.Delete(o.ProbeLinkRef)
 	busy := a.probes.Add(1) > maxProbes
 	defer a.probes.Add(-1)
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(o.Duration)+api.ProbeSetup)
@@ -101,6 +108,12 @@ func (a *Agent) serveProbe(ctx context.Context, o api.ProbeOrder) {
 		return
 	}
 	log.Info("probe measured", "up_mbps", res.UpMbps, "down_mbps", res.DownMbps, "rtt_avg_ms", res.RTTms.Avg, "error", res.Error)
+}
+
+// takeLink notes that the agent works on a link, and reports false when it does already.
+func (a *Agent) takeLink(ref api.ProbeLinkRef) bool {
+	_, under := a.probing.LoadOrStore(ref, struct{}{})
+	return !under
 }
 
 // probeListener is one link's listener.

@@ -2,14 +2,53 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"math"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/clock"
 )
+
+// An agent whose stream is not open when its order comes gets it once its stream opens: n2
+// (the listener) and n1 (the side that connects) each come back only after the event that
+// gives them their order has passed this replica, and the pair is measured all the same.
+func TestProbeOrderWaitsForTheStream(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	h := start(t, Config{HeartbeatInterval: time.Hour, HeartbeatGrace: 3 * time.Hour, Clock: clk})
+	ctx := context.Background()
+	h.site("ams", 2)
+	dirs := map[string]string{}
+	for _, name := range []string{"n1", "n2"} {
+		dirs[name] = t.TempDir()
+		a, stop := h.runAgent(name, h.enrollToken("ams", 1), dirs[name])
+		waitGeneration(t, a, 1)
+		stop() // the node stays up: the fake clock never reaches its grace
+	}
+	since := lastEventID(t, h.admin)
+	p, err := h.admin.StartProbe(ctx, api.ProbeStart{Selector: "site=ams", Bytes: api.MinProbeBytes, Duration: api.Duration(5 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// comeBack restarts the node's agent once this replica has applied ev: the order went
+	// nowhere, or on the stream the stopped agent left, which is closing.
+	comeBack := func(ev api.Event, node string) {
+		t.Helper()
+		h.srv.settle(ctx, ev)
+		h.runAgent("", "", dirs[node])
+	}
+	comeBack(h.waitEvent(since, api.EventProbeLinkStarted, "n2"), "n2")
+	comeBack(h.waitEvent(since, api.EventProbeLinkListening, "n1"), "n1")
+	h.waitEvent(since, api.EventProbeCompleted, api.ProbeSubject(p.ID))
+	got, err := h.admin.Probe(ctx, p.ID)
+	if err != nil || got.Done != 1 || got.Failed != 0 || got.Pairs[0].Mbps <= 0 {
+		t.Fatalf("probe %+v, %v", got, err)
+	}
+}
 
 // FuzzDecodeProbeReport: an agent's probe report the server accepts is within its bounds
 // (throughput and round trips positive and finite, round trips in order, an error alone and
