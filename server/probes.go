@@ -62,8 +62,8 @@ func probeLink(r *http.Request) (api.ProbeLinkRef, error) {
 }
 
 // agentProbeListening serves POST /v1/agent/probes/{id}/links/{link}/listening: the port the
-// session's node listens on for a link it is To of. The connecting agent dials the address
-// the report came from.
+// session's node listens on for a link it is To of. The connecting agent dials the host the
+// listener states, or else the address the report came from.
 func (s *Server) agentProbeListening(w http.ResponseWriter, r *http.Request) error {
 	var l api.ProbeListening
 	return s.agentProbeReport(w, r, &l, func(node string, ref api.ProbeLinkRef) (api.Event, error) {

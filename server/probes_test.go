@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/clock"
 )
@@ -50,6 +52,31 @@ func TestProbeOrderWaitsForTheStream(t *testing.T) {
 	}
 }
 
+// The connecting agent dials the host the listener states (its --probe-address here), not the
+// address its report came from: behind a proxy that is the proxy's.
+func TestProbeDialsTheStatedHost(t *testing.T) {
+	h := start(t, Config{})
+	ctx := context.Background()
+	h.site("ams", 2)
+	for name, host := range map[string]string{"n1": "", "n2": "127.0.0.2"} {
+		a, _ := h.runAgentWith(agent.Config{Token: h.enrollToken("ams", 1), Name: name, ProbeAddress: host})
+		waitGeneration(t, a, 1)
+	}
+	since := lastEventID(t, h.admin)
+	p, err := h.admin.StartProbe(ctx, api.ProbeStart{Selector: "site=ams", Bytes: api.MinProbeBytes, Duration: api.Duration(5 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l api.ProbeLinkListening
+	if ev := h.waitEvent(since, api.EventProbeLinkListening, "n1"); ev.Decode(&l) != nil || !strings.HasPrefix(l.Addr, "127.0.0.2:") {
+		t.Fatalf("n2 listens at %q, want 127.0.0.2", l.Addr)
+	}
+	h.waitEvent(since, api.EventProbeCompleted, api.ProbeSubject(p.ID))
+	if got, err := h.admin.Probe(ctx, p.ID); err != nil || got.Done != 1 {
+		t.Fatalf("probe %+v, %v", got, err)
+	}
+}
+
 // FuzzDecodeProbeReport: an agent's probe report the server accepts is within its bounds
 // (throughput and round trips positive and finite, round trips in order, an error alone and
 // short), however it was made; a refusal is a 400 in one line, and an accepted report encodes
@@ -60,7 +87,8 @@ func FuzzDecodeProbeReport(f *testing.F) {
 		`{"error":"connect to n2 at 10.0.0.2:4000: connection refused"}`,
 		`{"rtt_ms":{"min":1,"avg":0.5,"max":2},"up_mbps":1,"down_mbps":1}`,
 		`{"rtt_ms":{"min":1e400,"avg":1,"max":1},"up_mbps":1,"down_mbps":1}`,
-		`{"port":4000}`, `{"port":0,"error":"x"}`, `{"port":70000}`, `{"error":"x","up_mbps":3}`, `[`, `null`, `{}`,
+		`{"port":4000}`, `{"port":4000,"host":"192.0.2.10"}`, `{"port":4000,"host":"2001:db8::1"}`, `{"port":4000,"host":"fe80::1%eth0"}`,
+		`{"port":4000,"host":"example.com"}`, `{"port":4000,"host":"0.0.0.0"}`, `{"error":"x","host":"192.0.2.10"}`, `{"port":0,"error":"x"}`, `{"port":70000}`, `{"error":"x","up_mbps":3}`, `[`, `null`, `{}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -98,8 +126,11 @@ func FuzzDecodeProbeReport(f *testing.F) {
 		check(&res, err)
 		var l api.ProbeListening
 		err = decodeProbeReport(bytes.NewReader(b), &l)
-		if err == nil && (l.Error == "" && (l.Port < 1 || l.Port > 65535) || len(l.Error) > api.MaxProbeError) {
+		if err == nil && (l.Error == "" && (l.Port < 1 || l.Port > 65535) || len(l.Error) > api.MaxProbeError || l.Error != "" && l.Host != "") {
 			t.Fatalf("%s: accepted %+v", b, l)
+		}
+		if a, perr := netip.ParseAddr(l.Host); err == nil && l.Host != "" && (perr != nil || a.String() != l.Host || a.IsUnspecified() || a.Zone() != "") {
+			t.Fatalf("%s: accepted host %q", b, l.Host)
 		}
 		check(&l, err)
 	})
