@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,14 +16,38 @@ import (
 	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/store"
 )
 
 // An agent whose stream is not open when its order comes gets it once its stream opens: n2
 // (the listener) and n1 (the side that connects) each come back only after the event that
-// gives them their order has passed this replica, and the pair is measured all the same.
+// gives them their order has passed the replicas, and the pair is measured all the same,
+// whether they come back to the replica they left or to another over the same store.
 func TestProbeOrderWaitsForTheStream(t *testing.T) {
-	clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
-	h := start(t, Config{HeartbeatInterval: time.Hour, HeartbeatGrace: 3 * time.Hour, Clock: clk})
+	for _, other := range []bool{false, true} {
+		t.Run(fmt.Sprintf("other replica %v", other), func(t *testing.T) {
+			clk := clock.NewFake(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+			st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "ferry.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := Config{HeartbeatInterval: time.Hour, HeartbeatGrace: 3 * time.Hour, Clock: clk,
+				Store: st, ClusterKey: filepath.Join(t.TempDir(), "cluster.key")}
+			h := start(t, cfg)
+			back := h
+			if other {
+				cfg.Store = follower{st}
+				back = start(t, cfg)
+			}
+			probeAfterStreams(t, h, back)
+		})
+	}
+}
+
+// probeAfterStreams enrolls n1 and n2 on h and stops them, starts a probe, and brings each
+// back on back once its order has passed both replicas: the order went nowhere, or on the
+// stream the stopped agent left, which is closing.
+func probeAfterStreams(t *testing.T, h, back *harness) {
 	ctx := context.Background()
 	h.site("ams", 2)
 	dirs := map[string]string{}
@@ -36,12 +62,11 @@ func TestProbeOrderWaitsForTheStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// comeBack restarts the node's agent once this replica has applied ev: the order went
-	// nowhere, or on the stream the stopped agent left, which is closing.
 	comeBack := func(ev api.Event, node string) {
 		t.Helper()
 		h.srv.settle(ctx, ev)
-		h.runAgent("", "", dirs[node])
+		back.srv.settle(ctx, ev)
+		back.runAgent("", "", dirs[node])
 	}
 	comeBack(h.waitEvent(since, api.EventProbeLinkStarted, "n2"), "n2")
 	comeBack(h.waitEvent(since, api.EventProbeLinkListening, "n1"), "n1")
