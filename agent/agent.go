@@ -66,6 +66,10 @@ type Config struct {
 	// ferry-ports in the temporary directory); agents that should not see each other's claims
 	// may be given their own.
 	PortClaimDir string
+	// ProbeAddress is the IP address the agent states its peers reach its mesh-probe
+	// listeners at (api.CheckProbeHost); default: the local address it reaches the server
+	// from. Set it where that is not the one peers can reach (a 1:1 NAT, say).
+	ProbeAddress string
 	// Frames, when set, is called with each frame the agent has sent on its stream, from the
 	// stream's goroutine: tests read the check results the frames carry.
 	Frames func(api.Sync)
@@ -116,8 +120,10 @@ type Agent struct {
 	reconnected chan struct{}
 	// logUploads counts the logs uploads under way (serveLogs).
 	logUploads atomic.Int32
-	// probes counts the mesh probe links under way (serveProbe).
-	probes atomic.Int32
+	// probes counts the mesh probe links under way (serveProbe), and probing holds them
+	// (api.ProbeLinkRef), so that an order the server repeats does not run twice.
+	probes  atomic.Int32
+	probing sync.Map
 }
 
 type failure struct {
@@ -130,6 +136,11 @@ type failure struct {
 func New(cfg Config) (*Agent, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("--data is required: the directory for the node's key and state")
+	}
+	if cfg.ProbeAddress != "" {
+		if err := api.CheckProbeHost(cfg.ProbeAddress); err != nil {
+			return nil, fmt.Errorf("--probe-address: %w", err)
+		}
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}

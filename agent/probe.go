@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/binary"
@@ -9,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +52,13 @@ func (a *Agent) serveProbe(ctx context.Context, o api.ProbeOrder) {
 		a.log.Warn("ignored a probe order", "err", err)
 		return
 	}
+	// A server sends an order again on each stream the agent opens while the link waits for
+	// it, since one sent on a stream that broke may never have come.
+	if !a.takeLink(o.ProbeLinkRef) {
+		a.log.Debug("ignored a repeated probe order", "probe", o.Probe, "link", o.Link)
+		return
+	}
+	defer a.probing.Delete(o.ProbeLinkRef)
 	busy := a.probes.Add(1) > maxProbes
 	defer a.probes.Add(-1)
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(o.Duration)+api.ProbeSetup)
@@ -66,7 +76,7 @@ func (a *Agent) serveProbe(ctx context.Context, o api.ProbeOrder) {
 		if err != nil {
 			l.Error = err.Error()
 		} else {
-			l.Port = pl.port()
+			l.Port, l.Host = pl.port(), a.probeHost()
 			defer pl.close()
 		}
 		if err := a.api.ProbeListening(ctx, a.sessionToken(), o.ProbeLinkRef, l); err != nil {
@@ -101,6 +111,36 @@ func (a *Agent) serveProbe(ctx context.Context, o api.ProbeOrder) {
 		return
 	}
 	log.Info("probe measured", "up_mbps", res.UpMbps, "down_mbps", res.DownMbps, "rtt_avg_ms", res.RTTms.Avg, "error", res.Error)
+}
+
+// probeHost is the address the agent states its probe listeners are reached at: the
+// configured one, else the local address of the route to the server (a UDP socket's connect
+// picks the route and sends nothing). Empty when neither is known: the server then takes the
+// address the report came from.
+func (a *Agent) probeHost() string {
+	if a.cfg.ProbeAddress != "" {
+		return a.cfg.ProbeAddress
+	}
+	u, err := url.Parse(a.api.Addr())
+	if err != nil {
+		return ""
+	}
+	c, err := net.Dial("udp", net.JoinHostPort(u.Hostname(), cmp.Or(u.Port(), "443")))
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	ip, ok := netip.AddrFromSlice(c.LocalAddr().(*net.UDPAddr).IP)
+	if host := ip.Unmap().String(); ok && api.CheckProbeHost(host) == nil {
+		return host
+	}
+	return ""
+}
+
+// takeLink notes that the agent works on a link, and reports false when it does already.
+func (a *Agent) takeLink(ref api.ProbeLinkRef) bool {
+	_, under := a.probing.LoadOrStore(ref, struct{}{})
+	return !under
 }
 
 // probeListener is one link's listener.

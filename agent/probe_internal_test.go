@@ -132,3 +132,16 @@ func TestProbeListenerEndsInTime(t *testing.T) {
 		t.Fatal("the listener still accepts after its time")
 	}
 }
+
+// An order for a link under way is not carried out again; once the link is through, it is.
+func TestProbeOrderRepeated(t *testing.T) {
+	var a Agent
+	ref := api.ProbeLinkRef{Probe: 1, Link: 2}
+	if !a.takeLink(ref) || a.takeLink(ref) || !a.takeLink(api.ProbeLinkRef{Probe: 1, Link: 3}) {
+		t.Fatal("a repeated order was taken, or a new one refused")
+	}
+	a.probing.Delete(ref)
+	if !a.takeLink(ref) {
+		t.Fatal("an order for a link through was refused")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -18,8 +19,9 @@ import (
 // one link at a time:
 //
 //  1. probe.link_started (subject: the link's To node): the replica holding To's stream sends
-//     it a ProbeOrder to listen; its agent opens a listener on a port it picks and reports the
-//     port (POST /v1/agent/probes/{id}/links/{link}/listening).
+//     it a ProbeOrder to listen (or, when To has no stream open, the replica where it opens
+//     one, within the link's time); its agent opens a listener on a port it picks and reports
+//     the port and the host peers reach it at (POST /v1/agent/probes/{id}/links/{link}/listening).
 //  2. probe.link_listening (subject: From): the replica holding From's stream sends it a
 //     ProbeOrder to connect to that address; the agent connects, presents the link's secret
 //     first (the listener closes any connection that does not), measures ProbePings round
@@ -233,9 +235,13 @@ func (o ProbeOrder) Validate() error {
 }
 
 // ProbeListening is the body of POST /v1/agent/probes/{id}/links/{link}/listening: the port
-// the agent listens on, or why it cannot.
+// the agent listens on, or why it cannot. Host is the IP address the agent states its peers
+// reach it at (its configured probe address, or the local address it reaches the server
+// from); without it the server takes the address the report came from, which is a proxy's
+// when one stands between agents and server.
 type ProbeListening struct {
 	Port  int    `json:"port,omitempty"`
+	Host  string `json:"host,omitempty"`
 	Error string `json:"error,omitempty"`
 }
 
@@ -289,8 +295,21 @@ func (l ProbeListening) Validate() error {
 	if l.Error == "" && (l.Port <= 0 || l.Port > 65535) {
 		return fmt.Errorf("invalid port %d: want 1 to 65535", l.Port)
 	}
-	if l.Error != "" && l.Port != 0 {
+	if l.Error != "" && (l.Port != 0 || l.Host != "") {
 		return errors.New("a listener that failed reports its error alone")
+	}
+	if l.Host != "" {
+		return CheckProbeHost(l.Host)
+	}
+	return nil
+}
+
+// CheckProbeHost checks an address a probe listener is stated to be reached at: an IP address
+// a peer can dial, written as netip writes it (no zone, no name to resolve).
+func CheckProbeHost(host string) error {
+	a, err := netip.ParseAddr(host)
+	if err != nil || a.Zone() != "" || a.String() != host || a.IsUnspecified() || a.IsMulticast() {
+		return fmt.Errorf("invalid probe host %q: want an IP address peers can reach, like 192.0.2.10", host)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/agent"
+	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/cli"
 	"github.com/ferryhq/ferry/labels"
 	"github.com/ferryhq/ferry/server"
@@ -153,6 +154,11 @@ func Agent(g cli.Globals) *cobra.Command {
 			if cfg.Logger, err = logger(g, logLevel); err != nil {
 				return err
 			}
+			if cfg.ProbeAddress != "" {
+				if err := api.CheckProbeHost(cfg.ProbeAddress); err != nil {
+					return cli.Usagef("agent --probe-address: %v", err)
+				}
+			}
 			tlsOpts := g.TLSOptions()
 			cfg.CACert, cfg.ClientCert, cfg.ClientKey = tlsOpts.CAFile, tlsOpts.CertFile, tlsOpts.KeyFile
 			a, err := agent.New(cfg)
@@ -168,6 +174,7 @@ func Agent(g cli.Globals) *cobra.Command {
 	f.StringVar(&lbls, "labels", "", "labels at enrollment, k=v,k=v")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringArrayVar(&trust, "trust", nil, "pin a release-signing public key (file or key; repeatable): releases must verify against a pinned key (default: the keys the server trusts)")
+	f.StringVar(&cfg.ProbeAddress, "probe-address", "", "IP address peers reach this node at in mesh probes (default: the local address the agent reaches the server from)")
 	f.BoolVar(&cfg.AllowUnsigned, "allow-unsigned", false, "install unsigned releases too (default: only signed ones)")
 	return cmd
 }

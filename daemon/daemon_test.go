@@ -73,6 +73,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"agent", "--server", "https://127.0.0.1:1"}, "ferry: agent: --data DIR is required\n"},
 		{[]string{"agent", "--data", dir, "--labels", "role"}, "ferry: "},
 		{[]string{"agent", "--data", dir, "--trust", "not-a-key"}, "ferry: agent --trust: not-a-key is neither a public key file nor a public key"},
+		{[]string{"agent", "--data", dir, "--probe-address", "peer.example"}, `ferry: agent --probe-address: invalid probe host "peer.example": want an IP address peers can reach, like 192.0.2.10` + "\n"},
 		{[]string{"dev", "--sites", "0"}, "ferry: dev: --sites must be 1 to 8\n"},
 		{[]string{"dev", "--agents", "1001"}, "ferry: dev: --agents must be 0 to 1000\n"},
 	} {

@@ -311,3 +311,43 @@ func TestEngineRunsOnTheClock(t *testing.T) {
 		t.Fatalf("probe %+v, %v", got, err)
 	}
 }
+
+// Prune forgets a completed probe once it is Retention old on the clock, but keeps the newest
+// MaxProbeList whatever their age, and every open one.
+func TestPruneKeepsTheNewest(t *testing.T) {
+	r := newRig(t)
+	closed := store.ProbeRecord{Doc: []byte(`{}`), State: api.ProbeStateCompleted, CreatedAt: t0, CreatedBy: "token:op", UpdatedAt: t0}
+	open := closed
+	open.State, open.Open = api.ProbeStateRunning, true
+	err := r.st.Update(r.ctx, func(tx store.Tx) error {
+		for i := range store.MaxProbeList + 3 {
+			rec := closed
+			if i == 1 {
+				rec = open
+			}
+			if _, err := tx.InsertProbe(rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.clk.Advance(Retention)
+	if n, err := r.svc.Prune(r.ctx); err != nil || n != 0 {
+		t.Fatalf("pruned %d at the retention, %v; want none", n, err)
+	}
+	r.clk.Advance(time.Second)
+	if n, err := r.svc.Prune(r.ctx); err != nil || n != 2 {
+		t.Fatalf("pruned %d past the retention, %v; want 2 (the open one and the newest %d stay)", n, err, store.MaxProbeList)
+	}
+	if _, err := r.svc.Get(r.ctx, 2); err != nil {
+		t.Fatalf("the open probe: %v", err)
+	}
+	for _, id := range []int64{1, 3} {
+		if _, err := r.svc.Get(r.ctx, id); !errors.Is(err, fault.ErrNotFound) {
+			t.Fatalf("probe %d: %v; want it pruned", id, err)
+		}
+	}
+}

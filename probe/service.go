@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -110,12 +111,24 @@ func (s *Service) List(ctx context.Context) ([]api.Probe, error) {
 	return out, nil
 }
 
-// Listening records that node listens for a link at host:l.Port (host: where its report came
-// from), or that it could not; node must be the link's To, and the link must wait for it.
-func (s *Service) Listening(ctx context.Context, node string, ref api.ProbeLinkRef, host string, l api.ProbeListening) (api.Event, error) {
+// Retention is how long a completed probe is kept, counted from its completion; the newest
+// store.MaxProbeList probes, what ferry probe list shows, stay whatever their age.
+const Retention = 30 * 24 * time.Hour
+
+// Prune forgets the completed probes past their retention, and says how many. The leader
+// runs it now and then.
+func (s *Service) Prune(ctx context.Context) (int64, error) {
+	return s.store.PruneProbes(ctx, s.clk.Now().Add(-Retention), store.MaxProbeList)
+}
+
+// Listening records that node listens for a link at l.Host:l.Port, or at source:l.Port when
+// the agent states no host (source: where its report came from), or that it could not; node
+// must be the link's To, and the link must wait for it.
+func (s *Service) Listening(ctx context.Context, node string, ref api.ProbeLinkRef, source string, l api.ProbeListening) (api.Event, error) {
 	if err := l.Validate(); err != nil {
 		return api.Event{}, fault.Invalid("%v", err)
 	}
+	host := cmp.Or(l.Host, source)
 	return s.onLink(ctx, ref, linkTurn{node: node, listens: true, state: api.LinkRunning}, func(lk *Link, d Doc, now time.Time) api.Event {
 		if l.Error != "" {
 			lk.fail(fmt.Sprintf("node %s could not listen: %s", node, l.Error))

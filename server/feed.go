@@ -101,7 +101,7 @@ func (s *Server) applyEvents(ctx context.Context, evs []api.Event) error {
 			}
 		case api.EventNodeLogsRequested:
 			s.passLogsRequest(e)
-		case api.EventProbeLinkStarted, api.EventProbeLinkListening:
+		case api.EventProbeLinkStarted, api.EventProbeLinkListening, api.EventProbeLinkDone:
 			s.passProbeOrder(e)
 		case api.EventReleaseWithdrawn:
 			// The event counts the nodes whose assignment it dropped; it does not name them.

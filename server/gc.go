@@ -113,7 +113,8 @@ func (s *Server) collectBlob(ctx context.Context, sum string, now time.Time) (re
 	return removed, b.Size, nil
 }
 
-// gcLoop collects blobs every quarter of the grace period.
+// gcLoop collects blobs every quarter of the grace period, and prunes check history and old
+// probes as often.
 func (s *Server) gcLoop(ctx context.Context) {
 	every := max(s.cfg.BlobGCGrace/4, time.Minute)
 	for s.sleep(ctx, every) {
@@ -122,6 +123,11 @@ func (s *Server) gcLoop(ctx context.Context) {
 		}
 		if err := s.health.Prune(ctx); err != nil {
 			s.log.Warn("prune check history", "err", err)
+		}
+		if n, err := s.probes.Prune(ctx); err != nil {
+			s.log.Warn("prune old probes", "err", err)
+		} else if n > 0 {
+			s.log.Info("pruned old probes", "probes", n)
 		}
 	}
 }

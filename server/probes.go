@@ -62,8 +62,8 @@ func probeLink(r *http.Request) (api.ProbeLinkRef, error) {
 }
 
 // agentProbeListening serves POST /v1/agent/probes/{id}/links/{link}/listening: the port the
-// session's node listens on for a link it is To of. The connecting agent dials the address
-// the report came from.
+// session's node listens on for a link it is To of. The connecting agent dials the host the
+// listener states, or else the address the report came from.
 func (s *Server) agentProbeListening(w http.ResponseWriter, r *http.Request) error {
 	var l api.ProbeListening
 	return s.agentProbeReport(w, r, &l, func(node string, ref api.ProbeLinkRef) (api.Event, error) {
@@ -121,28 +121,37 @@ func (s *Server) probeSecret(ref api.ProbeLinkRef) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// passProbeOrder hands a link's order to the agent that must act on it when this replica holds
-// its stream: to listen when the link starts, to connect once the other listens.
+// passProbeOrder notes a link's event (probe.Orders) and hands the order it makes due to the
+// agent that must act on it, when this replica holds its stream: to listen when the link
+// starts, to connect once the other listens. An agent whose stream opens later gets it then
+// (sendProbeOrders), on whichever replica it opens.
 func (s *Server) passProbeOrder(e api.Event) {
-	var p api.ProbeLinkListening
-	if e.Decode(&p) != nil {
-		return
-	}
-	o := api.ProbeOrder{ProbeLinkRef: p.ProbeLinkRef, Bytes: p.Bytes, Duration: p.Duration, Secret: s.probeSecret(p.ProbeLinkRef)}
-	node := p.To
-	o.Role, o.Peer = api.ProbeListen, p.From
-	if e.Type == api.EventProbeLinkListening {
-		node = p.From
-		o.Role, o.Peer, o.Addr = api.ProbeConnect, p.To, p.Addr
-	}
-	if o.Validate() != nil {
+	node := s.probeOrders.Apply(e)
+	if node == "" {
 		return
 	}
 	if st := s.hub.stream(node); st != nil {
-		go func() {
+		s.sendProbeOrders(node, st)
+	}
+}
+
+// sendProbeOrders sends node, on its stream st, the probe orders that wait for it and have
+// not gone out on st, in the background.
+func (s *Server) sendProbeOrders(node string, st *stream) {
+	orders := s.probeOrders.Due(node, st)
+	if len(orders) == 0 {
+		return
+	}
+	go func() {
+		for _, o := range orders {
+			o.Secret = s.probeSecret(o.ProbeLinkRef)
+			if o.Validate() != nil {
+				continue
+			}
 			if err := st.send(api.SyncReply{Probe: &o}); err != nil {
 				s.log.Debug("pass a probe order to the agent", "node", node, "err", err)
+				return
 			}
-		}()
-	}
+		}
+	}()
 }

@@ -120,6 +120,7 @@ type Server struct {
 	engine      *rollout.Engine
 	probes      *probe.Service
 	probeEngine *probe.Engine
+	probeOrders *probe.Orders
 	webhooks    *notify.Service
 	health      *health.Service
 	notifier    *notify.Notifier
@@ -307,6 +308,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.engine = rollout.NewEngine(st, cfg.Clock, cfg.Logger)
 	s.probes = probe.New(st, cfg.Clock)
 	s.probeEngine = probe.NewEngine(st, cfg.Clock, cfg.Logger)
+	s.probeOrders = probe.NewOrders(st, cfg.Clock)
 	s.webhooks = notify.NewService(st, cfg.Clock, id.key)
 	s.notifier = notify.New(notify.Config{Store: st, Clock: cfg.Clock, Log: cfg.Logger, Key: id.key,
 		Sender: send.NewHTTP(cfg.WebhookTimeout), Mailer: mailer, From: cfg.SMTPFrom})
@@ -341,6 +343,9 @@ func (s *Server) load(ctx context.Context) error {
 		return fmt.Errorf("load checks: %w", err)
 	}
 	s.hub.setChecks(checks)
+	if err := s.probeOrders.Load(ctx); err != nil {
+		return fmt.Errorf("load the probe links under way: %w", err)
+	}
 	if err := s.health.Load(ctx); err != nil {
 		return fmt.Errorf("load check results: %w", err)
 	}

@@ -107,11 +107,17 @@ func (h *harness) enrollToken(site string, uses int) string {
 // runAgent starts a real agent in a temp dir and returns it with a stop function.
 func (h *harness) runAgent(name, token, dir string) (*agent.Agent, func()) {
 	h.t.Helper()
-	if dir == "" {
-		dir = h.t.TempDir()
+	return h.runAgentWith(agent.Config{Token: token, DataDir: dir, Name: name})
+}
+
+// runAgentWith is runAgent with cfg (its server and logger are the harness's).
+func (h *harness) runAgentWith(cfg agent.Config) (*agent.Agent, func()) {
+	h.t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = h.t.TempDir()
 	}
-	a, err := agent.New(agent.Config{Server: h.addr, Token: token, DataDir: dir, Name: name,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg.Server, cfg.Logger = h.addr, slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := agent.New(cfg)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -139,6 +139,7 @@ func (s *Server) agentStream(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	s.replica.open(node)
+	s.sendProbeOrders(node, st)
 	// The session was checked to open the stream; frames only need its expiry checked.
 	_, _, expires, _ := s.session(bearer(r))
 	as := &agentStream{

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Mesh probes in SQLite: one row each, the document as JSON text.
@@ -65,4 +66,24 @@ func (s *SQLite) Probe(ctx context.Context, id int64) (ProbeRecord, error) {
 // Probes returns the latest probes, newest first.
 func (s *SQLite) Probes(ctx context.Context) ([]ProbeRecord, error) {
 	return scanSQLiteProbes(s.r.QueryContext(ctx, `SELECT `+ProbeCols+` FROM probes ORDER BY id DESC LIMIT ?`, MaxProbeList))
+}
+
+// OpenProbes returns the open probes, by id.
+func (s *SQLite) OpenProbes(ctx context.Context) ([]ProbeRecord, error) {
+	return scanSQLiteProbes(s.r.QueryContext(ctx, `SELECT `+ProbeCols+` FROM probes WHERE open ORDER BY id`))
+}
+
+// PruneProbes forgets old completed probes beyond the newest keep. Times are RFC 3339 text,
+// which does not sort as text (fractions of a second are trimmed), so julianday compares them.
+func (s *SQLite) PruneProbes(ctx context.Context, before time.Time, keep int) (int64, error) {
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM probes WHERE NOT open AND julianday(updated_at) < julianday(?)
+			AND id NOT IN (SELECT id FROM probes ORDER BY id DESC LIMIT ?)`, ts(before), keep)
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		return err
+	})
+	return n, err
 }

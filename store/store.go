@@ -82,6 +82,13 @@ type Store interface {
 	// Probe returns one mesh probe; Probes the latest MaxProbeList, newest first.
 	Probe(ctx context.Context, id int64) (ProbeRecord, error)
 	Probes(ctx context.Context) ([]ProbeRecord, error)
+	// OpenProbes returns the probes still open, by id: a read outside any transaction, for a
+	// replica learning at start which links wait for their agents (Tx.OpenProbes is the
+	// engine's).
+	OpenProbes(ctx context.Context) ([]ProbeRecord, error)
+	// PruneProbes forgets the probes no longer open that were last updated before before, but
+	// never one of the newest keep probes (open ones included), and says how many it forgot.
+	PruneProbes(ctx context.Context, before time.Time, keep int) (int64, error)
 
 	// Webhooks lists the webhooks, oldest first, each with its cursor and dead-letter count;
 	// DeliveryFailures the dead letters of a target (api.WebhookTarget, api.EmailTarget),

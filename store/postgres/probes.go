@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ferryhq/ferry/store"
 	"github.com/jackc/pgx/v5"
@@ -64,4 +65,16 @@ func (s *Store) Probe(ctx context.Context, id int64) (store.ProbeRecord, error) 
 // Probes returns the latest probes, newest first.
 func (s *Store) Probes(ctx context.Context) ([]store.ProbeRecord, error) {
 	return scanProbes(s.pool.Query(ctx, `SELECT `+store.ProbeCols+` FROM probes ORDER BY id DESC LIMIT $1`, store.MaxProbeList))
+}
+
+// OpenProbes returns the open probes, by id.
+func (s *Store) OpenProbes(ctx context.Context) ([]store.ProbeRecord, error) {
+	return scanProbes(s.pool.Query(ctx, `SELECT `+store.ProbeCols+` FROM probes WHERE open ORDER BY id`))
+}
+
+// PruneProbes forgets old completed probes beyond the newest keep.
+func (s *Store) PruneProbes(ctx context.Context, before time.Time, keep int) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM probes WHERE NOT open AND updated_at < $1
+		AND id NOT IN (SELECT id FROM probes ORDER BY id DESC LIMIT $2)`, pgTime(before), keep)
+	return tag.RowsAffected(), err
 }

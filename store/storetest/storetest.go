@@ -46,6 +46,7 @@ func suite() []suiteTest {
 		{"Alerts", testAlerts},
 		{"AppCounts", testAppCounts},
 		{"Probes", testProbes},
+		{"PruneProbes", testPruneProbes},
 	}
 }
 
