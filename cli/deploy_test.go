@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/labels"
 )
 
 // A deploy whose selector matches no node fails with one line and assigns nothing.
@@ -230,5 +233,30 @@ func (f *fleet) reported(a *agent.Agent, node, app string) {
 	}
 	if _, err := f.admin.WaitEvent(ctx, evs[len(evs)-1].ID, func(e api.Event) bool { return stateOf(e) == state }); err != nil {
 		f.t.Errorf("the server never logged %s on %s %s: %v", app, node, state, err)
+	}
+}
+
+// A selector term with no value or with two operators is a usage error of the CLI (exit 2) and
+// refused 400 by the server, with the same one line; nothing is assigned.
+func TestDeploySelectorWithoutValue(t *testing.T) {
+	f := newFleet(t)
+	f.agent("ams-01", "ams", nil)
+	f.push("hello", "1.0.0")
+	for _, sel := range []string{"site==", "site=", "role!=", "site===ams"} {
+		_, parseErr := labels.ParseSelector(sel)
+		if parseErr == nil {
+			t.Fatalf("selector %q parses", sel)
+		}
+		out, errOut, code := f.ferry("deploy", "hello@1.0.0", "--selector", sel)
+		if code != 2 || out != "" || errOut != "ferry: "+parseErr.Error()+"\n" {
+			t.Errorf("deploy --selector %q: exit %d, stdout %q, stderr %q", sel, code, out, errOut)
+		}
+		_, err := f.admin.Deploy(f.ctx, api.Deploy{Release: "hello@1.0.0", Selector: sel})
+		if client.StatusOf(err) != http.StatusBadRequest || err.Error() != parseErr.Error() {
+			t.Errorf("server, deploy to %q: %v (status %d)", sel, err, client.StatusOf(err))
+		}
+	}
+	if n, err := f.admin.Node(f.ctx, "ams-01"); err != nil || len(n.Assigned) != 0 {
+		t.Errorf("a refused deploy assigned %+v (%v)", n.Assigned, err)
 	}
 }
