@@ -52,14 +52,16 @@ func Steps() []string {
 		stepStart, stepPostStart, stepVerify, stepCommit}
 }
 
-// stepState is the app state reported while step runs.
+// stepState is the app state reported while step runs. Commit ends the verification: were it
+// reported as starting, a deploy would be seen going from verifying back to starting before it
+// runs.
 func stepState(step string) string {
 	switch step {
 	case stepDownload:
 		return api.AppStateDownloading
 	case stepUnpack, stepPostInstall:
 		return api.AppStateInstalling
-	case stepVerify:
+	case stepVerify, stepCommit:
 		return api.AppStateVerifying
 	default:
 		return api.AppStateStarting

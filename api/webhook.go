@@ -8,6 +8,7 @@ import "time"
 const (
 	EventWebhookAdded   = "webhook.added"   // WebhookAdded
 	EventWebhookRemoved = "webhook.removed" // WebhookRemoved
+	EventWebhookRetried = "webhook.retried" // WebhookRetried
 	EventDeliveryFailed = "delivery.failed" // DeliveryFailed
 )
 
@@ -48,6 +49,20 @@ type DeliveryFailure struct {
 	Attempts  int       `json:"attempts"`
 	Error     string    `json:"error"`
 	FailedAt  time.Time `json:"failed_at"`
+}
+
+// WebhookRetry is the body of POST /v1/webhooks/{id}/retry: the dead letter of one event
+// (EventID), or all of them (All).
+type WebhookRetry struct {
+	EventID int64 `json:"event_id,omitempty"`
+	All     bool  `json:"all,omitempty"`
+}
+
+// WebhookRetried is the payload of webhook.retried, and the answer to a retry: the events
+// whose dead letters left the list to be delivered again, oldest first. Its subject is the
+// webhook's id.
+type WebhookRetried struct {
+	Events []int64 `json:"events"`
 }
 
 // WebhookAdded is the payload of webhook.added (the secret is never in an event).

@@ -17,6 +17,7 @@ import (
 	"github.com/ferryhq/ferry/client"
 	"github.com/ferryhq/ferry/pki"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // DefaultAddr is where the CLI finds the server when FERRY_ADDR is not set.
@@ -67,7 +68,10 @@ type env struct {
 // Globals is what the root command holds for every verb: the output streams and the flags
 // every verb takes, with their environment defaults. Verbs defined outside this package (the
 // daemons cmd/ferry adds) read them through it.
-type Globals struct{ e *env }
+type Globals struct {
+	e     *env
+	flags *pflag.FlagSet // the root's persistent flags: the operator's
+}
 
 // Stdout is where a verb prints its results.
 func (g Globals) Stdout() io.Writer { return g.e.stdout }
@@ -87,6 +91,40 @@ func (g Globals) TLSOptions() pki.ClientOptions { return g.e.tlsOptions() }
 
 // Getenv reads the environment ferry runs in, for the defaults of a verb's own flags.
 func (g Globals) Getenv(key string) string { return g.e.getenv(key) }
+
+// DaemonFlags fits the operator's flags to a daemon's command. Those named in own, which the
+// daemon reads through Globals, become flags of its own, described by own's text (or the
+// operator's when it is empty). The others mean nothing to a daemon: they leave its help and
+// are refused when given, rather than ignored.
+func (g Globals) DaemonFlags(cmd *cobra.Command, own map[string]string) {
+	var refused []string
+	g.flags.VisitAll(func(f *pflag.Flag) {
+		mine := &pflag.Flag{Name: f.Name, Shorthand: f.Shorthand, Usage: own[f.Name], Value: f.Value, DefValue: f.DefValue}
+		if _, ok := own[f.Name]; !ok {
+			mine.Value, mine.Hidden = new(ignored), true
+			refused = append(refused, f.Name)
+		} else if mine.Usage == "" {
+			mine.Usage = f.Usage
+		}
+		cmd.Flags().AddFlag(mine)
+	})
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		for _, name := range refused {
+			if cmd.Flags().Changed(name) {
+				return Usagef("%s: --%s is a flag of the operator's verbs; %s does not take it", verbName(cmd), name, cmd.CommandPath())
+			}
+		}
+		return nil
+	}
+}
+
+// ignored is the value of an operator flag a daemon refuses: it takes an argument, as the
+// operator's flag does, so that the refusal names the flag rather than a stray argument.
+type ignored string
+
+func (v *ignored) Set(s string) error { *v = ignored(s); return nil }
+func (v *ignored) String() string     { return string(*v) }
+func (v *ignored) Type() string       { return "string" }
 
 // Verb makes a command that runs under the root beside the operator verbs.
 type Verb func(Globals) *cobra.Command
@@ -132,7 +170,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	pf.StringVar(&e.clientKey, "client-key", "", "key of --client-cert (default $FERRY_CLIENT_KEY)")
 
 	for _, v := range verbs {
-		root.AddCommand(v(Globals{e}))
+		root.AddCommand(v(Globals{e, pf}))
 	}
 	root.AddCommand(
 		e.siteCmd(), e.tokenCmd(), e.releaseCmd(), e.keyCmd(), e.channelCmd(), e.bulletinCmd(), e.deployCmd(), e.undeployCmd(), e.appCmd(), e.rolloutCmd(), e.nodeCmd(), e.logsCmd(), e.eventsCmd(), e.webhookCmd(), e.probeCmd(), e.checkCmd(), e.alertCmd(), e.versionCmd(),

@@ -3,11 +3,16 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/labels"
 )
 
 // A deploy whose selector matches no node fails with one line and assigns nothing.
@@ -151,5 +156,107 @@ func TestDeployFollowsChannel(t *testing.T) {
 	}
 	if out := f.mustFerry("undeploy", "hello", "--all"); out != "hello is assigned to none of the 2 matching node(s); nothing undeployed\n" {
 		t.Errorf("undeploy again: %q", out)
+	}
+}
+
+// deploy --wait prints each state a node reports on its way to the release, and a fresh install
+// only ever moves forward: downloading, installing, starting, verifying, then installed (never
+// back to starting once verifying). The agent's fault hook holds each step until the server has
+// logged the state the agent reports for it, so that no state is merged into the next.
+func TestDeployWaitStatesInOrder(t *testing.T) {
+	f := newFleet(t)
+	f.push("hello", "1.0.0")
+	begin := make(chan struct{})
+	f.agentWith("ams-01", "ams", nil, func(a *agent.Agent, app, step string) error {
+		if step == "download" {
+			<-begin
+		}
+		f.reported(a, "ams-01", app)
+		return nil
+	})
+	printed := newLineWriter()
+	done := make(chan error, 1)
+	env := map[string]string{"FERRY_ADDR": f.addr, "FERRY_TOKEN": f.token, "FERRY_CACERT": f.caFile}
+	go func() {
+		done <- run(f.ctx, []string{"deploy", "hello@1.0.0", "--all", "--wait"}, printed, io.Discard, func(k string) string { return env[k] })
+	}()
+	// The install starts once the deploy's answer is printed: --wait has looked at the nodes or
+	// is about to, and finds the install under way.
+	printed.wait(t, "hello@1.0.0 assigned to 1 node(s)\n")
+	close(begin)
+	if err := <-done; err != nil {
+		t.Fatalf("deploy --wait: %v\n%s", err, printed)
+	}
+	want := "hello@1.0.0 assigned to 1 node(s)\n" +
+		"ams-01: hello@1.0.0 downloading\n" +
+		"ams-01: hello@1.0.0 installing\n" +
+		"ams-01: hello@1.0.0 starting\n" +
+		"ams-01: hello@1.0.0 verifying\n" +
+		"ams-01: installed hello@1.0.0 (1/1)\n"
+	if got := printed.String(); got != want {
+		t.Errorf("deploy --wait printed:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// reported waits until the server's event log shows app on node in the state agent a reports
+// for it now.
+func (f *fleet) reported(a *agent.Agent, node, app string) {
+	f.t.Helper()
+	state := ""
+	for _, na := range a.Apps() {
+		if na.App == app {
+			state = na.State
+		}
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer cancel()
+	stateOf := func(e api.Event) string {
+		var p api.AppStateChanged
+		if e.Type != api.EventAppState || e.Subject != node || e.Decode(&p) != nil || p.App != app {
+			return ""
+		}
+		return p.To
+	}
+	evs, err := f.admin.Events(ctx, 0, 10000)
+	if err != nil {
+		f.t.Error(err)
+		return
+	}
+	last := ""
+	for _, e := range evs {
+		if s := stateOf(e); s != "" {
+			last = s
+		}
+	}
+	if state == "" || last == state {
+		return
+	}
+	if _, err := f.admin.WaitEvent(ctx, evs[len(evs)-1].ID, func(e api.Event) bool { return stateOf(e) == state }); err != nil {
+		f.t.Errorf("the server never logged %s on %s %s: %v", app, node, state, err)
+	}
+}
+
+// A selector term with no value or with two operators is a usage error of the CLI (exit 2) and
+// refused 400 by the server, with the same one line; nothing is assigned.
+func TestDeploySelectorWithoutValue(t *testing.T) {
+	f := newFleet(t)
+	f.agent("ams-01", "ams", nil)
+	f.push("hello", "1.0.0")
+	for _, sel := range []string{"site==", "site=", "role!=", "site===ams"} {
+		_, parseErr := labels.ParseSelector(sel)
+		if parseErr == nil {
+			t.Fatalf("selector %q parses", sel)
+		}
+		out, errOut, code := f.ferry("deploy", "hello@1.0.0", "--selector", sel)
+		if code != 2 || out != "" || errOut != "ferry: "+parseErr.Error()+"\n" {
+			t.Errorf("deploy --selector %q: exit %d, stdout %q, stderr %q", sel, code, out, errOut)
+		}
+		_, err := f.admin.Deploy(f.ctx, api.Deploy{Release: "hello@1.0.0", Selector: sel})
+		if client.StatusOf(err) != http.StatusBadRequest || err.Error() != parseErr.Error() {
+			t.Errorf("server, deploy to %q: %v (status %d)", sel, err, client.StatusOf(err))
+		}
+	}
+	if n, err := f.admin.Node(f.ctx, "ams-01"); err != nil || len(n.Assigned) != 0 {
+		t.Errorf("a refused deploy assigned %+v (%v)", n.Assigned, err)
 	}
 }

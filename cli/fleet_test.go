@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,6 +101,13 @@ func ferryWith(ctx context.Context, getenv func(string) string, args ...string) 
 // until it has enrolled; stop ends it (before the test does).
 func (f *fleet) agent(name, site string, lbls map[string]string) (stop func()) {
 	f.t.Helper()
+	return f.agentWith(name, site, lbls, nil)
+}
+
+// agentWith is agent with a fault hook, called before each step of an install (agent.Config's
+// Fault) with the agent itself.
+func (f *fleet) agentWith(name, site string, lbls map[string]string, fault func(a *agent.Agent, app, step string) error) (stop func()) {
+	f.t.Helper()
 	if _, err := f.admin.AddSite(f.ctx, client.SiteAdd{Name: site, Tier: 2}); err != nil && client.StatusOf(err) != http.StatusConflict {
 		f.t.Fatal(err)
 	}
@@ -107,8 +115,13 @@ func (f *fleet) agent(name, site string, lbls map[string]string) (stop func()) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	a, err := agent.New(agent.Config{Server: f.addr, Token: tok.Secret, DataDir: f.t.TempDir(), Name: name, Labels: lbls,
-		CACert: f.caFile, Logger: quiet()})
+	var a *agent.Agent
+	cfg := agent.Config{Server: f.addr, Token: tok.Secret, DataDir: f.t.TempDir(), Name: name, Labels: lbls,
+		CACert: f.caFile, Logger: quiet()}
+	if fault != nil {
+		cfg.Fault = func(app, step string) error { return fault(a, app, step) }
+	}
+	a, err = agent.New(cfg)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -201,4 +214,48 @@ func (f *fleet) events() []api.Event {
 		f.t.Fatal(err)
 	}
 	return evs
+}
+
+// lineWriter collects what a verb running in another goroutine prints, and lets a test wait for
+// a line without polling.
+type lineWriter struct {
+	mu   sync.Mutex
+	buf  strings.Builder
+	grew chan struct{} // closed and replaced at every write
+}
+
+func newLineWriter() *lineWriter { return &lineWriter{grew: make(chan struct{})} }
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	close(w.grew)
+	w.grew = make(chan struct{})
+	return w.buf.Write(p)
+}
+
+func (w *lineWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// wait waits until what was printed holds s.
+func (w *lineWriter) wait(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	for {
+		w.mu.Lock()
+		found, grew := strings.Contains(w.buf.String(), s), w.grew
+		w.mu.Unlock()
+		if found {
+			return
+		}
+		select {
+		case <-grew:
+		case <-deadline.C:
+			t.Fatalf("never printed %q; printed:\n%s", s, w.String())
+		}
+	}
 }

@@ -22,7 +22,8 @@ func (e *env) webhookCmd() *cobra.Command {
 		Long: "Each matching event is POSTed to URL as JSON, with X-Ferry-Event (its type), X-Ferry-Delivery\n" +
 			"(the same on every try) and X-Ferry-Signature-256: sha256=HEX, the HMAC-SHA256 of the body under\n" +
 			"the webhook's secret. Failed deliveries are retried with backoff; after the last try they are\n" +
-			"kept as dead letters (webhook failures ID). Globs: 'rollout.*', 'app.state', '*'.\n" +
+			"kept as dead letters (webhook failures ID), which webhook retry ID delivers again.\n" +
+			"Globs: 'rollout.*', 'app.state', '*'.\n" +
 			"Without --secret-file the server makes the secret and it is printed alone on stdout, once.",
 		Args: Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -75,6 +76,43 @@ func (e *env) webhookCmd() *cobra.Command {
 		})
 	rm := removeVerb(e, "rm ID", "Remove a webhook; its pending deliveries and dead letters go with it", "webhook",
 		func(ctx context.Context, c *client.Client, id string) error { return c.RemoveWebhook(ctx, id) })
-	cmd.AddCommand(add, list, failures, rm)
+	cmd.AddCommand(add, list, failures, e.webhookRetryCmd(), rm)
+	return cmd
+}
+
+// webhookRetryCmd is webhook retry: dead letters back in the queue, delivered by the server in
+// the background; a new failure makes them dead letters again.
+func (e *env) webhookRetryCmd() *cobra.Command {
+	var event int64
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "retry ID --id EVENT | --all",
+		Short: "Deliver a webhook's dead letters again: one event's (--id, the EVENT of webhook failures) or all",
+		Args:  Args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if all == (event != 0) || event < 0 {
+				return Usagef("webhook retry: give --id EVENT (see webhook failures %s) or --all", a[0])
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.RetryWebhook(cmd.Context(), a[0], api.WebhookRetry{EventID: event, All: all})
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(res)
+			}
+			ids := make([]string, len(res.Events))
+			for i, id := range res.Events {
+				ids[i] = strconv.FormatInt(id, 10)
+			}
+			e.printf("%d dead letter(s) of webhook %s queued for delivery again (events %s); a new failure lists them again\n", len(ids), a[0], strings.Join(ids, ", "))
+			return nil
+		},
+	}
+	cmd.Flags().Int64Var(&event, "id", 0, "the event whose dead letter to retry (the EVENT column of webhook failures)")
+	cmd.Flags().BoolVar(&all, "all", false, "retry every dead letter of the webhook")
 	return cmd
 }

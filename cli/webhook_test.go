@@ -1,20 +1,25 @@
 package cli
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
+	"github.com/ferryhq/ferry/server"
 )
 
 // The webhook verbs against a real server: add prints the secret alone, the receiver checks
@@ -101,5 +106,84 @@ func TestWebhookVerbs(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(f.mustFerry("webhook", "list", "-o", "json")), &hooks); err != nil || len(hooks) != 1 || hooks[0].ID == id {
 		t.Fatalf("after rm: %+v, %v", hooks, err)
+	}
+}
+
+// webhook retry against a real server and a receiver on loopback that refuses, then takes: the
+// dead letter leaves the list and is delivered; the retry is an event of the operator.
+func TestWebhookRetry(t *testing.T) {
+	f := newFleetWith(t, server.Config{WebhookAttempts: 1})
+	var refuse atomic.Bool
+	refuse.Store(true)
+	got := make(chan api.Event, 10)
+	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if refuse.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		var e api.Event
+		json.NewDecoder(r.Body).Decode(&e)
+		got <- e
+	}))
+	defer rc.Close()
+	var hook api.Webhook
+	if err := json.Unmarshal([]byte(f.mustFerry("webhook", "add", rc.URL, "--events", "site.*", "-o", "json")), &hook); err != nil {
+		t.Fatal(err)
+	}
+	f.mustFerry("site", "add", "ams", "--tier", "1")
+	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer cancel()
+	failed, err := f.admin.WaitEvent(ctx, 0, func(e api.Event) bool { return e.Type == api.EventDeliveryFailed })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p api.DeliveryFailed
+	if failed.Decode(&p) != nil || p.EventType != "site.added" {
+		t.Fatalf("delivery.failed %+v", failed)
+	}
+
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"webhook", "retry", hook.ID}, 2, "ferry: webhook retry: give --id EVENT (see webhook failures " + hook.ID + ") or --all\n"},
+		{[]string{"webhook", "retry", hook.ID, "--all", "--id", "3"}, 2, "or --all\n"},
+		{[]string{"webhook", "retry", hook.ID, "--id", "999"}, 1, "ferry: webhook " + hook.ID + " has no dead letter of event 999; see ferry webhook failures " + hook.ID + "\n"},
+		{[]string{"webhook", "retry", "0123456789ab", "--all"}, 1, "ferry: no webhook 0123456789ab; see ferry webhook list\n"},
+	} {
+		out, errOut, code := f.ferry(tt.args...)
+		if code != tt.code || out != "" || !strings.HasSuffix(errOut, tt.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("ferry %s: exit %d, stdout %q, stderr %q; want exit %d and %q", strings.Join(tt.args, " "), code, out, errOut, tt.code, tt.want)
+		}
+	}
+
+	refuse.Store(false)
+	want := fmt.Sprintf("1 dead letter(s) of webhook %s queued for delivery again (events %d); a new failure lists them again\n", hook.ID, p.EventID)
+	if out := f.mustFerry("webhook", "retry", hook.ID, "--id", strconv.FormatInt(p.EventID, 10)); out != want {
+		t.Fatalf("webhook retry printed %q, want %q", out, want)
+	}
+	if out := f.mustFerry("webhook", "failures", hook.ID, "-o", "json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("dead letters after the retry: %s", out)
+	}
+	select {
+	case e := <-got:
+		if e.ID != p.EventID || e.Type != "site.added" {
+			t.Fatalf("delivered %+v, want event %d", e, p.EventID)
+		}
+	case <-ctx.Done():
+		t.Fatal("the retried dead letter was not delivered")
+	}
+	if _, errOut, code := f.ferry("webhook", "retry", hook.ID, "--all"); code != 1 || errOut != "ferry: webhook "+hook.ID+" has no dead letters to retry\n" {
+		t.Errorf("retry --all with none: exit %d, %q", code, errOut)
+	}
+	var retried []api.Event
+	for _, e := range f.events() {
+		if e.Type == api.EventWebhookRetried {
+			retried = append(retried, e)
+		}
+	}
+	if len(retried) != 1 || retried[0].Subject != hook.ID || !strings.HasPrefix(retried[0].Actor, "token:") {
+		t.Errorf("webhook.retried events %+v", retried)
 	}
 }

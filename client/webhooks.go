@@ -29,3 +29,9 @@ func (c *Client) WebhookFailures(ctx context.Context, id string) ([]api.Delivery
 	var out []api.DeliveryFailure
 	return out, c.do(ctx, "GET", "/v1/webhooks/"+url.PathEscape(id)+"/failures", c.token, nil, &out)
 }
+
+// RetryWebhook queues a webhook's dead letters (of one event, or all) for delivery again.
+func (c *Client) RetryWebhook(ctx context.Context, id string, req api.WebhookRetry) (api.WebhookRetried, error) {
+	var out api.WebhookRetried
+	return out, c.do(ctx, "POST", "/v1/webhooks/"+url.PathEscape(id)+"/retry", c.token, req, &out)
+}

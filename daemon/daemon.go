@@ -105,6 +105,7 @@ func Server(g cli.Globals) *cobra.Command {
 	f.IntVar(&cfg.PublicBurst, "public-burst", 100, "burst above --public-rate each source address may make")
 	f.IntVar(&cfg.MaxFollowers, "max-followers", 16, "event streams one operator token may hold open")
 	f.StringVar(&cfg.MetricsToken, "metrics-token", "", "bearer token /metrics requires (default: none, /metrics is public as Prometheus expects)")
+	g.DaemonFlags(cmd, nil)
 	return cmd
 }
 
@@ -130,8 +131,8 @@ func Agent(g cli.Globals) *cobra.Command {
 			if cfg.DataDir == "" {
 				return cli.Usagef("agent: --data DIR is required")
 			}
-			// The agent's --server and --token are its own flags, sharing names with the
-			// operator flags on purpose (PRODUCT.md); read them from the root.
+			// The agent's --server and --token share names with the operator flags on purpose
+			// (PRODUCT.md): DaemonFlags makes them its own, read through g.
 			// Only the flags: FERRY_TOKEN holds an operator token, never an enrollment token.
 			cfg.Server = g.ServerAddr()
 			tok, err := g.FlagToken()
@@ -176,7 +177,19 @@ func Agent(g cli.Globals) *cobra.Command {
 	f.StringArrayVar(&trust, "trust", nil, "pin a release-signing public key (file or key; repeatable): releases must verify against a pinned key (default: the keys the server trusts)")
 	f.StringVar(&cfg.ProbeAddress, "probe-address", "", "IP address peers reach this node at in mesh probes (default: the local address the agent reaches the server from)")
 	f.BoolVar(&cfg.AllowUnsigned, "allow-unsigned", false, "install unsigned releases too (default: only signed ones)")
+	g.DaemonFlags(cmd, agentFlags)
 	return cmd
+}
+
+// agentFlags are the operator's flags the agent reads as its own (through cli.Globals), with
+// what they mean to it; "" keeps the operator's text.
+var agentFlags = map[string]string{
+	"server":      "server URL, or several comma-separated, one per replica (default $FERRY_ADDR or " + cli.DefaultAddr + ")",
+	"token":       "enrollment token (from ferry token create --site S); an agent with an identity in --data ignores it",
+	"token-file":  "file holding the enrollment token",
+	"ca-cert":     "CA file that verifies the server (default $FERRY_CACERT; a server's own CA needs none: the token pins it)",
+	"client-cert": "",
+	"client-key":  "",
 }
 
 // logger makes the structured logger of a long-running verb, on stderr.

@@ -40,8 +40,8 @@ func noEnv(t *testing.T) {
 	}
 }
 
-// The daemons keep the commands, flags and help they had when they lived in the CLI package:
-// the golden files are the help of the binary before they moved.
+// The daemons' help is the golden files': they show their own flags, and of the operator's only
+// those a daemon reads (the agent's --server, --token, --ca-cert...), described for it.
 func TestHelpUnchanged(t *testing.T) {
 	for _, verb := range []string{"root", "server", "agent", "dev"} {
 		args := []string{verb, "--help"}
@@ -76,6 +76,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"agent", "--data", dir, "--probe-address", "peer.example"}, `ferry: agent --probe-address: invalid probe host "peer.example": want an IP address peers can reach, like 192.0.2.10` + "\n"},
 		{[]string{"dev", "--sites", "0"}, "ferry: dev: --sites must be 1 to 8\n"},
 		{[]string{"dev", "--agents", "1001"}, "ferry: dev: --agents must be 0 to 1000\n"},
+		{[]string{"server", "--data", dir, "--token", "x"}, "ferry: server: --token is a flag of the operator's verbs; ferry server does not take it\n"},
+		{[]string{"--server", "https://127.0.0.1:1", "server", "--data", dir}, "ferry: server: --server is a flag of the operator's verbs; ferry server does not take it\n"},
+		{[]string{"dev", "-o", "json"}, "ferry: dev: --output is a flag of the operator's verbs; ferry dev does not take it\n"},
+		{[]string{"agent", "--data", dir, "-o", "json"}, "ferry: agent: --output is a flag of the operator's verbs; ferry agent does not take it\n"},
 	} {
 		out, errOut, code := ferry(t, tt.args...)
 		if code != 2 || out != "" || !strings.HasPrefix(errOut, tt.want) || strings.Count(errOut, "\n") != 1 {

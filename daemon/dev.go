@@ -66,6 +66,7 @@ func Dev(g cli.Globals) *cobra.Command {
 	f.IntVar(&nSites, "sites", 4, "number of demo sites")
 	f.StringVar(&dataDir, "data", "", "data directory (default: a fresh temporary one, removed at exit)")
 	f.StringVar(&listen, "listen", "127.0.0.1:7700", "address to serve the API on")
+	g.DaemonFlags(cmd, nil)
 	return cmd
 }
 

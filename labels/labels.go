@@ -190,20 +190,25 @@ func ParseSelector(s string) (Selector, error) {
 // parseRequirement parses one term; its error says what is wrong without repeating the term.
 func parseRequirement(term string) (Requirement, error) {
 	var r Requirement
-	switch {
-	case strings.Contains(term, "!="):
-		k, v, _ := strings.Cut(term, "!=")
-		r = Requirement{Key: strings.TrimSpace(k), Op: NotEquals, Value: strings.TrimSpace(v)}
-	case strings.Contains(term, "=="):
-		k, v, _ := strings.Cut(term, "==")
-		r = Requirement{Key: strings.TrimSpace(k), Op: Equals, Value: strings.TrimSpace(v)}
-	case strings.Contains(term, "="):
-		k, v, _ := strings.Cut(term, "=")
-		r = Requirement{Key: strings.TrimSpace(k), Op: Equals, Value: strings.TrimSpace(v)}
-	case strings.HasPrefix(term, "!"):
-		r = Requirement{Key: strings.TrimSpace(term[1:]), Op: NotExists}
-	default:
+	switch op, i := operator(term); {
+	case op == "":
 		r = Requirement{Key: term, Op: Exists}
+		if k, ok := strings.CutPrefix(term, "!"); ok {
+			r = Requirement{Key: strings.TrimSpace(k), Op: NotExists}
+		}
+	default:
+		r = Requirement{Key: strings.TrimSpace(term[:i]), Op: Equals, Value: strings.TrimSpace(term[i+len(op):])}
+		if op == string(NotEquals) {
+			r.Op = NotEquals
+		}
+		// An empty value is almost always an unset shell variable (site=$SITE), and key!= would
+		// then select every node: refuse it rather than guess.
+		switch {
+		case strings.ContainsAny(r.Value, "=!"):
+			return r, errors.New("one operator per term: want key=value, key==value or key!=value")
+		case r.Value == "":
+			return r, fmt.Errorf("no value after %q; give key%svalue, or test only that the label is there with key or !key", op, op)
+		}
 	}
 	badKey := CheckName("key", r.Key) != nil
 	switch {
@@ -215,6 +220,21 @@ func parseRequirement(term string) (Requirement, error) {
 		return r, errors.New("the value must be " + valueRule)
 	}
 	return r, nil
+}
+
+// operator finds a term's comparison: the first "!=", "==" or "=" in it, and where it starts;
+// "" when the term has none (an existence test).
+func operator(term string) (string, int) {
+	i := strings.Index(term, "=")
+	switch {
+	case i < 0:
+		return "", -1
+	case i > 0 && term[i-1] == '!':
+		return string(NotEquals), i - 1
+	case strings.HasPrefix(term[i:], "=="):
+		return "==", i
+	}
+	return "=", i
 }
 
 // Matches reports whether the labels satisfy every requirement.

@@ -40,7 +40,7 @@ func TestSelector(t *testing.T) {
 }
 
 func TestSelectorErrors(t *testing.T) {
-	for _, s := range []string{"site=ams,", ",", "Site=ams", "=ams", "site=a b", "!", "a=b=c", "-x=1", "site=" + string(make([]byte, 70))} {
+	for _, s := range []string{"site=ams,", ",", "Site=ams", "=ams", "site=a b", "!", "a=b=c", "-x=1", "site=", "site==", "role!=", "site = ", "site===ams", "site!==ams", "site=!=ams", "site=!ams", "site=" + string(make([]byte, 70))} {
 		if _, err := ParseSelector(s); err == nil {
 			t.Errorf("ParseSelector(%q): want error", s)
 		}
@@ -50,9 +50,11 @@ func TestSelectorErrors(t *testing.T) {
 // A selector error is one line that names the offending text once and says what it should be.
 func TestSelectorErrorMessages(t *testing.T) {
 	const (
-		term  = "want key=value, key!=value, key or !key, where a key is 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"
-		key   = "the key must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"
-		value = "the value must be up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+		term    = "want key=value, key!=value, key or !key, where a key is 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"
+		key     = "the key must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"
+		value   = "the value must be up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+		twoOps  = "one operator per term: want key=value, key==value or key!=value"
+		noValue = "; give key%svalue, or test only that the label is there with key or !key"
 	)
 	for _, tt := range []struct{ sel, bad, want string }{
 		{"role in (x", "role in (x", `invalid selector term "role in (x": ` + term},
@@ -61,7 +63,13 @@ func TestSelectorErrorMessages(t *testing.T) {
 		{"Site=ams", "Site=ams", `invalid selector term "Site=ams": ` + key},
 		{"site=ams,=mirror", "=mirror", `invalid selector term "=mirror": ` + key},
 		{"role!=-x", "role!=-x", `invalid selector term "role!=-x": ` + value},
-		{"site=ams,a=b=c", "a=b=c", `invalid selector term "a=b=c": ` + value},
+		{"site=ams,a=b=c", "a=b=c", `invalid selector term "a=b=c": ` + twoOps},
+		{"site===ams", "site===ams", `invalid selector term "site===ams": ` + twoOps},
+		{"site!==ams", "site!==ams", `invalid selector term "site!==ams": ` + twoOps},
+		{"site=!=ams", "site=!=ams", `invalid selector term "site=!=ams": ` + twoOps},
+		{"site=", "site=", `invalid selector term "site=": no value after "="` + fmt.Sprintf(noValue, "=")},
+		{"site==", "site==", `invalid selector term "site==": no value after "=="` + fmt.Sprintf(noValue, "==")},
+		{"role=mirror, site != ", "site !=", `invalid selector term "site !=": no value after "!="` + fmt.Sprintf(noValue, "!=")},
 		{"site=ams,", "site=ams,", `invalid selector "site=ams,": empty term; separate terms with one ','`},
 		{"site=ams,,role=mirror", "site=ams,,role=mirror", `invalid selector "site=ams,,role=mirror": empty term; separate terms with one ','`},
 	} {
@@ -107,7 +115,7 @@ func TestCheckName(t *testing.T) {
 }
 
 func FuzzParseSelector(f *testing.F) {
-	for _, s := range []string{"", "site=ams", "a!=b,c==d", "gpu,!spare", "x=,=y", "!!a", "a=b=c", "role in (x", "a=\n", "k=" + strings.Repeat("v", 300)} {
+	for _, s := range []string{"", "site=ams", "a!=b,c==d", "gpu,!spare", "x=,=y", "!!a", "a=b=c", "role in (x", "a=\n", "site=", "site==", "role!=", "a===b", "a!==b", "a=!=b", "a= ,b", "!a=b", "=", "==", "!=", "k=" + strings.Repeat("v", 300)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -224,7 +224,20 @@ func (n *Notifier) follow(ctx context.Context, target string, cursor int64, d de
 			return
 		}
 		for _, e := range evs {
-			if Own(e) || !d.wants(e) {
+			wanted := !Own(e) && d.wants(e)
+			if ids := retried(target, e); ids != nil {
+				if !n.redeliver(ctx, target, d, ids) {
+					return
+				}
+				// Past the retry at once, wanted or not: a restart must not deliver them again.
+				if !wanted {
+					if !n.record(ctx, target, e, 0, nil) {
+						return
+					}
+					cursor = e.ID
+				}
+			}
+			if !wanted {
 				continue
 			}
 			tries, err := n.attempt(ctx, d, e)
@@ -247,6 +260,73 @@ func (n *Notifier) follow(ctx context.Context, target string, cursor int64, d de
 				return
 			}
 			cursor = last
+		}
+	}
+}
+
+// retried returns the events a webhook.retried event names, when it is target's; nil otherwise.
+func retried(target string, e api.Event) []int64 {
+	var p api.WebhookRetried
+	if e.Type != api.EventWebhookRetried || api.WebhookTarget(e.Subject) != target || e.Decode(&p) != nil {
+		return nil
+	}
+	return p.Events
+}
+
+// redeliver delivers the events ids again, oldest first, each with its tries; one that fails
+// them all is a dead letter again. Those in the dead-letter list already are skipped: the retry
+// took them all off it, so a server killed midway through has put them back itself. It returns
+// false when ctx ended or the target is gone.
+func (n *Notifier) redeliver(ctx context.Context, target string, d delivery, ids []int64) bool {
+	dead, err := n.cfg.Store.DeliveryFailures(ctx, target)
+	for err != nil {
+		if !n.retry(ctx, "list dead letters", err) {
+			return false
+		}
+		dead, err = n.cfg.Store.DeliveryFailures(ctx, target)
+	}
+	again := map[int64]bool{}
+	for _, f := range dead {
+		again[f.EventID] = true
+	}
+	for _, id := range ids {
+		if again[id] {
+			continue
+		}
+		e, ok := n.event(ctx, id)
+		if !ok {
+			return false
+		}
+		if e.ID != id {
+			continue
+		}
+		tries, err := n.attempt(ctx, d, e)
+		if ctx.Err() != nil {
+			return false
+		}
+		if err != nil {
+			n.log.Warn("retried delivery given up: dead letter again", "target", target, "event", id, "attempts", tries, "err", err)
+			if !n.record(ctx, target, e, tries, err) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// event reads one event of the log, retrying while the store fails (the zero event when the log
+// has none of that id); false when ctx ended.
+func (n *Notifier) event(ctx context.Context, id int64) (api.Event, bool) {
+	for {
+		evs, err := n.cfg.Store.Events(ctx, id-1, 1)
+		if err == nil && len(evs) == 1 {
+			return evs[0], true
+		}
+		if err == nil {
+			return api.Event{}, true // not in the log: nothing to deliver
+		}
+		if !n.retry(ctx, "read a retried event", err) {
+			return api.Event{}, false
 		}
 	}
 }

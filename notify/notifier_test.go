@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/clock"
+	"github.com/ferryhq/ferry/fault"
 	"github.com/ferryhq/ferry/notify"
 	"github.com/ferryhq/ferry/notify/send"
 	"github.com/ferryhq/ferry/seal"
@@ -372,5 +374,83 @@ func TestWebhookRemovedStops(t *testing.T) {
 	c := r.event("site.added", "c")
 	if d := rc.next(t, r.ctx); d.event.ID != c.ID || d.id != notify.DeliveryID(w2.ID, c.ID) {
 		t.Fatalf("delivery %+v; want only c, to the new webhook", d)
+	}
+}
+
+// Dead letters retried: they leave the list and are delivered again, oldest first, by the
+// webhook's follower; one the receiver still refuses is a dead letter again. The retry is an
+// event of the operator who asked for it.
+func TestWebhookRetryDeadLetters(t *testing.T) {
+	r := newRig(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	rc := newReceiver(t, func(d delivery, try int) int {
+		if failing.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	w := r.webhook(rc, "/hook", "release.*")
+	r.start(1, nil)
+	one, two := r.event("release.pushed", "hello@1.0.0"), r.event("release.pushed", "hello@1.1.0")
+	waitCursor(t, r, w.ID, two.ID)
+	dead := func() []int64 {
+		t.Helper()
+		fs, err := r.svc.Failures(r.ctx, w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for _, f := range fs {
+			ids = append(ids, f.EventID)
+		}
+		return ids
+	}
+	if got := dead(); len(got) != 2 {
+		t.Fatalf("dead letters %v, want 2", got)
+	}
+	op := store.WithActor(r.ctx, store.Actor{ID: "token:op"})
+
+	// Retried while the receiver still fails: a dead letter again.
+	res, ev, err := r.svc.Retry(op, w.ID, api.WebhookRetry{EventID: one.ID})
+	if err != nil || len(res.Events) != 1 || res.Events[0] != one.ID || ev.Type != api.EventWebhookRetried || ev.Actor != "token:op" || ev.Subject != w.ID {
+		t.Fatalf("retry of %d: %+v, %+v, %v", one.ID, res, ev, err)
+	}
+	waitCursor(t, r, w.ID, ev.ID)
+	if got := dead(); len(got) != 2 || got[0] != one.ID || got[1] != two.ID {
+		t.Fatalf("dead letters after a failed retry %v, want %d (newest) and %d", got, one.ID, two.ID)
+	}
+
+	// Retried once the receiver takes them: delivered in order, the list empties.
+	failing.Store(false)
+	res, ev, err = r.svc.Retry(op, w.ID, api.WebhookRetry{All: true})
+	if err != nil || len(res.Events) != 2 || res.Events[0] != one.ID || res.Events[1] != two.ID {
+		t.Fatalf("retry all: %+v, %v", res, err)
+	}
+	for _, want := range []int64{one.ID, two.ID} {
+		if d := rc.next(t, r.ctx); d.event.ID != want || d.id != notify.DeliveryID(w.ID, want) {
+			t.Fatalf("delivery %+v, want event %d", d, want)
+		}
+	}
+	waitCursor(t, r, w.ID, ev.ID)
+	if got := dead(); len(got) != 0 {
+		t.Fatalf("dead letters after a retry the receiver took: %v", got)
+	}
+
+	for _, tt := range []struct {
+		id   string
+		req  api.WebhookRetry
+		kind error
+	}{
+		{w.ID, api.WebhookRetry{All: true}, fault.ErrConflict},
+		{w.ID, api.WebhookRetry{EventID: one.ID}, fault.ErrNotFound},
+		{w.ID, api.WebhookRetry{}, fault.ErrInvalid},
+		{w.ID, api.WebhookRetry{EventID: one.ID, All: true}, fault.ErrInvalid},
+		{"0123456789ab", api.WebhookRetry{All: true}, fault.ErrNotFound},
+		{"nope", api.WebhookRetry{All: true}, fault.ErrInvalid},
+	} {
+		if _, _, err := r.svc.Retry(op, tt.id, tt.req); !errors.Is(err, tt.kind) {
+			t.Errorf("retry %s %+v: %v, want %v", tt.id, tt.req, err, tt.kind)
+		}
 	}
 }

@@ -141,6 +141,39 @@ func (s *Service) Remove(ctx context.Context, id string) (api.Event, error) {
 	return ev, err
 }
 
+// Retry takes a webhook's dead letters (of one event, or all) off the list and records a
+// webhook.retried event naming their events, in one transaction: the webhook's follower meets
+// that event in the feed and delivers them again, in order, each with its tries; one that fails
+// them all is a dead letter again. A server killed before that goes on from its cursor, which
+// is before the event, and delivers them then.
+func (s *Service) Retry(ctx context.Context, id string, req api.WebhookRetry) (api.WebhookRetried, api.Event, error) {
+	if err := CheckID(id); err != nil {
+		return api.WebhookRetried{}, api.Event{}, err
+	}
+	if req.All == (req.EventID != 0) || req.EventID < 0 {
+		return api.WebhookRetried{}, api.Event{}, fault.Invalid("retry the dead letter of one event (its positive id) or all of them, not both or neither")
+	}
+	var out api.WebhookRetried
+	var ev api.Event
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		ids, err := tx.TakeFailures(api.WebhookTarget(id), req.EventID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return fault.NotFound("no webhook %s; see ferry webhook list", id)
+		case err != nil:
+			return err
+		case len(ids) == 0 && req.All:
+			return fault.Conflict("webhook %s has no dead letters to retry", id)
+		case len(ids) == 0:
+			return fault.NotFound("webhook %s has no dead letter of event %d; see ferry webhook failures %s", id, req.EventID, id)
+		}
+		out.Events = ids
+		ev, err = store.AppendOne(tx, api.NewEvent(s.clk.Now().UTC(), api.EventWebhookRetried, id, out))
+		return err
+	})
+	return out, ev, err
+}
+
 // Failures lists a webhook's dead letters, newest first.
 func (s *Service) Failures(ctx context.Context, id string) ([]api.DeliveryFailure, error) {
 	if err := CheckID(id); err != nil {

@@ -80,6 +80,7 @@ var routeAccess = map[string]access{
 	"GET /v1/webhooks":               admin,
 	"DELETE /v1/webhooks/{id}":       admin,
 	"GET /v1/webhooks/{id}/failures": admin,
+	"POST /v1/webhooks/{id}/retry":   admin,
 	"GET /v1/checks":                 viewer,
 	"POST /v1/checks":                admin,
 	"DELETE /v1/checks/{name}":       admin,

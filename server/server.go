@@ -100,6 +100,9 @@ type Config struct {
 	SMTP, SMTPFrom string
 	// WebhookTimeout bounds one try of a webhook delivery or of a mail (default 10s).
 	WebhookTimeout time.Duration
+	// WebhookAttempts is how many tries a webhook delivery or a mail gets before it is a dead
+	// letter (default 8).
+	WebhookAttempts int
 	// MetricsToken, when set, is the bearer token /metrics requires; without it /metrics is
 	// public, as Prometheus expects (it carries no secret).
 	MetricsToken string
@@ -311,7 +314,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.probeOrders = probe.NewOrders(st, cfg.Clock)
 	s.webhooks = notify.NewService(st, cfg.Clock, id.key)
 	s.notifier = notify.New(notify.Config{Store: st, Clock: cfg.Clock, Log: cfg.Logger, Key: id.key,
-		Sender: send.NewHTTP(cfg.WebhookTimeout), Mailer: mailer, From: cfg.SMTPFrom})
+		Sender: send.NewHTTP(cfg.WebhookTimeout), Mailer: mailer, From: cfg.SMTPFrom, MaxAttempts: cfg.WebhookAttempts})
 	s.health = health.New(health.Config{Store: st, Clock: cfg.Clock, Log: cfg.Logger, Allowed: s.hub.allowsCheck})
 	s.overview = overview.New(st, s.rollouts, s.health, cfg.Clock)
 	s.metrics = newMetrics(s.overview)
@@ -476,6 +479,7 @@ func (s *Server) routesInit() {
 	s.handle("GET /v1/webhooks", admin, s.listWebhooks)
 	s.handle("DELETE /v1/webhooks/{id}", admin, s.removeWebhook)
 	s.handle("GET /v1/webhooks/{id}/failures", admin, s.webhookFailures)
+	s.handle("POST /v1/webhooks/{id}/retry", admin, s.retryWebhook)
 
 	s.handle("GET /v1/checks", viewer, s.listChecks)
 	s.handle("POST /v1/checks", admin, s.addCheck)

@@ -50,3 +50,19 @@ func (s *Server) webhookFailures(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, fs)
 	return nil
 }
+
+// retryWebhook queues a webhook's dead letters for delivery again; the leader's notifier
+// delivers them when it meets the retry's event.
+func (s *Server) retryWebhook(w http.ResponseWriter, r *http.Request) error {
+	var req api.WebhookRetry
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	res, ev, err := s.webhooks.Retry(r.Context(), r.PathValue("id"), req)
+	if err != nil {
+		return err
+	}
+	s.settle(r.Context(), ev)
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}

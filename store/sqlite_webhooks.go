@@ -96,3 +96,19 @@ func (t sqliteTx) InsertFailure(f api.DeliveryFailure) error {
 		f.Target, f.Target, MaxFailures)
 	return err
 }
+
+func (t sqliteTx) TakeFailures(target string, eventID int64) ([]int64, error) {
+	if ok, err := t.exists(`SELECT 1 FROM delivery_cursors WHERE target = ?`, target); err != nil || !ok {
+		if err == nil {
+			err = fmt.Errorf("delivery cursor of %s %w", target, ErrNotFound)
+		}
+		return nil, err
+	}
+	rows, err := t.tx.QueryContext(t.ctx, `DELETE FROM delivery_failures WHERE target = ? AND (? = 0 OR event_id = ?) RETURNING event_id`,
+		target, eventID, eventID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return ScanEventIDs(rows)
+}

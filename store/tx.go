@@ -180,6 +180,10 @@ type Tx interface {
 	AdvanceCursor(target string, eventID int64) error
 	// InsertFailure records a dead letter, keeping the newest MaxFailures of its target.
 	InsertFailure(f api.DeliveryFailure) error
+	// TakeFailures removes a target's dead letters of one event, or all of them when eventID
+	// is 0, and returns their events' ids, ascending, each once; ErrNotFound when the target
+	// has no cursor (its webhook was removed).
+	TakeFailures(target string, eventID int64) ([]int64, error)
 }
 
 // Updater runs a function in one transaction: it commits when fn returns nil and rolls back

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
@@ -73,4 +74,18 @@ func ScanDeliveryFailures[T any](rows Rows, when func(T) time.Time) ([]api.Deliv
 		out = append(out, f)
 	}
 	return out, rows.Err()
+}
+
+// ScanEventIDs reads rows of one event id each and returns them ascending, each once.
+func ScanEventIDs(rows Rows) ([]int64, error) {
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), rows.Err()
 }

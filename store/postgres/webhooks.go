@@ -100,3 +100,20 @@ func (u updateTx) InsertFailure(f api.DeliveryFailure) error {
 		f.Target, f.EventID, f.EventType, f.Attempts, f.Error, pgTime(f.FailedAt), store.MaxFailures-1)
 	return err
 }
+
+func (u updateTx) TakeFailures(target string, eventID int64) ([]int64, error) {
+	var one int
+	err := u.tx.QueryRow(u.ctx, `SELECT 1 FROM delivery_cursors WHERE target = $1`, target).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("delivery cursor of %s %w", target, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := u.tx.Query(u.ctx, `DELETE FROM delivery_failures WHERE target = $1 AND ($2 = 0 OR event_id = $2) RETURNING event_id`, target, eventID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return store.ScanEventIDs(rows)
+}

@@ -12,8 +12,9 @@ import (
 )
 
 // testWebhooks: a webhook round-trips whole with its cursor; a cursor only moves forward and is
-// gone with its webhook; dead letters are counted, listed newest first, trimmed to MaxFailures
-// and removed with their webhook; another target's cursor starts once.
+// gone with its webhook; dead letters are counted, listed newest first, trimmed to MaxFailures,
+// taken back (one event's or all) and removed with their webhook; another target's cursor
+// starts once.
 func testWebhooks(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	update := func(fn func(store.Tx) error) error { return s.Update(ctx, fn) }
@@ -57,6 +58,27 @@ func testWebhooks(t *testing.T, s store.Store) {
 		t.Fatalf("DeliveryFailures: %d, first %+v, %v", len(fs), fs[0], err)
 	}
 
+	take := func(event int64) []int64 {
+		t.Helper()
+		var ids []int64
+		if err := update(func(tx store.Tx) (err error) { ids, err = tx.TakeFailures(target, event); return err }); err != nil {
+			t.Fatalf("TakeFailures(%d): %v", event, err)
+		}
+		return ids
+	}
+	if ids := take(5); !slices.Equal(ids, []int64{5}) {
+		t.Fatalf("TakeFailures(5) = %v", ids)
+	}
+	if ids := take(5); len(ids) != 0 {
+		t.Fatalf("TakeFailures(5) again = %v", ids)
+	}
+	if ids := take(0); len(ids) != store.MaxFailures-1 || ids[0] != 2 || ids[1] != 3 || ids[2] != 4 || ids[3] != 6 || ids[len(ids)-1] != store.MaxFailures+1 {
+		t.Fatalf("TakeFailures(0) = %d ids, %v...", len(ids), ids[:min(len(ids), 5)])
+	}
+	if fs, err := s.DeliveryFailures(ctx, target); err != nil || len(fs) != 0 {
+		t.Fatalf("dead letters after TakeFailures(0): %d, %v", len(fs), err)
+	}
+
 	var removed store.WebhookRecord
 	if err := update(func(tx store.Tx) (err error) { removed, err = tx.DeleteWebhook("a1"); return err }); err != nil || removed.URL != w.URL {
 		t.Fatalf("DeleteWebhook = %+v, %v", removed, err)
@@ -69,6 +91,9 @@ func testWebhooks(t *testing.T, s store.Store) {
 	}
 	if fs, err := s.DeliveryFailures(ctx, target); err != nil || len(fs) != 0 {
 		t.Fatalf("dead letters of a removed webhook: %d, %v", len(fs), err)
+	}
+	if err := update(func(tx store.Tx) error { _, err := tx.TakeFailures(target, 0); return err }); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("TakeFailures of a removed webhook: %v", err)
 	}
 
 	for _, start := range []int64{5, 3} {
