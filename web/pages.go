@@ -196,7 +196,7 @@ func (h *Handler) nodePage(w http.ResponseWriter, r *http.Request, s *session) e
 		if err != nil {
 			return err
 		}
-		cv = append(cv, checkView{Check: c, Plot: plotOf([]Series{{Name: c.Name, Points: pts}})})
+		cv = append(cv, checkView{Check: c, Plot: plotOf([]Series{{Name: c.Name, Unit: c.Unit, Points: pts}})})
 	}
 	last, err := h.cfg.Store.LastEventID(ctx)
 	if err != nil {
@@ -310,7 +310,7 @@ func (h *Handler) statsPage(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return err
 	}
-	h.render(w, r, http.StatusOK, "stats", s, map[string]any{"Checks": plotOf(checks), "Probes": plotOf(probes),
+	h.render(w, r, http.StatusOK, "stats", s, map[string]any{"Checks": plotOf(checks), "Probes": plotsByUnit(probes),
 		"Mesh": mesh, "Heat": heat(mesh)})
 	return nil
 }
