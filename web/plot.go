@@ -197,5 +197,6 @@ var funcs = template.FuncMap{
 		return ""
 	},
 	"rolloutSubject": api.RolloutSubject,
+	"eventLine":      eventLine,
 	"sub":            func(a, b int) int { return a - b },
 }
