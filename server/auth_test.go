@@ -184,6 +184,7 @@ func (h *harness) call(method, path, tok string) int {
 var browserRoutes = []string{
 	"GET /{$}", "GET /map", "GET /sites/{name}", "GET /nodes/{name}", "GET /nodes/{name}/logs/{app}", "GET /releases", "GET /rollouts",
 	"GET /rollouts/{id}", "GET /rollouts/{id}/live", "POST /rollouts/{id}/{action}", "GET /stats",
+	"GET /alerts", "POST /alerts/{id}/ack",
 	"GET /events", "GET /events/live",
 }
 

@@ -50,10 +50,25 @@ func (w webHealth) NodeChecks(ctx context.Context, node string) ([]web.Check, er
 	var out []web.Check
 	for _, r := range results {
 		if r.Node == node {
-			out = append(out, web.Check{Name: r.Check, State: r.State, Output: r.Output, Time: r.Time})
+			out = append(out, web.Check{Name: r.Check, State: r.State, Output: r.Output, Time: r.Time, Unit: historyUnit(r.Perf)})
 		}
 	}
 	return out, nil
+}
+
+// stateCodes is the unit of a check's history without perfdata: its states' codes.
+const stateCodes = "state (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)"
+
+// historyUnit is the unit of the values CheckHistory gives for a check whose latest perfdata is
+// perf: the first perf value's unit of measure, or its label when it has none (a count).
+func historyUnit(perf []api.CheckPerf) string {
+	switch {
+	case len(perf) == 0:
+		return stateCodes
+	case perf[0].UOM != "":
+		return perf[0].UOM
+	}
+	return perf[0].Label
 }
 
 // CheckHistory is the last day of a node's check: each bucket's first perf value's average, or

@@ -614,7 +614,17 @@ func (s *SQLite) Events(ctx context.Context, since int64, limit int) ([]api.Even
 
 // logEvents reads the log after since from the database.
 func (s *SQLite) logEvents(ctx context.Context, since int64, limit int) ([]api.Event, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, time, type, subject, data, actor, role, source FROM events WHERE id > ? ORDER BY id LIMIT ?`, since, limit)
+	return s.queryEvents(ctx, `SELECT id, time, type, subject, data, actor, role, source FROM events WHERE id > ? ORDER BY id LIMIT ?`, since, limit)
+}
+
+// SubjectEvents reads the newest events about subject, through events_subject.
+func (s *SQLite) SubjectEvents(ctx context.Context, subject string, limit int) ([]api.Event, error) {
+	return s.queryEvents(ctx, `SELECT id, time, type, subject, data, actor, role, source FROM events WHERE subject = ? ORDER BY id DESC LIMIT ?`, subject, limit)
+}
+
+// queryEvents runs a query of the events' columns and returns the events.
+func (s *SQLite) queryEvents(ctx context.Context, query string, args ...any) ([]api.Event, error) {
+	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

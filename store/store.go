@@ -127,6 +127,9 @@ type Store interface {
 	Events(ctx context.Context, since int64, limit int) ([]api.Event, error)
 	// LastEventID returns the id of the newest event, 0 when there is none.
 	LastEventID(ctx context.Context) (int64, error)
+	// SubjectEvents returns up to limit of the newest events about subject (a node, say),
+	// newest first, read through the events' index by subject.
+	SubjectEvents(ctx context.Context, subject string, limit int) ([]api.Event, error)
 	// Changed returns a channel that is closed once a write commits after this call: the
 	// wake-up that Watch waits on. It may close for writes that appended no event.
 	Changed() <-chan struct{}

@@ -71,6 +71,46 @@ func headless(t *testing.T, ctx context.Context) context.Context {
 	return tab
 }
 
+// drive starts a headless Chromium for at most within and returns run, which runs a step's
+// actions in it (on failure it saves failed.png with the artifacts and fails the test), and
+// screenshot, which saves the page as NAME.png with the artifacts.
+func (s *site) drive(within time.Duration) (run func(what string, actions ...chromedp.Action), screenshot func(name string)) {
+	t, shots := s.t, artifacts(s.t)
+	ctx, cancel := context.WithTimeout(s.ctx, within)
+	t.Cleanup(cancel)
+	tab := headless(t, ctx)
+	run = func(what string, actions ...chromedp.Action) {
+		t.Helper()
+		if err := chromedp.Run(tab, actions...); err != nil {
+			var shot []byte
+			if chromedp.Run(tab, chromedp.FullScreenshot(&shot, 100)) == nil {
+				os.WriteFile(filepath.Join(shots, "failed.png"), shot, 0o644)
+			}
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	screenshot = func(name string) {
+		t.Helper()
+		var shot []byte
+		run("screenshot "+name, chromedp.FullScreenshot(&shot, 100))
+		if err := os.WriteFile(filepath.Join(shots, name+".png"), shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return run, screenshot
+}
+
+// signInAt opens path in the browser, which sends it to the sign-in page, and signs in there with
+// the admin token.
+func (s *site) signInAt(path string) chromedp.Tasks {
+	return chromedp.Tasks{
+		chromedp.Navigate(s.addr + path),
+		chromedp.WaitVisible("#token", chromedp.ByID),
+		chromedp.SendKeys("#token", s.srv.AdminToken, chromedp.ByID),
+		chromedp.Click("#signin", chromedp.ByID),
+	}
+}
+
 // runAgent starts a real agent for node name at site and waits until it has enrolled; the
 // returned function kills it.
 func (s *site) runAgent(name, siteName string) (kill func()) {
@@ -141,7 +181,6 @@ func coord(v float64) *float64 { return &v }
 // its site loses an agent.
 func TestBrowser(t *testing.T) {
 	s := startSite(t, server.Config{HeartbeatInterval: 250 * time.Millisecond, HeartbeatGrace: 2 * time.Second})
-	shots := artifacts(t)
 	for _, st := range []client.SiteAdd{
 		{Name: "ams", Tier: 1, Lat: coord(52.37), Lon: coord(4.9)},
 		{Name: "nyc", Tier: 2, Lat: coord(40.71), Lon: coord(-74.0)},
@@ -155,35 +194,12 @@ func TestBrowser(t *testing.T) {
 	killA2 := s.runAgent("a2", "ams")
 	s.runAgent("n1", "nyc")
 
-	ctx, cancel := context.WithTimeout(s.ctx, 3*time.Minute)
-	defer cancel()
-	tab := headless(t, ctx)
-	run := func(what string, actions ...chromedp.Action) {
-		t.Helper()
-		if err := chromedp.Run(tab, actions...); err != nil {
-			var shot []byte
-			if chromedp.Run(tab, chromedp.FullScreenshot(&shot, 100)) == nil {
-				os.WriteFile(filepath.Join(shots, "failed.png"), shot, 0o644)
-			}
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	screenshot := func(name string) {
-		t.Helper()
-		var shot []byte
-		run("screenshot "+name, chromedp.FullScreenshot(&shot, 100))
-		if err := os.WriteFile(filepath.Join(shots, name+".png"), shot, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	run, screenshot := s.drive(3 * time.Minute)
 
 	// Sign in: the overview sends the browser to the sign-in page and back.
 	var location string
 	run("sign in",
-		chromedp.Navigate(s.addr+"/"),
-		chromedp.WaitVisible("#token", chromedp.ByID),
-		chromedp.SendKeys("#token", s.srv.AdminToken, chromedp.ByID),
-		chromedp.Click("#signin", chromedp.ByID),
+		s.signInAt("/"),
 		chromedp.WaitVisible("#map", chromedp.ByID),
 		chromedp.Location(&location),
 	)

@@ -45,6 +45,9 @@ type Check struct {
 	State  string // OK, WARNING, CRITICAL, UNKNOWN
 	Output string
 	Time   time.Time
+	// Unit is what CheckHistory's values count: the first perf value's unit, or the states'
+	// codes when the check gives no perfdata.
+	Unit string
 }
 
 // Point is one value at one time.

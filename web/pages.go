@@ -161,8 +161,8 @@ type checkView struct {
 	Plot plot
 }
 
-// recentScan is how far back in the log the node page looks for the node's events.
-const recentScan = 5000
+// recentEvents is how many of the node's newest events the node page shows.
+const recentEvents = 20
 
 // nodeLogs shows an admin the tail of an app's log on a node, fetched from its agent.
 func (h *Handler) nodeLogs(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -196,21 +196,11 @@ func (h *Handler) nodePage(w http.ResponseWriter, r *http.Request, s *session) e
 		if err != nil {
 			return err
 		}
-		cv = append(cv, checkView{Check: c, Plot: plotOf([]Series{{Name: c.Name, Points: pts}})})
+		cv = append(cv, checkView{Check: c, Plot: plotOf([]Series{{Name: c.Name, Unit: c.Unit, Points: pts}})})
 	}
-	last, err := h.cfg.Store.LastEventID(ctx)
+	mine, err := h.cfg.Store.SubjectEvents(ctx, n.Name, recentEvents)
 	if err != nil {
 		return err
-	}
-	evs, err := h.cfg.Store.Events(ctx, max(0, last-recentScan), recentScan)
-	if err != nil {
-		return err
-	}
-	var mine []api.Event
-	for i := len(evs) - 1; i >= 0 && len(mine) < 20; i-- {
-		if evs[i].Subject == n.Name {
-			mine = append(mine, evs[i])
-		}
 	}
 	h.render(w, r, http.StatusOK, "node", s, map[string]any{"Node": n, "Health": health, "Checks": cv, "Events": mine})
 	return nil
@@ -310,7 +300,7 @@ func (h *Handler) statsPage(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return err
 	}
-	h.render(w, r, http.StatusOK, "stats", s, map[string]any{"Checks": plotOf(checks), "Probes": plotOf(probes),
+	h.render(w, r, http.StatusOK, "stats", s, map[string]any{"Checks": plotOf(checks), "Probes": plotsByUnit(probes),
 		"Mesh": mesh, "Heat": heat(mesh)})
 	return nil
 }

@@ -25,6 +25,7 @@ type plot struct {
 	Lines  []plotLine
 	Min    string // the value axis' ends, formatted
 	Max    string
+	Unit   string // the value axis' unit: the lines', when they share one
 	From   time.Time
 	To     time.Time
 	Points int // how many points in all: 0 draws an empty state
@@ -36,6 +37,9 @@ type plotLine struct {
 	Class  string // s0…s5: the line's colour
 	Points string // SVG polyline points
 	Last   string
+	// Dot marks a line of a single point, which a polyline does not draw: its X and Y.
+	Dot  bool
+	X, Y float64
 }
 
 // plotOf scales series to a plot.
@@ -64,22 +68,52 @@ func plotOf(series []Series) plot {
 	span := p.To.Sub(p.From)
 	for i, s := range series {
 		var b strings.Builder
+		l := plotLine{Name: s.Name, Unit: s.Unit, Class: "s" + strconv.Itoa(i%6)}
 		for _, pt := range s.Points {
-			x := float64(plotW) / 2
+			l.X = float64(plotW) / 2
 			if span > 0 {
-				x = float64(pt.Time.Sub(p.From)) / float64(span) * plotW
+				l.X = float64(pt.Time.Sub(p.From)) / float64(span) * plotW
 			}
-			y := plotH - (pt.Value-lo)/(hi-lo)*plotH
-			fmt.Fprintf(&b, "%.1f,%.1f ", x, y)
+			l.Y = plotH - (pt.Value-lo)/(hi-lo)*plotH
+			fmt.Fprintf(&b, "%.1f,%.1f ", l.X, l.Y)
 		}
-		l := plotLine{Name: s.Name, Unit: s.Unit, Class: "s" + strconv.Itoa(i%6), Points: strings.TrimSpace(b.String())}
+		l.Points = strings.TrimSpace(b.String())
+		l.Dot = len(s.Points) == 1
 		if n := len(s.Points); n > 0 {
 			l.Last = number(s.Points[n-1].Value)
 		}
 		p.Lines = append(p.Lines, l)
 	}
-	p.Min, p.Max = number(lo), number(hi)
+	p.Min, p.Max, p.Unit = number(lo), number(hi), sharedUnit(series)
 	return p
+}
+
+// sharedUnit is the unit of every series, or "" when they differ.
+func sharedUnit(series []Series) string {
+	for _, s := range series[1:] {
+		if s.Unit != series[0].Unit {
+			return ""
+		}
+	}
+	return series[0].Unit
+}
+
+// plotsByUnit draws the series on one plot per unit, in the order the units first come: a value
+// axis means one thing (Mbit/s and ms on one axis read as nonsense).
+func plotsByUnit(series []Series) []plot {
+	var units []string
+	byUnit := map[string][]Series{}
+	for _, s := range series {
+		if _, ok := byUnit[s.Unit]; !ok {
+			units = append(units, s.Unit)
+		}
+		byUnit[s.Unit] = append(byUnit[s.Unit], s)
+	}
+	out := make([]plot, 0, len(units))
+	for _, u := range units {
+		out = append(out, plotOf(byUnit[u]))
+	}
+	return out
 }
 
 // number formats a value briefly.
@@ -163,5 +197,6 @@ var funcs = template.FuncMap{
 		return ""
 	},
 	"rolloutSubject": api.RolloutSubject,
+	"eventLine":      eventLine,
 	"sub":            func(a, b int) int { return a - b },
 }

@@ -47,9 +47,10 @@ type Config struct {
 	// Logs, when set, serves the last lines of an app's log on a node, fetched from its agent,
 	// as plain text; only admins may ask, since logs can hold secrets.
 	Logs func(w http.ResponseWriter, r *http.Request, node, app string)
-	// Health and Probes default to NodeStatusHealth and NoProbes.
+	// Health, Probes and Alerts default to NodeStatusHealth, NoProbes and NoAlerts.
 	Health Health
 	Probes Probes
+	Alerts Alerts
 	// Key signs sessions and CSRF tokens: at least 32 bytes, the same on every replica.
 	Key []byte
 	// Secure marks cookies Secure: the server speaks TLS.
@@ -92,6 +93,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.Probes == nil {
 		cfg.Probes = NoProbes{}
+	}
+	if cfg.Alerts == nil {
+		cfg.Alerts = NoAlerts{}
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 12 * time.Hour
@@ -155,6 +159,8 @@ func (h *Handler) routes() {
 	h.page("GET /rollouts/{id}", h.rolloutPage)
 	h.page("GET /rollouts/{id}/live", h.rolloutLive)
 	h.page("POST /rollouts/{id}/{action}", h.actOnRollout)
+	h.page("GET /alerts", h.alertsPage)
+	h.page("POST /alerts/{id}/ack", h.ackAlert)
 	h.page("GET /stats", h.statsPage)
 	h.page("GET /events", h.eventsPage)
 	h.page("GET /events/live", h.eventsLive)
@@ -299,9 +305,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 	h.render(w, r, code, "error", s, map[string]any{"Code": code, "Status": http.StatusText(code), "Message": msg})
 }
 
-// view is what every page template gets.
+// view is what every page template gets. Each page's template defines its "title": the page
+// and its subject.
 type view struct {
-	Title   string
 	Session *session
 	Admin   bool
 	Path    string
@@ -314,7 +320,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, code int, name 
 	if !ok {
 		panic("web: no page " + name)
 	}
-	v := view{Title: name, Session: s, Admin: s != nil && s.Role == api.RoleAdmin, Path: r.URL.Path, Data: data}
+	v := view{Session: s, Admin: s != nil && s.Role == api.RoleAdmin, Path: r.URL.Path, Data: data}
 	var b strings.Builder
 	if err := t.ExecuteTemplate(&b, "page", v); err != nil {
 		h.cfg.Logger.Error("render page", "page", name, "err", err)

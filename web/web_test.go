@@ -249,3 +249,27 @@ func TestEventsLive(t *testing.T) {
 		t.Fatalf("resumed at %s, want %s", again, id)
 	}
 }
+
+// Each page's title names the page and its subject.
+func TestPageTitles(t *testing.T) {
+	s := startSite(t, server.Config{})
+	if _, err := s.admin.AddSite(s.ctx, client.SiteAdd{Name: "ams", Tier: 1}); err != nil {
+		t.Fatal(err)
+	}
+	b := s.browser()
+	b.signIn(s.srv.AdminToken)
+	for path, want := range map[string]string{
+		"/":             "Fleet overview — Ferry",
+		"/sites/ams":    "Site ams — Ferry",
+		"/alerts":       "Alerts — Ferry",
+		"/alerts?all=1": "Alerts — Ferry",
+		"/stats":        "Statistics — Ferry",
+		"/events":       "Events — Ferry",
+		"/nodes/nope":   "404 Not Found — Ferry",
+	} {
+		_, page := b.do("GET", path, nil, nil)
+		if !strings.Contains(page, "<title>"+want+"</title>") {
+			t.Errorf("%s: want the title %q\n%.300s", path, want, page)
+		}
+	}
+}

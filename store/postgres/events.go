@@ -35,8 +35,19 @@ func eventArgs(e api.Event) []any {
 // Events reads the log after since, oldest first. Ids are assigned in commit order (see the
 // package doc), so a later read never finds an id below one an earlier read returned.
 func (s *Store) Events(ctx context.Context, since int64, limit int) ([]api.Event, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, time, type, subject, data, actor, role, source
+	return s.queryEvents(ctx, `SELECT id, time, type, subject, data, actor, role, source
 		FROM events WHERE id > $1 ORDER BY id LIMIT $2`, since, limit)
+}
+
+// SubjectEvents reads the newest events about subject, through events_subject.
+func (s *Store) SubjectEvents(ctx context.Context, subject string, limit int) ([]api.Event, error) {
+	return s.queryEvents(ctx, `SELECT id, time, type, subject, data, actor, role, source
+		FROM events WHERE subject = $1 ORDER BY id DESC LIMIT $2`, subject, limit)
+}
+
+// queryEvents runs a query of the events' columns and returns the events.
+func (s *Store) queryEvents(ctx context.Context, query string, args ...any) ([]api.Event, error) {
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

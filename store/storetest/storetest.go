@@ -34,6 +34,7 @@ func suite() []suiteTest {
 		{"Inventory", testInventory},
 		{"SiteLabels", testSiteLabels},
 		{"Events", testEvents},
+		{"SubjectEvents", testSubjectEvents},
 		{"EventActor", testEventActor},
 		{"Watch", testWatch},
 		{"SpendNonce", testSpendNonce},
@@ -109,6 +110,29 @@ func testEvents(t *testing.T, s store.Store) {
 	evs, err := s.Events(ctx, ids[1], 2)
 	if err != nil || len(evs) != 2 || evs[0].ID != ids[2] || evs[1].Fields()["size"] != float64(3) || !evs[0].Time.Equal(t0) {
 		t.Fatalf("Events = %+v %v", evs, err)
+	}
+}
+
+// A subject's events come newest first, at most limit of them, and none about another subject.
+func testSubjectEvents(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var mine []int64
+	for i := range 5 {
+		subject := "n1"
+		if i%2 == 1 {
+			subject = "n2"
+		}
+		e := appendEvent(t, ctx, s, api.NewEvent(t0, "test", subject, api.BlobCollected{Size: int64(i)}))
+		if subject == "n1" {
+			mine = append(mine, e.ID)
+		}
+	}
+	evs, err := s.SubjectEvents(ctx, "n1", 2)
+	if err != nil || len(evs) != 2 || evs[0].ID != mine[2] || evs[1].ID != mine[1] || evs[0].Subject != "n1" || evs[0].Fields()["size"] != float64(4) {
+		t.Fatalf("SubjectEvents(n1, 2) = %+v %v", evs, err)
+	}
+	if evs, err := s.SubjectEvents(ctx, "nobody", 10); err != nil || len(evs) != 0 {
+		t.Fatalf("SubjectEvents(nobody) = %+v %v", evs, err)
 	}
 }
 

@@ -59,13 +59,19 @@ function liveMap() {
   });
 }
 
+// liveSource opens a live stream; its page's "live" mark shows while it is connected.
+function liveSource(url, mark) {
+  const src = new EventSource(url);
+  src.onopen = () => { mark.hidden = false; };
+  src.onerror = () => { mark.hidden = true; };
+  return src;
+}
+
 function liveRollout() {
   const sec = document.getElementById("rollout");
   if (!sec || !sec.dataset.live) return;
-  const src = new EventSource("/rollouts/" + sec.dataset.id + "/live?since=" + encodeURIComponent(sec.dataset.since));
   const live = document.getElementById("ro-live");
-  src.onopen = () => { live.hidden = false; };
-  src.onerror = () => { live.hidden = true; };
+  const src = liveSource("/rollouts/" + sec.dataset.id + "/live?since=" + encodeURIComponent(sec.dataset.since), live);
   src.addEventListener("rollout", (e) => {
     const ro = JSON.parse(e.data);
     const state = document.getElementById("ro-state");
@@ -110,10 +116,7 @@ function liveRollout() {
 function liveEvents() {
   const sec = document.getElementById("events");
   if (!sec) return;
-  const src = new EventSource("/events/live?since=" + encodeURIComponent(sec.dataset.since));
-  const live = document.getElementById("ev-live");
-  src.onopen = () => { live.hidden = false; };
-  src.onerror = () => { live.hidden = true; };
+  const src = liveSource("/events/live?since=" + encodeURIComponent(sec.dataset.since), document.getElementById("ev-live"));
   src.addEventListener("event", (e) => {
     const ev = JSON.parse(e.data);
     const tr = document.createElement("tr");
@@ -127,6 +130,22 @@ function liveEvents() {
     while (rows.children.length > 500) rows.lastElementChild.remove();
     const empty = document.getElementById("ev-empty");
     if (empty) empty.remove();
+  });
+}
+
+// The alerts page redraws its list when an alert is raised, cleared or acknowledged, unless an
+// acknowledgement is being typed: then it waits for the next change.
+function liveAlerts() {
+  const sec = document.getElementById("alerts");
+  if (!sec) return;
+  const src = liveSource("/events/live?since=" + encodeURIComponent(sec.dataset.since), document.getElementById("al-live"));
+  const typing = () => Array.from(document.querySelectorAll("form.ack input[name=comment]")).some((i) => i.value !== "" || i === document.activeElement);
+  src.addEventListener("event", (e) => {
+    if (!/^alert\./.test(JSON.parse(e.data).type) || typing()) return;
+    fetch(location.href, { credentials: "same-origin" }).then((r) => r.ok ? r.text() : Promise.reject(r.status)).then((html) => {
+      const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("alert-list");
+      if (fresh && !typing()) document.getElementById("alert-list").replaceChildren(...Array.from(fresh.childNodes, (n) => document.importNode(n, true)));
+    });
   });
 }
 
@@ -146,4 +165,4 @@ function filters() {
   if (s) s.addEventListener("change", () => s.form.submit());
 }
 
-document.addEventListener("DOMContentLoaded", () => { hoverCard(); liveMap(); liveRollout(); liveEvents(); filters(); });
+document.addEventListener("DOMContentLoaded", () => { hoverCard(); liveMap(); liveRollout(); liveEvents(); liveAlerts(); filters(); });
