@@ -28,6 +28,7 @@ type SQLite struct {
 	changes Broadcast // fired after each commit
 	lock    *os.File  // held open while the database is: one server per database
 	tail    tail      // the newest events, for the feed's followers
+	hot     hotStatements
 	// committing is held from a commit until its events are in the tail.
 	committing sync.Mutex
 }
@@ -77,6 +78,9 @@ func openSQLite(ctx context.Context, file string) (*SQLite, error) {
 		return nil, err
 	}
 	last, err := s.LastEventID(ctx)
+	if err == nil {
+		err = s.prepareHot(ctx)
+	}
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -87,7 +91,13 @@ func openSQLite(ctx context.Context, file string) (*SQLite, error) {
 
 // Close closes the database.
 func (s *SQLite) Close() error {
-	err := errors.Join(s.r.Close(), s.w.Close())
+	var err error
+	for _, st := range []*sql.Stmt{s.hot.insertEvents, s.hot.nodeApps, s.hot.setNodeApps} {
+		if st != nil {
+			err = errors.Join(err, st.Close())
+		}
+	}
+	err = errors.Join(err, s.r.Close(), s.w.Close())
 	if s.lock != nil {
 		err = errors.Join(err, s.lock.Close())
 	}
@@ -143,6 +153,32 @@ func (s *SQLite) migrate(ctx context.Context) error {
 		}
 	}
 	return tx.Commit()
+}
+
+// hotStatements are the statements of the writes every agent report makes (its events, and the
+// node's app report read and written), prepared once on the writer's connection: SQLite then
+// runs them without parsing them again, which was half of their cost.
+type hotStatements struct {
+	insertEvents, nodeApps, setNodeApps *sql.Stmt
+}
+
+const (
+	insertEventsSQL = `INSERT INTO events (time, type, subject, data, actor, role, source)
+		SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6
+		FROM json_each(?) ORDER BY key`
+	nodeAppsSQL    = `SELECT apps FROM nodes WHERE name = ? AND status != 'revoked'`
+	setNodeAppsSQL = `UPDATE nodes SET apps = ? WHERE name = ? AND status != 'revoked'`
+)
+
+func (s *SQLite) prepareHot(ctx context.Context) error {
+	var err error
+	prepare := func(query string) *sql.Stmt {
+		st, perr := s.w.PrepareContext(ctx, query)
+		err = errors.Join(err, perr)
+		return st
+	}
+	s.hot = hotStatements{insertEvents: prepare(insertEventsSQL), nodeApps: prepare(nodeAppsSQL), setNodeApps: prepare(setNodeAppsSQL)}
+	return err
 }
 
 // tx runs fn in a write transaction and commits it.
@@ -541,7 +577,7 @@ func nodesWhere(ctx context.Context, q querier, where string, args ...any) (map[
 // appendEvents writes evs, in order, with the actor of ctx, in one statement, and returns them
 // as stored. Their ids are consecutive: one statement in the one write transaction allocates
 // them in the order the rows are inserted.
-func appendEvents(ctx context.Context, tx *sql.Tx, evs []api.Event) ([]api.Event, error) {
+func appendEvents(ctx context.Context, insert *sql.Stmt, evs []api.Event) ([]api.Event, error) {
 	if len(evs) == 0 {
 		return evs, nil
 	}
@@ -551,9 +587,7 @@ func appendEvents(ctx context.Context, tx *sql.Tx, evs []api.Event) ([]api.Event
 		evs[i].Time = evs[i].Time.UTC()
 		rows[i] = insertEventArgs(evs[i])
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO events (time, type, subject, data, actor, role, source)
-		SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6
-		FROM json_each(?) ORDER BY key`, mustJSON(rows))
+	res, err := insert.ExecContext(ctx, mustJSON(rows))
 	if err != nil {
 		return nil, err
 	}

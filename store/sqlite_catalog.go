@@ -17,7 +17,9 @@ var _ Updater = (*SQLite)(nil)
 // Update runs fn in one write transaction. SQLite has one writer, so transactions of Update
 // run one at a time.
 func (s *SQLite) Update(ctx context.Context, fn func(Tx) error) error {
-	return s.txEvents(ctx, func(tx *sql.Tx, added *[]api.Event) error { return fn(sqliteTx{ctx: ctx, tx: tx, added: added}) })
+	return s.txEvents(ctx, func(tx *sql.Tx, added *[]api.Event) error {
+		return fn(sqliteTx{ctx: ctx, tx: tx, added: added, hot: &s.hot})
+	})
 }
 
 // sqliteTx is a Tx over one SQLite write transaction.
@@ -25,7 +27,11 @@ type sqliteTx struct {
 	ctx   context.Context
 	tx    *sql.Tx
 	added *[]api.Event // the events appended, for the tail once committed
+	hot   *hotStatements
 }
+
+// stmt is a statement prepared on the writer's connection, within this transaction.
+func (t sqliteTx) stmt(st *sql.Stmt) *sql.Stmt { return t.tx.StmtContext(t.ctx, st) }
 
 func (t sqliteTx) exec(query string, args ...any) (sql.Result, error) {
 	return t.tx.ExecContext(t.ctx, query, args...)
@@ -274,7 +280,7 @@ func (t sqliteTx) MoveFollowers(app, channel, version string, at time.Time) ([]s
 
 func (t sqliteTx) NodeApps(node string) ([]api.NodeApp, error) {
 	var raw string
-	err := t.tx.QueryRowContext(t.ctx, `SELECT apps FROM nodes WHERE name = ? AND status != 'revoked'`, node).Scan(&raw)
+	err := t.stmt(t.hot.nodeApps).QueryRowContext(t.ctx, node).Scan(&raw)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("node %q %w", node, ErrNotFound)
 	}
@@ -292,7 +298,7 @@ func (t sqliteTx) SetNodeApps(node string, apps []api.NodeApp) error {
 	if apps == nil {
 		apps = []api.NodeApp{}
 	}
-	res, err := t.exec(`UPDATE nodes SET apps = ? WHERE name = ? AND status != 'revoked'`, mustJSON(apps), node)
+	res, err := t.stmt(t.hot.setNodeApps).ExecContext(t.ctx, mustJSON(apps), node)
 	if err != nil {
 		return err
 	}
@@ -311,7 +317,7 @@ func (t sqliteTx) AppendEventsAs(a Actor, evs ...api.Event) ([]api.Event, error)
 }
 
 func (t sqliteTx) appendEvents(ctx context.Context, evs []api.Event) ([]api.Event, error) {
-	evs, err := appendEvents(ctx, t.tx, evs)
+	evs, err := appendEvents(ctx, t.stmt(t.hot.insertEvents), evs)
 	if err == nil && t.added != nil {
 		*t.added = append(*t.added, evs...)
 	}
