@@ -12,6 +12,7 @@ import (
 	"github.com/ferryhq/ferry/agent"
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/internal/output"
 	"github.com/ferryhq/ferry/labels"
 )
 
@@ -174,7 +175,7 @@ func TestDeployWaitStatesInOrder(t *testing.T) {
 		f.reported(a, "ams-01", app)
 		return nil
 	})
-	printed := newLineWriter()
+	printed := output.New()
 	done := make(chan error, 1)
 	env := map[string]string{"FERRY_ADDR": f.addr, "FERRY_TOKEN": f.token, "FERRY_CACERT": f.caFile}
 	go func() {
@@ -182,7 +183,7 @@ func TestDeployWaitStatesInOrder(t *testing.T) {
 	}()
 	// The install starts once the deploy's answer is printed: --wait has looked at the nodes or
 	// is about to, and finds the install under way.
-	printed.wait(t, "hello@1.0.0 assigned to 1 node(s)\n")
+	printed.Wait(t, "hello@1.0.0 assigned to 1 node(s)\n")
 	close(begin)
 	if err := <-done; err != nil {
 		t.Fatalf("deploy --wait: %v\n%s", err, printed)

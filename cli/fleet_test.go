@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -214,48 +213,4 @@ func (f *fleet) events() []api.Event {
 		f.t.Fatal(err)
 	}
 	return evs
-}
-
-// lineWriter collects what a verb running in another goroutine prints, and lets a test wait for
-// a line without polling.
-type lineWriter struct {
-	mu   sync.Mutex
-	buf  strings.Builder
-	grew chan struct{} // closed and replaced at every write
-}
-
-func newLineWriter() *lineWriter { return &lineWriter{grew: make(chan struct{})} }
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	close(w.grew)
-	w.grew = make(chan struct{})
-	return w.buf.Write(p)
-}
-
-func (w *lineWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
-
-// wait waits until what was printed holds s.
-func (w *lineWriter) wait(t *testing.T, s string) {
-	t.Helper()
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	for {
-		w.mu.Lock()
-		found, grew := strings.Contains(w.buf.String(), s), w.grew
-		w.mu.Unlock()
-		if found {
-			return
-		}
-		select {
-		case <-grew:
-		case <-deadline.C:
-			t.Fatalf("never printed %q; printed:\n%s", s, w.String())
-		}
-	}
 }

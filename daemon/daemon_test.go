@@ -10,13 +10,13 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferryhq/ferry/api"
 	"github.com/ferryhq/ferry/cli"
 	"github.com/ferryhq/ferry/client"
+	"github.com/ferryhq/ferry/internal/output"
 	"github.com/ferryhq/ferry/pki"
 	"github.com/ferryhq/ferry/server"
 )
@@ -91,52 +91,9 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-// lines collects what a running verb writes and lets a test wait for a line, without polling.
-type lines struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	grew chan struct{} // closed and replaced at every write
-}
-
-func newLines() *lines { return &lines{grew: make(chan struct{})} }
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	close(l.grew)
-	l.grew = make(chan struct{})
-	return l.buf.Write(p)
-}
-
-func (l *lines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// waitMatch waits until the output matches re and returns the first submatch.
-func (l *lines) waitMatch(t *testing.T, re *regexp.Regexp) string {
-	t.Helper()
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	for {
-		l.mu.Lock()
-		m, grew := re.FindStringSubmatch(l.buf.String()), l.grew
-		l.mu.Unlock()
-		if m != nil {
-			return m[len(m)-1]
-		}
-		select {
-		case <-grew:
-		case <-deadline.C:
-			t.Fatalf("output never matched %s:\n%s", re, l.String())
-		}
-	}
-}
-
 // running is a verb running until its context is cancelled.
 type running struct {
-	stdout, stderr *lines
+	stdout, stderr *output.Lines
 	cancel         context.CancelFunc
 	done           chan error
 }
@@ -144,7 +101,7 @@ type running struct {
 func start(t *testing.T, args ...string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{stdout: newLines(), stderr: newLines(), cancel: cancel, done: make(chan error, 1)}
+	r := &running{stdout: output.New(), stderr: output.New(), cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- cli.Run(ctx, args, r.stdout, r.stderr, Server, Agent, Dev) }()
 	t.Cleanup(func() { r.stop(t) })
 	return r
@@ -194,7 +151,7 @@ func TestServerAndAgent(t *testing.T) {
 
 	data := t.TempDir()
 	srv := start(t, "server", "--data", data, "--listen", "127.0.0.1:0")
-	addr := "https://" + srv.stderr.waitMatch(t, regexp.MustCompile(`msg=serving addr=(\S+)`))
+	addr := "https://" + srv.stderr.WaitMatch(t, regexp.MustCompile(`msg=serving addr=(\S+)`))
 	if gc := debug.SetGCPercent(100); gc != server.GCPercent {
 		t.Errorf("ferry server runs the collector at GOGC %d, want %d", gc, server.GCPercent)
 	}
@@ -247,7 +204,7 @@ func TestBlobsDir(t *testing.T) {
 				args = append(args, "--blobs", filepath.Join(root, tt.flag))
 			}
 			srv := start(t, args...)
-			srv.stderr.waitMatch(t, regexp.MustCompile(`msg=serving `))
+			srv.stderr.WaitMatch(t, regexp.MustCompile(`msg=serving `))
 			srv.stop(t)
 			for _, d := range []string{"data/blobs", "shared", "flagged"} {
 				_, err := os.Stat(filepath.Join(root, d, "sha256"))
@@ -265,8 +222,8 @@ func TestDev(t *testing.T) {
 	noEnv(t)
 	data := t.TempDir()
 	dev := start(t, "dev", "--agents", "2", "--sites", "1", "--data", data, "--listen", "127.0.0.1:0")
-	addr := dev.stdout.waitMatch(t, regexp.MustCompile(`server  (https://\S+)`))
-	dev.stdout.waitMatch(t, regexp.MustCompile(`Ctrl-C stops everything`))
+	addr := dev.stdout.WaitMatch(t, regexp.MustCompile(`server  (https://\S+)`))
+	dev.stdout.WaitMatch(t, regexp.MustCompile(`Ctrl-C stops everything`))
 	admin := adminClient(t, addr, data)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
